@@ -1,0 +1,33 @@
+"""The broker factory: the one place a KafkaBroker is configured."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
+
+from shared.settings import ServiceSettings
+
+
+def make_broker(settings: ServiceSettings, client_id: str | None = None) -> KafkaBroker:
+    """A broker with acks=all, tracing and Prometheus middlewares.
+
+    No idempotent producer and no transactions: they are not portable across the Kafka
+    implementations we run on. Delivery is at-least-once and consumers are idempotent.
+    """
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=client_id or settings.service_name,
+        acks="all",
+        enable_idempotence=False,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=30_000,
+        graceful_timeout=15.0,
+        allow_auto_create_topics=False,
+        middlewares=[
+            KafkaTelemetryMiddleware(),
+            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=settings.service_name),
+        ],
+        logger=None,
+    )

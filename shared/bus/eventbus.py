@@ -1,0 +1,235 @@
+"""The EventBus: typed handlers with the platform's delivery rules.
+
+For each message: decode (tolerant reader, upcasting) -> skip if this consumer group has
+applied the event before (inbox) -> run the handler in a unit of work -> commit state,
+inbox row and outbox rows together -> commit the Kafka offset. A handler that keeps
+failing, or bytes that are not a valid event, go to ``<topic>.dlq`` with the reason and
+the original bytes and headers; the partition keeps flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from opentelemetry import metrics
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from shared.bus.outbox import OutboxRelay
+from shared.bus.store import InboxEntry, UnitOfWork, event_key
+from shared.events.envelope import Event
+from shared.events.registry import EventDecodeError, decode
+from shared.topics import Topic
+
+log = logging.getLogger(__name__)
+_meter = metrics.get_meter("llmops.bus")
+_handled = _meter.create_counter(
+    "llmops_events_handled", description="Events handled, by topic and outcome."
+)
+_duration = _meter.create_histogram(
+    "llmops_handler_duration", unit="s", description="Handler time per event."
+)
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, UnitOfWork], Awaitable[None]]
+
+DLQ_HEADER_PREFIX = "x-llmops-dlq-"
+
+
+class EventBus:
+    """Runtime of one service's messaging: subscriptions, outbox relay, DLQ, direct publish."""
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        engine: Engine | None,
+        *,
+        service: str,
+        attempts: int = 4,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self.broker = broker
+        self.engine = engine
+        self.service = service
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self.relay = OutboxRelay(broker, engine) if engine is not None else None
+
+    # -- subscribing -------------------------------------------------------------------
+    def subscribe(
+        self,
+        topic: Topic,
+        handler: Handler[Any],
+        *,
+        group: str | None = None,
+        idempotent: bool = True,
+        max_workers: int = 1,
+        **subscriber_kwargs: Any,
+    ) -> Any:
+        """Subscribe ``handler(event, uow)`` to ``topic`` in a consumer group."""
+        group_id = group or self.service
+        if idempotent and self.engine is None:
+            raise ValueError("an idempotent handler needs a database engine for its inbox")
+        subscriber_kwargs.setdefault("auto_offset_reset", "earliest")
+        if max_workers > 1:
+            subscriber_kwargs["max_workers"] = max_workers
+
+        async def consume(message: KafkaMessage) -> None:
+            await self._consume(topic, group_id, handler, message, idempotent=idempotent)
+
+        consume.__name__ = getattr(handler, "__name__", "consume")
+        return self.broker.subscriber(
+            topic.value,
+            group_id=group_id,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            **subscriber_kwargs,
+        )(consume)
+
+    async def _consume(
+        self,
+        topic: Topic,
+        group: str,
+        handler: Handler[Any],
+        message: KafkaMessage,
+        *,
+        idempotent: bool,
+    ) -> None:
+        attributes = {"topic": topic.value, "handler": getattr(handler, "__name__", "?")}
+        try:
+            event = decode(message.body, expected=topic.event)
+        except EventDecodeError as exc:
+            await self.dead_letter(topic, message, exc.reason, exc.detail, attempts=0)
+            _handled.add(1, {**attributes, "outcome": "dead-lettered"})
+            return
+        started = time.perf_counter()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                applied = await self._apply(group, handler, event, idempotent=idempotent)
+                outcome = "applied" if applied else "duplicate"
+                break
+            except Exception as exc:
+                if attempt == self.attempts:
+                    log.exception("handler failed; dead-lettering", extra=attributes)
+                    await self.dead_letter(
+                        topic, message, "handler-failed", f"{type(exc).__name__}: {exc}",
+                        attempts=attempt,
+                    )
+                    outcome = "dead-lettered"
+                    break
+                log.warning(
+                    "handler failed; retrying",
+                    extra={**attributes, "attempt": attempt, "error": repr(exc)},
+                )
+                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+        _handled.add(1, {**attributes, "outcome": outcome})
+        _duration.record(time.perf_counter() - started, attributes)
+
+    async def _apply(
+        self, group: str, handler: Handler[Any], event: Event, *, idempotent: bool
+    ) -> bool:
+        if self.engine is None:
+            await handler(event, UnitOfWork(_NoSession(), self.service))  # type: ignore[arg-type]
+            return True
+        with Session(self.engine) as session:
+            if idempotent and session.get(InboxEntry, (group, str(event.event_id))):
+                return False
+            uow = UnitOfWork(session, self.service)
+            await handler(event, uow)
+            if idempotent:
+                session.add(
+                    InboxEntry(consumer=group, event_id=str(event.event_id), event_type=event.EVENT_TYPE)
+                )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                if idempotent and self._seen(group, event):
+                    return False  # a concurrent delivery won the race
+                raise
+        if uow.emitted and self.relay is not None:
+            self.relay.kick()
+        return True
+
+    def _seen(self, group: str, event: Event) -> bool:
+        assert self.engine is not None
+        with Session(self.engine) as session:
+            return session.get(InboxEntry, (group, str(event.event_id))) is not None
+
+    async def dead_letter(
+        self, topic: Topic, message: KafkaMessage, reason: str, detail: str, *, attempts: int
+    ) -> None:
+        """Send the original bytes and headers to ``<topic>.dlq`` with why."""
+        raw = message.raw_message
+        record = raw[0] if isinstance(raw, tuple) else raw
+        headers = {
+            name: value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+            for name, value in (record.headers or ())
+        }
+        headers.update(
+            {
+                f"{DLQ_HEADER_PREFIX}reason": reason,
+                f"{DLQ_HEADER_PREFIX}error": detail[:4000],
+                f"{DLQ_HEADER_PREFIX}topic": topic.value,
+                f"{DLQ_HEADER_PREFIX}partition": str(record.partition),
+                f"{DLQ_HEADER_PREFIX}offset": str(record.offset),
+                f"{DLQ_HEADER_PREFIX}consumer": self.service,
+                f"{DLQ_HEADER_PREFIX}attempts": str(attempts),
+            }
+        )
+        log.error(
+            "dead-lettered message",
+            extra={"topic": topic.value, "reason": reason, "offset": record.offset, "error": detail[:500]},
+        )
+        await self.broker.publish(record.value or b"", topic.dlq, key=record.key, headers=headers)
+
+    # -- producing ---------------------------------------------------------------------
+    async def publish(
+        self, event: Event, *, key: str | None = None, topic: Topic | None = None
+    ) -> Event:
+        """Publish directly (no outbox): for stateless producers such as the gateway."""
+        if event.producer == "unknown":
+            event = event.model_copy(update={"producer": self.service})
+        target = topic or Topic.for_event(event)
+        key = key if key is not None else event_key(event, target)
+        await self.broker.publish(
+            event.to_bytes(),
+            target.value,
+            key=key.encode() if key else None,
+            headers={"event_type": event.EVENT_TYPE, "schema_version": str(event.SCHEMA_VERSION)},
+        )
+        return event
+
+    @contextmanager
+    def unit_of_work(self) -> Any:
+        """State change + emitted events outside a handler (e.g. from an HTTP route)."""
+        if self.engine is None:
+            raise RuntimeError("this bus has no database")
+        with Session(self.engine) as session:
+            uow = UnitOfWork(session, self.service)
+            yield uow
+            session.commit()
+        if uow.emitted and self.relay is not None:
+            self.relay.kick()
+
+    async def start(self) -> None:
+        if self.relay is not None:
+            await self.relay.start()
+            self.relay.kick()  # rows left by a previous run go out first
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+
+
+class _NoSession:
+    def add(self, _obj: object) -> None:
+        raise RuntimeError("this bus has no database: publish directly with bus.publish()")

@@ -1,0 +1,101 @@
+"""The outbox relay: publishes committed outbox rows, then deletes them.
+
+A crash between commit and publish loses nothing (the rows stay); a crash between publish
+and delete publishes twice, which idempotent consumers absorb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+
+from faststream.kafka import KafkaBroker
+from opentelemetry import context, propagate
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from shared.bus.store import OutboxEntry
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self, broker: KafkaBroker, engine: Engine, *, batch: int = 500, poll_s: float = 1.0
+    ) -> None:
+        self.broker = broker
+        self.engine = engine
+        self.batch = batch
+        self.poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.drain()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            self._wake.clear()
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; will retry")
+                await asyncio.sleep(self.poll_s)
+
+    async def drain(self) -> int:
+        """Publish every pending row, oldest first; returns how many were sent."""
+        sent = 0
+        async with self._lock:
+            while True:
+                with Session(self.engine) as session:
+                    rows = session.exec(
+                        select(OutboxEntry)
+                        .order_by(col(OutboxEntry.id))
+                        .limit(self.batch)
+                        .with_for_update(skip_locked=True)
+                    ).all()
+                    if not rows:
+                        return sent
+                    pending = [await self._publish(row) for row in rows]
+                    await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+                    ids = [row.id for row in rows]
+                    session.exec(delete(OutboxEntry).where(col(OutboxEntry.id).in_(ids)))  # type: ignore[call-overload]
+                    session.commit()
+                    sent += len(rows)
+
+    async def _publish(self, row: OutboxEntry) -> object:
+        headers = dict(row.headers or {})
+        token = context.attach(propagate.extract(headers))
+        try:
+            for name in ("traceparent", "tracestate"):
+                headers.pop(name, None)
+            return await self.broker.publish(
+                row.value,
+                row.topic,
+                key=row.key.encode() if row.key else None,
+                headers=headers,
+                no_confirm=True,
+            )
+        finally:
+            context.detach(token)

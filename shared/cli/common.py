@@ -1,0 +1,43 @@
+"""What every CLI command shares: settings, console, running coroutines, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+from aiokafka.errors import KafkaConnectionError
+from rich.console import Console
+
+from shared.settings import ServiceSettings
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+out = Console(soft_wrap=True, highlight=False)
+
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+
+
+def settings() -> ServiceSettings:
+    return ServiceSettings(service_name="cli", log_format="text")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; a broker that cannot be reached is a clear message, not a trace."""
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError as exc:
+        console.print(
+            f"[red]cannot reach Kafka at {settings().bootstrap_servers}:[/] {exc}\n"
+            "Start the stack with `llmops up --detach`, or set LLMOPS_KAFKA_BOOTSTRAP."
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+
+
+def stdout_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

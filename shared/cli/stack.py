@@ -1,0 +1,118 @@
+"""`llmops up`, `down` and `status`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from shared.cli.common import EXIT_UNAVAILABLE, console, out, run, settings, stdout_line
+from shared.stack.broker import BrokerNotFound
+from shared.stack.catalogue import available_processes
+from shared.stack.inspect import consumer_lag, process_health
+from shared.stack.supervisor import Supervisor, pid_alive, read_state, stop_detached
+
+
+def up(
+    only: Annotated[str | None, typer.Option(help="Comma-separated services to run.")] = None,
+    detach: Annotated[bool, typer.Option(help="Return once every service is healthy.")] = False,
+    timeout: Annotated[float, typer.Option(help="With --detach: seconds to wait.")] = 600,
+) -> None:
+    """Start the broker (unless LLMOPS_KAFKA_BOOTSTRAP is set), topics, and every service."""
+    cfg = settings()
+    state = read_state(cfg)
+    if state and pid_alive(int(state["supervisor_pid"])):
+        console.print(f"a stack is already running (pid {state['supervisor_pid']}); `llmops down` first")
+        raise typer.Exit(1)
+    try:
+        processes = available_processes(set(only.split(",")) if only else None)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if detach:
+        _up_detached(cfg.data_dir, only, timeout)
+        return
+    supervisor = Supervisor(cfg, processes, console=console)
+    try:
+        code = supervisor.run()
+    except BrokerNotFound as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    raise typer.Exit(code)
+
+
+def _up_detached(data_dir: os.PathLike[str], only: str | None, timeout: float) -> None:
+    cfg = settings()
+    log_dir = cfg.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "shared.cli.main", "up"] + (["--only", only] if only else [])
+    with (log_dir / "supervisor.log").open("ab") as log:
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "COLUMNS": "200"},
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (log_dir / "supervisor.log").read_text(errors="replace").splitlines()[-25:]
+            console.print("[red]the stack failed to start:[/]\n" + "\n".join(tail))
+            raise typer.Exit(1)
+        state = read_state(cfg)
+        if state and state.get("ready") and state["supervisor_pid"] == proc.pid:
+            key_file = cfg.data_dir / "admin.key"
+            for line in (log_dir / "supervisor.log").read_text(errors="replace").splitlines():
+                if "admin API key" in line and str(proc.pid) and key_file.exists():
+                    console.print(line)
+            console.print(f"[bold green]llmops is up[/] (supervisor pid {proc.pid})")
+            for p in state["processes"]:
+                console.print(f"  {p['label']:<16} http://127.0.0.1:{p['port']}")
+            console.print(f"  logs             {log_dir}\nstop it with `llmops down`")
+            return
+        time.sleep(0.3)
+    console.print("[red]timed out waiting for the stack; stopping it[/]")
+    stop_detached(cfg)
+    raise typer.Exit(1)
+
+
+def down() -> None:
+    """Stop a stack started with `up --detach`; no process is left behind."""
+    if stop_detached(settings()):
+        console.print("stack stopped")
+    else:
+        console.print("no stack is running")
+
+
+def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each service's health and its consumer groups' lag."""
+    cfg = settings()
+    rows = process_health(cfg)
+    try:
+        lag = run(consumer_lag(cfg.bootstrap_servers))
+    except typer.Exit:
+        lag = {}
+    if json_output:
+        stdout_line(json.dumps({"bootstrap": cfg.bootstrap_servers, "processes": rows, "lag": lag}))
+    else:
+        table = Table("process", "status", "url", "pid", "restarts", "consumer lag")
+        for row in rows:
+            group_lag = lag.get(row["service"], {})
+            table.add_row(
+                row["label"], row["status"], row["url"], str(row.get("pid") or "-"),
+                str(row.get("restarts", "-")),
+                ", ".join(f"{t.removeprefix('llmops.')}={n}" for t, n in group_lag.items()) or "0",
+            )
+        out.print(table)
+    if not rows or any(r["status"] != "healthy" for r in rows):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)

@@ -1,0 +1,42 @@
+"""The typed event contract: every event of the catalogue, and the registry."""
+
+from shared.events.envelope import ClaimCheck, Event, Payload
+from shared.events.evaluation import ModelEvaluated, ModelPromoted, ModelRolledBack
+from shared.events.ingest import IngestCompleted, IngestRequested, RecordsIngested
+from shared.events.labeling import DatasetVersioned, RecordsLabeled
+from shared.events.monitoring import AlertRaised, AuditRecorded, DriftDetected
+from shared.events.privacy import ErasureCompleted, ErasureRequested, RecordsAnonymized
+from shared.events.registry import EventDecodeError, all_models, decode, register, upcaster
+from shared.events.serving import FeedbackReceived, InferenceCompleted, InferenceRequested
+from shared.events.training import ModelTrained, TrainingProgressed, TrainingRequested
+
+__all__ = [
+    "AlertRaised",
+    "AuditRecorded",
+    "ClaimCheck",
+    "DatasetVersioned",
+    "DriftDetected",
+    "ErasureCompleted",
+    "ErasureRequested",
+    "Event",
+    "EventDecodeError",
+    "FeedbackReceived",
+    "InferenceCompleted",
+    "InferenceRequested",
+    "IngestCompleted",
+    "IngestRequested",
+    "ModelEvaluated",
+    "ModelPromoted",
+    "ModelRolledBack",
+    "ModelTrained",
+    "Payload",
+    "RecordsAnonymized",
+    "RecordsIngested",
+    "RecordsLabeled",
+    "TrainingProgressed",
+    "TrainingRequested",
+    "all_models",
+    "decode",
+    "register",
+    "upcaster",
+]

@@ -1,0 +1,172 @@
+"""Building blocks every composition root uses: runtime resources, admin routes, runner.
+
+A service's ``app.py`` builds its settings, calls ``build_runtime``, registers its handlers
+on ``runtime.bus``, and returns ``make_app(runtime, lifespan=...)``; ``__main__`` calls
+``run_app``. Nothing else creates brokers, engines or stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from shared.bus import EventBus, make_broker
+from shared.settings import ServiceSettings
+from shared.storage import ArtifactStore, engine_for
+from shared.telemetry import prometheus_payload, setup_telemetry, shutdown_telemetry
+
+log = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], bool | Awaitable[bool]]
+
+
+@dataclass
+class Runtime:
+    """The resources of one service process."""
+
+    service: str
+    settings: ServiceSettings
+    broker: KafkaBroker
+    bus: EventBus
+    engine: Engine | None
+    artifacts: ArtifactStore
+    checks: dict[str, HealthCheck] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def build_runtime(settings: ServiceSettings, service: str, *, database: bool = True) -> Runtime:
+    setup_telemetry(
+        service,
+        otlp_endpoint=settings.otlp_endpoint,
+        spans_file=settings.spans_file,
+        log_level=settings.log_level,
+        log_format=settings.log_format,
+    )
+    broker = make_broker(settings, client_id=service)
+    engine = (
+        engine_for(settings.database_url_for(service), service, raw_url=settings.database_url)
+        if database
+        else None
+    )
+    bus = EventBus(
+        broker,
+        engine,
+        service=service,
+        attempts=settings.handler_attempts,
+        backoff_s=settings.retry_backoff_s,
+    )
+    return Runtime(
+        service=service,
+        settings=settings,
+        broker=broker,
+        bus=bus,
+        engine=engine,
+        artifacts=ArtifactStore(settings.artifact_root),
+    )
+
+
+def _json(body: dict[str, Any], status: int = 200) -> tuple[int, bytes, str]:
+    return status, json.dumps(body).encode(), "application/json"
+
+
+def _asgi(handler: Callable[[], Awaitable[tuple[int, bytes, str]]]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        status, body, content_type = await handler()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def health(runtime: Runtime) -> tuple[int, dict[str, Any]]:
+    results: dict[str, bool] = {"started": runtime.ready.is_set()}
+    for name, check in runtime.checks.items():
+        try:
+            outcome = check()
+            results[name] = bool(await outcome if asyncio.iscoroutine(outcome) else outcome)
+        except Exception:
+            results[name] = False
+    ok = all(results.values())
+    return (200 if ok else 503), {
+        "status": "ok" if ok else "starting" if not runtime.ready.is_set() else "unhealthy",
+        "service": runtime.service,
+        "checks": results,
+    }
+
+
+def admin_routes(runtime: Runtime) -> list[tuple[str, Any]]:
+    async def healthz() -> tuple[int, bytes, str]:
+        status, body = await health(runtime)
+        return _json(body, status)
+
+    async def metrics() -> tuple[int, bytes, str]:
+        payload, content_type = prometheus_payload()
+        return 200, payload, content_type
+
+    return [("/healthz", _asgi(healthz)), ("/metrics", _asgi(metrics))]
+
+
+Lifespan = Callable[[Runtime], AbstractAsyncContextManager[None]]
+
+
+def make_app(runtime: Runtime, lifespan: Lifespan | None = None) -> AsgiFastStream:
+    """A FastStream app with /healthz and /metrics, the bus started and stopped with it."""
+
+    @asynccontextmanager
+    async def app_lifespan(**_options: Any) -> AsyncIterator[None]:
+        if lifespan is not None:
+            async with lifespan(runtime):
+                yield
+        else:
+            yield
+
+    async def after_startup() -> None:
+        await runtime.bus.start()
+        runtime.ready.set()
+        log.info("service ready", extra={"service": runtime.service})
+
+    async def on_shutdown() -> None:
+        runtime.ready.clear()
+        await runtime.bus.stop()
+
+    async def after_shutdown() -> None:
+        if runtime.engine is not None:
+            runtime.engine.dispose()
+        shutdown_telemetry()
+
+    return AsgiFastStream(
+        runtime.broker,
+        asgi_routes=admin_routes(runtime),
+        lifespan=app_lifespan,
+        after_startup=[after_startup],
+        on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
+        logger=logging.getLogger(runtime.service),
+    )
+
+
+def run_app(app: AsgiFastStream, runtime: Runtime, default_port: int) -> None:
+    """Serve the app (admin HTTP + broker) until SIGINT/SIGTERM."""
+    port = runtime.settings.admin_port or default_port
+    asyncio.run(
+        app.run(
+            log_level=logging.WARNING,
+            run_extra_options={"host": runtime.settings.admin_host, "port": port},
+        )
+    )

@@ -1,0 +1,106 @@
+"""One settings base for every service.
+
+Shared fields are read from ``LLMOPS_*`` variables whatever the subclass' prefix is, so
+``IngestionSettings`` (prefix ``LLMOPS_INGESTION_``) still reads ``LLMOPS_KAFKA_BOOTSTRAP``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDED_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service and the CLI share."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore", populate_by_name=True)
+
+    service_name: str = Field("llmops", description="Name used for logs, traces and the database.")
+    kafka_bootstrap: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_KAFKA_BOOTSTRAP"),
+        description="Kafka bootstrap servers; unset means the embedded broker.",
+    )
+    embedded_bootstrap: str = Field(
+        DEFAULT_EMBEDDED_BOOTSTRAP,
+        validation_alias=_env("LLMOPS_EMBEDDED_BOOTSTRAP"),
+        description="Listener of the embedded broker that `llmops up` starts.",
+    )
+    data_dir: Path = Field(
+        Path(".llmops"),
+        validation_alias=_env("LLMOPS_DATA_DIR"),
+        description="Root of all local state: SQLite files, artifacts, logs.",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_DATABASE_URL"),
+        description="SQLAlchemy URL; `{service}` is replaced by the service name. "
+        "Default: one SQLite file per service under the data dir. A PostgreSQL URL without "
+        "`{service}` gives each service its own schema.",
+    )
+    artifact_url: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_ARTIFACT_URL"),
+        description="fsspec URL of the artifact store (default: <data_dir>/artifacts).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP endpoint; traces and metrics are exported there when set.",
+    )
+    spans_file: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_SPANS_FILE"),
+        description="Append finished spans as JSON lines to this file (debugging, tests).",
+    )
+    admin_host: str = Field("127.0.0.1", validation_alias=_env("LLMOPS_ADMIN_HOST"))
+    admin_port: int = Field(
+        0,
+        validation_alias=_env("LLMOPS_ADMIN_PORT"),
+        description="Port of /healthz and /metrics; 0 means the service's default.",
+    )
+    log_level: str = Field("INFO", validation_alias=_env("LLMOPS_LOG_LEVEL"))
+    log_format: str = Field(
+        "json", validation_alias=_env("LLMOPS_LOG_FORMAT"), description="json or text."
+    )
+    handler_attempts: int = Field(
+        4,
+        validation_alias=_env("LLMOPS_HANDLER_ATTEMPTS"),
+        description="Tries of a failing handler before its message goes to the DLQ.",
+    )
+    retry_backoff_s: float = Field(
+        0.2,
+        validation_alias=_env("LLMOPS_RETRY_BACKOFF_S"),
+        description="First retry delay; doubles on each further try.",
+    )
+    replication_factor: int = Field(
+        1,
+        validation_alias=_env("LLMOPS_REPLICATION_FACTOR"),
+        description="Replication factor for topics this platform creates.",
+    )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or self.embedded_bootstrap
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def artifact_root(self) -> str:
+        return self.artifact_url or str((self.data_dir / "artifacts").resolve())
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url.replace("{service}", service)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"

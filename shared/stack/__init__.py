@@ -1,0 +1,1 @@
+"""The embedded stack: broker, service catalogue, process supervisor."""

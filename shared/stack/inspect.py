@@ -1,0 +1,83 @@
+"""Read-only views of a running platform: health, topics, consumer lag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.settings import ServiceSettings
+from shared.stack.catalogue import CATALOGUE, available_processes
+from shared.stack.supervisor import read_state
+
+
+async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
+    """topic -> {partitions, messages} (end minus beginning offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = sorted(t for t in await consumer.topics() if not t.startswith("__"))
+        parts = [
+            TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        begin = await consumer.beginning_offsets(parts) if parts else {}
+        end = await consumer.end_offsets(parts) if parts else {}
+        out: dict[str, dict[str, Any]] = {t: {"partitions": 0, "messages": 0} for t in topics}
+        for tp in parts:
+            out[tp.topic]["partitions"] += 1
+            out[tp.topic]["messages"] += end[tp] - begin[tp]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def consumer_lag(bootstrap: str) -> dict[str, dict[str, int]]:
+    """consumer group -> topic -> lag (messages not yet committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        groups = [g[0] if isinstance(g, tuple) else g for g in await admin.list_consumer_groups()]
+        lag: dict[str, dict[str, int]] = {}
+        for group in sorted(groups):
+            offsets = await admin.list_consumer_group_offsets(group)
+            if not offsets:
+                continue
+            ends = await consumer.end_offsets(list(offsets))
+            per_topic: dict[str, int] = {}
+            for tp, meta in offsets.items():
+                committed = meta.offset if meta.offset >= 0 else 0
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - committed)
+            lag[group] = per_topic
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def process_health(settings: ServiceSettings) -> list[dict[str, Any]]:
+    state = read_state(settings)
+    if state:
+        procs = state["processes"]
+    else:
+        procs = [
+            {"label": p.label, "service": p.service, "port": p.port, "pid": None}
+            for p in available_processes()
+        ]
+    rows = []
+    for proc in procs:
+        spec = next((p for p in CATALOGUE if p.label == proc["label"]), None)
+        path = spec.health_path if spec else "/healthz"
+        url = f"http://127.0.0.1:{proc['port']}{path}"
+        try:
+            response = httpx.get(url, timeout=2)
+            status = "healthy" if response.status_code == 200 else f"unhealthy ({response.status_code})"
+            detail = response.json() if response.headers.get("content-type", "").startswith(
+                "application/json") else {}
+        except httpx.HTTPError:
+            status, detail = "down", {}
+        rows.append({**proc, "url": url, "status": status, "detail": detail})
+    return rows

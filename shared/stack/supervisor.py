@@ -1,0 +1,339 @@
+"""`llmops up`: broker, topics, one process per service, health, restarts, clean stop.
+
+State of a running stack lives in ``<data_dir>/stack.json`` (pids, ports, health) so that
+`llmops status` and `llmops down` work from another terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from rich.console import Console
+
+from shared.settings import ServiceSettings
+from shared.stack.broker import start_broker
+from shared.stack.catalogue import ProcessSpec
+from shared.topics import ensure_topics
+
+STATE_FILE = "stack.json"
+MAX_BACKOFF_S = 30.0
+COLORS = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "white"]
+
+
+def state_path(settings: ServiceSettings) -> Path:
+    return settings.data_dir / STATE_FILE
+
+
+def read_state(settings: ServiceSettings) -> dict[str, Any] | None:
+    try:
+        return json.loads(state_path(settings).read_text())  # type: ignore[no-any-return]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def ensure_admin_key(settings: ServiceSettings) -> tuple[str, bool]:
+    """The admin API key: LLMOPS_ADMIN_KEY, or one generated once under the data dir."""
+    given = os.environ.get("LLMOPS_ADMIN_KEY")
+    if given:
+        return given, False
+    path = settings.data_dir / "admin.key"
+    if path.exists():
+        return path.read_text().strip(), False
+    key = "llm-" + secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key, True
+
+
+@dataclass
+class Child:
+    spec: ProcessSpec
+    color: str
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    healthy: bool = False
+    started_at: float = 0.0
+    pump: threading.Thread | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        processes: list[ProcessSpec],
+        *,
+        console: Console,
+        echo_logs: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.console = console
+        self.echo_logs = echo_logs
+        self.data_dir = settings.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.children = [Child(p, COLORS[i % len(COLORS)]) for i, p in enumerate(processes)]
+        self.broker: subprocess.Popen[bytes] | None = None
+        self.stopping = threading.Event()
+        self.admin_key = ""
+        self._print_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self.start_all()
+            self.print_urls()
+            self.watch()
+            return 0
+        except Exception as exc:
+            self.console.print(f"[red]llmops up failed:[/] {exc}")
+            return 1
+        finally:
+            self.stop_all()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if not self.stopping.is_set():
+            self.console.print(f"[bold]received {signal.Signals(signum).name}, stopping...[/]")
+        self.stopping.set()
+
+    def start_all(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_key, created = ensure_admin_key(self.settings)
+        if created:
+            self.console.print(
+                f"[bold yellow]admin API key (shown once, kept in {self.data_dir}/admin.key):[/] "
+                f"{self.admin_key}"
+            )
+        bootstrap = self.settings.bootstrap_servers
+        if self.settings.uses_embedded_broker:
+            self.console.print(f"starting the embedded broker on {bootstrap}")
+            self.broker = start_broker(bootstrap, self.log_dir / "broker.log")
+        else:
+            self.console.print(f"using the Kafka cluster at {bootstrap}")
+        created_topics = asyncio.run(
+            ensure_topics(bootstrap, replication_factor=self.settings.replication_factor)
+        )
+        self.console.print(f"topics ready ({len(created_topics)} created)")
+        for child in self.children:
+            self.spawn(child)
+        self.write_state()
+        self.wait_healthy()
+
+    def spawn(self, child: Child) -> None:
+        spec = child.spec
+        env = {
+            **os.environ,
+            "LLMOPS_KAFKA_BOOTSTRAP": self.settings.bootstrap_servers,
+            "LLMOPS_DATA_DIR": str(self.data_dir),
+            "LLMOPS_ADMIN_PORT": str(spec.port),
+            "LLMOPS_ADMIN_KEY": self.admin_key,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if spec.name == "gateway":
+            env.setdefault("LLMOPS_GATEWAY_PORT", str(spec.port))
+        if child.log is None:
+            child.log = (self.log_dir / f"{spec.label}.log").open("ab")
+        child.proc = subprocess.Popen(
+            [sys.executable, "-m", spec.module],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        child.started_at = time.monotonic()
+        child.healthy = False
+        child.pump = threading.Thread(target=self._pump, args=(child, child.proc), daemon=True)
+        child.pump.start()
+
+    def _pump(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None and child.log is not None
+        for line in iter(proc.stdout.readline, b""):
+            child.log.write(line)
+            child.log.flush()
+            if self.echo_logs:
+                text = line.decode("utf-8", "replace").rstrip()
+                with self._print_lock:
+                    self.console.print(
+                        f"[{child.color}]{child.spec.label:>14} |[/] {text}",
+                        markup=True, highlight=False, soft_wrap=True,
+                    )
+
+    def check_health(self, child: Child) -> bool:
+        url = f"http://127.0.0.1:{child.spec.port}{child.spec.health_path}"
+        try:
+            child.healthy = httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            child.healthy = False
+        return child.healthy
+
+    def wait_healthy(self) -> None:
+        pending = list(self.children)
+        while pending and not self.stopping.is_set():
+            for child in list(pending):
+                assert child.proc is not None
+                if child.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{child.spec.label} exited with {child.proc.returncode} during start; "
+                        f"see {self.log_dir / (child.spec.label + '.log')}"
+                    )
+                if self.check_health(child):
+                    self.console.print(f"[green]healthy[/] {child.spec.label}")
+                    pending.remove(child)
+                elif time.monotonic() - child.started_at > child.spec.startup_timeout_s:
+                    raise RuntimeError(f"{child.spec.label} not healthy after start timeout")
+            self.write_state()
+            time.sleep(0.3)
+        self.write_state(ready=not self.stopping.is_set())
+
+    def watch(self) -> None:
+        """Restart a process that dies, with exponential backoff, until asked to stop."""
+        last_health = 0.0
+        while not self.stopping.wait(0.5):
+            now = time.monotonic()
+            if self.broker is not None and self.broker.poll() is not None:
+                self.console.print("[red]the embedded broker died; restarting it[/]")
+                self.broker = start_broker(self.settings.bootstrap_servers, self.log_dir / "broker.log")
+                asyncio.run(ensure_topics(self.settings.bootstrap_servers))
+            for child in self.children:
+                assert child.proc is not None
+                if child.proc.poll() is None:
+                    if now - child.started_at > 60:
+                        child.restarts = 0  # it stayed up: forget old crashes
+                    continue
+                if child.next_start == 0.0:
+                    delay = min(MAX_BACKOFF_S, 2.0 ** child.restarts)
+                    child.next_start = now + delay
+                    self.console.print(
+                        f"[red]{child.spec.label} exited ({child.proc.returncode}); "
+                        f"restarting in {delay:.0f}s[/]"
+                    )
+                elif now >= child.next_start:
+                    child.restarts += 1
+                    child.next_start = 0.0
+                    self.spawn(child)
+            if now - last_health > 5:
+                for child in self.children:
+                    self.check_health(child)
+                last_health = now
+                self.write_state(ready=True)
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in self.children:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # the whole group: vLLM and others start helper processes of their own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(5)
+        if self.broker is not None and self.broker.poll() is None:
+            self.broker.terminate()
+            try:
+                self.broker.wait(10)
+            except subprocess.TimeoutExpired:
+                self.broker.kill()
+        with contextlib.suppress(FileNotFoundError):
+            state_path(self.settings).unlink()
+        self.console.print("stack stopped")
+
+    # -- reporting ---------------------------------------------------------------------
+    def write_state(self, ready: bool = False) -> None:
+        state = {
+            "supervisor_pid": os.getpid(),
+            "ready": ready,
+            "bootstrap": self.settings.bootstrap_servers,
+            "embedded_broker_pid": self.broker.pid if self.broker else None,
+            "data_dir": str(self.data_dir),
+            "processes": [
+                {
+                    "label": c.spec.label,
+                    "service": c.spec.service,
+                    "module": c.spec.module,
+                    "port": c.spec.port,
+                    "pid": c.proc.pid if c.proc else None,
+                    "healthy": c.healthy,
+                    "restarts": c.restarts,
+                }
+                for c in self.children
+            ],
+        }
+        tmp = state_path(self.settings).with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(state_path(self.settings))
+
+    def print_urls(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.console.print(f"[bold green]llmops is up[/] (Kafka at {self.settings.bootstrap_servers})")
+        for child in self.children:
+            kind = "API + health" if child.spec.name == "gateway" else "health/metrics"
+            self.console.print(f"  {child.spec.label:<16} http://127.0.0.1:{child.spec.port}  ({kind})")
+        self.console.print(f"  logs             {self.log_dir}")
+
+
+def stop_detached(settings: ServiceSettings, timeout_s: float = 60.0) -> bool:
+    """Stop the stack a `up --detach` started; True if one was running."""
+    state = read_state(settings)
+    if not state:
+        return False
+    pid = int(state["supervisor_pid"])
+    pids = [p["pid"] for p in state["processes"] if p.get("pid")]
+    if state.get("embedded_broker_pid"):
+        pids.append(state["embedded_broker_pid"])
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    for leftover in [pid, *pids]:  # belt and braces: nothing may outlive `down`
+        if pid_alive(leftover):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leftover, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leftover, signal.SIGKILL)
+    with contextlib.suppress(FileNotFoundError):
+        state_path(settings).unlink()
+    return True

@@ -1,0 +1,98 @@
+"""A content-addressed, immutable artifact store over fsspec.
+
+Objects live at ``<root>/sha256/<ab>/<digest>``; a put of bytes already there is a no-op,
+so writers never overwrite and readers can verify what they read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+import fsspec
+
+from shared.events.envelope import ClaimCheck
+
+CHUNK = 1 << 20
+
+
+class ArtifactIntegrityError(IOError):
+    """The bytes read do not match their recorded sha256."""
+
+
+class ArtifactStore:
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        self.fs.makedirs(self._base, exist_ok=True)
+
+    def _path(self, digest: str) -> str:
+        return f"{self._base}/sha256/{digest[:2]}/{digest}"
+
+    def uri(self, digest: str) -> str:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        path = self._path(digest)
+        return path if protocol in ("file", "local") else f"{protocol}://{path}"
+
+    def put_bytes(self, data: bytes, media_type: str = "application/octet-stream") -> ClaimCheck:
+        return self.put_chunks([data], media_type)
+
+    def put_chunks(self, chunks: Iterable[bytes], media_type: str) -> ClaimCheck:
+        """Stream chunks into the store; memory stays flat whatever the size."""
+        digest = hashlib.sha256()
+        size = 0
+        tmp = f"{self._base}/tmp/{uuid.uuid4().hex}"
+        self.fs.makedirs(f"{self._base}/tmp", exist_ok=True)
+        with self.fs.open(tmp, "wb") as out:
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        hexdigest = digest.hexdigest()
+        final = self._path(hexdigest)
+        if self.fs.exists(final):
+            self.fs.rm(tmp)
+        else:
+            self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, final)
+        return ClaimCheck(uri=self.uri(hexdigest), sha256=hexdigest, size=size, media_type=media_type)
+
+    def put_file(self, path: str | os.PathLike[str], media_type: str) -> ClaimCheck:
+        with open(path, "rb") as handle:
+            return self.put_chunks(iter(lambda: handle.read(CHUNK), b""), media_type)
+
+    def open(self, claim: ClaimCheck) -> IO[bytes]:
+        return self.fs.open(self._path(claim.sha256), "rb")  # type: ignore[no-any-return]
+
+    def iter_chunks(self, claim: ClaimCheck) -> Iterator[bytes]:
+        """Read in chunks and verify the digest at the end."""
+        digest = hashlib.sha256()
+        with self.open(claim) as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                yield chunk
+        if digest.hexdigest() != claim.sha256:
+            raise ArtifactIntegrityError(f"{claim.uri}: sha256 mismatch")
+
+    def get_bytes(self, claim: ClaimCheck) -> bytes:
+        return b"".join(self.iter_chunks(claim))
+
+    def exists(self, claim: ClaimCheck) -> bool:
+        return bool(self.fs.exists(self._path(claim.sha256)))
+
+    def fetch_to(self, claim: ClaimCheck, directory: Path) -> Path:
+        """Copy an artifact to a local file (verified); returns its path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / claim.sha256
+        if target.exists():
+            return target
+        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as out:
+            for chunk in self.iter_chunks(claim):
+                out.write(chunk)
+        Path(out.name).rename(target)
+        return target

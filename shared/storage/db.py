@@ -1,0 +1,57 @@
+"""The sqlmodel engine factory: SQLite by default, PostgreSQL by URL.
+
+A PostgreSQL URL without ``{service}`` gives each service its own schema in the one
+database (``search_path``), so services never share tables.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+_SAFE = re.compile(r"[^a-z0-9_]")
+
+
+def schema_name(service: str) -> str:
+    return "llmops_" + _SAFE.sub("_", service.lower())
+
+
+def make_engine(url: str, *, schema: str | None = None, create: bool = True) -> Engine:
+    """Build an engine and create the registered tables.
+
+    ``schema`` only applies to PostgreSQL: the schema is created and put first on the
+    search path of every connection.
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    else:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        if schema:
+            with engine.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    if create:
+        SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def engine_for(settings_url: str, service: str, *, raw_url: str | None = None) -> Engine:
+    """Engine for one service, given the URL resolved from settings."""
+    schema = None
+    if not settings_url.startswith("sqlite") and "{service}" not in (raw_url or ""):
+        schema = schema_name(service)
+    return make_engine(settings_url, schema=schema)

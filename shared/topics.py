@@ -1,0 +1,164 @@
+"""Every topic of the platform, its partition count, its event model and its DLQ twin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from shared import events as ev
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+
+
+class Topic(StrEnum):
+    INGEST_REQUESTED = "llmops.ingest.requested.v1"
+    RECORDS_INGESTED = "llmops.records.ingested.v1"
+    INGEST_COMPLETED = "llmops.ingest.completed.v1"
+    RECORDS_ANONYMIZED = "llmops.records.anonymized.v1"
+    ERASURE_REQUESTED = "llmops.erasure.requested.v1"
+    ERASURE_COMPLETED = "llmops.erasure.completed.v1"
+    RECORDS_LABELED = "llmops.records.labeled.v1"
+    DATASET_VERSIONED = "llmops.dataset.versioned.v1"
+    TRAINING_REQUESTED = "llmops.training.requested.v1"
+    TRAINING_PROGRESSED = "llmops.training.progressed.v1"
+    MODEL_TRAINED = "llmops.model.trained.v1"
+    MODEL_EVALUATED = "llmops.model.evaluated.v1"
+    MODEL_PROMOTED = "llmops.model.promoted.v1"
+    MODEL_ROLLED_BACK = "llmops.model.rolled-back.v1"
+    INFERENCE_REQUESTED = "llmops.inference.requested.v1"
+    INFERENCE_COMPLETED = "llmops.inference.completed.v1"
+    FEEDBACK_RECEIVED = "llmops.feedback.received.v1"
+    DRIFT_DETECTED = "llmops.drift.detected.v1"
+    ALERT_RAISED = "llmops.alert.raised.v1"
+    AUDIT_RECORDED = "llmops.audit.recorded.v1"
+
+    @property
+    def spec(self) -> TopicSpec:
+        return SPECS[self]
+
+    @property
+    def event(self) -> type[ev.Event]:
+        return self.spec.event
+
+    @property
+    def partitions(self) -> int:
+        return self.spec.partitions
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.value}{DLQ_SUFFIX}"
+
+    @classmethod
+    def for_event(cls, event: type[ev.Event] | ev.Event) -> Topic:
+        event_type = event.EVENT_TYPE
+        for topic, spec in SPECS.items():
+            if spec.event.EVENT_TYPE == event_type:
+                return topic
+        raise KeyError(f"no topic carries {event_type}")
+
+    @classmethod
+    def parse(cls, name: str) -> Topic:
+        """A topic from its full name or a short alias like `ingest.requested`."""
+        for topic in cls:
+            if name in (topic.value, topic.value.removeprefix("llmops.").rsplit(".v", 1)[0]):
+                return topic
+        known = ", ".join(t.value for t in cls)
+        raise ValueError(f"unknown topic {name!r}; known topics: {known}")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    event: type[ev.Event]
+    partitions: int
+    key: str
+    description: str
+
+
+SPECS: dict[Topic, TopicSpec] = {
+    Topic.INGEST_REQUESTED: TopicSpec(ev.IngestRequested, 3, "dataset", "Ingest commands."),
+    Topic.RECORDS_INGESTED: TopicSpec(
+        ev.RecordsIngested, 6, "dataset", "Clean raw batches (ingest hop only)."
+    ),
+    Topic.INGEST_COMPLETED: TopicSpec(ev.IngestCompleted, 3, "dataset", "Ingest reports."),
+    Topic.RECORDS_ANONYMIZED: TopicSpec(
+        ev.RecordsAnonymized, 6, "dataset", "Batches without personal data."
+    ),
+    Topic.ERASURE_REQUESTED: TopicSpec(ev.ErasureRequested, 1, "subject_ref", "Erasures."),
+    Topic.ERASURE_COMPLETED: TopicSpec(
+        ev.ErasureCompleted, 1, "subject_ref", "Per-service erasure answers."
+    ),
+    Topic.RECORDS_LABELED: TopicSpec(ev.RecordsLabeled, 3, "dataset", "Agreed labels."),
+    Topic.DATASET_VERSIONED: TopicSpec(ev.DatasetVersioned, 3, "dataset", "Dataset versions."),
+    Topic.TRAINING_REQUESTED: TopicSpec(ev.TrainingRequested, 3, "model_name", "Train commands."),
+    Topic.TRAINING_PROGRESSED: TopicSpec(ev.TrainingProgressed, 3, "run_id", "Run progress."),
+    Topic.MODEL_TRAINED: TopicSpec(ev.ModelTrained, 3, "model_name", "Trained versions."),
+    Topic.MODEL_EVALUATED: TopicSpec(ev.ModelEvaluated, 3, "model_name", "Evaluations."),
+    Topic.MODEL_PROMOTED: TopicSpec(ev.ModelPromoted, 1, "model_name", "Promotions."),
+    Topic.MODEL_ROLLED_BACK: TopicSpec(ev.ModelRolledBack, 1, "model_name", "Rollbacks."),
+    Topic.INFERENCE_REQUESTED: TopicSpec(
+        ev.InferenceRequested, 6, "request_id", "Gateway -> workers (never stored)."
+    ),
+    Topic.INFERENCE_COMPLETED: TopicSpec(
+        ev.InferenceCompleted, 6, "request_id", "Inference results and usage."
+    ),
+    Topic.FEEDBACK_RECEIVED: TopicSpec(ev.FeedbackReceived, 3, "response_id", "User feedback."),
+    Topic.DRIFT_DETECTED: TopicSpec(ev.DriftDetected, 1, "model_name", "Drift alerts."),
+    Topic.ALERT_RAISED: TopicSpec(ev.AlertRaised, 1, "name", "SLO and health alerts."),
+    Topic.AUDIT_RECORDED: TopicSpec(ev.AuditRecorded, 1, "action", "Privileged actions."),
+}
+
+
+def all_topic_names() -> list[tuple[str, int]]:
+    """Every topic and DLQ twin with its partition count."""
+    names: list[tuple[str, int]] = []
+    for topic in Topic:
+        names.append((topic.value, topic.partitions))
+        names.append((topic.dlq, 1))
+    return names
+
+
+async def ensure_topics(
+    bootstrap: str,
+    *,
+    replication_factor: int = 1,
+    extra: list[tuple[str, int]] | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create every missing topic (and DLQ twin); returns the ones created. Idempotent."""
+    wanted = all_topic_names() + (extra or [])
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=parts, replication_factor=replication_factor)
+            for name, parts in wanted
+            if name not in existing
+        ]
+        created: list[str] = []
+        for new_topic in missing:  # one by one: an "already exists" must not hide the others
+            try:
+                await admin.create_topics([new_topic])
+                created.append(new_topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        if created:
+            log.info("created topics", extra={"topics": created})
+        return created
+    finally:
+        await admin.close()
