@@ -61,7 +61,8 @@ class JsonLinesSpanExporter(SpanExporter):
                         "end": span.end_time,
                         "attributes": {k: _jsonable(v) for k, v in (span.attributes or {}).items()},
                         "status": span.status.status_code.name,
-                    }
+                    },
+                    default=str,
                 )
             )
         with self._lock, self.path.open("a") as out:
@@ -70,7 +71,9 @@ class JsonLinesSpanExporter(SpanExporter):
 
 
 def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return [_jsonable(v) for v in value] if isinstance(value, tuple) else value
 
 
 class JsonFormatter(logging.Formatter):

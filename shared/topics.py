@@ -79,6 +79,7 @@ class TopicSpec:
     partitions: int
     key: str
     description: str
+    retention_ms: int | None = None  # short retention for the hops that carry raw text
 
 
 SPECS: dict[Topic, TopicSpec] = {
@@ -103,10 +104,13 @@ SPECS: dict[Topic, TopicSpec] = {
     Topic.MODEL_PROMOTED: TopicSpec(ev.ModelPromoted, 1, "model_name", "Promotions."),
     Topic.MODEL_ROLLED_BACK: TopicSpec(ev.ModelRolledBack, 1, "model_name", "Rollbacks."),
     Topic.INFERENCE_REQUESTED: TopicSpec(
-        ev.InferenceRequested, 6, "request_id", "Gateway -> workers (never stored)."
+        ev.InferenceRequested, 6, "request_id", "Gateway -> workers (raw, short retention).",
+        retention_ms=3_600_000,
     ),
     Topic.INFERENCE_COMPLETED: TopicSpec(
-        ev.InferenceCompleted, 6, "request_id", "Inference results and usage."
+        ev.InferenceCompleted, 6, "request_id",
+        "Results + usage (raw text: read only by anonymization; short retention).",
+        retention_ms=3_600_000,
     ),
     Topic.FEEDBACK_RECEIVED: TopicSpec(ev.FeedbackReceived, 3, "response_id", "User feedback."),
     Topic.DRIFT_DETECTED: TopicSpec(ev.DriftDetected, 1, "model_name", "Drift alerts."),
@@ -122,6 +126,13 @@ def all_topic_names() -> list[tuple[str, int]]:
         names.append((topic.value, topic.partitions))
         names.append((topic.dlq, 1))
     return names
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    for topic in Topic:
+        if name == topic.value and topic.spec.retention_ms:
+            return {"retention.ms": str(topic.spec.retention_ms)}
+    return {}
 
 
 async def ensure_topics(
@@ -146,7 +157,12 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=replication_factor)
+            NewTopic(
+                name,
+                num_partitions=parts,
+                replication_factor=replication_factor,
+                topic_configs=topic_configs(name),
+            )
             for name, parts in wanted
             if name not in existing
         ]

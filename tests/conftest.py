@@ -45,3 +45,11 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "llmops"
     path.mkdir()
     return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The same test on SQLite and on the machine's PostgreSQL."""
+    from tests.support.engines import engine_for_backend
+
+    yield from engine_for_backend(request.param, tmp_path, request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from sqlalchemy import event as sa_event
 from sqlmodel import Field, SQLModel, select
 
 from shared.bus import UnitOfWork
@@ -33,8 +34,8 @@ def register(runtime: Runtime) -> None:
         uow.session.add(Applied(event_id=str(event.event_id), target=event.target))
         uow.emit(event.caused(AlertRaised, name="echo", summary=f"saw {event.target}"))
         if event.action == "crash-after-commit":
-            uow.session.commit()
-            os._exit(17)
+            # die right after the bus commits state + inbox + outbox, before the relay runs
+            sa_event.listen(uow.session, "after_commit", lambda _session: os._exit(17))
 
     runtime.bus.subscribe(Topic.AUDIT_RECORDED, on_audit_recorded)
 
