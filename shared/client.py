@@ -82,6 +82,7 @@ class PlatformClient:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
         )
         await consumer.start()
         try:

@@ -64,6 +64,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         service=service,
         attempts=settings.handler_attempts,
         backoff_s=settings.retry_backoff_s,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     return Runtime(
         service=service,

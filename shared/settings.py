@@ -81,6 +81,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_RETRY_BACKOFF_S"),
         description="First retry delay; doubles on each further try.",
     )
+    fetch_max_wait_ms: int = Field(
+        25,
+        validation_alias=_env("LLMOPS_FETCH_MAX_WAIT_MS"),
+        description="Longest a consumer fetch waits for data. Brokers that do not wake a "
+        "waiting fetch when data arrives (the embedded one) add up to this much latency.",
+    )
     replication_factor: int = Field(
         1,
         validation_alias=_env("LLMOPS_REPLICATION_FACTOR"),

@@ -56,12 +56,14 @@ class EventBus:
         service: str,
         attempts: int = 4,
         backoff_s: float = 0.2,
+        fetch_max_wait_ms: int = 25,
     ) -> None:
         self.broker = broker
         self.engine = engine
         self.service = service
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.relay = OutboxRelay(broker, engine) if engine is not None else None
 
     # -- subscribing -------------------------------------------------------------------
@@ -80,6 +82,7 @@ class EventBus:
         if idempotent and self.engine is None:
             raise ValueError("an idempotent handler needs a database engine for its inbox")
         subscriber_kwargs.setdefault("auto_offset_reset", "earliest")
+        subscriber_kwargs.setdefault("fetch_max_wait_ms", self.fetch_max_wait_ms)
         if max_workers > 1:
             subscriber_kwargs["max_workers"] = max_workers
 

@@ -1,0 +1,229 @@
+"""Bus benchmark: a FastStream + pydantic consume->publish service vs a hand-written aiokafka loop.
+
+Same broker (a fresh embedded tansu), same 1 kB events, same work per event: read, validate
+into the pydantic model, build the follow-up event, publish it with acks=all, commit the
+offset after handling (at-least-once). Also measured: the platform's EventBus (inbox +
+outbox on SQLite), which is what services run. Prints events/s, ratios and round-trip
+p50/p99; writes benchmarks/results/bus.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import median, pct, write_result  # noqa: E402
+from shared.bus import EventBus, UnitOfWork, make_broker  # noqa: E402
+from shared.events import AlertRaised, AuditRecorded  # noqa: E402
+from shared.settings import ServiceSettings  # noqa: E402
+from shared.stack.broker import start_broker  # noqa: E402
+from shared.storage import make_engine  # noqa: E402
+from shared.topics import Topic, ensure_topics  # noqa: E402
+from tests.support.stack import free_port  # noqa: E402
+
+PAD = "x" * 820  # an AuditRecorded of ~1 kB on the wire
+FETCH_WAIT_MS = 25  # the platform default (LLMOPS_FETCH_MAX_WAIT_MS), for every variant
+
+
+def make_event(i: int) -> bytes:
+    return AuditRecorded(action="bench", actor="bench", allowed=True, target=str(i),
+                         details={"pad": PAD}).to_bytes()
+
+
+def follow_up(event: AuditRecorded) -> AlertRaised:
+    return event.caused(AlertRaised, name="bench", summary=event.target)
+
+
+async def make_topics(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, 1, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+# -- the three services under test ------------------------------------------------------
+async def raw_service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
+    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, group_id=f"raw-{src}",
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=FETCH_WAIT_MS)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    try:
+        while not stop.is_set():
+            try:
+                record = await asyncio.wait_for(consumer.getone(), timeout=0.2)
+            except TimeoutError:
+                continue
+            event = AuditRecorded.model_validate_json(record.value)
+            await producer.send_and_wait(dst, follow_up(event).to_bytes())
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def faststream_service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
+    broker: KafkaBroker = make_broker(ServiceSettings(kafka_bootstrap=bootstrap), "bench")
+
+    @broker.subscriber(src, group_id=f"fs-{src}", auto_offset_reset="earliest",
+                       ack_policy=AckPolicy.NACK_ON_ERROR, fetch_max_wait_ms=FETCH_WAIT_MS)
+    async def handle(message: KafkaMessage) -> None:
+        event = AuditRecorded.model_validate_json(message.body)
+        await broker.publish(follow_up(event).to_bytes(), dst)
+
+    await broker.start()
+    await stop.wait()
+    await broker.stop()
+
+
+async def eventbus_service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
+    """The platform path: tolerant decode, inbox, outbox, relay (SQLite)."""
+    broker = make_broker(ServiceSettings(kafka_bootstrap=bootstrap), "bench")
+    tmp = tempfile.mkdtemp()
+    engine = make_engine(f"sqlite:///{tmp}/bench.db")
+    bus = EventBus(broker, engine, service="bench", fetch_max_wait_ms=FETCH_WAIT_MS)
+    relay_topic = Topic.ALERT_RAISED
+
+    async def on_audit_recorded(event: AuditRecorded, uow: UnitOfWork) -> None:
+        uow.emit(follow_up(event), topic=relay_topic)
+
+    # the EventBus subscribes by Topic; point the benchmark's topics at it
+    bus.subscribe(Topic.AUDIT_RECORDED, on_audit_recorded, group=f"bus-{src}")
+    await broker.start()
+    await bus.start()
+    await stop.wait()
+    await bus.stop()
+    await broker.stop()
+
+
+# -- load and measurement ---------------------------------------------------------------
+async def throughput(bootstrap: str, src: str, dst: str, n: int,
+                     service: Callable[[str, str, str, asyncio.Event], Awaitable[None]]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    batch = [producer.send(src, make_event(i)) for i in range(n)]
+    await asyncio.gather(*[await f for f in batch])
+    await producer.stop()
+    collector = AIOKafkaConsumer(dst, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                 fetch_max_wait_ms=FETCH_WAIT_MS)
+    await collector.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(service(bootstrap, src, dst, stop))
+    seen = 0
+    first = last = 0.0
+    while seen < n:  # timed from the first output to the last: group joins are not work
+        got = await collector.getmany(timeout_ms=500)
+        count = sum(len(v) for v in got.values())
+        if count:
+            last = time.perf_counter()
+            if not seen:
+                first, n_first = last, count
+            seen += count
+    elapsed = last - first
+    stop.set()
+    await task
+    await collector.stop()
+    return (n - n_first) / elapsed
+
+
+async def round_trips(bootstrap: str, src: str, dst: str, n: int,
+                      service: Callable[[str, str, str, asyncio.Event], Awaitable[None]]) -> list[float]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service(bootstrap, src, dst, stop))
+    collector = AIOKafkaConsumer(dst, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                 fetch_max_wait_ms=FETCH_WAIT_MS)
+    await collector.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    await asyncio.sleep(3)  # consumer group joins
+    await collector.seek_to_end()
+    latencies = []
+    for i in range(n + 20):
+        sent = time.perf_counter()
+        await producer.send_and_wait(src, make_event(i))
+        while True:
+            got = await collector.getmany(timeout_ms=2000, max_records=1)
+            if got:
+                break
+        if i >= 20:  # warm-up
+            latencies.append((time.perf_counter() - sent) * 1000)
+    stop.set()
+    await task
+    await producer.stop()
+    await collector.stop()
+    return latencies
+
+
+async def main(n: int, pings: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bootstrap = f"127.0.0.1:{free_port()}"
+        broker_proc = start_broker(bootstrap, Path(tmp) / "tansu.log")
+        try:
+            await ensure_topics(bootstrap)
+            variants = {
+                "aiokafka (peer)": raw_service,
+                "FastStream + pydantic": faststream_service,
+                "EventBus (inbox+outbox, SQLite)": eventbus_service,
+            }
+            rates: dict[str, list[float]] = {name: [] for name in variants}
+            lat: dict[str, list[float]] = {name: [] for name in variants}
+            for r in range(rounds):  # interleaved rounds: noise hits every variant alike
+                for k, (name, svc) in enumerate(variants.items()):
+                    tag = f"{r}{k}"
+                    if svc is eventbus_service:
+                        src, dst = Topic.AUDIT_RECORDED.value, Topic.ALERT_RAISED.value
+                        await drain_topics(bootstrap)
+                    else:
+                        src, dst = f"bench.in.{tag}", f"bench.out.{tag}"
+                        await make_topics(bootstrap, src, dst, src + ".rt", dst + ".rt")
+                    rates[name].append(await throughput(bootstrap, src, dst, n, svc))
+                    if svc is not eventbus_service:
+                        src, dst = src + ".rt", dst + ".rt"
+                    lat[name] += await round_trips(bootstrap, src, dst, pings, svc)
+                    print(f"round {r + 1} {name:<34} {rates[name][-1]:>8.0f} ev/s", flush=True)
+        finally:
+            broker_proc.terminate()
+            broker_proc.wait()
+    peer = median(rates["aiokafka (peer)"])
+    lines = ["| implementation | events/s (median) | ratio vs aiokafka | round trip p50 ms | p99 ms |",
+             "|---|---|---|---|---|"]
+    for name in rates:
+        rate = median(rates[name])
+        lines.append(f"| {name} | {rate:,.0f} | {rate / peer:.2f} | {pct(lat[name], 50):.2f} | {pct(lat[name], 99):.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    body = (f"{n} events of ~1 kB per round, {rounds} interleaved rounds, {pings} sequential round trips "
+            "per variant and round; consume -> validate -> publish (acks=all) -> commit per event; "
+            "one embedded tansu broker, load generator in the same process.\n\n" + table +
+            "\n\nGoal: FastStream + pydantic >= 0.85x the hand-written aiokafka loop.")
+    print(f"written to {write_result('bus', 'Bus: FastStream service vs raw aiokafka', body)}")
+
+
+async def drain_topics(bootstrap: str) -> None:
+    """The EventBus variant uses the catalogue topics; nothing to do but make sure they exist."""
+    await ensure_topics(bootstrap)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--pings", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.pings, args.rounds))

@@ -1,0 +1,67 @@
+"""`llmops up --detach`, `status` and `down` on a real embedded stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.stack.supervisor import pid_alive
+from tests.integration.test_cli import llmops
+from tests.support.stack import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
+    env = {
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_KAFKA_BOOTSTRAP": "",
+    }
+    up = llmops("up", "--detach", "--only", "ingestion", env=env, timeout=300)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((data_dir / "stack.json").read_text())
+    pids = [state["supervisor_pid"], state["embedded_broker_pid"]] + [p["pid"] for p in state["processes"]]
+    try:
+        assert "admin API key" in (data_dir / "logs" / "supervisor.log").read_text()
+        assert (data_dir / "admin.key").stat().st_mode & 0o077 == 0
+
+        status = llmops("status", "--json", env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        report = json.loads(status.stdout)
+        assert [(p["label"], p["status"]) for p in report["processes"]] == [("ingestion", "healthy")]
+
+        sent = llmops("publish", "audit.recorded", "-", env=env,
+                      stdin=json.dumps({"action": "a", "actor": "stack-test", "allowed": True}))
+        assert sent.returncode == 0, sent.stderr
+        got = llmops("consume", "audit.recorded", "--from-beginning", "--max", "1", "--timeout", "5", env=env)
+        assert json.loads(got.stdout)["event_id"] == json.loads(sent.stdout)["event_id"]
+
+        # a service that dies is restarted by the supervisor
+        victim = state["processes"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: (s := json.loads((data_dir / "stack.json").read_text()))["processes"][0]["pid"] != victim
+                   and s["processes"][0]["healthy"], timeout=90, interval=0.5)
+        pids.append(json.loads((data_dir / "stack.json").read_text())["processes"][0]["pid"])
+        assert (data_dir / "logs" / "ingestion.log").exists()
+    finally:
+        down = llmops("down", env=env, timeout=120)
+    assert down.returncode == 0, down.stderr
+    time.sleep(0.5)
+    assert [p for p in pids if pid_alive(p)] == []
+    assert not (data_dir / "stack.json").exists()
+    assert llmops("status", env=env).returncode == 1
+
+
+def test_missing_broker_binary_says_what_to_do(data_dir: Path) -> None:
+    env = {"LLMOPS_DATA_DIR": str(data_dir), "LLMOPS_TANSU_BIN": "/nonexistent/tansu",
+           "LLMOPS_KAFKA_BOOTSTRAP": "", "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    result = llmops("up", "--only", "ingestion", env=env, timeout=60)
+    assert result.returncode != 0
+    assert "LLMOPS_KAFKA_BOOTSTRAP" in result.stderr
+    assert "not found" in result.stderr or "does not exist" in result.stderr
