@@ -25,22 +25,23 @@ from faststream.middlewares import AckPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import median, pct, write_result  # noqa: E402
-from shared.bus import EventBus, UnitOfWork, make_broker  # noqa: E402
-from shared.events import AlertRaised, AuditRecorded  # noqa: E402
-from shared.settings import ServiceSettings  # noqa: E402
-from shared.stack.broker import start_broker  # noqa: E402
-from shared.storage import make_engine  # noqa: E402
-from shared.topics import Topic, ensure_topics  # noqa: E402
-from tests.support.stack import free_port  # noqa: E402
+from benchmarks.common import median, pct, write_result
+from shared.bus import EventBus, UnitOfWork, make_broker
+from shared.events import AlertRaised, AuditRecorded
+from shared.settings import ServiceSettings
+from shared.stack.broker import start_broker
+from shared.storage import make_engine
+from shared.topics import Topic, ensure_topics
+from tests.support.stack import free_port
 
 PAD = "x" * 820  # an AuditRecorded of ~1 kB on the wire
 FETCH_WAIT_MS = 25  # the platform default (LLMOPS_FETCH_MAX_WAIT_MS), for every variant
 
 
 def make_event(i: int) -> bytes:
-    return AuditRecorded(action="bench", actor="bench", allowed=True, target=str(i),
-                         details={"pad": PAD}).to_bytes()
+    return AuditRecorded(
+        action="bench", actor="bench", allowed=True, target=str(i), details={"pad": PAD}
+    ).to_bytes()
 
 
 def follow_up(event: AuditRecorded) -> AlertRaised:
@@ -58,9 +59,14 @@ async def make_topics(bootstrap: str, *names: str) -> None:
 
 # -- the three services under test ------------------------------------------------------
 async def raw_service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
-    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, group_id=f"raw-{src}",
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=FETCH_WAIT_MS)
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{src}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
     await producer.start()
@@ -81,8 +87,13 @@ async def raw_service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -
 async def faststream_service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
     broker: KafkaBroker = make_broker(ServiceSettings(kafka_bootstrap=bootstrap), "bench")
 
-    @broker.subscriber(src, group_id=f"fs-{src}", auto_offset_reset="earliest",
-                       ack_policy=AckPolicy.NACK_ON_ERROR, fetch_max_wait_ms=FETCH_WAIT_MS)
+    @broker.subscriber(
+        src,
+        group_id=f"fs-{src}",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+    )
     async def handle(message: KafkaMessage) -> None:
         event = AuditRecorded.model_validate_json(message.body)
         await broker.publish(follow_up(event).to_bytes(), dst)
@@ -113,15 +124,24 @@ async def eventbus_service(bootstrap: str, src: str, dst: str, stop: asyncio.Eve
 
 
 # -- load and measurement ---------------------------------------------------------------
-async def throughput(bootstrap: str, src: str, dst: str, n: int,
-                     service: Callable[[str, str, str, asyncio.Event], Awaitable[None]]) -> float:
+async def throughput(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    n: int,
+    service: Callable[[str, str, str, asyncio.Event], Awaitable[None]],
+) -> float:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     batch = [producer.send(src, make_event(i)) for i in range(n)]
     await asyncio.gather(*[await f for f in batch])
     await producer.stop()
-    collector = AIOKafkaConsumer(dst, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                 fetch_max_wait_ms=FETCH_WAIT_MS)
+    collector = AIOKafkaConsumer(
+        dst,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+    )
     await collector.start()
     stop = asyncio.Event()
     task = asyncio.create_task(service(bootstrap, src, dst, stop))
@@ -142,12 +162,21 @@ async def throughput(bootstrap: str, src: str, dst: str, n: int,
     return (n - n_first) / elapsed
 
 
-async def round_trips(bootstrap: str, src: str, dst: str, n: int,
-                      service: Callable[[str, str, str, asyncio.Event], Awaitable[None]]) -> list[float]:
+async def round_trips(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    n: int,
+    service: Callable[[str, str, str, asyncio.Event], Awaitable[None]],
+) -> list[float]:
     stop = asyncio.Event()
     task = asyncio.create_task(service(bootstrap, src, dst, stop))
-    collector = AIOKafkaConsumer(dst, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                 fetch_max_wait_ms=FETCH_WAIT_MS)
+    collector = AIOKafkaConsumer(
+        dst,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+    )
     await collector.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -201,17 +230,24 @@ async def main(n: int, pings: int, rounds: int) -> None:
             broker_proc.terminate()
             broker_proc.wait()
     peer = median(rates["aiokafka (peer)"])
-    lines = ["| implementation | events/s (median) | ratio vs aiokafka | round trip p50 ms | p99 ms |",
-             "|---|---|---|---|---|"]
-    for name in rates:
-        rate = median(rates[name])
-        lines.append(f"| {name} | {rate:,.0f} | {rate / peer:.2f} | {pct(lat[name], 50):.2f} | {pct(lat[name], 99):.2f} |")
+    lines = [
+        "| implementation | events/s (median) | ratio vs aiokafka | round trip p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for name, samples in rates.items():
+        rate = median(samples)
+        p50, p99 = pct(lat[name], 50), pct(lat[name], 99)
+        lines.append(f"| {name} | {rate:,.0f} | {rate / peer:.2f} | {p50:.2f} | {p99:.2f} |")
     table = "\n".join(lines)
     print(table)
-    body = (f"{n} events of ~1 kB per round, {rounds} interleaved rounds, {pings} sequential round trips "
-            "per variant and round; consume -> validate -> publish (acks=all) -> commit per event; "
-            "one embedded tansu broker, load generator in the same process.\n\n" + table +
-            "\n\nGoal: FastStream + pydantic >= 0.85x the hand-written aiokafka loop.")
+    body = (
+        f"{n} events of ~1 kB per round, {rounds} interleaved rounds, "
+        f"{pings} sequential round trips per variant and round; "
+        "consume -> validate -> publish (acks=all) -> commit per event; "
+        "one embedded tansu broker, load generator in the same process.\n\n"
+        + table
+        + "\n\nGoal: FastStream + pydantic >= 0.85x the hand-written aiokafka loop."
+    )
     print(f"written to {write_result('bus', 'Bus: FastStream service vs raw aiokafka', body)}")
 
 

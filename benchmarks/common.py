@@ -13,7 +13,8 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def machine() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()}-core {platform.machine()}, {mem_gib:.0f} GiB, no GPU, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{os.cpu_count()}-core {platform.machine()}, {mem_gib:.0f} GiB, no GPU, Python {python}"
 
 
 def pct(values: list[float], q: float) -> float:

@@ -1,9 +1,9 @@
 """The typed Python SDK for engineers: publish events, read and wait for them.
 
-    async with PlatformClient(ServiceSettings()) as client:
-        request = await client.publish(IngestRequested(dataset="tickets", sources=[...]))
-        report = await client.wait_for(Topic.INGEST_COMPLETED,
-                                       lambda e: e.request_id == request.event_id)
+async with PlatformClient(ServiceSettings()) as client:
+    request = await client.publish(IngestRequested(dataset="tickets", sources=[...]))
+    report = await client.wait_for(Topic.INGEST_COMPLETED,
+                                   lambda e: e.request_id == request.event_id)
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class PlatformClient:
         try:
             partitions = consumer.partitions_for_topic(name) or set()
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(name) or set()
             assigned = [TopicPartition(name, p) for p in sorted(partitions)]
             consumer.assign(assigned)

@@ -72,15 +72,18 @@ def incompatibilities(old: Any, new: Any, path: str = "") -> list[str]:
             found = [incompatibilities(branch, candidate, path) for candidate in branches]
             if all(found):  # no new branch reads this old one: report the closest miss
                 same_type = [
-                    f for f, c in zip(found, branches, strict=True)
+                    f
+                    for f, c in zip(found, branches, strict=True)
                     if isinstance(c, dict) and c.get("type") == branch.get("type")
                 ]
-                problems += min(same_type or found, key=len)
+                closest: list[list[str]] = same_type or found
+                miss: list[str] = min(closest, key=len)
+                problems += miss
         return problems
     if isinstance(old, dict):
-        if isinstance(new, dict) and "anyOf" in new and "anyOf" not in old:
-            if any(not incompatibilities(old, b, path) for b in new["anyOf"]):
-                return []
+        widened = isinstance(new, dict) and "anyOf" in new and "anyOf" not in old
+        if widened and any(not incompatibilities(old, b, path) for b in new["anyOf"]):
+            return []
         for key in ("type", "format", "const"):
             if key in old and (not isinstance(new, dict) or new.get(key) != old[key]):
                 problems.append(f"{path.rstrip('.') or '<root>'}: {key} changed")
@@ -177,8 +180,9 @@ def _read_lock(root: Path) -> dict[str, Any]:
 def check(root: Path) -> list[str]:
     problems = []
     lock, incompatible = updated_lock(_read_lock(root))
-    problems += [f"incompatible change (bump schema_version + add an upcaster): {p}"
-                 for p in incompatible]
+    problems += [
+        f"incompatible change (bump schema_version + add an upcaster): {p}" for p in incompatible
+    ]
     expected = {**render(), "compat.lock.json": _dump(lock)}
     for rel, text in expected.items():
         path = root / rel

@@ -59,7 +59,7 @@ class Topic(StrEnum):
     def for_event(cls, event: type[ev.Event] | ev.Event) -> Topic:
         event_type = event.EVENT_TYPE
         for topic, spec in SPECS.items():
-            if spec.event.EVENT_TYPE == event_type:
+            if event_type == spec.event.EVENT_TYPE:
                 return topic
         raise KeyError(f"no topic carries {event_type}")
 
@@ -104,11 +104,16 @@ SPECS: dict[Topic, TopicSpec] = {
     Topic.MODEL_PROMOTED: TopicSpec(ev.ModelPromoted, 1, "model_name", "Promotions."),
     Topic.MODEL_ROLLED_BACK: TopicSpec(ev.ModelRolledBack, 1, "model_name", "Rollbacks."),
     Topic.INFERENCE_REQUESTED: TopicSpec(
-        ev.InferenceRequested, 6, "request_id", "Gateway -> workers (raw, short retention).",
+        ev.InferenceRequested,
+        6,
+        "request_id",
+        "Gateway -> workers (raw, short retention).",
         retention_ms=3_600_000,
     ),
     Topic.INFERENCE_COMPLETED: TopicSpec(
-        ev.InferenceCompleted, 6, "request_id",
+        ev.InferenceCompleted,
+        6,
+        "request_id",
         "Results + usage (raw text: read only by anonymization; short retention).",
         retention_ms=3_600_000,
     ),

@@ -123,7 +123,10 @@ class EventBus:
                 if attempt == self.attempts:
                     log.exception("handler failed; dead-lettering", extra=attributes)
                     await self.dead_letter(
-                        topic, message, "handler-failed", f"{type(exc).__name__}: {exc}",
+                        topic,
+                        message,
+                        "handler-failed",
+                        f"{type(exc).__name__}: {exc}",
                         attempts=attempt,
                     )
                     outcome = "dead-lettered"
@@ -143,13 +146,15 @@ class EventBus:
             await handler(event, UnitOfWork(_NoSession(), self.service))  # type: ignore[arg-type]
             return True
         with Session(self.engine) as session:
-            if idempotent and session.get(InboxEntry, (group, str(event.event_id))):
+            if idempotent and self._seen_in(session, group, event):
                 return False
             uow = UnitOfWork(session, self.service)
             await handler(event, uow)
             if idempotent:
                 session.add(
-                    InboxEntry(consumer=group, event_id=str(event.event_id), event_type=event.EVENT_TYPE)
+                    InboxEntry(
+                        consumer=group, event_id=str(event.event_id), event_type=event.EVENT_TYPE
+                    )
                 )
             try:
                 session.commit()
@@ -165,7 +170,12 @@ class EventBus:
     def _seen(self, group: str, event: Event) -> bool:
         assert self.engine is not None
         with Session(self.engine) as session:
-            return session.get(InboxEntry, (group, str(event.event_id))) is not None
+            return self._seen_in(session, group, event)
+
+    @staticmethod
+    def _seen_in(session: Session, group: str, event: Event) -> bool:
+        entry: InboxEntry | None = session.get(InboxEntry, (group, str(event.event_id)))
+        return entry is not None
 
     async def dead_letter(
         self, topic: Topic, message: KafkaMessage, reason: str, detail: str, *, attempts: int
@@ -190,7 +200,12 @@ class EventBus:
         )
         log.error(
             "dead-lettered message",
-            extra={"topic": topic.value, "reason": reason, "offset": record.offset, "error": detail[:500]},
+            extra={
+                "topic": topic.value,
+                "reason": reason,
+                "offset": record.offset,
+                "error": detail[:500],
+            },
         )
         await self.broker.publish(record.value or b"", topic.dlq, key=record.key, headers=headers)
 

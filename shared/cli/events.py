@@ -91,7 +91,9 @@ def consume(
     """Print events of a topic, one JSON object per line (DLQ entries with their reason)."""
     is_dlq = topic.endswith(DLQ_SUFFIX)
     try:
-        name = (Topic.parse(topic.removesuffix(DLQ_SUFFIX)).dlq if is_dlq else Topic.parse(topic).value)
+        name = (
+            Topic.parse(topic.removesuffix(DLQ_SUFFIX)).dlq if is_dlq else Topic.parse(topic).value
+        )
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_INVALID) from None
@@ -99,14 +101,22 @@ def consume(
     async def read() -> None:
         seen = 0
         async with PlatformClient(settings()) as client:
-            stream = client.stream(name, from_beginning=from_beginning, timeout_s=timeout, raw=is_dlq)
+            stream = client.stream(
+                name, from_beginning=from_beginning, timeout_s=timeout, raw=is_dlq
+            )
             async for item in stream:
                 if is_dlq:
                     headers = {k: v.decode("utf-8", "replace") for k, v in item.headers or ()}
-                    stdout_line(json.dumps({
-                        "offset": item.offset, "partition": item.partition, "headers": headers,
-                        "value": (item.value or b"").decode("utf-8", "backslashreplace"),
-                    }))
+                    stdout_line(
+                        json.dumps(
+                            {
+                                "offset": item.offset,
+                                "partition": item.partition,
+                                "headers": headers,
+                                "value": (item.value or b"").decode("utf-8", "backslashreplace"),
+                            }
+                        )
+                    )
                 else:
                     stdout_line(event_to_json_line(item))
                 seen += 1

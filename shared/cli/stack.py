@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from shared.cli.common import EXIT_UNAVAILABLE, console, out, run, settings, stdout_line
-from shared.stack.broker import BrokerNotFound
+from shared.stack.broker import BrokerNotFoundError
 from shared.stack.catalogue import available_processes
 from shared.stack.inspect import consumer_lag, process_health
 from shared.stack.supervisor import Supervisor, pid_alive, read_state, stop_detached
@@ -28,7 +28,9 @@ def up(
     cfg = settings()
     state = read_state(cfg)
     if state and pid_alive(int(state["supervisor_pid"])):
-        console.print(f"a stack is already running (pid {state['supervisor_pid']}); `llmops down` first")
+        console.print(
+            f"a stack is already running (pid {state['supervisor_pid']}); `llmops down` first"
+        )
         raise typer.Exit(1)
     try:
         processes = available_processes(set(only.split(",")) if only else None)
@@ -41,7 +43,7 @@ def up(
     supervisor = Supervisor(cfg, processes, console=console)
     try:
         code = supervisor.run()
-    except BrokerNotFound as exc:
+    except BrokerNotFoundError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     raise typer.Exit(code)
@@ -54,8 +56,12 @@ def _up_detached(data_dir: os.PathLike[str], only: str | None, timeout: float) -
     args = [sys.executable, "-m", "shared.cli.main", "up"] + (["--only", only] if only else [])
     with (log_dir / "supervisor.log").open("ab") as log:
         proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "COLUMNS": "200"},
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "COLUMNS": "200"},
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,7 +109,10 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
         for row in rows:
             group_lag = lag.get(row["service"], {})
             table.add_row(
-                row["label"], row["status"], row["url"], str(row.get("pid") or "-"),
+                row["label"],
+                row["status"],
+                row["url"],
+                str(row.get("pid") or "-"),
                 str(row.get("restarts", "-")),
                 ", ".join(f"{t.removeprefix('llmops.')}={n}" for t, n in group_lag.items()) or "0",
             )

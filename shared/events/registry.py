@@ -40,7 +40,7 @@ def register(event_type: str, version: int = 1) -> Callable[[E], E]:
         cls.EVENT_TYPE = event_type
         cls.SCHEMA_VERSION = version
         _MODELS[key] = cls
-        if event_type not in _LATEST or _LATEST[event_type].SCHEMA_VERSION < version:
+        if event_type not in _LATEST or version > _LATEST[event_type].SCHEMA_VERSION:
             _LATEST[event_type] = cls
         return cls
 

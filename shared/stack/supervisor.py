@@ -179,7 +179,8 @@ class Supervisor:
         child.pump.start()
 
     def _pump(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None and child.log is not None
+        assert proc.stdout is not None
+        assert child.log is not None
         for line in iter(proc.stdout.readline, b""):
             child.log.write(line)
             child.log.flush()
@@ -188,7 +189,9 @@ class Supervisor:
                 with self._print_lock:
                     self.console.print(
                         f"[{child.color}]{child.spec.label:>14} |[/] {text}",
-                        markup=True, highlight=False, soft_wrap=True,
+                        markup=True,
+                        highlight=False,
+                        soft_wrap=True,
                     )
 
     def check_health(self, child: Child) -> bool:
@@ -225,7 +228,9 @@ class Supervisor:
             now = time.monotonic()
             if self.broker is not None and self.broker.poll() is not None:
                 self.console.print("[red]the embedded broker died; restarting it[/]")
-                self.broker = start_broker(self.settings.bootstrap_servers, self.log_dir / "broker.log")
+                self.broker = start_broker(
+                    self.settings.bootstrap_servers, self.log_dir / "broker.log"
+                )
                 asyncio.run(ensure_topics(self.settings.bootstrap_servers))
             for child in self.children:
                 assert child.proc is not None
@@ -234,7 +239,7 @@ class Supervisor:
                         child.restarts = 0  # it stayed up: forget old crashes
                     continue
                 if child.next_start == 0.0:
-                    delay = min(MAX_BACKOFF_S, 2.0 ** child.restarts)
+                    delay = min(MAX_BACKOFF_S, 2.0**child.restarts)
                     child.next_start = now + delay
                     self.console.print(
                         f"[red]{child.spec.label} exited ({child.proc.returncode}); "
@@ -260,10 +265,8 @@ class Supervisor:
         for child in self.children:
             if child.proc is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             # the whole group: vLLM and others start helper processes of their own
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.proc.pid, signal.SIGKILL)
@@ -307,10 +310,14 @@ class Supervisor:
     def print_urls(self) -> None:
         if self.stopping.is_set():
             return
-        self.console.print(f"[bold green]llmops is up[/] (Kafka at {self.settings.bootstrap_servers})")
+        self.console.print(
+            f"[bold green]llmops is up[/] (Kafka at {self.settings.bootstrap_servers})"
+        )
         for child in self.children:
             kind = "API + health" if child.spec.name == "gateway" else "health/metrics"
-            self.console.print(f"  {child.spec.label:<16} http://127.0.0.1:{child.spec.port}  ({kind})")
+            self.console.print(
+                f"  {child.spec.label:<16} http://127.0.0.1:{child.spec.port}  ({kind})"
+            )
         self.console.print(f"  logs             {self.log_dir}")
 
 

@@ -46,8 +46,9 @@ class ArtifactStore:
         """Stream chunks into the store; memory stays flat whatever the size."""
         digest = hashlib.sha256()
         size = 0
-        tmp = f"{self._base}/tmp/{uuid.uuid4().hex}"
-        self.fs.makedirs(f"{self._base}/tmp", exist_ok=True)
+        staging = f"{self._base}/staging"
+        self.fs.makedirs(staging, exist_ok=True)
+        tmp = f"{staging}/{uuid.uuid4().hex}"
         with self.fs.open(tmp, "wb") as out:
             for chunk in chunks:
                 digest.update(chunk)
@@ -60,7 +61,9 @@ class ArtifactStore:
         else:
             self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
             self.fs.mv(tmp, final)
-        return ClaimCheck(uri=self.uri(hexdigest), sha256=hexdigest, size=size, media_type=media_type)
+        return ClaimCheck(
+            uri=self.uri(hexdigest), sha256=hexdigest, size=size, media_type=media_type
+        )
 
     def put_file(self, path: str | os.PathLike[str], media_type: str) -> ClaimCheck:
         with open(path, "rb") as handle:

@@ -87,9 +87,14 @@ async def test_duplicate_delivery_is_applied_once(engine: Engine) -> None:
     [
         (b"\x00\x01 not json", "undecodable"),
         (b'{"no": "envelope"}', "not-an-event"),
-        (json.dumps({"event_type": "llmops.audit.recorded", "schema_version": 1}).encode(), "invalid"),
-        (json.dumps({"event_type": "llmops.audit.recorded", "schema_version": 7}).encode(),
-         "unknown-version"),
+        (
+            json.dumps({"event_type": "llmops.audit.recorded", "schema_version": 1}).encode(),
+            "invalid",
+        ),
+        (
+            json.dumps({"event_type": "llmops.audit.recorded", "schema_version": 7}).encode(),
+            "unknown-version",
+        ),
         (AlertRaised(name="x", summary="y").to_bytes(), "wrong-event-type"),
         (audit("fail").to_bytes(), "handler-failed"),
     ],

@@ -48,10 +48,16 @@ def echo(kafka: str, data_dir: Path) -> Iterator[ServiceProcess]:
 
 def applied(data_dir: Path, target: str) -> int:
     with sqlite3.connect(data_dir / "echo.db") as db:
-        return int(db.execute("select count(*) from echo_applied where target = ?", (target,)).fetchone()[0])
+        return int(
+            db.execute("select count(*) from echo_applied where target = ?", (target,)).fetchone()[
+                0
+            ]
+        )
 
 
-async def alerts_caused_by(kafka: str, event_id: str, *, at_least: int = 1, timeout: float = 20) -> list[AlertRaised]:
+async def alerts_caused_by(
+    kafka: str, event_id: str, *, at_least: int = 1, timeout: float = 20
+) -> list[AlertRaised]:
     """Every AlertRaised caused by event_id, read until at_least are seen (or timeout)."""
     found: list[AlertRaised] = []
     deadline = asyncio.get_running_loop().time() + timeout
@@ -69,7 +75,9 @@ async def test_a_typed_event_crosses_processes_and_its_trace_continues(
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("test-root") as root:
         async with PlatformClient(ServiceSettings(kafka_bootstrap=kafka), "test") as client:
-            sent = await client.publish(AuditRecorded(action="x", actor="t", allowed=True, target="traced"))
+            sent = await client.publish(
+                AuditRecorded(action="x", actor="t", allowed=True, target="traced")
+            )
     trace_id = f"{root.get_span_context().trace_id:032x}"
     publish_span = next(s for s in exporter.get_finished_spans() if s.name.endswith("publish"))
 
@@ -79,8 +87,12 @@ async def test_a_typed_event_crosses_processes_and_its_trace_continues(
 
     spans_file = data_dir / "spans.jsonl"
     spans = wait_until(
-        lambda: [json.loads(l) for l in spans_file.read_text().splitlines() if trace_id in l]
-        if spans_file.exists() else None, timeout=10,
+        lambda: (
+            [json.loads(line) for line in spans_file.read_text().splitlines() if trace_id in line]
+            if spans_file.exists()
+            else None
+        ),
+        timeout=10,
     )
     by_id = {s["span_id"]: s for s in spans}
     consumer = next(s for s in spans if s["kind"] == "CONSUMER")
@@ -92,14 +104,32 @@ async def test_a_typed_event_crosses_processes_and_its_trace_continues(
     assert all(s["trace_id"] == trace_id for s in by_id.values())
 
 
-async def test_poison_goes_to_dlq_while_good_messages_pass(kafka: str, echo: ServiceProcess, data_dir: Path) -> None:
-    good = [AuditRecorded(action="x", actor="t", allowed=True, target=f"good-{i}") for i in range(3)]
-    poison = [b"\xde\xad\xbe\xef", b'{"event_type": "llmops.audit.recorded", "schema_version": 5}',
-              AuditRecorded(action="fail", actor="t", allowed=True, target="bad").to_bytes()]
+async def test_poison_goes_to_dlq_while_good_messages_pass(
+    kafka: str, echo: ServiceProcess, data_dir: Path
+) -> None:
+    good = [
+        AuditRecorded(action="x", actor="t", allowed=True, target=f"good-{i}") for i in range(3)
+    ]
+    poison = [
+        b"\xde\xad\xbe\xef",
+        b'{"event_type": "llmops.audit.recorded", "schema_version": 5}',
+        AuditRecorded(action="fail", actor="t", allowed=True, target="bad").to_bytes(),
+    ]
     before = len(await read_topic(kafka, Topic.AUDIT_RECORDED.dlq, count=10_000, timeout=1))
-    await produce(kafka, Topic.AUDIT_RECORDED.value,
-                  [good[0].to_bytes(), poison[0], good[1].to_bytes(), poison[1], poison[2], good[2].to_bytes()],
-                  key=b"same-partition", headers=[("origin", b"test")])
+    await produce(
+        kafka,
+        Topic.AUDIT_RECORDED.value,
+        [
+            good[0].to_bytes(),
+            poison[0],
+            good[1].to_bytes(),
+            poison[1],
+            poison[2],
+            good[2].to_bytes(),
+        ],
+        key=b"same-partition",
+        headers=[("origin", b"test")],
+    )
     wait_until(lambda: all(applied(data_dir, e.target) == 1 for e in good), timeout=30)
     dead = await read_topic(kafka, Topic.AUDIT_RECORDED.dlq, count=before + 3, timeout=20)
     mine = dead[before:]
@@ -110,7 +140,9 @@ async def test_poison_goes_to_dlq_while_good_messages_pass(kafka: str, echo: Ser
     assert applied(data_dir, "bad") == 0
 
 
-async def test_duplicate_delivery_is_applied_once(kafka: str, echo: ServiceProcess, data_dir: Path) -> None:
+async def test_duplicate_delivery_is_applied_once(
+    kafka: str, echo: ServiceProcess, data_dir: Path
+) -> None:
     event = AuditRecorded(action="x", actor="t", allowed=True, target="dup")
     await produce(kafka, Topic.AUDIT_RECORDED.value, [event.to_bytes()] * 3)
     await alerts_caused_by(kafka, str(event.event_id))

@@ -17,11 +17,17 @@ from tests.support.stack import read_topic
 pytestmark = pytest.mark.integration
 
 
-def llmops(*args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def llmops(
+    *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shared.cli.main", *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **env},
+        check=False,
     )
 
 
@@ -30,7 +36,9 @@ def cli_env(kafka: str, data_dir: Path) -> dict[str, str]:
     return {"LLMOPS_KAFKA_BOOTSTRAP": kafka, "LLMOPS_DATA_DIR": str(data_dir)}
 
 
-async def test_publish_then_consume_returns_the_event(kafka: str, cli_env: dict[str, str], tmp_path: Path) -> None:
+async def test_publish_then_consume_returns_the_event(
+    kafka: str, cli_env: dict[str, str], tmp_path: Path
+) -> None:
     event = {"action": "key.create", "actor": "cli-test", "allowed": True, "target": "roundtrip"}
     source = tmp_path / "event.json"
     source.write_text(json.dumps(event))
@@ -38,7 +46,9 @@ async def test_publish_then_consume_returns_the_event(kafka: str, cli_env: dict[
     assert sent.returncode == 0, sent.stderr
     event_id = json.loads(sent.stdout)["event_id"]
 
-    got = llmops("consume", Topic.AUDIT_RECORDED.value, "--from-beginning", "--timeout", "3", env=cli_env)
+    got = llmops(
+        "consume", Topic.AUDIT_RECORDED.value, "--from-beginning", "--timeout", "3", env=cli_env
+    )
     assert got.returncode == 0, got.stderr
     lines = [json.loads(line) for line in got.stdout.splitlines()]
     mine = [e for e in lines if e["event_id"] == event_id]
@@ -48,7 +58,9 @@ async def test_publish_then_consume_returns_the_event(kafka: str, cli_env: dict[
     AuditRecorded.model_validate(mine[0])
 
 
-async def test_invalid_event_exits_2_lists_errors_and_sends_nothing(kafka: str, cli_env: dict[str, str]) -> None:
+async def test_invalid_event_exits_2_lists_errors_and_sends_nothing(
+    kafka: str, cli_env: dict[str, str]
+) -> None:
     before = len(await read_topic(kafka, Topic.AUDIT_RECORDED.value, count=100_000, timeout=2))
     bad = json.dumps({"action": 5, "allowed": "perhaps", "surprise": 1})
     result = llmops("publish", "audit.recorded", "-", env=cli_env, stdin=bad)
@@ -61,10 +73,12 @@ async def test_invalid_event_exits_2_lists_errors_and_sends_nothing(kafka: str, 
 
 
 def test_a_batch_with_one_bad_item_sends_none(cli_env: dict[str, str]) -> None:
-    lines = "\n".join([
-        json.dumps({"action": "a", "actor": "x", "allowed": True}),
-        json.dumps({"action": "b", "allowed": True}),
-    ])
+    lines = "\n".join(
+        [
+            json.dumps({"action": "a", "actor": "x", "allowed": True}),
+            json.dumps({"action": "b", "allowed": True}),
+        ]
+    )
     result = llmops("publish", "audit.recorded", "-", env=cli_env, stdin=lines)
     assert result.returncode == 2
     assert "item 2: actor" in result.stderr
@@ -89,7 +103,12 @@ def test_topics_lists_partitions_and_counts(cli_env: dict[str, str]) -> None:
 
 def test_unreachable_broker_is_a_clear_message(data_dir: Path) -> None:
     env = {"LLMOPS_KAFKA_BOOTSTRAP": "127.0.0.1:1", "LLMOPS_DATA_DIR": str(data_dir)}
-    result = llmops("publish", "audit.recorded", "-", env=env,
-                    stdin=json.dumps({"action": "a", "actor": "x", "allowed": True}))
+    result = llmops(
+        "publish",
+        "audit.recorded",
+        "-",
+        env=env,
+        stdin=json.dumps({"action": "a", "actor": "x", "allowed": True}),
+    )
     assert result.returncode == 3
     assert "cannot reach Kafka" in result.stderr

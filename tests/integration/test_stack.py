@@ -26,7 +26,9 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
     up = llmops("up", "--detach", "--only", "ingestion", env=env, timeout=300)
     assert up.returncode == 0, up.stderr
     state = json.loads((data_dir / "stack.json").read_text())
-    pids = [state["supervisor_pid"], state["embedded_broker_pid"]] + [p["pid"] for p in state["processes"]]
+    pids = [state["supervisor_pid"], state["embedded_broker_pid"]] + [
+        p["pid"] for p in state["processes"]
+    ]
     try:
         assert "admin API key" in (data_dir / "logs" / "supervisor.log").read_text()
         assert (data_dir / "admin.key").stat().st_mode & 0o077 == 0
@@ -34,19 +36,35 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
         status = llmops("status", "--json", env=env)
         assert status.returncode == 0, status.stdout + status.stderr
         report = json.loads(status.stdout)
-        assert [(p["label"], p["status"]) for p in report["processes"]] == [("ingestion", "healthy")]
+        assert [(p["label"], p["status"]) for p in report["processes"]] == [
+            ("ingestion", "healthy")
+        ]
 
-        sent = llmops("publish", "audit.recorded", "-", env=env,
-                      stdin=json.dumps({"action": "a", "actor": "stack-test", "allowed": True}))
+        sent = llmops(
+            "publish",
+            "audit.recorded",
+            "-",
+            env=env,
+            stdin=json.dumps({"action": "a", "actor": "stack-test", "allowed": True}),
+        )
         assert sent.returncode == 0, sent.stderr
-        got = llmops("consume", "audit.recorded", "--from-beginning", "--max", "1", "--timeout", "5", env=env)
+        got = llmops(
+            "consume", "audit.recorded", "--from-beginning", "--max", "1", "--timeout", "5", env=env
+        )
         assert json.loads(got.stdout)["event_id"] == json.loads(sent.stdout)["event_id"]
 
         # a service that dies is restarted by the supervisor
         victim = state["processes"][0]["pid"]
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: (s := json.loads((data_dir / "stack.json").read_text()))["processes"][0]["pid"] != victim
-                   and s["processes"][0]["healthy"], timeout=90, interval=0.5)
+        wait_until(
+            lambda: (
+                (s := json.loads((data_dir / "stack.json").read_text()))["processes"][0]["pid"]
+                != victim
+                and s["processes"][0]["healthy"]
+            ),
+            timeout=90,
+            interval=0.5,
+        )
         pids.append(json.loads((data_dir / "stack.json").read_text())["processes"][0]["pid"])
         assert (data_dir / "logs" / "ingestion.log").exists()
     finally:
@@ -59,8 +77,12 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
 
 
 def test_missing_broker_binary_says_what_to_do(data_dir: Path) -> None:
-    env = {"LLMOPS_DATA_DIR": str(data_dir), "LLMOPS_TANSU_BIN": "/nonexistent/tansu",
-           "LLMOPS_KAFKA_BOOTSTRAP": "", "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    env = {
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_TANSU_BIN": "/nonexistent/tansu",
+        "LLMOPS_KAFKA_BOOTSTRAP": "",
+        "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
     result = llmops("up", "--only", "ingestion", env=env, timeout=60)
     assert result.returncode != 0
     assert "LLMOPS_KAFKA_BOOTSTRAP" in result.stderr

@@ -13,7 +13,9 @@ from sqlalchemy.engine import Engine
 from shared.storage import make_engine
 
 
-def engine_for_backend(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+def engine_for_backend(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Engine]:
     if backend == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
         yield engine

@@ -72,14 +72,20 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+            [sys.executable, "-m", self.module],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
         )
         try:
             wait_until(self.healthy, timeout=timeout, interval=0.2)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"{self.module} not healthy in {timeout}s:\n{self.log_tail()}") from None
+            raise RuntimeError(
+                f"{self.module} not healthy in {timeout}s:\n{self.log_tail()}"
+            ) from None
         return self
 
     def healthy(self) -> bool:
@@ -116,8 +122,13 @@ class ServiceProcess:
         self.stop(signal.SIGKILL)
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None,
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
@@ -130,7 +141,10 @@ async def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | 
 async def read_topic(bootstrap: str, topic: str, *, count: int, timeout: float = 30.0) -> list[Any]:
     """Read ``count`` records of ``topic`` from the beginning (raw ConsumerRecords)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
         group_id=None,
     )
     await consumer.start()

@@ -21,7 +21,9 @@ def test_content_addressed_and_idempotent(tmp_path: Path) -> None:
 
 def test_streaming_put_of_many_chunks(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path))
-    claim = store.put_chunks((bytes([i % 256]) * 1000 for i in range(3000)), "application/octet-stream")
+    claim = store.put_chunks(
+        (bytes([i % 256]) * 1000 for i in range(3000)), "application/octet-stream"
+    )
     assert claim.size == 3_000_000
     assert sum(len(c) for c in store.iter_chunks(claim)) == 3_000_000
 

@@ -48,8 +48,9 @@ def test_producers_are_strict_about_unknown_fields() -> None:
 
 def test_a_model_refuses_another_event_type() -> None:
     with pytest.raises(ValidationError, match="is not"):
-        AuditRecorded.model_validate({"event_type": "llmops.other", "action": "a", "actor": "x",
-                                      "allowed": True})
+        AuditRecorded.model_validate(
+            {"event_type": "llmops.other", "action": "a", "actor": "x", "allowed": True}
+        )
 
 
 def test_decode_roundtrip_and_tolerant_reader() -> None:
