@@ -36,8 +36,11 @@ up: setup
 down:
 	$(BIN)/llmops down
 
+BENCHMARKS := bus ingest anonymize serving
+
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
+	$(BIN)/python benchmarks/collect.py
 
 lint: setup
 	$(BIN)/ruff check shared services tests benchmarks

@@ -1,0 +1,27 @@
+"""Merge benchmarks/results/*.md (one per benchmark, rewritten by each run) into RESULTS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = ["bus", "ingest", "anonymize", "serving"]
+
+HEADER = """# Benchmark results
+
+Every figure is a ratio against a peer measured in the same run, on the same machine, by the
+script named in the section (`make bench` runs them all and rewrites this file). The machine
+is shared and noisy: compare ratios, not absolute numbers across runs.
+"""
+
+
+def main() -> None:
+    parts = {p.stem: p.read_text().strip() for p in sorted((HERE / "results").glob("*.md"))}
+    names = [n for n in ORDER if n in parts] + sorted(set(parts) - set(ORDER))
+    sections = [f"{parts[n]}\n\nScript: `benchmarks/{n}.py`." for n in names]
+    (HERE / "RESULTS.md").write_text(HEADER + "\n" + "\n\n".join(sections) + "\n")
+    print(f"wrote {HERE / 'RESULTS.md'} ({len(sections)} sections)")
+
+
+if __name__ == "__main__":
+    main()

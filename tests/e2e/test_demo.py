@@ -1,0 +1,50 @@
+"""`make demo`'s job, end to end: the whole embedded stack, every stage that exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.stack.supervisor import pid_alive
+from tests.support.stack import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    env = {
+        **os.environ,
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_KAFKA_BOOTSTRAP": "",
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=env,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    logs = data_dir / "logs"
+    if result.returncode != 0 and logs.exists():
+        for log in sorted(logs.glob("*.log")):
+            output += f"\n--- {log.name}\n" + "\n".join(
+                log.read_text(errors="replace").splitlines()[-30:]
+            )
+    assert result.returncode == 0, output[-12000:]
+    assert "demo complete" in output
+    for stage in ("bus", "ingestion", "anonymization", "serving"):
+        assert f": {stage}" in output, f"stage {stage} did not run:\n{output[-4000:]}"
+    assert not (data_dir / "stack.json").exists()
+    state_pids = [int(pid) for pid in re.findall(r"supervisor pid (\d+)", output)]
+    assert state_pids and not any(pid_alive(pid) for pid in state_pids)
