@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -47,4 +46,5 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
         assert f": {stage}" in output, f"stage {stage} did not run:\n{output[-4000:]}"
     assert not (data_dir / "stack.json").exists()
     state_pids = [int(pid) for pid in re.findall(r"supervisor pid (\d+)", output)]
-    assert state_pids and not any(pid_alive(pid) for pid in state_pids)
+    assert state_pids
+    assert not any(pid_alive(pid) for pid in state_pids)
