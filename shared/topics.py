@@ -20,6 +20,7 @@ DLQ_SUFFIX = ".dlq"
 class Topic(StrEnum):
     INGEST_REQUESTED = "llmops.ingest.requested.v1"
     RECORDS_INGESTED = "llmops.records.ingested.v1"
+    INGEST_PROGRESSED = "llmops.ingest.progressed.v1"
     INGEST_COMPLETED = "llmops.ingest.completed.v1"
     RECORDS_ANONYMIZED = "llmops.records.anonymized.v1"
     ERASURE_REQUESTED = "llmops.erasure.requested.v1"
@@ -86,6 +87,9 @@ SPECS: dict[Topic, TopicSpec] = {
     Topic.INGEST_REQUESTED: TopicSpec(ev.IngestRequested, 3, "dataset", "Ingest commands."),
     Topic.RECORDS_INGESTED: TopicSpec(
         ev.RecordsIngested, 6, "dataset", "Clean raw batches (ingest hop only)."
+    ),
+    Topic.INGEST_PROGRESSED: TopicSpec(
+        ev.IngestProgressed, 3, "dataset", "Ingest progress (rows read so far)."
     ),
     Topic.INGEST_COMPLETED: TopicSpec(ev.IngestCompleted, 3, "dataset", "Ingest reports."),
     Topic.RECORDS_ANONYMIZED: TopicSpec(

@@ -78,11 +78,18 @@ class EventBus:
         **subscriber_kwargs: Any,
     ) -> Any:
         """Subscribe ``handler(event, uow)`` to ``topic`` in a consumer group."""
-        group_id = group or self.service
+        # One consumer group per (service, topic): subscribers of one service never make
+        # each other rebalance, and a group's lag reads as one handler's backlog.
+        group_id = group or f"{self.service}.{topic.value.removeprefix('llmops.')}"
         if idempotent and self.engine is None:
             raise ValueError("an idempotent handler needs a database engine for its inbox")
         subscriber_kwargs.setdefault("auto_offset_reset", "earliest")
         subscriber_kwargs.setdefault("fetch_max_wait_ms", self.fetch_max_wait_ms)
+        # The smallest session Apache Kafka accepts by default (group.min.session.timeout.ms):
+        # a crashed member is noticed in seconds, so its replacement joins quickly.
+        subscriber_kwargs.setdefault("session_timeout_ms", 6000)
+        subscriber_kwargs.setdefault("heartbeat_interval_ms", 1000)
+        subscriber_kwargs.setdefault("rebalance_timeout_ms", 5000)
         if max_workers > 1:
             subscriber_kwargs["max_workers"] = max_workers
 

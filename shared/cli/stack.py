@@ -107,7 +107,12 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
     else:
         table = Table("process", "status", "url", "pid", "restarts", "consumer lag")
         for row in rows:
-            group_lag = lag.get(row["service"], {})
+            group_lag = {
+                topic: n
+                for group, topics in lag.items()
+                if group == row["service"] or group.startswith(row["service"] + ".")
+                for topic, n in topics.items()
+            }
             table.add_row(
                 row["label"],
                 row["status"],

@@ -2,7 +2,12 @@
 
 from shared.events.envelope import ClaimCheck, Event, Payload
 from shared.events.evaluation import ModelEvaluated, ModelPromoted, ModelRolledBack
-from shared.events.ingest import IngestCompleted, IngestRequested, RecordsIngested
+from shared.events.ingest import (
+    IngestCompleted,
+    IngestProgressed,
+    IngestRequested,
+    RecordsIngested,
+)
 from shared.events.labeling import DatasetVersioned, RecordsLabeled
 from shared.events.monitoring import AlertRaised, AuditRecorded, DriftDetected
 from shared.events.privacy import ErasureCompleted, ErasureRequested, RecordsAnonymized
@@ -24,6 +29,7 @@ __all__ = [
     "InferenceCompleted",
     "InferenceRequested",
     "IngestCompleted",
+    "IngestProgressed",
     "IngestRequested",
     "ModelEvaluated",
     "ModelPromoted",

@@ -36,7 +36,10 @@ class FieldMapping(Payload):
 class Record(Payload):
     """One cleaned document travelling between stages."""
 
-    record_id: str = Field(description="Stable id: sha256 of the normalized text, shortened.")
+    record_id: str = Field(
+        description="Stable, non-identifying id: sha256 of (request id, source, line), "
+        "shortened. It never lets anyone confirm a guessed text."
+    )
     text: str = Field(description="The document text.")
     source: str = Field("", description="Where it came from (file or inline).")
     line: int | None = Field(None, description="Line or row number in the source, 1-based.")
@@ -57,7 +60,9 @@ class IngestRequested(Event):
         default_factory=FieldMapping, description="Field mapping of the input rows."
     )
     cleaning: dict[str, Any] = Field(
-        default_factory=dict, description="Per-request overrides of the cleaning settings."
+        default_factory=dict,
+        description="Per-request overrides of the cleaning settings; the key `dedup` holds "
+        "overrides of the dedup settings (threshold, num_perm, shingle_size, exact, near).",
     )
     cut_version: bool = Field(False, description="Cut an unlabeled dataset version at the end.")
 
@@ -72,8 +77,22 @@ class RecordsIngested(Event):
     records: list[Record] = Field(
         default_factory=list, description="The records, unless they travel by claim check."
     )
-    claim: ClaimCheck | None = Field(None, description="Claim check for a large batch.")
+    claim: ClaimCheck | None = Field(
+        None, description="Claim check for a large batch: JSON lines of Record."
+    )
     count: int = Field(description="Number of records in the batch.")
+    read_so_far: int = Field(0, description="Rows read in the request when this batch was cut.")
+
+
+@register("llmops.ingest.progressed")
+class IngestProgressed(Event):
+    """Progress of a running ingest request (rows read so far)."""
+
+    dataset: str = Field(description="Dataset name.")
+    request_id: uuid.UUID = Field(description="event_id of the IngestRequested.")
+    read: int = Field(description="Rows read so far.")
+    emitted: int = Field(description="Records published so far.")
+    source: str = Field("", description="Source being read.")
 
 
 class IngestError(Payload):
@@ -98,7 +117,13 @@ class IngestCompleted(Event):
     filtered: dict[str, int] = Field(
         default_factory=dict, description="Rows dropped per cleaning filter."
     )
+    cleaned: dict[str, int] = Field(
+        default_factory=dict, description="Rows changed per cleaning step (kept rows too)."
+    )
     errors: list[IngestError] = Field(default_factory=list, description="First errors (capped).")
     error_count: int = Field(0, description="Total number of errors, beyond the cap too.")
     batches: int = Field(0, description="RecordsIngested batches published.")
     dataset_version: str | None = Field(None, description="Version cut, if requested.")
+    failed: str | None = Field(
+        None, description="Why the request as a whole could not run (bad settings), if so."
+    )

@@ -1,0 +1,1 @@
+"""The ingestion service: sources in; clean, deduplicated, traceable record batches out."""

@@ -1,0 +1,1 @@
+"""Adapters of the ingestion service: readers (fsspec), store (sqlmodel), language id."""

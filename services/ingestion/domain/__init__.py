@@ -1,0 +1,1 @@
+"""Pure ingestion logic: cleaning, dedup, the per-row pipeline."""

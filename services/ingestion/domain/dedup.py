@@ -1,0 +1,191 @@
+"""Exact and near-duplicate detection: keyed fingerprints, MinHash signatures, LSH bands.
+
+MinHash is computed for many documents at once with numpy: words hash once (crc32), a
+k-word shingle hash is a polynomial of its word hashes, and the permutations
+``(a*h + b) mod (2^61 - 1)`` run as one matrix per batch, reduced per document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+_WORD = re.compile(r"\w+")
+_MAX32 = np.uint64((1 << 32) - 1)
+_POLY = np.uint64(1_000_003)
+_BLOCK_SHINGLES = 8192
+
+
+class DedupConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exact: bool = Field(True, description="Drop exact duplicates (normalized text).")
+    near: bool = Field(True, description="Drop near duplicates (MinHash + LSH).")
+    threshold: float = Field(0.7, gt=0, le=1, description="Jaccard similarity of near dups.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
+    shingle_size: int = Field(3, ge=1, le=20, description="Words per shingle.")
+    seed: int = Field(1, description="Seed of the permutations.")
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def shingles(text: str, size: int) -> list[str]:
+    """The k-word shingles of a text (the reference representation, as strings)."""
+    words = words_of(text)
+    if len(words) <= size:
+        return [" ".join(words)]
+    return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
+
+
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """32-bit hashes of the k-word shingles (same shingles as ``shingles``)."""
+    words = words_of(text)
+    hashes = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+    if len(hashes) <= size:
+        size = max(len(hashes), 1)
+        if not len(hashes):
+            return np.zeros(1, dtype=np.uint64)
+    count = len(hashes) - size + 1
+    combined = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(size):
+            combined = combined * _POLY + hashes[j : j + count]
+    return (combined >> np.uint64(32)) ^ (combined & _MAX32)
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Affine permutations h -> a*h + b mod 2^32 (odd a), drawn as datasketch 2's
+    default "affine32" scheme draws them for MinHash(num_perm, seed)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def fmix32(hv: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer: spreads weak hashes before the affine permutations."""
+    hv = hv ^ (hv >> np.uint32(16))
+    hv = hv * np.uint32(0x85EBCA6B)
+    hv = hv ^ (hv >> np.uint32(13))
+    hv = hv * np.uint32(0xC2B2AE35)
+    return hv ^ (hv >> np.uint32(16))
+
+
+def signatures(texts: Sequence[str], config: DedupConfig) -> np.ndarray:
+    """MinHash signatures, one row of ``num_perm`` uint32 per text."""
+    out = np.empty((len(texts), config.num_perm), dtype=np.uint32)
+    if not texts:
+        return out
+    a, b = permutations(config.num_perm, config.seed)
+    parts = [shingle_hashes(t, config.shingle_size) for t in texts]
+    block: list[np.ndarray] = []
+    first = 0
+    size = 0
+    with np.errstate(over="ignore"):
+        for index, part in enumerate(parts):  # blocks of ~8k shingles stay in cache
+            block.append(part)
+            size += len(part)
+            if size >= _BLOCK_SHINGLES or index == len(parts) - 1:
+                hv = fmix32(np.concatenate(block).astype(np.uint32))
+                phv = np.multiply(hv[:, None], a[None, :])
+                np.add(phv, b[None, :], out=phv)
+                offsets = np.cumsum([0] + [len(p) for p in block[:-1]])
+                out[first : index + 1] = np.minimum.reduceat(phv, offsets, axis=0)
+                block, first, size = [], index + 1, 0
+    return out
+
+
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) minimizing false positives + false negatives (as datasketch does)."""
+    grid = np.linspace(0.0, 1.0, 401)
+    best, best_error = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            p = 1 - (1 - grid**rows) ** bands
+            below, above = grid <= threshold, grid >= threshold
+            error = float(
+                np.trapezoid(p[below], grid[below]) + np.trapezoid(1 - p[above], grid[above])
+            )
+            if error < best_error:
+                best, best_error = (bands, rows), error
+    return best
+
+
+def fingerprint(text: str, key: bytes) -> str:
+    """Keyed hash of the normalized text: equal texts collide, guesses cannot be checked."""
+    normalized = " ".join(text.casefold().split())
+    return hashlib.blake2b(normalized.encode(), key=key[:64], digest_size=16).hexdigest()
+
+
+@dataclass
+class NearDuplicate:
+    kept: str
+    similarity: float
+
+
+@dataclass
+class LSHIndex:
+    """In-memory LSH over signatures; the service persists signatures and reloads them."""
+
+    config: DedupConfig
+    bands: int = 0
+    rows: int = 0
+    tables: list[dict[bytes, list[str]]] = field(default_factory=list)
+    signatures: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bands, self.rows = _cached_params(self.config.threshold, self.config.num_perm)
+        self.tables = [{} for _ in range(self.bands)]
+
+    def _keys(self, signature: np.ndarray) -> Iterable[tuple[int, bytes]]:
+        for band in range(self.bands):
+            yield band, signature[band * self.rows : (band + 1) * self.rows].tobytes()
+
+    def query(self, signature: np.ndarray) -> NearDuplicate | None:
+        """The most similar indexed record at or above the threshold, if any."""
+        seen: set[str] = set()
+        best: NearDuplicate | None = None
+        for band, key in self._keys(signature):
+            for rid in self.tables[band].get(key, ()):
+                if rid in seen:
+                    continue
+                seen.add(rid)
+                similarity = float(np.mean(self.signatures[rid] == signature))
+                if similarity >= self.config.threshold and (
+                    best is None or similarity > best.similarity
+                ):
+                    best = NearDuplicate(rid, similarity)
+        return best
+
+    def insert(self, record_id: str, signature: np.ndarray) -> None:
+        self.signatures[record_id] = signature
+        for band, key in self._keys(signature):
+            self.tables[band].setdefault(key, []).append(record_id)
+
+    def remove(self, record_id: str) -> bool:
+        signature = self.signatures.pop(record_id, None)
+        if signature is None:
+            return False
+        for band, key in self._keys(signature):
+            bucket = self.tables[band].get(key, [])
+            if record_id in bucket:
+                bucket.remove(record_id)
+        return True
+
+    def __len__(self) -> int:
+        return len(self.signatures)
+
+
+@lru_cache(maxsize=32)
+def _cached_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    return lsh_params(threshold, num_perm)

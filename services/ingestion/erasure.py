@@ -1,0 +1,36 @@
+"""Ingestion's side of erasure, after anonymization has named the subject's records.
+
+Removes what ingestion holds for those records and their duplicate clusters (exact
+fingerprints, MinHash signatures; lineage keeps only ids), and answers with the dataset
+versions that contained them. Versions are immutable: they are listed, not rewritten;
+the next version cut leaves erased records out.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from services.ingestion.adapters import store
+from shared.events.privacy import ErasureCompleted
+
+ANSWERS_TO = "anonymization"
+
+
+def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCompleted | None:
+    """Ingestion's ErasureCompleted for anonymization's one; None for any other service's."""
+    if event.service != ANSWERS_TO:
+        return None
+    held = store.lineage_of(session, event.records)
+    record_ids = sorted(held)
+    versions = store.versions_containing(session, record_ids)
+    removed = store.forget(session, record_ids) if record_ids else {}
+    return event.caused(  # type: ignore[no-any-return]
+        ErasureCompleted,
+        request_id=event.request_id,
+        subject_ref=event.subject_ref,
+        service=service,
+        found=bool(record_ids),
+        records=record_ids,
+        dataset_versions=versions,
+        removed=removed,
+    )

@@ -1,0 +1,288 @@
+"""`llmops ingest` and `llmops datasets list | show | diff`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from shared.cli.common import EXIT_INVALID, console, out, run, settings, stdout_line
+from shared.client import PlatformClient, event_to_json_line
+from shared.datasets import DatasetManifest, diff, iter_lineage, load_manifest, parse_ref
+from shared.events import DatasetVersioned, IngestCompleted, IngestRequested, RecordsIngested
+from shared.events.ingest import FieldMapping, IngestProgressed, SourceSpec
+from shared.settings import ServiceSettings
+from shared.storage import ArtifactStore
+from shared.topics import Topic
+
+FORMATS = ("auto", "jsonl", "csv", "parquet", "text")
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser().absolute())
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; values are JSON when they parse (numbers, true, lists), else text."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--clean {pair!r}: expected KEY=VALUE")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        if key.startswith("dedup."):
+            overrides.setdefault("dedup", {})[key.removeprefix("dedup.")] = parsed
+        else:
+            overrides[key] = parsed
+    return overrides
+
+
+async def _follow(client: PlatformClient, request_id: Any, every_s: float = 1.0) -> None:
+    """Print progress lines (stderr, at most one per ``every_s``) while the request runs."""
+    topics = [Topic.RECORDS_INGESTED]
+    with contextlib.suppress(KeyError):
+        topics.append(Topic.for_event(IngestProgressed))
+    loop = asyncio.get_running_loop()
+    last = [0.0]
+
+    async def watch(topic: Topic) -> None:
+        async for event in client.stream(topic):
+            if getattr(event, "request_id", None) != request_id or loop.time() - last[0] < every_s:
+                continue
+            last[0] = loop.time()
+            if isinstance(event, IngestProgressed):
+                console.print(f"  read {event.read:,} rows, emitted {event.emitted:,}")
+            elif isinstance(event, RecordsIngested):
+                console.print(f"  read {event.read_so_far:,} rows, batch {event.batch_index} sent")
+
+    await asyncio.gather(*(watch(t) for t in topics))
+
+
+def print_report(report: IngestCompleted) -> None:
+    table = Table("", "count", title=f"ingest of {report.dataset}", show_header=False)
+    for name in ("read", "emitted", "malformed", "exact_duplicates", "near_duplicates"):
+        table.add_row(name.replace("_", " "), f"{getattr(report, name):,}")
+    for name, count in sorted(report.filtered.items()):
+        table.add_row(f"filtered: {name}", f"{count:,}")
+    table.add_row("batches", str(report.batches))
+    if report.dataset_version:
+        table.add_row("dataset version", f"{report.dataset}@{report.dataset_version}")
+    out.print(table)
+    if report.errors:
+        out.print(f"{report.error_count} problem(s) in the input:")
+        for error in report.errors:
+            where = f"{error.source}" + (f":{error.line}" if error.line else "")
+            out.print(f"  {where}: {error.reason}")
+        if report.error_count > len(report.errors):
+            out.print(f"  ... and {report.error_count - len(report.errors)} more")
+    if report.failed:
+        out.print(f"[red]request failed:[/] {report.failed}")
+
+
+def ingest(  # noqa: PLR0917 (typer maps parameters to options)
+    paths: Annotated[list[str], typer.Argument(help="Files, directories, globs or fsspec URLs.")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")],
+    wait: Annotated[bool, typer.Option(help="Follow progress and print the report.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Cut a dataset version.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="auto|jsonl|csv|parquet|text")] = "auto",
+    text_mode: Annotated[str, typer.Option(help="For text: a document per line|file.")] = "line",
+    text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
+    id_field: Annotated[str | None, typer.Option(help="Field holding a source id.")] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="Field kept as metadata.")] = None,
+    clean: Annotated[
+        list[str] | None, typer.Option(help="Cleaning override KEY=VALUE (dedup.threshold=0.8).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the report.")] = 600.0,
+) -> None:
+    """Ask the ingestion service to read sources into a dataset."""
+    try:
+        if fmt not in FORMATS or text_mode not in ("line", "file"):
+            raise ValueError(f"--format must be one of {', '.join(FORMATS)}; --text-mode line|file")
+        request = IngestRequested(
+            dataset=dataset,
+            sources=[
+                SourceSpec(uri=_uri(p), format=fmt, text_mode=text_mode)  # type: ignore[arg-type]
+                for p in paths
+            ],
+            mapping=FieldMapping(
+                text_field=text_field, id_field=id_field, metadata_fields=meta or []
+            ),
+            cleaning=_parse_overrides(clean or []),
+            cut_version=version,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+
+    async def send() -> IngestCompleted | None:
+        async with PlatformClient(settings()) as client:
+            sent = await client.publish(request)
+            console.print(f"ingest request {sent.event_id} sent for dataset {dataset!r}")
+            if not wait:
+                return None
+            follower = asyncio.create_task(_follow(client, sent.event_id))
+            try:
+                return await client.wait_for(  # type: ignore[no-any-return]
+                    Topic.INGEST_COMPLETED,
+                    lambda e: e.request_id == sent.event_id,
+                    timeout_s=timeout,
+                )
+            finally:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+
+    try:
+        report = run(send())
+    except TimeoutError:
+        console.print(f"[red]no report within {timeout:.0f}s[/] (is the ingestion service up?)")
+        raise typer.Exit(1) from None
+    if report is None:
+        stdout_line(json.dumps({"request_id": str(request.event_id)}))
+        return
+    if json_output:
+        stdout_line(event_to_json_line(report))
+    else:
+        print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+# -- datasets --------------------------------------------------------------------------
+datasets_app = typer.Typer(help="Dataset versions and their lineage.", no_args_is_help=True)
+
+
+async def _versions(cfg: ServiceSettings) -> list[DatasetVersioned]:
+    async with PlatformClient(cfg) as client:
+        return [
+            e
+            async for e in client.stream(
+                Topic.DATASET_VERSIONED, from_beginning=True, timeout_s=1.5
+            )
+        ]
+
+
+def _store(cfg: ServiceSettings, manifest_uri: str) -> ArtifactStore:
+    store = ArtifactStore(cfg.artifact_root)
+    if "/sha256/" in manifest_uri and not Path(cfg.artifact_root).exists():
+        return ArtifactStore(manifest_uri.rsplit("/sha256/", 1)[0])
+    return store
+
+
+def _resolve(cfg: ServiceSettings, ref: str) -> tuple[DatasetManifest, ArtifactStore]:
+    name, version = parse_ref(ref)
+    found = [v for v in run(_versions(cfg)) if v.dataset == name]
+    if version:
+        found = [v for v in found if v.version.startswith(version)]
+    if not found:
+        raise ValueError(f"no version {ref!r} (see `llmops datasets list`)")
+    chosen = found[-1]
+    store = _store(cfg, chosen.manifest.uri)
+    return load_manifest(store, chosen.manifest), store
+
+
+@datasets_app.command("list")
+def list_versions(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every dataset version, oldest first."""
+    versions = run(_versions(settings()))
+    if json_output:
+        for event in versions:
+            stdout_line(event_to_json_line(event))
+        return
+    table = Table("dataset", "version", "parent", "records", "labeled", "created")
+    for column in table.columns[1:3]:
+        column.no_wrap = True
+    for v in versions:
+        table.add_row(
+            v.dataset,
+            v.version,
+            v.parent or "-",
+            f"{v.records:,}",
+            str(v.labeled),
+            v.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    out.print(table)
+
+
+@datasets_app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (latest if no version).")],
+    record: Annotated[str | None, typer.Option(help="Lineage of one record id.")] = None,
+    limit: Annotated[int, typer.Option(help="Lineage rows to print.")] = 20,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A version's manifest and the lineage of its records."""
+    cfg = settings()
+    try:
+        manifest, store = _resolve(cfg, ref)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    lineage = [e for e in iter_lineage(store, manifest) if record in (None, e["record_id"])]
+    if json_output:
+        body = json.loads(manifest.model_dump_json(by_alias=True))
+        body["lineage"] = lineage[:limit] if record is None else lineage
+        stdout_line(json.dumps(body))
+        return
+    out.print(f"[bold]{manifest.dataset}@{manifest.version}[/]  parent: {manifest.parent or '-'}")
+    out.print(
+        f"records: {manifest.record_count:,}  labeled: {manifest.labeled}  "
+        f"sha256: {manifest.sha256}"
+    )
+    out.print(f"schema: {json.dumps(manifest.schema_)}")
+    out.print(f"created by: {', '.join(manifest.created_by) or '-'}")
+    table = Table("record", "line", "request", "dropped duplicates", "source")
+    table.columns[-1].overflow = "fold"
+    for entry in lineage[:limit]:
+        dups = ", ".join(f"{d['record_id'][:12]} ({d['status']})" for d in entry["duplicates"])
+        table.add_row(
+            entry["record_id"],
+            str(entry["line"] or "-"),
+            (entry["request_id"] or "-")[:8],
+            dups or "-",
+            entry["source"] or "(erased)",
+        )
+    out.print(table)
+    if record is None and len(lineage) > limit:
+        out.print(f"... {len(lineage) - limit} more (--limit, --record ID, --json)")
+
+
+@datasets_app.command("diff")
+def diff_versions(
+    old: Annotated[str, typer.Argument(help="NAME@A")],
+    new: Annotated[str, typer.Argument(help="NAME@B")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Records added and removed between two versions."""
+    cfg = settings()
+    try:
+        (a, _), (b, _) = _resolve(cfg, old), _resolve(cfg, new)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    changes = diff(a, b)
+    if json_output:
+        stdout_line(json.dumps({"old": a.version, "new": b.version, **changes}))
+        return
+    out.print(
+        f"{a.dataset}@{a.version} -> {b.dataset}@{b.version}: "
+        f"+{len(changes['added'])} -{len(changes['removed'])} records"
+    )
+    for rid in changes["added"][:20]:
+        out.print(f"  + {rid}")
+    for rid in changes["removed"][:20]:
+        out.print(f"  - {rid}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.add_typer(datasets_app, name="datasets")

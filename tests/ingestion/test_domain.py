@@ -1,0 +1,209 @@
+"""Unit tier: cleaning steps and filters, dedup quality, readers on every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.ingestion.adapters.readers import detect_format, read_source
+from services.ingestion.domain.cleaning import CleaningConfig, clean
+from services.ingestion.domain.dedup import DedupConfig, LSHIndex, fingerprint, signatures
+from services.ingestion.domain.pipeline import Pipeline, RawRow, Report, record_id
+from services.ingestion.synthetic import generate, score
+from shared.events.ingest import FieldMapping, SourceSpec
+from tests.ingestion.files import EXPECTED_ERRORS, EXPECTED_KEPT, write_bad_inputs
+
+pytestmark = pytest.mark.unit
+REQUEST = "00000000-0000-0000-0000-0000000000aa"
+
+
+def make_pipeline(dedup: DedupConfig | None = None, **cleaning: object) -> Pipeline:
+    dedup = dedup or DedupConfig()
+    return Pipeline(
+        request_id=REQUEST,
+        mapping=FieldMapping(metadata_fields=["lang"]),
+        cleaning=CleaningConfig.with_overrides(CleaningConfig(), dict(cleaning)),
+        dedup=dedup,
+        exact_index={},
+        lsh=LSHIndex(dedup),
+        fingerprint_key=b"test-key",
+    )
+
+
+def test_normalization_steps_are_counted() -> None:
+    result = clean("Cafe\u0301\x07  ok\t\tthere\n\n\n\nend", CleaningConfig())
+    assert result.text == "Caf\u00e9 ok there\n\nend"
+    assert result.changed == ["nfc", "control", "whitespace"]
+    assert result.dropped_by is None
+
+
+def test_html_stripping_is_optional() -> None:
+    raw = "<p>Hello &amp; <b>welcome</b></p><script>x()</script>"
+    assert clean(raw, CleaningConfig()).text == raw
+    assert clean(raw, CleaningConfig(strip_html=True)).text == "Hello & welcome"
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "dropped_by"),
+    [
+        ("short", {"min_chars": 10}, "too_short"),
+        ("word " * 50, {"max_chars": 100}, "too_long"),
+        ("same line\nsame line\nsame line\nother", {}, "duplicate_lines"),
+        (" ".join(["buy now"] * 30), {}, "top_2gram"),
+        ("#### $$$$ %%%% &&&& ok", {}, "symbol_ratio"),
+        ("Ceci est une phrase écrite en français.", {"languages": ["en"]}, "language"),
+    ],
+)
+def test_quality_filters(text: str, overrides: dict[str, object], dropped_by: str) -> None:
+    from services.ingestion.adapters.language import detect_language
+
+    config = CleaningConfig.with_overrides(CleaningConfig(), overrides)
+    assert clean(text, config, detect_language).dropped_by == dropped_by
+
+
+def test_bad_cleaning_overrides_are_named() -> None:
+    with pytest.raises(ValueError, match="min_chars") as info:
+        CleaningConfig.with_overrides(CleaningConfig(), {"min_chars": -1, "nope": 1})
+    assert "nope" in str(info.value)
+
+
+def run_corpus(docs: list, chunk: int = 700) -> tuple[dict[int, int | None], Report]:
+    pipeline = make_pipeline()
+    rows = [RawRow("corpus", i + 1, fields={"text": d.text}) for i, d in enumerate(docs)]
+    index = {record_id(REQUEST, "corpus", i + 1): i for i in range(len(docs))}
+    report = Report()
+    kept_of: dict[int, int | None] = {}
+    for start in range(0, len(rows), chunk):  # across chunks, like the service
+        for entry in pipeline.process(rows[start : start + chunk], report).lineage:
+            dup = entry.duplicate_of
+            kept_of[index[entry.record_id]] = None if dup is None else index[dup]
+    return kept_of, report
+
+
+def test_near_duplicate_precision_and_recall_on_generated_corpus() -> None:
+    docs = generate(1500, seed=11, exact_per_cluster=(0, 0))
+    kept_of, report = run_corpus(docs)
+    quality = score(docs, kept_of)
+    assert quality["expected"] > 1000
+    assert quality["precision"] >= 0.95, quality
+    assert quality["recall"] >= 0.95, quality
+    assert report.exact_duplicates == 0
+
+
+def test_exact_copies_are_exact_duplicates() -> None:
+    docs = generate(300, seed=3, near_per_cluster=(0, 0), exact_per_cluster=(1, 2))
+    kept_of, report = run_corpus(docs)
+    assert score(docs, kept_of)["f1"] == 1.0
+    assert report.exact_duplicates == len(docs) - 300 - sum(d.kind == "negative" for d in docs)
+    assert report.near_duplicates == 0
+
+
+def test_dedup_spans_chunks_and_reloaded_signatures() -> None:
+    config = DedupConfig()
+    text = "one two three four five six seven eight nine ten eleven twelve thirteen"
+    (sig,) = signatures([text], config)
+    reloaded = LSHIndex(config)
+    reloaded.insert("old", np.frombuffer(sig.tobytes(), dtype=np.uint32))
+    near = reloaded.query(signatures([text.replace("seven", "SEVEN!")], config)[0])
+    assert near is not None
+    assert near.kept == "old"
+    assert reloaded.remove("old")
+    assert reloaded.query(sig) is None
+
+
+def test_fingerprint_is_keyed_and_normalized() -> None:
+    assert fingerprint("Hello  World", b"k1") == fingerprint("hello world", b"k1")
+    assert fingerprint("hello world", b"k1") != fingerprint("hello world", b"k2")
+
+
+def test_record_ids_are_stable_and_say_nothing_about_text() -> None:
+    assert record_id(REQUEST, "a.jsonl", 3) == record_id(REQUEST, "a.jsonl", 3)
+    assert record_id(REQUEST, "a.jsonl", 3) != record_id(REQUEST, "a.jsonl", 4)
+
+
+def test_formats_by_extension() -> None:
+    assert [detect_format(p) for p in ("a.jsonl", "b.csv.gz", "c.parquet", "d.txt", "e")] == [
+        "jsonl",
+        "csv",
+        "parquet",
+        "text",
+        "text",
+    ]
+
+
+def test_every_bad_input_is_reported_and_every_good_record_kept(tmp_path: Path) -> None:
+    files = write_bad_inputs(tmp_path, huge_mb=5)
+    pipeline = make_pipeline()
+    report = Report()
+    kept = []
+    for key in ("mixed", "empty", "binary", "ragged", "missing"):
+        rows = list(read_source(SourceSpec(uri=str(files[key])), max_line_bytes=4 << 20))
+        kept += [r.text for r in pipeline.process(rows, report).kept]
+    assert kept == EXPECTED_KEPT
+    got = [(e.source, e.line, e.reason) for e in report.errors]
+    for key, line, words in EXPECTED_ERRORS:
+        assert any(
+            s == str(files[key]) and ln == line and words in reason for s, ln, reason in got
+        ), f"no error for {key} line {line} ({words}) in {got}"
+    assert len(got) == len(EXPECTED_ERRORS)
+    assert (report.read, report.malformed, report.exact_duplicates) == (17, 8, 2)
+
+
+def test_text_csv_parquet_and_mapping(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "docs.txt").write_text("first line of text\n\nsecond line of text\n")
+    pq.write_table(
+        pa.table({"body": ["a parquet document", None], "lang": ["en", "fr"], "n": [1, 2]}),
+        tmp_path / "rows.parquet",
+    )
+    lines = list(read_source(SourceSpec(uri=str(tmp_path / "*.txt")), max_line_bytes=1024))
+    assert [(r.line, r.text) for r in lines] == [
+        (1, "first line of text"),
+        (3, "second line of text"),
+    ]
+    whole = list(
+        read_source(
+            SourceSpec(uri=str(tmp_path / "docs.txt"), text_mode="file"), max_line_bytes=1024
+        )
+    )
+    assert len(whole) == 1
+    rows = list(read_source(SourceSpec(uri=str(tmp_path / "rows.parquet")), max_line_bytes=1024))
+    pipeline = Pipeline(
+        request_id=REQUEST,
+        mapping=FieldMapping(text_field="body", id_field="n", metadata_fields=["lang"]),
+        cleaning=CleaningConfig(),
+        dedup=DedupConfig(),
+        exact_index={},
+        lsh=LSHIndex(DedupConfig()),
+        fingerprint_key=b"k",
+    )
+    report = Report()
+    (record,) = pipeline.process(rows, report).kept
+    assert (record.text, record.source_id, record.metadata) == (
+        "a parquet document",
+        "1",
+        {"lang": "en"},
+    )
+    assert report.errors[0].reason == "text field 'body' is null, not a string"
+
+
+def test_reading_streams_with_flat_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    big = tmp_path / "big.jsonl"
+    line = b'{"text": "' + b"word " * 20 + b'"}\n'
+    with big.open("wb") as out:
+        for _ in range(200):
+            out.write(line * 1000)  # 200k lines, ~23 MB
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read_source(SourceSpec(uri=str(big)), max_line_bytes=1 << 20))
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 200_000
+    assert peak < 8 * 1024 * 1024  # a file this size read whole would be ~3x its size

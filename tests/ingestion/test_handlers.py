@@ -1,0 +1,169 @@
+"""The ingestion service in memory: FastStream's TestKafkaBroker, a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from services.ingestion.app import build
+from services.ingestion.config import IngestionSettings
+from shared.events import (
+    ErasureCompleted,
+    Event,
+    IngestCompleted,
+    IngestRequested,
+    RecordsIngested,
+    decode,
+)
+from shared.events.ingest import SourceSpec
+from shared.topics import Topic
+from tests.ingestion.files import EXPECTED_KEPT, write_bad_inputs
+
+pytestmark = pytest.mark.handlers
+
+
+class Service:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        settings = IngestionSettings(
+            data_dir=data_dir, chunk_rows=4, batch_records=3, database_url=database_url
+        )
+        self.runtime, _app = build(settings)
+        self.seen: dict[str, list[Event]] = {}
+        for topic in (
+            Topic.RECORDS_INGESTED,
+            Topic.INGEST_COMPLETED,
+            Topic.ERASURE_COMPLETED,
+            Topic.DATASET_VERSIONED,
+        ):
+            self._collect(topic)
+
+    def _collect(self, topic: Topic) -> None:
+        async def collect(message: KafkaMessage) -> None:
+            self.seen.setdefault(topic.value, []).append(decode(message.body))
+
+        self.runtime.broker.subscriber(topic.value, group_id=f"test-{topic.name}")(collect)
+
+    def events(self, topic: Topic) -> list[Any]:
+        return self.seen.get(topic.value, [])
+
+    async def publish(self, event: Event) -> None:
+        await self.runtime.broker.publish(event.to_bytes(), Topic.for_event(event).value)
+
+    async def wait(self, topic: Topic, count: int = 1, timeout: float = 30) -> list[Any]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.events(topic)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{topic}: {len(self.events(topic))} of {count}")
+            await asyncio.sleep(0.05)
+        return self.events(topic)
+
+
+async def run_with(service: Service, body: Any) -> Any:
+    async with TestKafkaBroker(service.runtime.broker):
+        runner = service.runtime.state["runner"]
+        await service.runtime.bus.start()
+        await runner.start()
+        try:
+            return await body()
+        finally:
+            await runner.stop()
+            await service.runtime.bus.stop()
+
+
+async def test_bad_inputs_are_reported_and_good_records_flow(data_dir: Path) -> None:
+    await bad_inputs_flow(Service(data_dir), data_dir, "tickets")
+
+
+@pytest.mark.postgres
+async def test_bad_inputs_flow_on_postgres(data_dir: Path, pg_url: str) -> None:
+    await bad_inputs_flow(Service(data_dir, pg_url), data_dir, f"tickets-{uuid.uuid4().hex}")
+
+
+async def test_invalid_overrides_fail_the_request_with_a_reason(data_dir: Path) -> None:
+    service = Service(data_dir)
+    request = IngestRequested(
+        dataset="x", records=[{"text": "fine"}], cleaning={"min_chars": -3, "dedup": {"nope": 1}}
+    )
+
+    async def body() -> IngestCompleted:
+        await service.publish(request)
+        (report,) = await service.wait(Topic.INGEST_COMPLETED)
+        return report  # type: ignore[no-any-return]
+
+    report = await run_with(service, body)
+    assert report.failed is not None
+    assert "min_chars" in report.failed
+    assert report.emitted == 0
+    assert service.events(Topic.RECORDS_INGESTED) == []
+
+
+async def bad_inputs_flow(service: Service, data_dir: Path, dataset: str) -> None:
+    files = write_bad_inputs(data_dir / "in", huge_mb=5)
+    request = IngestRequested(
+        dataset=dataset,
+        sources=[
+            SourceSpec(uri=str(files[k])) for k in ("mixed", "empty", "binary", "ragged", "missing")
+        ],
+        cut_version=True,
+    )
+
+    async def body() -> IngestCompleted:
+        await service.publish(request)
+        (report,) = await service.wait(Topic.INGEST_COMPLETED)
+        return report  # type: ignore[no-any-return]
+
+    report = await run_with(service, body)
+    batches: list[RecordsIngested] = service.events(Topic.RECORDS_INGESTED)
+    texts = [r.text for b in sorted(batches, key=lambda b: b.batch_index) for r in b.records]
+    assert texts == EXPECTED_KEPT
+    assert all(b.count <= 3 for b in batches)
+    assert (report.read, report.emitted, report.exact_duplicates) == (17, 7, 2)
+    assert report.malformed == 8
+    assert report.batches == len(batches)
+    (versioned,) = service.events(Topic.DATASET_VERSIONED)
+    assert report.dataset_version == versioned.version
+    assert versioned.records == 7
+
+
+async def test_erasure_answers_with_records_and_versions(data_dir: Path) -> None:
+    service = Service(data_dir)
+    request = IngestRequested(
+        dataset="crm",
+        records=[{"text": f"customer note number {i} about an order"} for i in range(5)]
+        + [{"text": "customer note number 0 about an order"}],
+        cut_version=True,
+    )
+
+    async def body() -> tuple[RecordsIngested, int]:
+        await service.publish(request)
+        await service.wait(Topic.INGEST_COMPLETED)
+        first = service.events(Topic.RECORDS_INGESTED)[0]
+        erasure = ErasureCompleted(
+            request_id=uuid.uuid4(),
+            subject_ref="subj-1",
+            service="anonymization",
+            found=True,
+            records=[first.records[0].record_id, "unknown-id"],
+        )
+        await service.publish(erasure)
+        await service.wait(Topic.ERASURE_COMPLETED, 2)  # anonymization's, then ours
+        await asyncio.sleep(0.5)  # ours must not answer itself
+        return first, len(service.events(Topic.ERASURE_COMPLETED))
+
+    first, total = await run_with(service, body)
+    assert total == 2
+    ours = [e for e in service.events(Topic.ERASURE_COMPLETED) if e.service == "ingestion"]
+    assert len(ours) == 1
+    reply = ours[0]
+    assert reply.found
+    assert reply.records == [first.records[0].record_id]
+    version = service.events(Topic.DATASET_VERSIONED)[0].version
+    assert reply.dataset_versions == [version]
+    assert reply.removed["fingerprints"] == 1
+    assert reply.removed["lineage_scrubbed"] == 2  # the record and its exact duplicate
