@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -115,7 +115,7 @@ async def eventbus_service(bootstrap: str, src: str, dst: str, stop: asyncio.Eve
         uow.emit(follow_up(event), topic=relay_topic)
 
     # the EventBus subscribes by Topic; point the benchmark's topics at it
-    bus.subscribe(Topic.AUDIT_RECORDED, on_audit_recorded, group=f"bus-{src}")
+    bus.subscribe(Topic.AUDIT_RECORDED, on_audit_recorded, group="bench-eventbus")
     await broker.start()
     await bus.start()
     await stop.wait()
@@ -124,6 +124,19 @@ async def eventbus_service(bootstrap: str, src: str, dst: str, stop: asyncio.Eve
 
 
 # -- load and measurement ---------------------------------------------------------------
+async def tail_of(bootstrap: str, topic: str) -> AIOKafkaConsumer:
+    """A consumer positioned at the current end of every partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=FETCH_WAIT_MS)
+    await consumer.start()
+    await consumer._client.force_metadata_update()
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for tp in parts:
+        await consumer.position(tp)
+    return consumer
+
+
 async def throughput(
     bootstrap: str,
     src: str,
@@ -136,13 +149,7 @@ async def throughput(
     batch = [producer.send(src, make_event(i)) for i in range(n)]
     await asyncio.gather(*[await f for f in batch])
     await producer.stop()
-    collector = AIOKafkaConsumer(
-        dst,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=FETCH_WAIT_MS,
-    )
-    await collector.start()
+    collector = await tail_of(bootstrap, dst)
     stop = asyncio.Event()
     task = asyncio.create_task(service(bootstrap, src, dst, stop))
     seen = 0
@@ -171,17 +178,11 @@ async def round_trips(
 ) -> list[float]:
     stop = asyncio.Event()
     task = asyncio.create_task(service(bootstrap, src, dst, stop))
-    collector = AIOKafkaConsumer(
-        dst,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="latest",
-        fetch_max_wait_ms=FETCH_WAIT_MS,
-    )
-    await collector.start()
+    collector = await tail_of(bootstrap, dst)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     await asyncio.sleep(3)  # consumer group joins
-    await collector.seek_to_end()
+
     latencies = []
     for i in range(n + 20):
         sent = time.perf_counter()

@@ -36,6 +36,7 @@ class Topic(StrEnum):
     INFERENCE_REQUESTED = "llmops.inference.requested.v1"
     INFERENCE_COMPLETED = "llmops.inference.completed.v1"
     FEEDBACK_RECEIVED = "llmops.feedback.received.v1"
+    WORKER_HEARTBEAT = "llmops.worker.heartbeat.v1"
     DRIFT_DETECTED = "llmops.drift.detected.v1"
     ALERT_RAISED = "llmops.alert.raised.v1"
     AUDIT_RECORDED = "llmops.audit.recorded.v1"
@@ -121,7 +122,20 @@ SPECS: dict[Topic, TopicSpec] = {
         "Results + usage (raw text: read only by anonymization; short retention).",
         retention_ms=3_600_000,
     ),
-    Topic.FEEDBACK_RECEIVED: TopicSpec(ev.FeedbackReceived, 3, "response_id", "User feedback."),
+    Topic.FEEDBACK_RECEIVED: TopicSpec(
+        ev.FeedbackReceived,
+        3,
+        "response_id",
+        "User feedback (raw text until anonymized; short retention).",
+        retention_ms=3_600_000,
+    ),
+    Topic.WORKER_HEARTBEAT: TopicSpec(
+        ev.WorkerHeartbeat,
+        1,
+        "worker_id",
+        "Serving workers' liveness and served versions.",
+        retention_ms=600_000,
+    ),
     Topic.DRIFT_DETECTED: TopicSpec(ev.DriftDetected, 1, "model_name", "Drift alerts."),
     Topic.ALERT_RAISED: TopicSpec(ev.AlertRaised, 1, "name", "SLO and health alerts."),
     Topic.AUDIT_RECORDED: TopicSpec(ev.AuditRecorded, 1, "action", "Privileged actions."),

@@ -12,7 +12,12 @@ from shared.events.labeling import DatasetVersioned, RecordsLabeled
 from shared.events.monitoring import AlertRaised, AuditRecorded, DriftDetected
 from shared.events.privacy import ErasureCompleted, ErasureRequested, RecordsAnonymized
 from shared.events.registry import EventDecodeError, all_models, decode, register, upcaster
-from shared.events.serving import FeedbackReceived, InferenceCompleted, InferenceRequested
+from shared.events.serving import (
+    FeedbackReceived,
+    InferenceCompleted,
+    InferenceRequested,
+    WorkerHeartbeat,
+)
 from shared.events.training import ModelTrained, TrainingProgressed, TrainingRequested
 
 __all__ = [
@@ -41,6 +46,7 @@ __all__ = [
     "RecordsLabeled",
     "TrainingProgressed",
     "TrainingRequested",
+    "WorkerHeartbeat",
     "all_models",
     "decode",
     "register",

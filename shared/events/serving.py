@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -53,9 +53,11 @@ class InferenceRequested(Event):
     key_id: str | None = Field(None, description="Id of the API key that asked (usage, limits).")
 
 
-@register("llmops.inference.chunk")
-class InferenceChunk(Event):
-    """Streamed tokens of one request, on the asking gateway's reply topic (never stored)."""
+CHUNKS_KIND = "llmops.inference.chunks"
+
+
+class InferenceChunk(Payload):
+    """Streamed tokens of one request (raw text: inference hop only, never stored)."""
 
     request_id: str = Field(description="Gateway request id.")
     seq: int = Field(description="Order of this chunk within the request, from 0.")
@@ -63,6 +65,24 @@ class InferenceChunk(Event):
     delta: str = Field(description="New text since the previous chunk of this choice (raw).")
     tokens: int = Field(0, description="Tokens the delta holds.")
     model_version: str = Field("", description="Version generating.")
+
+
+class InferenceChunks(Payload):
+    """The streamed chunks one worker has for one gateway after an engine step.
+
+    A serving-internal wire message, not a catalogue event: it only travels on a gateway's own
+    reply topic, beside the final InferenceCompleted. One message per engine step and gateway
+    (not per token and request) keeps Kafka and the gateway light at high concurrency. ``kind``
+    comes first in the JSON, so a reader tells it from an event by its first bytes.
+    """
+
+    kind: Literal["llmops.inference.chunks"] = Field(
+        "llmops.inference.chunks", description="Message kind (CHUNKS_KIND)."
+    )
+    chunks: list[InferenceChunk] = Field(description="Chunks, in order per request.")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
 
 
 @register("llmops.inference.completed")

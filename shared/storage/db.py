@@ -7,9 +7,11 @@ database (``search_path``), so services never share tables.
 from __future__ import annotations
 
 import re
+import time
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel, create_engine
 
 _SAFE = re.compile(r"[^a-z0-9_]")
@@ -45,8 +47,22 @@ def make_engine(url: str, *, schema: str | None = None, create: bool = True) -> 
             with engine.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     if create:
-        SQLModel.metadata.create_all(engine)
+        create_tables(engine)
     return engine
+
+
+def create_tables(engine: Engine, attempts: int = 5) -> None:
+    """create_all, tolerating a peer process creating the same tables at the same moment."""
+    for attempt in range(attempts):
+        try:
+            SQLModel.metadata.create_all(engine)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError) as exc:
+            if "already exists" not in str(exc) and "duplicate" not in str(exc).lower():
+                raise
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def engine_for(settings_url: str, service: str, *, raw_url: str | None = None) -> Engine:

@@ -1,0 +1,1 @@
+"""Anonymization: Presidio detection, consistent keyed pseudonyms, a per-subject vault, erasure."""

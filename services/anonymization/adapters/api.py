@@ -1,0 +1,118 @@
+"""The de-anonymization HTTP API: admin role only, every attempt audited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.anonymization.crypto import UnreadableError
+from services.anonymization.handlers import VaultFactory
+from shared.events import AuditRecorded
+from shared.runtime import Runtime
+
+
+class DeanonymizeRequest(BaseModel):
+    record_id: str = Field(description="Record to restore (as in RecordsAnonymized).")
+    reason: str = Field("", description="Why, for the audit trail (no personal data).")
+
+
+def actor_of(key: str | None) -> str:
+    if not key:
+        return "anonymous"
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def build_api(
+    runtime: Runtime, vault_for: VaultFactory, admin_key: Callable[[], str | None]
+) -> FastAPI:
+    api = FastAPI(title="llmops anonymization", docs_url=None, redoc_url=None)
+
+    def audit(actor: str, allowed: bool, record_id: str, outcome: str, reason: str) -> None:
+        with runtime.bus.unit_of_work() as uow:
+            uow.emit(
+                AuditRecorded(
+                    action="deanonymize",
+                    actor=actor,
+                    allowed=allowed,
+                    target=f"record:{record_id}"[:300],
+                    details={"outcome": outcome, "reason": reason[:200]},
+                )
+            )
+
+    def is_admin(key: str | None) -> bool:
+        expected = admin_key()
+        return bool(key and expected and hmac.compare_digest(key.encode(), expected.encode()))
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.post("/v1/deanonymize")
+    async def deanonymize(
+        body: DeanonymizeRequest,
+        authorization: str | None = Header(None),
+        x_api_key: str | None = Header(None),
+    ) -> JSONResponse:
+        key = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
+        actor = actor_of(key)
+        if not is_admin(key):
+            await asyncio.to_thread(audit, actor, False, body.record_id, "forbidden", body.reason)
+            return JSONResponse({"error": "de-anonymization needs the admin role"}, status_code=403)
+        status, payload = await asyncio.to_thread(restore, body.record_id)
+        outcome = {200: "restored", 404: "unknown", 410: "erased"}[status]
+        await asyncio.to_thread(audit, actor, True, body.record_id, outcome, body.reason)
+        return JSONResponse(payload, status_code=status)
+
+    def restore(record_id: str) -> tuple[int, dict[str, Any]]:
+        assert runtime.engine is not None
+        from sqlmodel import Session
+
+        with Session(runtime.engine) as session:
+            vault = vault_for(session)
+            try:
+                original = vault.open_record(record_id)
+            except KeyError:
+                return 404, {"error": f"no record {record_id!r} in the vault"}
+            except UnreadableError:
+                return 410, {"error": f"record {record_id!r} belongs to an erased subject"}
+            original.pop("dek", None)
+            fields: dict[str, Any] = {}
+            for field_id in vault.field_ids(record_id):
+                with contextlib.suppress(KeyError, UnreadableError):
+                    fields[field_id.split("#", 1)[1]] = vault.open_record(field_id)["text"]
+            return 200, {"record_id": record_id, **original, "fields": fields}
+
+    return api
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn inside the service's event loop: the service owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_api(api: FastAPI, host: str, port: int) -> AsyncIterator[None]:
+    server = _QuietServer(uvicorn.Config(api, host=host, port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if task.done():
+            task.result()
+        yield
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, timeout=10)

@@ -1,0 +1,1 @@
+"""Serving: vLLM workers and the OpenAI-compatible HTTP gateway, talking over Kafka."""

@@ -1,0 +1,1 @@
+"""Implementations of the serving ports: vLLM, Kafka replies, model sources, key store."""

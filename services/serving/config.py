@@ -1,0 +1,65 @@
+"""Settings of the two serving processes (worker and gateway)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+DEFAULT_MODEL = "llmops-tiny"
+
+
+class WorkerSettings(ServiceSettings):
+    """`LLMOPS_WORKER_*`: one vLLM worker process."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_WORKER_", extra="ignore")
+
+    service_name: str = "serving-worker"
+    id: str | None = Field(
+        None, description="Instance id; default host-pid-random. Names its promotion group."
+    )
+    bootstrap_model: str = Field(DEFAULT_MODEL, description="Name of the bootstrap model.")
+    bootstrap_path: str | None = Field(
+        None,
+        description="Serve this HF model dir (or hub id) first instead of building the tiny "
+        "bootstrap model under <data_dir>/serving/models/bootstrap.",
+    )
+    max_in_flight: int = Field(64, description="Requests generated concurrently per worker.")
+    max_model_len: int = Field(512, description="Context length the engine serves.")
+    dtype: str = Field("float32", description="float32 on CPUs; bfloat16/auto on GPUs.")
+    enforce_eager: bool = Field(True, description="No CUDA graphs/compile: fast start.")
+    kv_cache_mib: int = Field(
+        256, description="KV cache per engine in MiB (ignored if VLLM_CPU_KVCACHE_SPACE set)."
+    )
+    gpu_memory_utilization: float = Field(0.5, description="Share of GPU memory per engine.")
+    keep_previous: bool = Field(True, description="Keep the previous champion loaded (rollback).")
+    heartbeat_s: float = Field(1.0, description="Seconds between heartbeats.")
+    request_group: str = Field("serving-worker", description="Group sharing inference requests.")
+    fetch_max_wait_ms: int = Field(5, description="Consumer long-poll wait (latency vs CPU).")
+
+
+class GatewaySettings(ServiceSettings):
+    """`LLMOPS_GATEWAY_*`: one HTTP gateway process."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_GATEWAY_", extra="ignore")
+
+    service_name: str = "gateway"
+    port: int = Field(0, description="HTTP port (API, /healthz, /metrics); 0: admin port or 8000.")
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    admin_key: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LLMOPS_ADMIN_KEY", "llmops_admin_key"),
+        description="First admin key (stored hashed at start).",
+    )
+    id: str | None = Field(None, description="Instance id; names the reply topic.")
+    max_body_bytes: int = Field(1_000_000, description="Largest request body accepted.")
+    max_prompt_chars: int = Field(16_000, description="Longest prompt (all messages) accepted.")
+    max_tokens_cap: int = Field(1024, description="Largest max_tokens accepted.")
+    default_max_tokens: int = Field(64, description="max_tokens when the client gives none.")
+    max_n: int = Field(4, description="Largest n accepted.")
+    timeout_s: float = Field(60.0, description="Deadline of a request (-> 504).")
+    worker_timeout_s: float = Field(3.5, description="A worker silent this long is gone.")
+    default_rpm: int = Field(600, description="Requests per minute of a new key.")
+    default_tpm: int = Field(200_000, description="Tokens per minute of a new key.")
+    fetch_max_wait_ms: int = Field(5, description="Reply consumer long-poll wait.")

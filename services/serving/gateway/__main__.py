@@ -1,0 +1,18 @@
+"""`python -m services.serving.gateway` (port LLMOPS_GATEWAY_PORT, else the admin port, 8000)."""
+
+import uvicorn
+
+from services.serving.config import GatewaySettings
+from services.serving.gateway.app import build, port
+
+if __name__ == "__main__":
+    settings = GatewaySettings()
+    runtime, app = build(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=port(settings),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,110 @@
+"""Composition root of the gateway: settings -> runtime (broker, bus, DB) -> Gateway -> FastAPI."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.serving.adapters.key_store import SqlKeyStore
+from services.serving.adapters.replies import ReplyRouter
+from services.serving.channels import (
+    HEARTBEAT_TOPIC,
+    create_reply_topic,
+    delete_reply_topic,
+    ensure_serving_topics,
+    reply_topic,
+)
+from services.serving.config import GatewaySettings
+from services.serving.gateway.api_router import router
+from services.serving.gateway.keys import Role
+from services.serving.gateway.protocol import APIError
+from services.serving.gateway.serving import Gateway
+from services.serving.gateway.workers import WorkerDirectory
+from shared.runtime import Runtime, build_runtime
+from shared.telemetry import shutdown_telemetry
+
+log = logging.getLogger(__name__)
+
+
+def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
+    settings = settings or GatewaySettings()
+    runtime = build_runtime(settings, "gateway")
+    assert runtime.engine is not None
+    gateway_id = settings.id or uuid.uuid4().hex[:12]
+    topic = reply_topic(gateway_id)
+    directory = WorkerDirectory(settings.worker_timeout_s)
+    replies = ReplyRouter(
+        settings.bootstrap_servers, topic, HEARTBEAT_TOPIC, directory, settings.fetch_max_wait_ms
+    )
+    store = SqlKeyStore(runtime.engine)
+    gateway = Gateway(
+        settings,
+        keys=store,
+        publisher=runtime.bus,
+        replies=replies,
+        directory=directory,
+        reply_topic=topic,
+    )
+    bootstrap = settings.bootstrap_servers
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_serving_topics(bootstrap, settings.replication_factor)
+        await create_reply_topic(bootstrap, topic, settings.replication_factor)
+        if settings.admin_key:
+            store.add(
+                settings.admin_key,
+                "admin (LLMOPS_ADMIN_KEY)",
+                Role.ADMIN,
+                rpm=1_000_000,
+                tpm=1_000_000_000,
+            )
+        await runtime.broker.start()
+        await runtime.bus.start()
+        await replies.start()
+        app.state.ready = True
+        log.info("gateway ready", extra={"gateway_id": gateway_id, "reply_topic": topic})
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await replies.stop()
+            await runtime.bus.stop()
+            await runtime.broker.stop()
+            await delete_reply_topic(bootstrap, topic)
+            runtime.engine.dispose() if runtime.engine is not None else None
+            shutdown_telemetry()
+
+    app = FastAPI(title="llmops gateway", lifespan=lifespan, docs_url="/docs")
+    app.state.ready = False
+    app.state.gateway = gateway
+    app.state.key_store = store
+    app.state.gateway_id = gateway_id
+    app.include_router(router)
+
+    @app.exception_handler(APIError)
+    async def api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        unavailable = isinstance(exc, KafkaError)
+        log.error("request failed", extra={"error": type(exc).__name__})  # never the body
+        error = APIError(
+            503 if unavailable else 500,
+            "The platform cannot take requests right now." if unavailable else "Internal error.",
+            type_="server_error",
+        )
+        return JSONResponse(error.body(), status_code=error.status)
+
+    return runtime, app
+
+
+def port(settings: GatewaySettings) -> int:
+    return settings.port or settings.admin_port or 8000

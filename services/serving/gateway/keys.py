@@ -1,0 +1,107 @@
+"""API keys and limits: roles, hashing, per-key requests- and tokens-per-minute. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    ENGINEER = "engineer"
+    ANNOTATOR = "annotator"
+    VIEWER = "viewer"
+
+
+class Action(StrEnum):
+    LIST_MODELS = "models"
+    INFER = "infer"
+    FEEDBACK = "feedback"
+    MANAGE_KEYS = "keys"
+
+
+PERMISSIONS: dict[Role, set[Action]] = {
+    Role.ADMIN: set(Action),
+    Role.ENGINEER: {Action.LIST_MODELS, Action.INFER, Action.FEEDBACK},
+    Role.ANNOTATOR: {Action.LIST_MODELS, Action.FEEDBACK},
+    Role.VIEWER: {Action.LIST_MODELS},
+}
+
+KEY_PREFIX = "sk-llmops-"
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(secret: str) -> str:
+    """Keys are 256-bit random: a plain sha256 is enough (no dictionary to attack)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_id_of(secret: str) -> str:
+    return hash_key(secret)[:12]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    name: str
+    role: Role
+    rpm: int
+    tpm: int
+
+    def may(self, action: Action) -> bool:
+        return action in PERMISSIONS[self.role]
+
+
+@dataclass
+class _Window:
+    requests: deque[float] = field(default_factory=deque)
+    tokens: deque[tuple[float, int]] = field(default_factory=deque)
+    token_sum: int = 0
+
+
+class RateLimiter:
+    """Sliding 60 s windows per key. ``check`` admits a request or says how long to wait."""
+
+    WINDOW_S = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.windows: dict[str, _Window] = {}
+
+    def _window(self, key_id: str, now: float) -> _Window:
+        window = self.windows.setdefault(key_id, _Window())
+        while window.requests and window.requests[0] <= now - self.WINDOW_S:
+            window.requests.popleft()
+        while window.tokens and window.tokens[0][0] <= now - self.WINDOW_S:
+            window.token_sum -= window.tokens.popleft()[1]
+        return window
+
+    def check(self, key: KeyInfo) -> tuple[str, int] | None:
+        """None if admitted (and counted); else (which limit, retry-after seconds)."""
+        now = self.clock()
+        window = self._window(key.key_id, now)
+        if len(window.requests) >= key.rpm:
+            wait = window.requests[0] + self.WINDOW_S - now
+            return "requests", max(1, math.ceil(wait))
+        if window.token_sum >= key.tpm:
+            wait = window.tokens[0][0] + self.WINDOW_S - now
+            return "tokens", max(1, math.ceil(wait))
+        window.requests.append(now)
+        return None
+
+    def charge(self, key: KeyInfo, tokens: int) -> None:
+        if tokens <= 0:
+            return
+        now = self.clock()
+        window = self._window(key.key_id, now)
+        window.tokens.append((now, tokens))
+        window.token_sum += tokens

@@ -1,0 +1,68 @@
+"""What the serving logic needs from the outside world, as Protocols."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shared.events import Event
+from shared.events.serving import ChatMessage, InferenceChunk
+
+
+class InvalidRequestError(ValueError):
+    """The request cannot be served as asked (prompt too long, bad parameters)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampling parameters the gateway forwards (OpenAI names)."""
+
+    max_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """New output of one choice since the last delta."""
+
+    index: int
+    text: str
+    tokens: int
+    finish_reason: str | None = None
+
+
+class TextEngine(Protocol):
+    """One loaded model version (vLLM's AsyncLLM behind it in production)."""
+
+    def prompt_tokens(self, prompt: str | list[ChatMessage]) -> list[int]:
+        """Render (chat template) and tokenize; InvalidRequestError if it cannot fit."""
+        ...
+
+    def generate(
+        self, prompt_ids: list[int], sampling: Sampling, request_id: str
+    ) -> AsyncIterator[list[Delta]]:
+        """Stream deltas (batched per engine step) until every choice finished."""
+        ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class EngineLoader(Protocol):
+    async def load(self, location: str) -> TextEngine: ...
+
+
+class ReplySink(Protocol):
+    """Where a worker sends chunks and results (the asking gateway's reply topic)."""
+
+    async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None: ...
+
+    async def flush(self) -> None: ...

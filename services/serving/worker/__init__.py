@@ -1,0 +1,1 @@
+"""The serving worker process: vLLM engines fed by Kafka."""

@@ -1,0 +1,99 @@
+"""Thin handlers: inference requests (shared group, many in flight) and model control
+(a group per worker, so every worker applies every promotion)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from services.serving.adapters.model_source import ModelSource
+from services.serving.adapters.state_store import snapshot_row
+from services.serving.config import WorkerSettings
+from services.serving.routing import Version
+from services.serving.worker.control import ModelControl
+from services.serving.worker.inference import InferenceService
+from shared.bus import UnitOfWork
+from shared.events import EventDecodeError, ModelPromoted, ModelRolledBack, decode
+from shared.events.serving import InferenceRequested
+from shared.runtime import Runtime
+from shared.topics import Topic
+
+
+def register(
+    runtime: Runtime,
+    settings: WorkerSettings,
+    *,
+    worker_id: str,
+    inference: InferenceService,
+    control: ModelControl,
+    source: ModelSource,
+) -> None:
+    bus = runtime.bus
+
+    async def on_inference_requested(message: KafkaMessage) -> None:
+        try:
+            event = decode(message.body, expected=InferenceRequested)
+        except EventDecodeError as exc:
+            await bus.dead_letter(
+                Topic.INFERENCE_REQUESTED, message, exc.reason, exc.detail, attempts=0
+            )
+            return
+        assert isinstance(event, InferenceRequested)
+        await inference.handle(event)
+
+    # Ack-first with a task pool: one consumer keeps up to max_in_flight requests generating
+    # at once, so vLLM batches them continuously. A request lost in a crash ends in the
+    # gateway's deadline (504), never in a stuck partition.
+    runtime.broker.subscriber(
+        Topic.INFERENCE_REQUESTED.value,
+        group_id=settings.request_group,
+        ack_policy=AckPolicy.ACK_FIRST,
+        max_workers=settings.max_in_flight,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )(on_inference_requested)
+
+    def save(uow: UnitOfWork) -> None:
+        uow.session.merge(snapshot_row(control.table.to_dict(), control.applied_until))
+
+    async def on_model_promoted(event: ModelPromoted, uow: UnitOfWork) -> None:
+        if control.is_stale(event.occurred_at):
+            return
+        location = (
+            source.resolve(event.artifact)
+            if event.artifact is not None
+            else control.location_of(event.model_name, event.model_version)
+        )
+        if location is None:
+            raise FileNotFoundError(f"{event.model_name} {event.model_version}: no artifact")
+        await control.promote(
+            Version(event.model_name, event.model_version, location),
+            event.occurred_at,
+            alias=event.alias,
+            share=event.traffic_share,
+        )
+        save(uow)
+
+    async def on_model_rolled_back(event: ModelRolledBack, uow: UnitOfWork) -> None:
+        if control.is_stale(event.occurred_at):
+            return
+        await control.rollback(event.model_name, event.to_version, event.occurred_at)
+        save(uow)
+
+    control_group = f"serving-worker-{worker_id}"
+    bus.subscribe(Topic.MODEL_PROMOTED, on_model_promoted, group=control_group)
+    bus.subscribe(Topic.MODEL_ROLLED_BACK, on_model_rolled_back, group=control_group)
+
+
+def new_worker_id(settings: WorkerSettings) -> str:
+    import os
+    import socket
+
+    return settings.id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def models_dir(settings: WorkerSettings) -> Path:
+    return (settings.data_dir / "serving" / "models").resolve()

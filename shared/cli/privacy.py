@@ -1,0 +1,167 @@
+"""`llmops erase` and `llmops deanonymize`: the privacy commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from shared.cli.common import EXIT_INVALID, console, out, run, stdout_line
+from shared.client import PlatformClient
+from shared.events import ErasureCompleted, ErasureRequested
+from shared.topics import Topic
+
+EXIT_FAILED = 1
+
+
+def _settings() -> Any:
+    from services.anonymization.config import AnonymizationSettings
+
+    return AnonymizationSettings(service_name="cli", log_format="text")
+
+
+async def _erase(
+    subject: str, retrain: bool, wait: bool, timeout_s: float, others_s: float
+) -> dict[str, Any]:
+    from services.anonymization.adapters.keyfile import load_keyring
+
+    cfg = _settings()
+    # never create the key here: a key made by the CLI would not be the service's one
+    subject_ref = load_keyring(cfg.pseudonym_key, cfg.data_dir, create=False).subject_ref(subject)
+    async with PlatformClient(cfg, producer_name="cli") as client:
+        request = await client.publish(ErasureRequested(subject_ref=subject_ref, retrain=retrain))
+        report: dict[str, Any] = {"request_id": str(request.event_id), "subject_ref": subject_ref}
+        if not wait:
+            return report
+        answers = await collect_answers(client, request.event_id, timeout_s, others_s)
+    return {**report, **aggregate(answers)}
+
+
+async def collect_answers(
+    client: PlatformClient, request_id: Any, timeout_s: float, others_s: float
+) -> dict[str, ErasureCompleted]:
+    """Answers to one request: anonymization's, then the others for ``others_s`` more."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    answers: dict[str, ErasureCompleted] = {}
+    events = client.stream(Topic.ERASURE_COMPLETED, from_beginning=True).__aiter__()
+    try:
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                event = await asyncio.wait_for(events.__anext__(), timeout=remaining)
+            except (TimeoutError, StopAsyncIteration):
+                break
+            if isinstance(event, ErasureCompleted) and event.request_id == request_id:
+                answers[event.service] = event
+                if event.service == "anonymization":
+                    deadline = min(deadline, loop.time() + others_s)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return answers
+
+
+def aggregate(answers: dict[str, ErasureCompleted]) -> dict[str, Any]:
+    """One report from every service's answer."""
+    main = answers.get("anonymization")
+    return {
+        "answered": main is not None,
+        "found": any(a.found for a in answers.values()),
+        "records": main.records if main else [],
+        "dataset_versions": main.dataset_versions if main else [],
+        "model_versions": main.model_versions if main else [],
+        "services": {
+            name: {"found": a.found, "removed": a.removed} for name, a in sorted(answers.items())
+        },
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    out.print(f"erasure request {report['request_id']} (subject {report['subject_ref'][:12]}…)")
+    if "answered" not in report:
+        out.print("published; run with --wait to see the report")
+        return
+    if not report["answered"]:
+        out.print("[red]no answer from the anonymization service in time[/]")
+        return
+    if not report["found"]:
+        out.print("nothing held for this subject: no record, dataset version or model saw it")
+        return
+    out.print(f"records ({len(report['records'])}): {', '.join(report['records'][:20])}")
+    out.print(f"dataset versions: {', '.join(report['dataset_versions']) or '-'}")
+    out.print(f"model versions trained on them: {', '.join(report['model_versions']) or '-'}")
+    for name, answer in report["services"].items():
+        removed = ", ".join(f"{k}={v}" for k, v in answer["removed"].items()) or "nothing"
+        out.print(f"  {name}: removed {removed}")
+    out.print("the subject's key is destroyed: sealed copies anywhere are unreadable")
+
+
+def erase(  # noqa: PLR0917
+    subject: Annotated[str, typer.Option(help="The identifier: e-mail, name, phone, card...")],
+    wait: Annotated[bool, typer.Option(help="Wait for the services' answers.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON report on stdout.")] = False,
+    retrain: Annotated[bool, typer.Option(help="Ask for a new dataset cut + retraining.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for anonymization.")] = 60.0,
+    others: Annotated[float, typer.Option(help="Seconds to wait for the other services.")] = 3.0,
+) -> None:
+    """Forget a data subject everywhere (crypto-shredding) and report what held it."""
+    if not subject.strip():
+        console.print("[red]--subject must not be empty[/]")
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        report = run(_erase(subject, retrain, wait, timeout, others))
+    except FileNotFoundError as exc:
+        console.print(
+            f"[red]{exc}[/]\nStart the stack first (the anonymization service creates the key), "
+            "or set LLMOPS_PSEUDONYM_KEY to the platform's key."
+        )
+        raise typer.Exit(EXIT_INVALID) from None
+    if as_json:
+        stdout_line(json.dumps(report))
+    else:
+        print_report(report)
+    if wait and not report.get("answered"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def deanonymize(
+    record: Annotated[str, typer.Option(help="Record id, as in RecordsAnonymized.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+    key: Annotated[str | None, typer.Option(help="API key (default: the admin key).")] = None,
+    url: Annotated[str | None, typer.Option(help="Base URL of the anonymization API.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
+) -> None:
+    """Restore a record's original text (admin role only; audited; fails once erased)."""
+    cfg = _settings()
+    base = url or f"http://{cfg.api_host}:{cfg.api_port}"
+    api_key = key or cfg.admin_secret() or ""
+    try:
+        response = httpx.post(
+            f"{base}/v1/deanonymize",
+            json={"record_id": record, "reason": reason},
+            headers={"X-API-Key": api_key},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the anonymization API at {base}:[/] {exc}")
+        raise typer.Exit(3) from None
+    body = response.json()
+    if as_json:
+        stdout_line(json.dumps({"status": response.status_code, **body}))
+    elif response.status_code == 200:
+        out.print(body["text"])
+        for name, value in body.get("fields", {}).items():
+            out.print(f"  {name}: {value}")
+    else:
+        console.print(f"[red]{response.status_code}:[/] {body.get('error')}")
+    if response.status_code == 403:
+        raise typer.Exit(EXIT_INVALID)
+    if response.status_code != 200:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(erase)
+    app.command()(deanonymize)

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from services.anonymization import crypto, lineage
+from services.anonymization.adapters.keyfile import key_path, load_keyring
+from services.anonymization.adapters.recognizers import luhn_valid, mod97_valid
+from services.anonymization.domain import Anonymizer, Operators, SourceDoc, split_text
+from services.anonymization.keys import KeyRing, normalize_identifier, parse_master_key
+from tests.anonymization.fakes import FakeEngine
+
+pytestmark = pytest.mark.unit
+
+KEYS = KeyRing(b"k" * 32)
+
+
+def test_identifiers_normalize_case_spacing_and_phone_punctuation():
+    assert normalize_identifier("  Alice   JOHNSON ") == "alice johnson"
+    assert normalize_identifier("+1 (415) 555-0132") == normalize_identifier("1 415 555 0132")
+    assert normalize_identifier("DE89 3704 0044 0532 0130 00") == "de89370400440532013000"
+
+
+def test_pseudonyms_are_consistent_keyed_and_typed():
+    token = KEYS.pseudonym("PERSON", "Alice Johnson")
+    assert token == KEYS.pseudonym("PERSON", "alice  johnson")
+    assert token.startswith("<PERSON_")
+    assert len(token) == len("<PERSON_>") + 8
+    assert token != KeyRing(b"x" * 32).pseudonym("PERSON", "Alice Johnson")  # keyed
+    assert token != KEYS.pseudonym("LOCATION", "Alice Johnson")
+    assert KEYS.subject_ref("a@b.io") == KEYS.subject_ref("A@B.IO")
+    assert KEYS.subject_ref("a@b.io") not in token
+
+
+def test_master_key_forms():
+    assert parse_master_key("ab" * 32) == bytes.fromhex("ab" * 32)
+    assert len(parse_master_key("a long enough passphrase")) == 32
+    with pytest.raises(ValueError, match="at least 16"):
+        parse_master_key("short")
+
+
+def test_key_file_is_created_once_with_mode_0600(tmp_path):
+    first = load_keyring(None, tmp_path)
+    assert stat.S_IMODE(key_path(tmp_path).stat().st_mode) == 0o600
+    assert load_keyring(None, tmp_path) == first
+    assert load_keyring("cd" * 32, tmp_path) != first
+
+
+def test_sealed_values_open_only_with_their_key_and_context():
+    key = crypto.new_key()
+    sealed = crypto.seal(key, b"secret", b"rec-1")
+    assert crypto.open_sealed(key, sealed, b"rec-1") == b"secret"
+    with pytest.raises(crypto.UnreadableError):
+        crypto.open_sealed(crypto.new_key(), sealed, b"rec-1")
+    with pytest.raises(crypto.UnreadableError):
+        crypto.open_sealed(key, sealed, b"rec-2")
+    token = crypto.seal_token(key, "4111", b"r")
+    assert crypto.open_token(key, token, b"r") == "4111"
+
+
+@pytest.mark.parametrize(
+    ("operator", "check"),
+    [
+        ("pseudonym", lambda out: out.startswith("<EMAIL_ADDRESS_")),
+        ("redact", lambda out: out == "<EMAIL_ADDRESS>"),
+        ("mask", lambda out: out == "***@***e.io"),
+        ("hash", lambda out: out.startswith("<EMAIL_ADDRESS#") and len(out) == 32),
+        ("encrypt", lambda out: out.startswith("<EMAIL_ADDRESS!")),
+        ("keep", lambda out: out == "bob@side.io"),
+    ],
+)
+def test_operators(operator, check):
+    operators = Operators(KEYS, {"EMAIL_ADDRESS": operator})
+    assert check(operators.apply("EMAIL_ADDRESS", "bob@side.io", crypto.new_key(), "r1"))
+
+
+def test_unknown_operator_is_refused():
+    with pytest.raises(ValueError, match="unknown operator"):
+        Operators(KEYS, {"PERSON": "shred"})
+
+
+def test_anonymizer_batches_seals_originals_and_derives_subjects():
+    engine = FakeEngine({"Alice Johnson": "PERSON", "Paris": "LOCATION"})
+    anonymizer = Anonymizer(engine, Operators(KEYS), ["PERSON", "EMAIL_ADDRESS"])
+    docs = anonymizer.run(
+        [
+            SourceDoc("r1", "Alice Johnson <alice@example.com> wrote."),
+            SourceDoc("r2", "Nothing personal."),
+            SourceDoc("r3", "Rain in Paris."),
+            SourceDoc("r4", ""),
+        ]
+    )
+    assert engine.batches == [4]
+    first = docs[0]
+    assert "Alice" not in first.text
+    assert "alice@" not in first.text
+    assert first.subjects == sorted(
+        [KEYS.subject_ref("alice@example.com"), KEYS.subject_ref("Alice Johnson")]
+    )
+    assert [first.text[f.start : f.end][:8] for f in first.findings] == ["<PERSON_", "<EMAIL_A"]
+    assert first.vault is not None
+    assert b"Alice" not in first.vault.sealed
+    original = json.loads(crypto.open_sealed(first.vault.dek, first.vault.sealed, b"r1"))
+    assert original["text"] == "Alice Johnson <alice@example.com> wrote."
+    assert docs[1].vault is None
+    assert docs[1].text == "Nothing personal."
+    assert docs[2].subjects == ["record:r3"]  # PII but nobody identifiable: a record key
+    assert docs[3].text == ""
+
+
+def test_long_text_is_chunked_and_offsets_stay_right():
+    text = "Alice Johnson says hi. " * 50
+    anonymizer = Anonymizer(
+        FakeEngine({"Alice Johnson": "PERSON"}), Operators(KEYS), ["PERSON"], max_chunk_chars=100
+    )
+    [doc] = anonymizer.run([SourceDoc("big", text)])
+    assert "Alice" not in doc.text
+    assert len(doc.findings) == 50
+    assert all(doc.text[f.start : f.end].startswith("<PERSON_") for f in doc.findings)
+    pieces = split_text(text, 100)
+    assert "".join(pieces) == text
+    assert max(map(len, pieces)) <= 100
+
+
+def test_checksums():
+    assert luhn_valid("4111 1111 1111 1111")
+    assert not luhn_valid("4111 1111 1111 1112")
+    assert mod97_valid("DE89 3704 0044 0532 0130 00")
+    assert not mod97_valid("DE00 3704 0044")
+
+
+def test_manifest_record_ids_in_any_layout():
+    assert lineage.record_ids_in(b'{"records": [{"record_id": "a"}, {"record_id": "b"}]}') == [
+        "a",
+        "b",
+    ]
+    assert lineage.record_ids_in(b'{"record_id": "a"}\n{"record_id": "c"}\n') == ["a", "c"]
+    assert lineage.record_ids_in(b'{"record_ids": ["x", "y"]}') == ["x", "y"]
+    assert lineage.record_ids_in(b"\x00\xff not json") == []
+    claims = lineage.nested_claims(b'{"shards": [{"uri": "u", "sha256": "s", "size": 1}]}')
+    assert claims == [{"uri": "u", "sha256": "s", "size": 1}]
+
+
+def test_erasure_report_aggregates_services_and_says_nothing_held(capsys):
+    import uuid as _uuid
+
+    from shared.cli.privacy import aggregate, print_report
+    from shared.events import ErasureCompleted
+
+    request = _uuid.uuid4()
+    answers = {
+        "anonymization": ErasureCompleted(
+            request_id=request,
+            subject_ref="a" * 32,
+            service="anonymization",
+            found=True,
+            records=["r1"],
+            dataset_versions=["d@v1"],
+            model_versions=["m@2"],
+            removed={"subject_keys": 1},
+        ),
+        "ingestion": ErasureCompleted(
+            request_id=request,
+            subject_ref="a" * 32,
+            service="ingestion",
+            found=True,
+            records=["r1"],
+            removed={"fingerprints": 1},
+        ),
+    }
+    report = {"request_id": str(request), "subject_ref": "a" * 32, **aggregate(answers)}
+    assert report["records"] == ["r1"]
+    assert set(report["services"]) == {"anonymization", "ingestion"}
+    print_report(report)
+    assert "m@2" in capsys.readouterr().out
+    nothing = {
+        "request_id": str(request),
+        "subject_ref": "b" * 32,
+        **aggregate(
+            {
+                "anonymization": answers["anonymization"].model_copy(
+                    update={
+                        "found": False,
+                        "records": [],
+                        "dataset_versions": [],
+                        "model_versions": [],
+                    }
+                )
+            }
+        ),
+    }
+    print_report(nothing)
+    assert "nothing held" in capsys.readouterr().out

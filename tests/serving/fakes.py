@@ -1,0 +1,84 @@
+"""Small fakes of the serving ports (no mock.patch of our own code)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from services.serving.ports import Delta, InvalidRequestError, Sampling
+from shared.events import Event
+from shared.events.serving import ChatMessage, InferenceChunk
+
+
+class FakeEngine:
+    """Echoes the words of the prompt back, one word per step, tagged with its location."""
+
+    def __init__(self, location: str, step_s: float = 0.0, context: int = 64) -> None:
+        self.location = location
+        self.step_s = step_s
+        self.context = context
+        self.aborted: list[str] = []
+        self.closed = False
+        self.active = 0
+
+    def prompt_tokens(self, prompt: str | list[ChatMessage]) -> list[int]:
+        text = prompt if isinstance(prompt, str) else " ".join(m.content for m in prompt)
+        words = text.split()
+        if len(words) >= self.context:
+            raise InvalidRequestError("prompt too long")
+        self._words = words or ["empty"]
+        return list(range(len(words)))
+
+    async def generate(
+        self, prompt_ids: list[int], sampling: Sampling, request_id: str
+    ) -> AsyncIterator[list[Delta]]:
+        self.active += 1
+        try:
+            words = self._words[: sampling.max_tokens]
+            for i, word in enumerate(words):
+                await asyncio.sleep(self.step_s)
+                last = i == len(words) - 1
+                finish = (
+                    ("length" if len(words) == sampling.max_tokens else "stop") if last else None
+                )
+                yield [
+                    Delta(index=n, text=f"{word} ", tokens=1, finish_reason=finish)
+                    for n in range(sampling.n)
+                ]
+        finally:
+            self.active -= 1
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class FakeLoader:
+    def __init__(self, step_s: float = 0.0) -> None:
+        self.step_s = step_s
+        self.loaded: list[str] = []
+        self.engines: dict[str, FakeEngine] = {}
+
+    async def load(self, location: str) -> FakeEngine:
+        if location.startswith("missing"):
+            raise FileNotFoundError(location)
+        self.loaded.append(location)
+        engine = FakeEngine(location, self.step_s)
+        self.engines[location] = engine
+        return engine
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Event | InferenceChunk]] = []
+
+    async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None:
+        self.sent.append((topic, event))
+
+    async def flush(self) -> None:
+        return None
+
+    def on(self, topic: str) -> list[Event | InferenceChunk]:
+        return [e for t, e in self.sent if t == topic]

@@ -1,0 +1,66 @@
+"""The worker's control handlers on FastStream's in-memory broker (engines are fakes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from services.serving.adapters.state_store import load_snapshot
+from services.serving.config import WorkerSettings
+from services.serving.routing import Version
+from services.serving.worker.app import build
+from shared.events import ClaimCheck, ModelPromoted, ModelRolledBack
+from shared.modelkit import MODEL_DIR_MEDIA_TYPE
+from shared.topics import Topic
+from tests.serving.fakes import FakeLoader
+
+pytestmark = pytest.mark.handlers
+
+
+def _model_dir(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / "tokenizer.json").write_text("{}")
+    return root
+
+
+async def test_promotion_rollback_and_a_bad_promotion(tmp_path: Path) -> None:
+    settings = WorkerSettings(data_dir=tmp_path, handler_attempts=2, retry_backoff_s=0.001)
+    loader = FakeLoader()
+    runtime, _app = build(settings, loader=loader)
+    table, control = runtime.state["table"], runtime.state["control"]
+    await control.promote(Version("m", "bootstrap", "/boot"), datetime(2020, 1, 1, tzinfo=UTC))
+    dead: list[dict[str, str]] = []
+
+    @runtime.broker.subscriber(Topic.MODEL_PROMOTED.dlq)
+    async def on_dead(message: KafkaMessage) -> None:
+        dead.append(dict(message.headers))
+
+    v2 = _model_dir(tmp_path / "v2")
+    artifact = ClaimCheck(uri=str(v2), sha256="0" * 64, size=2, media_type=MODEL_DIR_MEDIA_TYPE)
+    async with TestKafkaBroker(runtime.broker) as broker:
+        promoted = ModelPromoted(model_name="m", model_version="v2", artifact=artifact)
+        await broker.publish(promoted.to_bytes(), Topic.MODEL_PROMOTED.value)
+        assert table.choose("m", 0.5)[0].version == "v2"
+        assert loader.loaded == ["/boot", str(v2)]
+
+        await broker.publish(promoted.to_bytes(), Topic.MODEL_PROMOTED.value)  # redelivery
+        assert loader.loaded == ["/boot", str(v2)]
+
+        back = ModelRolledBack(model_name="m", from_version="v2", to_version="bootstrap")
+        await broker.publish(back.to_bytes(), Topic.MODEL_ROLLED_BACK.value)
+        assert table.choose("m", 0.5)[0].version == "bootstrap"
+
+        unknown = ModelPromoted(model_name="m", model_version="v9")  # no artifact, never seen
+        await broker.publish(unknown.to_bytes(), Topic.MODEL_PROMOTED.value)
+        assert table.choose("m", 0.5)[0].version == "bootstrap"
+        assert dead[0]["x-llmops-dlq-reason"] == "handler-failed"
+
+    assert runtime.engine is not None
+    snapshot = load_snapshot(runtime.engine)
+    assert snapshot is not None
+    assert snapshot.body["routes"]["m"]["champion"]["version"] == "bootstrap"
