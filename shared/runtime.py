@@ -39,6 +39,7 @@ class Runtime:
     bus: EventBus
     engine: Engine | None
     artifacts: ArtifactStore
+    transit: ArtifactStore
     checks: dict[str, HealthCheck] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     state: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +74,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         bus=bus,
         engine=engine,
         artifacts=ArtifactStore(settings.artifact_root),
+        transit=ArtifactStore(settings.transit_root),
     )
 
 

@@ -51,6 +51,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_ARTIFACT_URL"),
         description="fsspec URL of the artifact store (default: <data_dir>/artifacts).",
     )
+    transit_url: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_TRANSIT_URL"),
+        description="fsspec URL of the transit store: claim-checked payloads of the raw hops "
+        "(ingestion -> anonymization), deleted once consumed (default: <data_dir>/transit).",
+    )
     otlp_endpoint: str | None = Field(
         None,
         validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -104,6 +110,10 @@ class ServiceSettings(BaseSettings):
     @property
     def artifact_root(self) -> str:
         return self.artifact_url or str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def transit_root(self) -> str:
+        return self.transit_url or str((self.data_dir / "transit").resolve())
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

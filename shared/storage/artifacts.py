@@ -85,6 +85,14 @@ class ArtifactStore:
     def get_bytes(self, claim: ClaimCheck) -> bytes:
         return b"".join(self.iter_chunks(claim))
 
+    def delete(self, claim: ClaimCheck) -> bool:
+        """Remove an object (transit stores only: the artifact store is immutable)."""
+        path = self._path(claim.sha256)
+        if not self.fs.exists(path):
+            return False
+        self.fs.rm(path)
+        return True
+
     def exists(self, claim: ClaimCheck) -> bool:
         return bool(self.fs.exists(self._path(claim.sha256)))
 
