@@ -15,7 +15,7 @@ from shared.settings import ServiceSettings
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, highlight=False)
 
 EXIT_INVALID = 2
