@@ -35,29 +35,55 @@ async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
         await consumer.stop()
 
 
-async def consumer_lag(bootstrap: str) -> dict[str, dict[str, int]]:
-    """consumer group -> topic -> lag (messages not yet committed)."""
+async def consumer_groups(bootstrap: str) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
+    try:
+        return sorted(
+            {g[0] if isinstance(g, tuple) else g for g in await admin.list_consumer_groups()}
+        )
+    finally:
+        await admin.close()
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The group's committed offsets, through the consumer's OffsetFetch (the admin client's
+    request version is not understood by every Kafka-protocol broker)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        groups = [g[0] if isinstance(g, tuple) else g for g in await admin.list_consumer_groups()]
-        lag: dict[str, dict[str, int]] = {}
-        for group in sorted(groups):
-            offsets = await admin.list_consumer_group_offsets(group)
-            if not offsets:
-                continue
-            ends = await consumer.end_offsets(list(offsets))
-            per_topic: dict[str, int] = {}
-            for tp, meta in offsets.items():
-                committed = meta.offset if meta.offset >= 0 else 0
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - committed)
-            lag[group] = per_topic
-        return lag
+        fetched = await consumer._coordinator.fetch_committed_offsets(set(partitions))
+        return {tp: meta.offset for tp, meta in fetched.items() if meta.offset >= 0}
     finally:
         await consumer.stop()
-        await admin.close()
+
+
+async def consumer_lag(bootstrap: str) -> dict[str, dict[str, int]]:
+    """consumer group -> topic -> lag (messages after the committed offset)."""
+    groups = await consumer_groups(bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topics = sorted(t for t in await consumer.topics() if t.startswith("llmops."))
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        ends = await consumer.end_offsets(parts) if parts else {}
+    finally:
+        await consumer.stop()
+    lag: dict[str, dict[str, int]] = {}
+    for group in groups:
+        committed = await committed_offsets(bootstrap, group, parts)
+        per_topic: dict[str, int] = {}
+        for tp, offset in committed.items():
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - offset)
+        if per_topic:
+            lag[group] = per_topic
+    return lag
 
 
 def process_health(settings: ServiceSettings) -> list[dict[str, Any]]:

@@ -53,6 +53,25 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
         )
         assert json.loads(got.stdout)["event_id"] == json.loads(sent.stdout)["event_id"]
 
+        # the ingestion service consumes a request; status shows its group caught up
+        request = {"dataset": "stack-test", "records": [{"text": "a record for the stack test"}]}
+        assert (
+            llmops(
+                "publish", "ingest.requested", "-", env=env, stdin=json.dumps(request)
+            ).returncode
+            == 0
+        )
+
+        def caught_up() -> bool:
+            lag = json.loads(llmops("status", "--json", env=env).stdout)["lag"]
+            return any(
+                topics.get("llmops.ingest.requested.v1") == 0
+                for group, topics in lag.items()
+                if group.startswith("ingestion")
+            )
+
+        wait_until(caught_up, timeout=60, interval=1)
+
         # a service that dies is restarted by the supervisor
         victim = state["processes"][0]["pid"]
         os.kill(victim, signal.SIGKILL)
