@@ -24,12 +24,19 @@ log = logging.getLogger(__name__)
 
 class OutboxRelay:
     def __init__(
-        self, broker: KafkaBroker, engine: Engine, *, batch: int = 500, poll_s: float = 1.0
+        self,
+        broker: KafkaBroker,
+        engine: Engine,
+        *,
+        batch: int = 500,
+        poll_s: float = 1.0,
+        linger_s: float = 0.002,
     ) -> None:
         self.broker = broker
         self.engine = engine
         self.batch = batch
         self.poll_s = poll_s
+        self.linger_s = linger_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -54,6 +61,8 @@ class OutboxRelay:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            # a short linger lets a busy handler commit a few more rows: one drain sends them
+            await asyncio.sleep(self.linger_s)
             self._wake.clear()
             try:
                 await self.drain()
@@ -83,6 +92,8 @@ class OutboxRelay:
                     session.exec(delete(OutboxEntry).where(col(OutboxEntry.id).in_(ids)))  # type: ignore[call-overload]
                     session.commit()
                     sent += len(rows)
+                    if len(rows) < self.batch:
+                        return sent
 
     async def _publish(self, row: OutboxEntry) -> object:
         headers = dict(row.headers or {})
