@@ -4,7 +4,8 @@ A version is two or three artifacts in the content-addressed store: the records 
 lines, an optional lineage file (JSON lines, one entry per record), and the manifest JSON
 that points at them. The version id is derived from what the version holds (dataset,
 parent, data sha256, labeled), so cutting the same content twice gives the same id.
-Ingestion cuts unlabeled versions; labeling cuts labeled ones with the same functions.
+Ingestion cuts unlabeled versions (of anonymized records: raw text never reaches a
+version); labeling cuts labeled ones with the same functions.
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ def build(
         keys, settings.operators, settings.default_operator, settings.token_length
     )
     anonymizer = Anonymizer(lazy, operators, settings.subject_entities, settings.max_chunk_chars)
-    service = AnonymizationService(anonymizer, runtime.artifacts, settings.claim_threshold_bytes)
+    service = AnonymizationService(
+        anonymizer, runtime.artifacts, settings.claim_threshold_bytes, runtime.transit
+    )
     vault_for = partial(vault_factory, keys=keys)
     handlers.register(runtime, service, vault_for, settings.consumer_group)
     runtime.state.update(service=service, keys=keys, vault_for=vault_for, engine=lazy)

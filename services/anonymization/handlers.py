@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from opentelemetry import metrics
+from sqlalchemy import event as sa_event
 from sqlmodel import Session
 
 from services.anonymization.ports import Vault
@@ -43,6 +44,8 @@ def register(
         vault = vault_for(uow.session)
         out = await asyncio.to_thread(service.on_records_ingested, event, vault)
         uow.emit(_count(out, "ingest"))
+        # the raw batch leaves the transit store only once the anonymized one is committed
+        sa_event.listen(uow.session, "after_commit", lambda _s: service.consumed(event), once=True)
 
     async def on_inference_completed(event: InferenceCompleted, uow: UnitOfWork) -> None:
         vault = vault_for(uow.session)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from services.anonymization import lineage
 from services.anonymization.domain import AnonymizedDoc, Anonymizer, SourceDoc
-from services.anonymization.ports import ArtifactReader, Vault
+from services.anonymization.ports import ArtifactReader, TransitReader, Vault
 from shared.events import (
     AuditRecorded,
     ClaimCheck,
@@ -65,11 +65,24 @@ def _replace_leaf(node: Any, path: tuple[Any, ...], value: str) -> Any:
     return node
 
 
+class ClaimMissingError(LookupError):
+    """A claim-checked raw batch is not (or no longer) in the transit store."""
+
+
 class AnonymizationService:
-    def __init__(self, anonymizer: Anonymizer, artifacts: ArtifactReader, claim_bytes: int) -> None:
+    """``artifacts`` holds what this service writes (no PII); ``transit`` the raw batches."""
+
+    def __init__(
+        self,
+        anonymizer: Anonymizer,
+        artifacts: ArtifactReader,
+        claim_bytes: int,
+        transit: TransitReader,
+    ) -> None:
         self.anonymizer = anonymizer
         self.artifacts = artifacts
         self.claim_bytes = claim_bytes
+        self.transit = transit
 
     # -- anonymizing ---------------------------------------------------------------------
     def anonymize(self, items: list[Item], vault: Vault, dataset: str) -> list[AnonymizedRecord]:
@@ -140,7 +153,13 @@ class AnonymizationService:
     def load_records(self, event: RecordsIngested) -> list[Record]:
         if event.claim is None:
             return list(event.records)
-        raw = self.artifacts.get_bytes(event.claim).decode("utf-8")
+        try:
+            raw = self.transit.get_bytes(event.claim).decode("utf-8")
+        except FileNotFoundError:
+            raise ClaimMissingError(
+                f"claim-checked batch {event.claim.sha256[:16]} is not in the transit store "
+                "(never written there, or already consumed and deleted)"
+            ) from None
         try:
             if raw.lstrip().startswith("["):
                 return [Record.model_validate(item) for item in json.loads(raw)]
@@ -161,6 +180,18 @@ class AnonymizationService:
             request_id=event.request_id,
             batch_index=event.batch_index,
         )
+
+    def consumed(self, event: RecordsIngested) -> None:
+        """Delete the raw batch once its anonymized twin is committed (the hop is done)."""
+        if event.claim is None:
+            return
+        try:
+            self.transit.delete(event.claim)
+        except Exception as exc:  # a leftover object is retried by nobody: say so loudly
+            log.error(
+                "raw batch not deleted from the transit store",
+                extra={"sha256": event.claim.sha256, "error": repr(exc)},
+            )
 
     def on_inference_completed(self, event: InferenceCompleted, vault: Vault) -> RecordsAnonymized:
         dataset = f"inference.{event.model}"

@@ -37,7 +37,7 @@ def build(settings: IngestionSettings | None = None) -> tuple[Runtime, AsgiFastS
     )
     runtime.state["runner"] = runner
     runtime.checks["runner"] = runner.alive
-    handlers.register(runtime.bus, settings.consumer_group, runner.kick)
+    handlers.register(runtime.bus, settings.consumer_group, runner.kick, runtime.artifacts)
 
     @asynccontextmanager
     async def lifespan(_runtime: Runtime) -> AsyncIterator[None]:

@@ -43,6 +43,7 @@ class IngestionSettings(ServiceSettings):
     )
     consumer_group: str = Field(
         CONSUMER_GROUP,
-        description="Consumer group of ingest requests; erasures use <group>-erasure.",
+        description="Consumer group of ingest requests; erasures use <group>-erasure, "
+        "anonymized records (for versions) <group>-versions.",
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for work.")

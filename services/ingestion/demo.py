@@ -1,8 +1,9 @@
 """Demo stage: ingest a small support-ticket corpus with bad lines and duplicates.
 
 Writes the corpus into the demo's work dir, sends an IngestRequested through the SDK
-client (as `llmops ingest --wait --version` does), prints the report, and leaves the
-dataset name, version and counts in ``ctx.results`` for the stages after it.
+client (as `llmops ingest --wait --version` does), prints the report, waits for the
+version (cut from the anonymized records, so the anonymization service must be up), and
+leaves the dataset name, version and counts in ``ctx.results`` for the stages after it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.client import PlatformClient
-from shared.events import IngestCompleted, IngestRequested
+from shared.events import DatasetVersioned, IngestCompleted, IngestRequested
 from shared.events.ingest import FieldMapping, SourceSpec
 from shared.topics import Topic
 
@@ -109,14 +110,19 @@ def run(ctx: Any) -> None:
         cut_version=True,
     )
 
-    async def ingest() -> IngestCompleted:
+    async def ingest() -> tuple[IngestCompleted, DatasetVersioned]:
         async with PlatformClient(ctx.settings, producer_name="demo") as client:
             sent = await client.publish(request)
-            return await client.wait_for(  # type: ignore[no-any-return]
+            report = await client.wait_for(
                 Topic.INGEST_COMPLETED, lambda e: e.request_id == sent.event_id, timeout_s=180
             )
+            # the version is cut from the anonymized records, once all of them are back
+            versioned = await client.wait_for(
+                Topic.DATASET_VERSIONED, lambda e: e.causation_id == sent.event_id, timeout_s=300
+            )
+            return report, versioned
 
-    report = asyncio.run(ingest())
+    report, versioned = asyncio.run(ingest())
     ctx.say(
         f"read {report.read}, emitted {report.emitted}, malformed {report.malformed}, "
         f"exact dups {report.exact_duplicates}, near dups {report.near_duplicates}, "
@@ -124,12 +130,15 @@ def run(ctx: Any) -> None:
     )
     for error in report.errors[:6]:
         ctx.say(f"  {Path(error.source).name}:{error.line}: {error.reason}")
-    ctx.say(f"dataset version {DATASET}@{report.dataset_version}")
+    ctx.say(
+        f"dataset version {DATASET}@{versioned.version}: {versioned.records} records, "
+        "cut from the anonymized text"
+    )
     if report.failed or report.emitted == 0 or report.malformed != bad:
         raise RuntimeError(f"ingest did not go as expected: {report.model_dump_json()}")
     ctx.results.update(
         dataset=DATASET,
-        dataset_version=report.dataset_version,
+        dataset_version=versioned.version,
         ingest_request_id=str(report.request_id),
         ingested_records=report.emitted,
         correlation_id=str(report.correlation_id),

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -83,7 +83,9 @@ class IngestRunner:
         self.reader = reader
         self.detect_language = detect_language
         self.key = fingerprint_key
-        self.spool_dir = Path(settings.data_dir) / "ingestion" / "spool"
+        # where versions used to collect raw records (before they were cut from anonymized
+        # ones): whatever an older release left there is raw text, removed at start
+        self.legacy_spool = Path(settings.data_dir) / "ingestion" / "spool"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,6 +96,7 @@ class IngestRunner:
         self._wake.set()
 
     async def start(self) -> None:
+        shutil.rmtree(self.legacy_spool, ignore_errors=True)
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="ingest-runner")
 
@@ -178,14 +181,10 @@ class IngestRunner:
             self._apply_chunk(request, pipeline, dedup, chunk, report)
         with Session(self.engine) as session:
             uow = UnitOfWork(session, self.runtime.service)
-            complete_job(uow, self.runtime.artifacts, request, report, self.spool_path(request_id))
+            complete_job(uow, self.runtime.artifacts, request, report)
             session.commit()
-        self.spool_path(request_id).unlink(missing_ok=True)
         self._kick_relay()
         log.info("ingest completed", extra={"request_id": request_id, **report.to_dict()})
-
-    def spool_path(self, request_id: str) -> Path:
-        return self.spool_dir / f"{request_id}.jsonl"
 
     def _apply_chunk(
         self,
@@ -208,8 +207,6 @@ class IngestRunner:
                 uow.emit(self._batch_event(request, job.batch_index, batch, report.read))
                 job.batch_index += 1
                 report.batches += 1
-            if request.cut_version and result.kept:
-                job.spool_offset = self._spool(request_id, job.spool_offset, result.kept)
             topic = progress_topic()
             if topic is not None:
                 uow.emit(
@@ -238,7 +235,8 @@ class IngestRunner:
         fields: dict[str, Any] = {"records": batch}
         body = "".join(r.model_dump_json() + "\n" for r in batch).encode()
         if len(body) > self.settings.claim_bytes:
-            claim: ClaimCheck = self.runtime.artifacts.put_bytes(body, "application/jsonl")
+            # raw text: the transit store, which anonymization empties once it has read it
+            claim: ClaimCheck = self.runtime.transit.put_bytes(body, "application/jsonl")
             fields = {"records": [], "claim": claim}
         return request.caused(  # type: ignore[no-any-return]
             RecordsIngested,
@@ -251,18 +249,6 @@ class IngestRunner:
             **fields,
         )
 
-    def _spool(self, request_id: str, offset: int, records: list[Record]) -> int:
-        """Append kept records for the version cut; truncating first drops a crashed chunk."""
-        path = self.spool_path(request_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as out:
-            out.truncate(offset)
-            out.seek(offset)
-            for record in records:
-                out.write((json.dumps(record.model_dump(), ensure_ascii=False) + "\n").encode())
-            out.flush()
-            return out.tell()
-
     def fail_job(self, request_id: str, reason: str) -> None:
         with Session(self.engine) as session:
             job = session.get(store.IngestJob, request_id)
@@ -270,6 +256,6 @@ class IngestRunner:
             request = IngestRequested.model_validate_json(job.request_json)
             report = Report.from_dict(job.report or {})
             uow = UnitOfWork(session, self.runtime.service)
-            complete_job(uow, self.runtime.artifacts, request, report, None, failed=reason)
+            complete_job(uow, self.runtime.artifacts, request, report, failed=reason)
             session.commit()
         self._kick_relay()

@@ -1,8 +1,13 @@
-"""Finishing a request: the optional unlabeled dataset version, then the report.
+"""Finishing a request: the report, then (when asked for) an unlabeled dataset version.
 
-The version holds the parent's records (minus erased ones) plus this request's kept
-records, spooled while the request ran. Its lineage file says, per record, the source and
-line, the request, and the duplicates dropped in its favour.
+Raw text never reaches a version. The runner emits the report when the request's sources
+are read; the version waits for the anonymized twins of the request's kept records
+(``RecordsAnonymized`` from the anonymization service, same request id), kept in
+``ingestion_anonymized``. When every emitted record has arrived and the job is done, the
+version is cut: the parent's records (minus erased ones) plus this request's anonymized
+records. Both sides (the runner finishing, a batch arriving) lock the job row first and then
+check, so whichever comes last cuts it, exactly once. Its lineage file says, per record, the
+source and line, the request, and the duplicates dropped in its favour.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -21,6 +25,7 @@ from shared.bus.store import UnitOfWork
 from shared.datasets import DatasetManifest, cut_version, iter_records
 from shared.events.ingest import IngestCompleted, IngestRequested
 from shared.events.labeling import DatasetVersioned
+from shared.events.privacy import RecordsAnonymized
 from shared.storage import ArtifactStore
 
 
@@ -63,13 +68,17 @@ def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
             }
 
 
+VERSION_FIELDS = ("record_id", "text", "metadata", "entities")
+
+
 def cut_request_version(
-    session: Session, artifacts: ArtifactStore, request: IngestRequested, spool: Path | None
+    session: Session, artifacts: ArtifactStore, request: IngestRequested
 ) -> DatasetVersioned:
+    request_id = str(request.event_id)
     parent = store.latest_version(session, request.dataset)
     erased = _erased(session, request.dataset)
     ids: list[str] = []
-    created_by = {str(request.event_id)}
+    created_by = {request_id}
 
     def records() -> Iterator[dict[str, Any]]:
         if parent is not None:
@@ -79,13 +88,10 @@ def cut_request_version(
                 if record["record_id"] not in erased:
                     ids.append(record["record_id"])
                     yield record
-        if spool is not None and spool.exists():
-            with spool.open("rb") as lines:
-                for line in lines:
-                    record = json.loads(line)
-                    if record["record_id"] not in erased:
-                        ids.append(record["record_id"])
-                        yield record
+        for record in store.iter_anonymized(session, request_id):
+            if record["record_id"] not in erased:
+                ids.append(record["record_id"])
+                yield {name: record[name] for name in VERSION_FIELDS if name in record}
 
     manifest, claim = cut_version(
         artifacts,
@@ -120,37 +126,93 @@ def cut_request_version(
     )
 
 
+def _request_of(job: store.IngestJob) -> IngestRequested:
+    return IngestRequested.model_validate_json(job.request_json)
+
+
+def _waits_for_version(job: store.IngestJob, request: IngestRequested) -> bool:
+    return request.cut_version and job.status != "failed" and job.version is None
+
+
+def cut_when_complete(
+    uow: UnitOfWork, artifacts: ArtifactStore, job: store.IngestJob, request: IngestRequested
+) -> DatasetVersioned | None:
+    """Cut the version once the job is done and every emitted record came back anonymized.
+
+    The caller holds the job row's lock (``with_for_update``) and has flushed its writes.
+    """
+    if job.status != "done" or not _waits_for_version(job, request):
+        return None
+    expected = int((job.report or {}).get("emitted", 0))
+    if store.count_anonymized(uow.session, job.request_id) < expected:
+        return None
+    versioned = cut_request_version(uow.session, artifacts, request)
+    uow.emit(versioned)
+    store.drop_anonymized(uow.session, job.request_id)
+    job.version = versioned.version
+    uow.session.add(job)
+    return versioned
+
+
+def on_records_anonymized(
+    uow: UnitOfWork, artifacts: ArtifactStore, event: RecordsAnonymized
+) -> DatasetVersioned | None:
+    """Keep the anonymized records of a request that waits for its version; cut it when due."""
+    if event.request_id is None:
+        return None
+    session = uow.session
+    job = session.get(store.IngestJob, str(event.request_id), with_for_update=True)
+    if job is None:
+        return None  # another service's records, or a request this service never had
+    request = _request_of(job)
+    if not _waits_for_version(job, request):
+        return None
+    if event.claim is not None:
+        lines = artifacts.get_bytes(event.claim).decode("utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    else:
+        records = [r.model_dump(mode="json") for r in event.records]
+    store.save_anonymized(session, job.request_id, event.batch_index, records)
+    session.flush()
+    session.refresh(job)  # the runner may have finished meanwhile (SQLite has no row locks)
+    return cut_when_complete(uow, artifacts, job, request)
+
+
 def complete_job(
     uow: UnitOfWork,
     artifacts: ArtifactStore,
     request: IngestRequested,
     report: Report,
-    spool: Path | None,
     *,
     failed: str | None = None,
 ) -> IngestCompleted | None:
-    """Emit the report (and version) and mark the job done; a no-op when already done."""
-    job = uow.session.get(store.IngestJob, str(request.event_id))
+    """Emit the report, mark the job done, and cut the version if nothing is missing.
+
+    A no-op when already done. The version usually comes later, from the last
+    ``RecordsAnonymized`` of the request: the report never names it.
+    """
+    job = uow.session.get(store.IngestJob, str(request.event_id), with_for_update=True)
     assert job is not None
     if job.status in ("done", "failed"):
         return None
-    version = None
-    if request.cut_version and failed is None:
-        versioned = uow.emit(cut_request_version(uow.session, artifacts, request, spool))
-        version = versioned.version  # type: ignore[attr-defined]
-    data = report.to_dict()
     completed = uow.emit(
         request.caused(
             IngestCompleted,
             event_id=completed_event_id(request, "completed"),
             dataset=request.dataset,
             request_id=request.event_id,
-            dataset_version=version,
+            dataset_version=None,
             failed=failed,
-            **data,
+            **report.to_dict(),
         )
     )
     job.status = "failed" if failed else "done"
-    job.version = version
+    job.report = report.to_dict()
+    if request.records:  # inline raw text was needed to run the job, not afterwards
+        job.request_json = request.model_copy(update={"records": []}).model_dump_json()
     uow.session.add(job)
+    if failed:
+        store.drop_anonymized(uow.session, job.request_id)
+    uow.session.flush()
+    cut_when_complete(uow, artifacts, job, request)
     return completed  # type: ignore[return-value]

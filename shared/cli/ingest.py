@@ -92,7 +92,12 @@ def ingest(  # noqa: PLR0917 (typer maps parameters to options)
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset name.")],
     wait: Annotated[bool, typer.Option(help="Follow progress and print the report.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Cut a dataset version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Cut a dataset version (of anonymized text; --wait waits for it)."
+        ),
+    ] = False,
     fmt: Annotated[str, typer.Option("--format", help="auto|jsonl|csv|parquet|text")] = "auto",
     text_mode: Annotated[str, typer.Option(help="For text: a document per line|file.")] = "line",
     text_field: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
@@ -155,6 +160,43 @@ def ingest(  # noqa: PLR0917 (typer maps parameters to options)
         print_report(report)
     if report.failed:
         raise typer.Exit(1)
+    if version:
+        _print_version(request, timeout, json_output)
+
+
+async def wait_for_version(
+    client: PlatformClient, request: IngestRequested, timeout_s: float
+) -> DatasetVersioned:
+    """The version cut for ``request``: it follows the report once every record is anonymized."""
+    return await client.wait_for(  # type: ignore[no-any-return]
+        Topic.DATASET_VERSIONED,
+        lambda e: e.causation_id == request.event_id,
+        timeout_s=timeout_s,
+    )
+
+
+def _print_version(request: IngestRequested, timeout: float, json_output: bool) -> None:
+    async def fetch() -> DatasetVersioned:
+        async with PlatformClient(settings()) as client:
+            return await wait_for_version(client, request, timeout)
+
+    if not json_output:
+        console.print("waiting for the anonymized records to cut the version ...")
+    try:
+        versioned = run(fetch())
+    except TimeoutError:
+        console.print(
+            f"[red]no dataset version within {timeout:.0f}s[/]: it is cut from anonymized "
+            "records (is the anonymization service up? see its DLQ)"
+        )
+        raise typer.Exit(1) from None
+    if json_output:
+        stdout_line(event_to_json_line(versioned))
+    else:
+        out.print(
+            f"dataset version {versioned.dataset}@{versioned.version}: "
+            f"{versioned.records:,} records (anonymized text)"
+        )
 
 
 # -- datasets --------------------------------------------------------------------------

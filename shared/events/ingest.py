@@ -123,7 +123,11 @@ class IngestCompleted(Event):
     errors: list[IngestError] = Field(default_factory=list, description="First errors (capped).")
     error_count: int = Field(0, description="Total number of errors, beyond the cap too.")
     batches: int = Field(0, description="RecordsIngested batches published.")
-    dataset_version: str | None = Field(None, description="Version cut, if requested.")
+    dataset_version: str | None = Field(
+        None,
+        description="Unused since versions are cut from anonymized records: see the "
+        "DatasetVersioned caused by the request.",
+    )
     failed: str | None = Field(
         None, description="Why the request as a whole could not run (bad settings), if so."
     )

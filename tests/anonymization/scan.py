@@ -93,3 +93,30 @@ async def events_matching(
     finally:
         await consumer.stop()
     return found
+
+
+async def skip_history(bootstrap: str, groups: list[str]) -> None:
+    """Commit the end of every topic for ``groups``.
+
+    A service process started next in these (fresh) groups consumes what is produced from
+    now on, not what earlier tests of the session left in the broker.
+    """
+    from shared.topics import Topic
+
+    for group in groups:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            partitions = [
+                TopicPartition(t.value, p)
+                for t in Topic
+                for p in sorted(consumer.partitions_for_topic(t.value) or ())
+            ]
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            await consumer.commit(dict(ends))
+        finally:
+            await consumer.stop()

@@ -8,14 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
-from shared.events import IngestRequested, decode
+from shared.events import IngestRequested
 from shared.topics import Topic
 from tests.anonymization.corpus import generate
-from tests.anonymization.scan import file_blobs, search, topic_bytes
-from tests.support.stack import ROOT, ServiceProcess, free_port, produce, read_topic
+from tests.anonymization.scan import events_matching, file_blobs, search, skip_history, topic_bytes
+from tests.support.stack import ROOT, ServiceProcess, free_port, produce
 
 pytestmark = [
     pytest.mark.e2e,
@@ -34,12 +35,17 @@ RAW_HOPS = {
 
 
 def test_ingest_anonymize_erase_across_services(kafka, data_dir, tmp_path):
+    suffix = uuid.uuid4().hex[:8]
     env = {
         "LLMOPS_KAFKA_BOOTSTRAP": kafka,
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),
         "LLMOPS_ADMIN_KEY": "k" * 24,
+        "LLMOPS_INGESTION_CONSUMER_GROUP": f"ingestion-{suffix}",
+        "LLMOPS_ANONYMIZATION_CONSUMER_GROUP": f"anonymization-{suffix}",
     }
+    groups = [f"ingestion-{suffix}", f"ingestion-{suffix}-erasure", f"anonymization-{suffix}"]
+    asyncio.run(skip_history(kafka, [*groups, f"ingestion-{suffix}-versions"]))
     logs = tmp_path / "logs"
     ingestion = ServiceProcess("services.ingestion", env, logs / "ingestion.log")
     anonymization = ServiceProcess("services.anonymization", env, logs / "anonymization.log")
@@ -49,9 +55,15 @@ def test_ingest_anonymize_erase_across_services(kafka, data_dir, tmp_path):
         docs = generate(40, seed=99, clean_share=0.0)
         request = IngestRequested(dataset="e2e-pii", records=[{"text": d.text} for d in docs])
         asyncio.run(produce(kafka, Topic.INGEST_REQUESTED.value, [request.to_bytes()]))
-        out = asyncio.run(read_topic(kafka, Topic.RECORDS_ANONYMIZED.value, count=1, timeout=180))
-        batch = decode(out[0].value)
-        assert batch.dataset == "e2e-pii"
+        (batch,) = asyncio.run(
+            events_matching(
+                kafka,
+                Topic.RECORDS_ANONYMIZED.value,
+                lambda e: e.dataset == "e2e-pii",
+                1,
+                timeout=180,
+            )
+        )
         assert batch.count == len(docs)
 
         email = next(v for d in docs for v in d.values(("EMAIL_ADDRESS",)))

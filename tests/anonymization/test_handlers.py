@@ -40,6 +40,7 @@ class Harness:
     runtime: Any
     broker: Any
     seen: dict[str, list[Event]] = field(default_factory=dict)
+    headers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     async def send(self, event: Event) -> None:
         await self.broker.publish(event.to_bytes(), Topic.for_event(event).value)
@@ -81,6 +82,7 @@ async def harness(data_dir) -> AsyncIterator[Harness]:
 def collector(harness: Harness, topic: Topic) -> Any:
     async def collect(message: KafkaMessage) -> None:
         harness.seen.setdefault(topic.value, []).append(message.body)
+        harness.headers.setdefault(topic.value, []).append(dict(message.headers))
 
     return collect
 
@@ -135,10 +137,11 @@ async def test_same_person_gets_the_same_token_across_batches(harness):
     assert token in second.records[0].text
 
 
-async def test_claim_checked_batch_is_read_from_the_artifact_store(harness):
+async def test_claim_checked_batch_is_read_from_transit_and_deleted_after_commit(harness):
     records = [Record(record_id="c1", text="Bob Stone here.")]
     body = "\n".join(r.model_dump_json() for r in records).encode()
-    claim = harness.runtime.artifacts.put_bytes(body, "application/jsonl")
+    transit = harness.runtime.transit
+    claim = transit.put_bytes(body, "application/jsonl")
     event = RecordsIngested(
         dataset="big", request_id=uuid.uuid4(), batch_index=3, claim=claim, count=1
     )
@@ -146,6 +149,21 @@ async def test_claim_checked_batch_is_read_from_the_artifact_store(harness):
     [out] = decoded(harness, Topic.RECORDS_ANONYMIZED)
     assert out.batch_index == 3
     assert out.records[0].text.startswith("<PERSON_")
+    assert not transit.exists(claim)  # the raw hop is over: the object is gone
+    assert not harness.runtime.artifacts.exists(claim)  # and it never was an artifact
+    await harness.send(event)  # redelivered after it was applied: the inbox skips it
+    assert len(decoded(harness, Topic.RECORDS_ANONYMIZED)) == 1
+    assert harness.of(Topic.RECORDS_INGESTED) == []  # nothing dead-lettered
+
+
+async def test_a_failed_handler_keeps_the_raw_batch_for_the_retry(harness):
+    claim = harness.runtime.transit.put_bytes(b'{"record_id": "x"}\n', "application/jsonl")
+    event = RecordsIngested(
+        dataset="d", request_id=uuid.uuid4(), batch_index=0, claim=claim, count=1
+    )
+    await harness.send(event)  # not a Record (no text): the handler fails, nothing commits
+    assert len(harness.of(Topic.RECORDS_INGESTED)) == 1
+    assert harness.runtime.transit.exists(claim)
 
 
 async def test_erasure_shreds_and_reports_lineage(harness):
@@ -242,6 +260,9 @@ async def test_missing_claim_is_dead_lettered_not_lost(harness):
     )
     assert len(harness.of(Topic.RECORDS_INGESTED)) == 1
     assert decoded(harness, Topic.RECORDS_ANONYMIZED) == []
+    [headers] = harness.headers[Topic.RECORDS_INGESTED.value]
+    assert headers["x-llmops-dlq-reason"] == "handler-failed"
+    assert "not in the transit store" in headers["x-llmops-dlq-error"]
 
 
 async def test_bad_input_texts_are_handled_not_crashed(harness):

@@ -1,4 +1,9 @@
-"""The service as a real process on the real broker: planted PII never leaves the ingest hop."""
+"""The service as a real process on the real broker: planted PII never leaves the ingest hop.
+
+The ingestion service runs beside it (same data dir, as under `llmops up`): a file of
+planted PII is ingested with a version requested, in batches large enough to travel by
+claim check through the transit store.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,23 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.events import InferenceCompleted, RecordsIngested
+from shared.events import (
+    DatasetVersioned,
+    InferenceCompleted,
+    IngestCompleted,
+    RecordsIngested,
+    decode,
+)
 from shared.events.ingest import Record
 from shared.topics import Topic
 from tests.anonymization.corpus import generate
-from tests.anonymization.scan import events_matching, file_blobs, search, topic_bytes
+from tests.anonymization.scan import (
+    events_matching,
+    file_blobs,
+    search,
+    skip_history,
+    topic_bytes,
+)
 from tests.support.stack import ROOT, ServiceProcess, free_port, produce
 
 pytestmark = pytest.mark.integration
@@ -45,10 +62,29 @@ def service(kafka, service_dir):
         "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),
         "LLMOPS_ADMIN_KEY": ADMIN_KEY,
         "LLMOPS_RETRY_BACKOFF_S": "0.05",
+        "LLMOPS_ANONYMIZATION_CONSUMER_GROUP": f"anonymization-{uuid.uuid4().hex[:8]}",
     }
+    asyncio.run(skip_history(kafka, [env["LLMOPS_ANONYMIZATION_CONSUMER_GROUP"]]))
     process = ServiceProcess("services.anonymization", env, data_dir / "logs" / "anon.log")
     process.start(timeout=240)
     yield process, env
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def ingestion(kafka, service_dir):
+    group = f"ingestion-{uuid.uuid4().hex[:8]}"
+    asyncio.run(skip_history(kafka, [group, f"{group}-erasure", f"{group}-versions"]))
+    env = {
+        "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+        "LLMOPS_DATA_DIR": str(service_dir),
+        "LLMOPS_INGESTION_CONSUMER_GROUP": group,
+        "LLMOPS_INGESTION_BATCH_RECORDS": "10",
+        "LLMOPS_INGESTION_CLAIM_BYTES": "500",  # every batch goes by claim check
+    }
+    process = ServiceProcess("services.ingestion", env, service_dir / "logs" / "ingestion.log")
+    process.start(timeout=120)
+    yield process
     process.stop()
 
 
@@ -70,11 +106,54 @@ def process_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def test_planted_pii_never_leaves_the_ingest_hop(kafka, service_dir: Path, service):
+def ingest_planted_file(env: dict[str, str], kafka: str, source: Path) -> DatasetVersioned:
+    """`llmops ingest --version --wait` of planted PII; the raw batches go through transit."""
+    done = cli(
+        env,
+        "ingest",
+        str(source),
+        "--dataset",
+        "planted-files",
+        "--meta",
+        "note",
+        "--version",
+        "--wait",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    *_, report_line, version_line = done.stdout.strip().splitlines()
+    report, versioned = decode(report_line), decode(version_line)
+    assert isinstance(report, IngestCompleted)
+    assert isinstance(versioned, DatasetVersioned)
+    assert versioned.causation_id == report.request_id
+    assert versioned.records == report.emitted > 0
+    batches = asyncio.run(
+        events_matching(
+            kafka,
+            Topic.RECORDS_INGESTED.value,
+            lambda e: e.request_id == report.request_id,
+            report.batches,
+            timeout=30,
+        )
+    )
+    assert len(batches) == report.batches > 1
+    assert all(b.claim is not None and b.records == [] for b in batches)
+    return versioned  # type: ignore[no-any-return]
+
+
+def test_planted_pii_never_leaves_the_ingest_hop(
+    kafka, service_dir: Path, service, ingestion, tmp_path: Path
+):
     data_dir = service_dir
     _process, env = service
     docs = [d for d in generate(60, seed=5, clean_share=0.0)]
     planted = sorted({value for doc in docs for value in doc.values()})
+    source = tmp_path / "planted.jsonl"  # outside the scanned data dir: it is the raw input
+    source.write_text(
+        "".join(json.dumps({"text": d.text, "note": d.text[:40]}) + "\n" for d in docs)
+    )
+    versioned = ingest_planted_file(env, kafka, source)
+    assert search({"source": source.read_bytes()}, planted)  # the scanner sees raw input
     records = [
         Record(record_id=f"p{i}", text=doc.text, metadata={"note": doc.text[:40]})
         for i, doc in enumerate(docs)
@@ -164,8 +243,15 @@ def test_planted_pii_never_leaves_the_ingest_hop(kafka, service_dir: Path, servi
         "forbidden",
     ]
 
-    # the scan: every topic outside the raw hops, every file under the data dir (DB, WAL,
-    # artifacts, logs)
+    # the raw batches were read once, then deleted: the transit store is empty
+    assert [p for p in (data_dir / "transit").rglob("*") if p.is_file()] == []
+    assert not (data_dir / "ingestion" / "spool").exists()
+    assert (data_dir / "artifacts").exists()
+    assert versioned.manifest.sha256 in {p.name for p in (data_dir / "artifacts").rglob("*")}
+
+    # the scan: every topic outside the raw hops, every file under the data dir (both
+    # services' databases and WAL, the whole artifact store with the version, the transit
+    # store, both services' logs)
     raw = {t.value for t in RAW_HOPS} | {t.dlq for t in RAW_HOPS}
     topics = [name for t in Topic for name in (t.value, t.dlq) if name not in raw]
     blobs = {
@@ -174,6 +260,8 @@ def test_planted_pii_never_leaves_the_ingest_hop(kafka, service_dir: Path, servi
     }
     blobs |= file_blobs(data_dir)
     assert any(name.endswith("anonymization.db") for name in blobs)
+    assert any(name.endswith("ingestion.db") for name in blobs)
+    assert any(name.endswith("ingestion.log") for name in blobs)
     assert search(blobs, planted) == []
     log_text = (data_dir / "logs" / "anon.log").read_text()
     assert "publicsuffix" not in log_text  # tldextract never reached for the network

@@ -1,4 +1,9 @@
-"""The ingestion service in memory: FastStream's TestKafkaBroker, a real SQLite database."""
+"""The ingestion service in memory: FastStream's TestKafkaBroker, a real SQLite database.
+
+A fake anonymization feed answers every RecordsIngested with a RecordsAnonymized, as the
+anonymization service does (reading claim-checked batches from the transit store and
+deleting them), so versions are cut from what it sends back.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +18,35 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.ingestion.app import build
 from services.ingestion.config import IngestionSettings
+from shared.datasets import iter_records, load_manifest
 from shared.events import (
+    DatasetVersioned,
     ErasureCompleted,
     Event,
     IngestCompleted,
     IngestRequested,
+    RecordsAnonymized,
     RecordsIngested,
     decode,
 )
-from shared.events.ingest import SourceSpec
+from shared.events.ingest import Record, SourceSpec
+from shared.events.privacy import AnonymizedRecord
 from shared.topics import Topic
 from tests.ingestion.files import EXPECTED_KEPT, write_bad_inputs
 
 pytestmark = pytest.mark.handlers
 
 
+def fake_anonymized(text: str) -> str:
+    return f"<ANON {len(text)} chars>"
+
+
 class Service:
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None = None, *, anonymize: bool = True, **kw: Any
+    ) -> None:
         settings = IngestionSettings(
-            data_dir=data_dir, chunk_rows=4, batch_records=3, database_url=database_url
+            data_dir=data_dir, chunk_rows=4, batch_records=3, database_url=database_url, **kw
         )
         self.runtime, _app = build(settings)
         self.seen: dict[str, list[Event]] = {}
@@ -42,6 +57,44 @@ class Service:
             Topic.DATASET_VERSIONED,
         ):
             self._collect(topic)
+        self.held: list[RecordsAnonymized] = []
+        self.hold = False  # keep the anonymized batches back until release()
+        if anonymize:
+            self.runtime.broker.subscriber(
+                Topic.RECORDS_INGESTED.value, group_id="fake-anonymization"
+            )(self._anonymize)
+
+    async def _anonymize(self, message: KafkaMessage) -> None:
+        """The fake anonymization service: the same event shape, texts replaced."""
+        event = decode(message.body, expected=RecordsIngested)
+        records = list(event.records)
+        if event.claim is not None:
+            body = self.runtime.transit.get_bytes(event.claim).decode()
+            records = [Record.model_validate_json(line) for line in body.splitlines()]
+            self.runtime.transit.delete(event.claim)
+        out = event.caused(
+            RecordsAnonymized,
+            dataset=event.dataset,
+            request_id=event.request_id,
+            batch_index=event.batch_index,
+            records=[
+                AnonymizedRecord(
+                    record_id=r.record_id, text=fake_anonymized(r.text), metadata=r.metadata
+                )
+                for r in records
+            ],
+            count=len(records),
+        )
+        if self.hold:
+            self.held.append(out)
+        else:
+            await self.publish(out)
+
+    async def release(self) -> None:
+        self.hold = False
+        for event in self.held:
+            await self.publish(event)
+        self.held = []
 
     def _collect(self, topic: Topic) -> None:
         async def collect(message: KafkaMessage) -> None:
@@ -116,6 +169,7 @@ async def bad_inputs_flow(service: Service, data_dir: Path, dataset: str) -> Non
     async def body() -> IngestCompleted:
         await service.publish(request)
         (report,) = await service.wait(Topic.INGEST_COMPLETED)
+        await service.wait(Topic.DATASET_VERSIONED)
         return report  # type: ignore[no-any-return]
 
     report = await run_with(service, body)
@@ -126,9 +180,13 @@ async def bad_inputs_flow(service: Service, data_dir: Path, dataset: str) -> Non
     assert (report.read, report.emitted, report.exact_duplicates) == (17, 7, 2)
     assert report.malformed == 8
     assert report.batches == len(batches)
+    assert report.dataset_version is None  # the version follows, from anonymized records
     (versioned,) = service.events(Topic.DATASET_VERSIONED)
-    assert report.dataset_version == versioned.version
+    assert versioned.causation_id == request.event_id
     assert versioned.records == 7
+    records = version_records(service, versioned)
+    assert [r["text"] for r in records] == [fake_anonymized(t) for t in EXPECTED_KEPT]
+    assert not (data_dir / "ingestion" / "spool").exists()
 
 
 async def test_erasure_answers_with_records_and_versions(data_dir: Path) -> None:
@@ -143,6 +201,7 @@ async def test_erasure_answers_with_records_and_versions(data_dir: Path) -> None
     async def body() -> tuple[RecordsIngested, int]:
         await service.publish(request)
         await service.wait(Topic.INGEST_COMPLETED)
+        await service.wait(Topic.DATASET_VERSIONED)
         first = service.events(Topic.RECORDS_INGESTED)[0]
         erasure = ErasureCompleted(
             request_id=uuid.uuid4(),
@@ -167,3 +226,65 @@ async def test_erasure_answers_with_records_and_versions(data_dir: Path) -> None
     assert reply.dataset_versions == [version]
     assert reply.removed["fingerprints"] == 1
     assert reply.removed["lineage_scrubbed"] == 2  # the record and its exact duplicate
+
+
+def version_records(service: Service, versioned: DatasetVersioned) -> list[dict[str, Any]]:
+    artifacts = service.runtime.artifacts
+    return list(iter_records(artifacts, load_manifest(artifacts, versioned.manifest)))
+
+
+async def test_version_waits_for_every_anonymized_record(data_dir: Path) -> None:
+    """Large batches go through the transit store; the version is cut from anonymized text."""
+    service = Service(data_dir, claim_bytes=64)
+    texts = [f"ticket {i} from Jane Roe at jane{i}@example.com about invoice {i}" for i in range(8)]
+    request = IngestRequested(dataset="big", records=[{"text": t} for t in texts], cut_version=True)
+    service.hold = True
+
+    async def body() -> IngestCompleted:
+        await service.publish(request)
+        (report,) = await service.wait(Topic.INGEST_COMPLETED)
+        await asyncio.sleep(0.3)
+        assert service.events(Topic.DATASET_VERSIONED) == []  # nothing anonymized yet
+        assert service.held
+        await service.release()
+        await service.wait(Topic.DATASET_VERSIONED)
+        return report  # type: ignore[no-any-return]
+
+    report = await run_with(service, body)
+    batches: list[RecordsIngested] = service.events(Topic.RECORDS_INGESTED)
+    assert batches
+    assert all(b.claim is not None and b.records == [] for b in batches)
+    for batch in batches:  # read once by the (fake) anonymization service, then deleted
+        assert batch.claim is not None
+        assert not service.runtime.transit.exists(batch.claim)
+        assert not service.runtime.artifacts.exists(batch.claim)
+    (versioned,) = service.events(Topic.DATASET_VERSIONED)
+    assert versioned.records == report.emitted == 8
+    records = version_records(service, versioned)
+    assert [r["text"] for r in records] == [fake_anonymized(t) for t in texts]
+    stores = [data_dir / "transit", data_dir / "artifacts"]
+    blobs = b"".join(p.read_bytes() for d in stores for p in d.rglob("*") if p.is_file())
+    assert b"Jane Roe" not in blobs  # no raw text left in either store
+    assert b"jane0@" not in blobs
+
+
+async def test_no_version_without_every_record_and_none_when_not_asked(data_dir: Path) -> None:
+    service = Service(data_dir)
+    rows = [{"text": f"note {i} is fine"} for i in range(4)]
+    asked = IngestRequested(dataset="d", records=rows, cut_version=True)
+    not_asked = IngestRequested(dataset="e", records=rows)
+    service.hold = True
+
+    async def body() -> None:
+        await service.publish(asked)
+        await service.wait(Topic.INGEST_COMPLETED)
+        assert len(service.held) == 2
+        await service.publish(service.held[0])  # the second batch never comes back
+        service.held = []
+        service.hold = False
+        await service.publish(not_asked)
+        await service.wait(Topic.INGEST_COMPLETED, 2)
+        await asyncio.sleep(0.5)
+
+    await run_with(service, body)
+    assert service.events(Topic.DATASET_VERSIONED) == []

@@ -1,8 +1,9 @@
 """Integration tier: the ingestion service as a real process on the real broker.
 
 Proves the issue's "Done when": the CLI reports every bad line and delivers every good,
-non-duplicate record; a version shows its lineage; a killed service resumes a request
-without losing or duplicating records.
+non-duplicate record; a version (cut from the records the anonymization service sends
+back, so that service runs too, as a real process) shows its lineage; a killed service
+resumes a request without losing or duplicating records.
 """
 
 from __future__ import annotations
@@ -19,17 +20,69 @@ from typing import Any
 
 import pytest
 
-from shared.events import IngestCompleted, IngestRequested, RecordsIngested, decode
+from shared.datasets import iter_records, load_manifest
+from shared.events import (
+    DatasetVersioned,
+    IngestCompleted,
+    IngestRequested,
+    RecordsIngested,
+    decode,
+)
 from shared.events.ingest import SourceSpec
+from shared.storage import ArtifactStore
 from shared.topics import Topic
+from tests.anonymization.scan import skip_history
 from tests.ingestion.files import EXPECTED_ERRORS, EXPECTED_KEPT, write_bad_inputs
 from tests.support.stack import ServiceProcess, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 LLMOPS = str(Path(sys.executable).parent / "llmops")
+_ANONYMIZATION: list[ServiceProcess] = []
 
 
-def service_env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Artifact and transit stores shared by the services (as under one `llmops up`)."""
+    return tmp_path_factory.mktemp("stores")
+
+
+def store_env(stores: Path) -> dict[str, str]:
+    return {
+        "LLMOPS_ARTIFACT_URL": str(stores / "artifacts"),
+        "LLMOPS_TRANSIT_URL": str(stores / "transit"),
+    }
+
+
+@pytest.fixture(scope="module")
+def anonymization(kafka: str, stores: Path) -> Any:
+    """The anonymization service, whose RecordsAnonymized the versions are cut from."""
+    env = {
+        "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+        "LLMOPS_DATA_DIR": str(stores / "anonymization"),
+        "LLMOPS_LOG_LEVEL": "WARNING",
+        "LLMOPS_RETRY_BACKOFF_S": "0.05",
+        "LLMOPS_ANONYMIZATION_API_PORT": "0",
+        "LLMOPS_ANONYMIZATION_CONSUMER_GROUP": f"anonymization-{uuid.uuid4().hex[:8]}",
+        **store_env(stores),
+    }
+    asyncio.run(skip_history(kafka, [env["LLMOPS_ANONYMIZATION_CONSUMER_GROUP"]]))
+    process = ServiceProcess("services.anonymization", env, stores / "anonymization.log")
+    _ANONYMIZATION.append(process.start(timeout=240))
+    yield process
+    process.stop()
+
+
+def start_ingestion(env: dict[str, str], log: Path) -> ServiceProcess:
+    """Start in fresh groups that skip what earlier tests left in the broker."""
+    group = env["LLMOPS_INGESTION_CONSUMER_GROUP"]
+    groups = [group, f"{group}-erasure", f"{group}-versions"]
+    asyncio.run(skip_history(env["LLMOPS_KAFKA_BOOTSTRAP"], groups))
+    return ServiceProcess("services.ingestion", env, log).start(timeout=120)
+
+
+def service_env(
+    kafka: str, data_dir: Path, stores: Path | None = None, **extra: str
+) -> dict[str, str]:
     # A group of its own per test: a member left behind by another test's process cannot
     # hold up this one's group join.
     return {
@@ -37,6 +90,7 @@ def service_env(kafka: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_LOG_LEVEL": "WARNING",
         "LLMOPS_INGESTION_CONSUMER_GROUP": f"ingestion-{uuid.uuid4().hex[:8]}",
+        **(store_env(stores) if stores is not None else {}),
         **extra,
     }
 
@@ -67,19 +121,22 @@ def records_by_event(batches: list[RecordsIngested]) -> dict[uuid.UUID, RecordsI
 
 
 def test_cli_ingest_reports_bad_lines_and_delivers_good_records(
-    kafka: str, data_dir: Path, tmp_path: Path
+    kafka: str, data_dir: Path, tmp_path: Path, stores: Path, anonymization: ServiceProcess
 ) -> None:
     files = write_bad_inputs(tmp_path / "in")
-    env = service_env(kafka, data_dir, LLMOPS_INGESTION_BATCH_RECORDS="3")
-    service = ServiceProcess("services.ingestion", env, tmp_path / "ingestion.log").start(
-        timeout=120
-    )
+    env = service_env(kafka, data_dir, stores, LLMOPS_INGESTION_BATCH_RECORDS="3")
+    service = start_ingestion(env, tmp_path / "ingestion.log")
     try:
         paths = [str(files[k]) for k in ("mixed", "empty", "binary", "ragged", "missing")]
         result = cli(env, "ingest", *paths, "--dataset", "tickets", "--wait", "--json", "--version")
         assert result.returncode == 0, result.stderr + service.log_tail()
-        report = decode(result.stdout.strip().splitlines()[-1])
+        *_, report_line, version_line = result.stdout.strip().splitlines()
+        report, versioned = decode(report_line), decode(version_line)
         assert isinstance(report, IngestCompleted)
+        assert isinstance(versioned, DatasetVersioned)
+        assert report.dataset_version is None  # the version follows the report
+        assert versioned.causation_id == report.request_id
+        assert versioned.records == 7
         got = [(e.source, e.line, e.reason) for e in report.errors]
         for key, line, words in EXPECTED_ERRORS:
             assert any(
@@ -99,8 +156,8 @@ def test_cli_ingest_reports_bad_lines_and_delivers_good_records(
         listed = cli(env, "datasets", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         versions = [json.loads(line) for line in listed.stdout.splitlines()]
-        assert any(v["version"] == report.dataset_version for v in versions)
-        shown = cli(env, "datasets", "show", f"tickets@{report.dataset_version}", "--json")
+        assert any(v["version"] == versioned.version for v in versions)
+        shown = cli(env, "datasets", "show", f"tickets@{versioned.version}", "--json")
         assert shown.returncode == 0, shown.stderr
         manifest = json.loads(shown.stdout)
         assert manifest["record_count"] == 7
@@ -115,14 +172,44 @@ def test_cli_ingest_reports_bad_lines_and_delivers_good_records(
         table = cli(env, "datasets", "show", "tickets")
         assert table.returncode == 0
         assert "mixed.jsonl" in table.stdout.replace("\n", "").replace("│", "").replace(" ", "")
+        artifacts = ArtifactStore(str(stores / "artifacts"))
+        held = list(iter_records(artifacts, load_manifest(artifacts, versioned.manifest)))
+        assert sorted(r["record_id"] for r in held) == sorted(lineage)
+        assert all(set(r) <= {"record_id", "text", "metadata", "entities"} for r in held)
+        assert not (data_dir / "ingestion" / "spool").exists()
     finally:
         service.stop()
+
+
+def test_demo_stage(
+    kafka: str, data_dir: Path, tmp_path: Path, stores: Path, anonymization: ServiceProcess
+) -> None:
+    from services.ingestion import demo
+    from shared.cli.demo import DemoContext
+    from shared.settings import ServiceSettings
+
+    env = service_env(kafka, data_dir, stores)
+    service = start_ingestion(env, tmp_path / "ingestion.log")
+    try:
+        settings = ServiceSettings(
+            kafka_bootstrap=kafka, data_dir=data_dir, artifact_url=str(stores / "artifacts")
+        )
+        ctx = DemoContext(settings=settings, work_dir=tmp_path / "demo")
+        demo.run(ctx)
+    finally:
+        service.stop()
+    assert ctx.results["dataset"] == demo.DATASET
+    assert ctx.results["ingested_records"] > 100
+    assert ctx.results["dataset_version"]
 
 
 def test_killed_service_resumes_without_losing_or_duplicating(
     kafka: str, data_dir: Path, tmp_path: Path
 ) -> None:
     from services.ingestion.synthetic import generate
+
+    for process in _ANONYMIZATION:  # 3000 records to anonymize would only slow this down
+        process.stop()
 
     docs = generate(3000, seed=5, near_per_cluster=(0, 1), exact_per_cluster=(0, 1))
     corpus = tmp_path / "corpus.jsonl"
@@ -132,7 +219,7 @@ def test_killed_service_resumes_without_losing_or_duplicating(
     )
     log = tmp_path / "ingestion.log"
     request = IngestRequested(dataset="restart", sources=[SourceSpec(uri=str(corpus))])
-    service = ServiceProcess("services.ingestion", env, log).start(timeout=120)
+    service = start_ingestion(env, log)
     try:
         asyncio.run(
             produce(kafka, Topic.INGEST_REQUESTED.value, [request.to_bytes()], key=b"restart")
@@ -163,22 +250,3 @@ def test_killed_service_resumes_without_losing_or_duplicating(
     assert report.emitted == expected_kept
     clusters = {d.cluster for d in docs}
     assert abs(report.emitted - len(clusters)) <= len(clusters) * 0.02
-
-
-def test_demo_stage(kafka: str, data_dir: Path, tmp_path: Path) -> None:
-    from services.ingestion import demo
-    from shared.cli.demo import DemoContext
-    from shared.settings import ServiceSettings
-
-    env = service_env(kafka, data_dir)
-    service = ServiceProcess("services.ingestion", env, tmp_path / "ingestion.log")
-    service.start(timeout=120)
-    try:
-        settings = ServiceSettings(kafka_bootstrap=kafka, data_dir=data_dir)
-        ctx = DemoContext(settings=settings, work_dir=tmp_path / "demo")
-        demo.run(ctx)
-    finally:
-        service.stop()
-    assert ctx.results["dataset"] == demo.DATASET
-    assert ctx.results["ingested_records"] > 100
-    assert ctx.results["dataset_version"]

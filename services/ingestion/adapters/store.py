@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, LargeBinary, Text, delete, update
+from sqlalchemy import Column, LargeBinary, Text, delete, func, update
 from sqlmodel import JSON, Field, Session, SQLModel, col, select
 
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex
@@ -85,6 +86,18 @@ class VersionMember(SQLModel, table=True):
 
     version: str = Field(primary_key=True, max_length=64)
     record_id: str = Field(primary_key=True, index=True, max_length=64)
+
+
+class AnonymizedRow(SQLModel, table=True):
+    """An anonymized record of a request that waits for its dataset version (no raw text)."""
+
+    __tablename__ = "ingestion_anonymized"
+
+    request_id: str = Field(primary_key=True, max_length=36)
+    record_id: str = Field(primary_key=True, max_length=64)
+    batch_index: int = 0
+    position: int = 0
+    record_json: str = Field(sa_column=Column(Text, nullable=False))
 
 
 def scheme_of(config: DedupConfig) -> str:
@@ -213,3 +226,46 @@ def forget(session: Session, record_ids: Sequence[str]) -> dict[str, int]:
             .values(source=None, line=None, erased=True)
         ).rowcount
     return removed
+
+
+def save_anonymized(
+    session: Session, request_id: str, batch_index: int, records: Sequence[dict[str, Any]]
+) -> None:
+    """Keep a batch of anonymized records; a redelivered batch overwrites itself."""
+    for position, record in enumerate(records):
+        session.merge(
+            AnonymizedRow(
+                request_id=request_id,
+                record_id=str(record["record_id"]),
+                batch_index=batch_index,
+                position=position,
+                record_json=json.dumps(record, ensure_ascii=False),
+            )
+        )
+
+
+def count_anonymized(session: Session, request_id: str) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(AnonymizedRow)
+            .where(AnonymizedRow.request_id == request_id)
+        ).one()
+    )
+
+
+def iter_anonymized(session: Session, request_id: str) -> Iterator[dict[str, Any]]:
+    """The request's anonymized records in emission order."""
+    rows = session.exec(
+        select(AnonymizedRow.record_json)
+        .where(AnonymizedRow.request_id == request_id)
+        .order_by(col(AnonymizedRow.batch_index), col(AnonymizedRow.position))
+    )
+    for record_json in rows:
+        yield json.loads(record_json)
+
+
+def drop_anonymized(session: Session, request_id: str) -> None:
+    session.exec(  # type: ignore[call-overload]
+        delete(AnonymizedRow).where(col(AnonymizedRow.request_id) == request_id)
+    )
