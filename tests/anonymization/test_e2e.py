@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,13 +17,7 @@ from tests.anonymization.corpus import generate
 from tests.anonymization.scan import events_matching, file_blobs, search, skip_history, topic_bytes
 from tests.support.stack import ROOT, ServiceProcess, free_port, produce
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        importlib.util.find_spec("services.ingestion") is None,
-        reason="the ingestion service is not there",
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 RAW_HOPS = {
     Topic.RECORDS_INGESTED,
