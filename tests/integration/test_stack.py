@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -89,8 +88,7 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
     finally:
         down = llmops("down", env=env, timeout=120)
     assert down.returncode == 0, down.stderr
-    time.sleep(0.5)
-    assert [p for p in pids if pid_alive(p)] == []
+    wait_until(lambda: not any(pid_alive(p) for p in pids), timeout=10)
     assert not (data_dir / "stack.json").exists()
     assert llmops("status", env=env).returncode == 1
 

@@ -9,6 +9,7 @@ import pytest
 
 from services.serving.adapters.kafka_sink import KafkaReplySink
 from shared.events.serving import InferenceChunk, InferenceCompleted
+from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
 
@@ -36,7 +37,7 @@ async def test_chunks_of_one_step_share_a_message_and_precede_the_result() -> No
     await sink.send("gw-a", _chunk("r1", 0), "r1")
     await sink.send("gw-a", _chunk("r2", 0), "r2")
     await sink.send("gw-b", _chunk("r3", 0), "r3")
-    await asyncio.sleep(0.05)
+    await until(lambda: len(producer.sent) == 2)  # the window flushed
     assert [(t, len(v["chunks"])) for t, v in producer.sent] == [("gw-a", 2), ("gw-b", 1)]
     await sink.send("gw-a", _chunk("r1", 1), "r1")
     done = InferenceCompleted(request_id="r1", model="m", model_version="1")

@@ -18,6 +18,7 @@ from shared.events.serving import (
     InferenceRequested,
 )
 from tests.serving.fakes import FakeLoader, FakeSink
+from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
 
@@ -96,7 +97,7 @@ async def test_promotion_switches_without_dropping_in_flight() -> None:
     await control.promote(Version("m", "1", "/m1"), datetime.now(UTC))
     control.keep_previous = False
     running = asyncio.create_task(service.handle(_request(prompt="a b c d e f")))
-    await asyncio.sleep(0.03)
+    await until(lambda: loader.engines["/m1"].active == 1)  # generating on version 1
     await control.promote(Version("m", "2", "/m2"), datetime.now(UTC))
     assert not loader.engines["/m1"].closed  # still generating: drains first
     old = await running

@@ -161,3 +161,13 @@ async def read_topic(bootstrap: str, topic: str, *, count: int, timeout: float =
     finally:
         await consumer.stop()
     return records
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.005) -> Any:
+    """Async twin of ``wait_until``: poll without blocking the event loop."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := predicate()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met in {timeout}s")
+        await asyncio.sleep(interval)
+    return value
