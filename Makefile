@@ -46,6 +46,7 @@ lint: setup
 	$(BIN)/ruff check shared services tests benchmarks
 	$(BIN)/ruff format --check shared services
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 proto: setup
 	$(BIN)/python -m shared.contract write proto

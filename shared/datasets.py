@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from shared.events.envelope import ClaimCheck, Payload
+from shared.events.envelope import TOLERANT, ClaimCheck, Payload
 from shared.storage.artifacts import ArtifactStore
 
 MANIFEST_MEDIA_TYPE = "application/vnd.llmops.dataset-manifest+json"
@@ -45,6 +45,46 @@ class DatasetManifest(Payload):
     lineage: ClaimCheck | None = Field(None, description="Per-record lineage as JSON lines.")
     labeled: bool = Field(False, description="Whether records carry labels.")
     producer: str = Field("", description="Service that cut the version.")
+    task: str | None = Field(
+        None, description="Labeled versions: the project's task (see LabeledExample.task)."
+    )
+    splits: dict[str, int] = Field(
+        default_factory=dict, description="Labeled versions: split name -> record count."
+    )
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Producer-specific facts at cut time (project, label schema, agreement, "
+        "annotators, label provenance counts...).",
+    )
+
+
+SPLITS = ("train", "validation", "test")
+TASKS = ("classification", "multilabel", "spans", "response", "rating", "preference")
+
+
+class LabeledExample(Payload):
+    """One record of a labeled dataset version: the contract between labeling (which cuts
+    it), training (which learns from it) and evaluation (which scores on its test split).
+
+    Every task is also expressed as generation, so one trainer and one evaluator serve all:
+    SFT learns ``prompt -> completion``; preference tuning (DPO) learns from ``prompt``,
+    ``chosen`` and ``rejected``. ``label`` keeps the task's native form (a class, a list of
+    classes, spans, a rating), ``meta`` the record's metadata for fairness slices.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    record_id: str = Field(description="Record id (keyed hash, as in RecordsAnonymized).")
+    source_id: str | None = Field(None, description="The user's own id (e.g. ticket t001).")
+    split: str = Field(description="train, validation or test.")
+    task: str = Field(description="One of TASKS.")
+    prompt: str = Field(description="Model input (anonymized).")
+    completion: str | None = Field(None, description="Expected output (SFT target).")
+    chosen: str | None = Field(None, description="Preferred answer (preference task).")
+    rejected: str | None = Field(None, description="Rejected answer (preference task).")
+    label: Any = Field(None, description="The final label in the task's native form.")
+    provenance: str = Field("human", description="human, rule, model or adjudicated.")
+    meta: dict[str, Any] = Field(default_factory=dict, description="Record metadata.")
 
 
 def _json_type(value: Any) -> str:
@@ -106,6 +146,9 @@ def cut_version(
     lineage: Iterable[dict[str, Any]] | None = None,
     labeled: bool = False,
     producer: str = "",
+    task: str | None = None,
+    splits: dict[str, int] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> tuple[DatasetManifest, ClaimCheck]:
     """Write records (each with a ``record_id``) and a manifest; returns both.
 
@@ -134,6 +177,9 @@ def cut_version(
         lineage=lineage_claim,
         labeled=labeled,
         producer=producer,
+        task=task,
+        splits=splits or {},
+        details=details or {},
     )
     claim = store.put_bytes(manifest_bytes(manifest), MANIFEST_MEDIA_TYPE)
     return manifest, claim
@@ -145,7 +191,7 @@ def manifest_bytes(manifest: DatasetManifest) -> bytes:
 
 def load_manifest(store: ArtifactStore, claim: ClaimCheck) -> DatasetManifest:
     """Read and verify a manifest (sha256 checked)."""
-    return DatasetManifest.model_validate_json(store.get_bytes(claim))
+    return DatasetManifest.model_validate_json(store.get_bytes(claim), context=TOLERANT)
 
 
 def _jsonl(store: ArtifactStore, claim: ClaimCheck) -> Iterator[dict[str, Any]]:
@@ -163,6 +209,12 @@ def _jsonl(store: ArtifactStore, claim: ClaimCheck) -> Iterator[dict[str, Any]]:
 def iter_records(store: ArtifactStore, manifest: DatasetManifest) -> Iterator[dict[str, Any]]:
     """The version's records, streamed and verified against the manifest's sha256."""
     return _jsonl(store, manifest.data)
+
+
+def iter_examples(store: ArtifactStore, manifest: DatasetManifest) -> Iterator[LabeledExample]:
+    """A labeled version's records as typed examples (unknown fields ignored)."""
+    for record in iter_records(store, manifest):
+        yield LabeledExample.model_validate(record)
 
 
 def iter_lineage(store: ArtifactStore, manifest: DatasetManifest) -> Iterator[dict[str, Any]]:

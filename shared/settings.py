@@ -6,6 +6,7 @@ Shared fields are read from ``LLMOPS_*`` variables whatever the subclass' prefix
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -93,6 +94,12 @@ class ServiceSettings(BaseSettings):
         description="Longest a consumer fetch waits for data. Brokers that do not wake a "
         "waiting fetch when data arrives (the embedded one) add up to this much latency.",
     )
+    admin_key: str | None = Field(
+        None,
+        repr=False,
+        validation_alias=_env("LLMOPS_ADMIN_KEY"),
+        description="The first admin API key; unset = generated once into <data_dir>/admin.key.",
+    )
     replication_factor: int = Field(
         1,
         validation_alias=_env("LLMOPS_REPLICATION_FACTOR"),
@@ -115,8 +122,30 @@ class ServiceSettings(BaseSettings):
     def transit_root(self) -> str:
         return self.transit_url or str((self.data_dir / "transit").resolve())
 
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def admin_secret(self) -> str | None:
+        """The admin API key: LLMOPS_ADMIN_KEY, else the one `llmops up` generated."""
+        if self.admin_key:
+            return self.admin_key
+        try:
+            return self.admin_key_path.read_text().strip() or None
+        except OSError:
+            return None
+
     def database_url_for(self, service: str) -> str:
         if self.database_url:
             return self.database_url.replace("{service}", service)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+
+def port_override(variable: str | None) -> int | None:
+    """A process' port from its own variable (``LLMOPS_<SERVICE>_PORT``), if set.
+
+    Plug-ins name these variables; this module stays the one reader of the environment.
+    """
+    value = os.environ.get(variable) if variable else None
+    return int(value) if value else None

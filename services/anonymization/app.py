@@ -65,7 +65,7 @@ def build(
             if settings.api_port:
                 from services.anonymization.adapters.api import build_api, serve_api
 
-                api = build_api(rt, vault_for, settings.admin_secret)
+                api = build_api(rt, vault_for, settings.admin_secret, keys.subject_ref)
                 await stack.enter_async_context(
                     serve_api(api, settings.api_host, settings.api_port)
                 )

@@ -173,9 +173,6 @@ class AnonymizationSettings(ServiceSettings):
         validation_alias=_alias("LLMOPS_PSEUDONYM_KEY"),
         description="Master secret (64 hex digits or a passphrase); else the key file.",
     )
-    admin_key: str | None = Field(
-        None, validation_alias=_alias("LLMOPS_ADMIN_KEY"), description="The admin API key."
-    )
 
     def all_recognizers(self) -> list[RecognizerSpec]:
         specs = list(self.recognizers)
@@ -185,9 +182,3 @@ class AnonymizationSettings(ServiceSettings):
             raw = json.loads(self.recognizers_file.read_text())
             specs += [RecognizerSpec.model_validate(item) for item in raw]
         return specs
-
-    def admin_secret(self) -> str | None:
-        if self.admin_key:
-            return self.admin_key
-        path = self.data_dir / "admin.key"
-        return path.read_text().strip() if path.exists() else None

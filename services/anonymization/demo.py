@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from shared.client import PlatformClient
-from shared.events import ErasureRequested, RecordsAnonymized, RecordsIngested
+from shared.events import RecordsAnonymized, RecordsIngested
 from shared.events.ingest import Record
 from shared.topics import Topic
 
@@ -27,9 +27,8 @@ def run(ctx: Any) -> None:
 
 
 async def _run(ctx: Any) -> None:
-    from services.anonymization.adapters.keyfile import load_keyring
+    from services.anonymization.cli import aggregate, collect_answers
     from services.anonymization.config import AnonymizationSettings
-    from shared.cli.privacy import aggregate, collect_answers
 
     cfg = AnonymizationSettings(
         data_dir=ctx.settings.data_dir, kafka_bootstrap=ctx.settings.kafka_bootstrap
@@ -58,10 +57,13 @@ async def _run(ctx: Any) -> None:
         ctx.say(f"entities replaced: {_counts(batch)}")
         for record in batch.records[:2]:
             ctx.say(f"  {record.record_id}: {record.text}")
-        keys = load_keyring(cfg.pseudonym_key, cfg.data_dir, create=False)
-        erase = await client.publish(ErasureRequested(subject_ref=keys.subject_ref(SUBJECT)))
-        ctx.say(f"erase --subject {SUBJECT}")
-        report = aggregate(await collect_answers(client, erase.event_id, 60.0, 3.0))
+        erase = await asyncio.to_thread(
+            _post, cfg, "/v1/erasures", ctx.admin_key, {"subject": SUBJECT}
+        )
+        erase.raise_for_status()
+        ctx.say(f"erase --subject {SUBJECT} (the service derives the subject reference)")
+        request_id = uuid.UUID(erase.json()["request_id"])
+        report = aggregate(await collect_answers(client, request_id, 60.0, 3.0))
     if not report["answered"]:
         raise RuntimeError("no ErasureCompleted from anonymization within 60 s")
     ctx.say(f"  records holding the subject: {', '.join(report['records']) or '-'}")
@@ -72,11 +74,7 @@ async def _run(ctx: Any) -> None:
     for name, answer in report["services"].items():
         ctx.say(f"  {name} removed {answer['removed']}")
     ctx.results["erased_records"] = report["records"]
-    try:
-        admin_key = ctx.admin_key
-    except OSError:
-        admin_key = cfg.admin_secret() or ""
-    status = _deanonymize_status(cfg, admin_key, report["records"][0])
+    status = _deanonymize_status(cfg, ctx.admin_key, report["records"][0])
     ctx.say(f"  de-anonymizing {report['records'][0]} now answers HTTP {status} (erased)")
 
 
@@ -84,14 +82,15 @@ def _counts(batch: RecordsAnonymized) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(batch.entity_counts.items())) or "none"
 
 
+def _post(cfg: Any, path: str, admin_key: str, body: dict[str, Any]) -> httpx.Response:
+    url = f"http://{cfg.api_host}:{cfg.api_port}{path}"
+    return httpx.post(url, json=body, headers={"X-API-Key": admin_key}, timeout=10)
+
+
 def _deanonymize_status(cfg: Any, admin_key: str, record_id: str) -> int:
-    url = f"http://{cfg.api_host}:{cfg.api_port}/v1/deanonymize"
     try:
-        response = httpx.post(
-            url,
-            json={"record_id": record_id, "reason": "demo"},
-            headers={"X-API-Key": admin_key},
-            timeout=10,
+        response = _post(
+            cfg, "/v1/deanonymize", admin_key, {"record_id": record_id, "reason": "demo"}
         )
     except httpx.HTTPError:
         return 0

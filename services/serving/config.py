@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -47,11 +47,6 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = Field(0, description="HTTP port (API, /healthz, /metrics); 0: admin port or 8000.")
     host: str = Field("127.0.0.1", description="Interface to listen on.")
-    admin_key: str | None = Field(
-        None,
-        validation_alias=AliasChoices("LLMOPS_ADMIN_KEY", "llmops_admin_key"),
-        description="First admin key (stored hashed at start).",
-    )
     id: str | None = Field(None, description="Instance id; names the reply topic.")
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted.")
     max_prompt_chars: int = Field(16_000, description="Longest prompt (all messages) accepted.")

@@ -1,13 +1,13 @@
 """`llmops demo`: the platform's main job, end to end as far as the stages exist.
 
-Each stage is ``services/<name>/demo.py`` with ``run(ctx: DemoContext) -> None``; stages
-run in the order of the loop and share results through ``ctx.results``.
+Each service plug-in may name a stage (``demo="services.<name>.demo:run"``), a function
+``run(ctx: DemoContext) -> None``; stages run in the plug-ins' loop order and share results
+through ``ctx.results``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,19 +19,10 @@ import typer
 from shared.cli.common import console, settings
 from shared.client import PlatformClient
 from shared.events import AuditRecorded
+from shared.plugins import discover
 from shared.settings import ServiceSettings
 from shared.stack.supervisor import pid_alive, read_state, stop_detached
 from shared.topics import Topic
-
-STAGES = (
-    "services.ingestion.demo",
-    "services.anonymization.demo",
-    "services.labeling.demo",
-    "services.training.demo",
-    "services.evaluation.demo",
-    "services.serving.demo",
-    "services.monitoring.demo",
-)
 
 
 @dataclass
@@ -45,7 +36,12 @@ class DemoContext:
 
     @property
     def admin_key(self) -> str:
-        return (self.settings.data_dir / "admin.key").read_text().strip()
+        key = self.settings.admin_secret()
+        if not key:
+            raise RuntimeError(
+                f"no admin key: set LLMOPS_ADMIN_KEY or create {self.settings.admin_key_path}"
+            )
+        return key
 
 
 def bus_roundtrip(ctx: DemoContext) -> None:
@@ -64,16 +60,7 @@ def bus_roundtrip(ctx: DemoContext) -> None:
 
 
 def _stages() -> list[tuple[str, Any]]:
-    found = []
-    for module_name in STAGES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue
-            raise
-        found.append((module_name.split(".")[1], module.run))
-    return found
+    return [(p.name, stage) for p in discover() if (stage := p.load_demo()) is not None]
 
 
 def demo(

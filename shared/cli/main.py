@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from shared.cli import demo, events, stack
+from shared.plugins import discover
 
 app = typer.Typer(
     name="llmops",
@@ -14,24 +15,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Each module has `register(app)`; stage modules join as their services land.
-COMMAND_MODULES = (
-    "shared.cli.stack",
-    "shared.cli.events",
-    "shared.cli.demo",
-    "shared.cli.ingest",
-    "shared.cli.privacy",
-    "shared.cli.serving",
-)
-
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != _name:
-            raise
-        continue
+for _module in (stack, events, demo):
     _module.register(app)
+
+
+def _mount_services() -> None:
+    """Each service's own commands, from its plug-in (``services/<svc>/cli.py``)."""
+    for plugin in discover():
+        if (register := plugin.load_cli()) is not None:
+            register(app)
+
+
+_mount_services()
 
 
 def main() -> None:

@@ -13,8 +13,9 @@ import typer
 from rich.table import Table
 
 from shared.cli.common import EXIT_UNAVAILABLE, console, out, run, settings, stdout_line
+from shared.plugins import PluginError
+from shared.plugins import processes as plugin_processes
 from shared.stack.broker import BrokerNotFoundError
-from shared.stack.catalogue import available_processes
 from shared.stack.inspect import consumer_lag, process_health
 from shared.stack.supervisor import Supervisor, pid_alive, read_state, stop_detached
 
@@ -33,8 +34,8 @@ def up(
         )
         raise typer.Exit(1)
     try:
-        processes = available_processes(set(only.split(",")) if only else None)
-    except ValueError as exc:
+        processes = plugin_processes(set(only.split(",")) if only else None)
+    except (ValueError, PluginError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     if detach:
@@ -71,9 +72,8 @@ def _up_detached(data_dir: os.PathLike[str], only: str | None, timeout: float) -
             raise typer.Exit(1)
         state = read_state(cfg)
         if state and state.get("ready") and state["supervisor_pid"] == proc.pid:
-            key_file = cfg.data_dir / "admin.key"
             for line in (log_dir / "supervisor.log").read_text(errors="replace").splitlines():
-                if "admin API key" in line and str(proc.pid) and key_file.exists():
+                if "admin API key" in line:
                     console.print(line)
             console.print(f"[bold green]llmops is up[/] (supervisor pid {proc.pid})")
             for p in state["processes"]:

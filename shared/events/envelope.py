@@ -6,17 +6,36 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+TOLERANT = {"tolerant": True}
+"""Validation context of consumers: unknown fields are dropped at every nesting level."""
+
+
+def _drop_unknown(model: type[BaseModel], data: Any, info: ValidationInfo) -> Any:
+    if not (isinstance(data, dict) and info.context and info.context.get("tolerant")):
+        return data
+    known = set(model.model_fields)
+    known |= {f.alias for f in model.model_fields.values() if f.alias}
+    return {k: v for k, v in data.items() if k in known}
+
+
 class Payload(BaseModel):
-    """Base of nested payload models: frozen and strict on unknown fields."""
+    """Base of nested payload models: frozen; producers are strict on unknown fields,
+    consumers (validating with the ``TOLERANT`` context) ignore them, so a field added by a
+    newer producer never breaks an older reader."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerant_reader(cls, data: Any, info: ValidationInfo) -> Any:
+        return _drop_unknown(cls, data, info)
 
 
 class ClaimCheck(Payload):

@@ -31,6 +31,9 @@ class AnonymizedRecord(Payload):
         default_factory=list, description="Keyed subject ids (never identifiers)."
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Carried metadata.")
+    source_id: str | None = Field(
+        None, description="The source's own id (e.g. ticket t001), as ingested."
+    )
 
 
 @register("llmops.records.anonymized")

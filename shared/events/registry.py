@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from shared.events.envelope import Event
+from shared.events.envelope import TOLERANT, Event
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def decode(raw: bytes | str | dict[str, Any], expected: type[Event] | None = Non
         )
         payload = {k: v for k, v in payload.items() if k not in unknown}
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload, context=TOLERANT)
     except ValidationError as exc:
         raise EventDecodeError("invalid", format_errors(exc)) from None
 

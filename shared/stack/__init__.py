@@ -1,1 +1,1 @@
-"""The embedded stack: broker, service catalogue, process supervisor."""
+"""The embedded stack: broker, process supervisor, read-only views of a running stack."""

@@ -8,8 +8,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.plugins import process_by_label, processes
 from shared.settings import ServiceSettings
-from shared.stack.catalogue import CATALOGUE, available_processes
 from shared.stack.supervisor import read_state
 
 
@@ -92,12 +92,12 @@ def process_health(settings: ServiceSettings) -> list[dict[str, Any]]:
         procs = state["processes"]
     else:
         procs = [
-            {"label": p.label, "service": p.service, "port": p.port, "pid": None}
-            for p in available_processes()
+            {"label": p.label, "service": p.service, "port": p.resolved_port, "pid": None}
+            for p in processes()
         ]
     rows = []
     for proc in procs:
-        spec = next((p for p in CATALOGUE if p.label == proc["label"]), None)
+        spec = process_by_label(proc["label"])
         path = spec.health_path if spec else "/healthz"
         url = f"http://127.0.0.1:{proc['port']}{path}"
         try:

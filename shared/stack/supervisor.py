@@ -23,9 +23,9 @@ from typing import IO, Any
 import httpx
 from rich.console import Console
 
+from shared.plugins import ProcessSpec
 from shared.settings import ServiceSettings
 from shared.stack.broker import start_broker
-from shared.stack.catalogue import ProcessSpec
 from shared.topics import ensure_topics
 
 STATE_FILE = "stack.json"
@@ -58,19 +58,20 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def ensure_admin_key(settings: ServiceSettings) -> tuple[str, bool]:
-    """The admin API key: LLMOPS_ADMIN_KEY, or one generated once under the data dir."""
-    given = os.environ.get("LLMOPS_ADMIN_KEY")
-    if given:
-        return given, False
-    path = settings.data_dir / "admin.key"
-    if path.exists():
-        return path.read_text().strip(), False
-    key = "llm-" + secrets.token_urlsafe(24)
+def ensure_admin_key(settings: ServiceSettings) -> bool:
+    """Make sure an admin API key exists: LLMOPS_ADMIN_KEY, or one generated once into
+    ``<data_dir>/admin.key`` (mode 0600). True if it was generated now.
+
+    Services read it through ``settings.admin_secret()``; it is never put into a child's
+    environment nor printed.
+    """
+    if settings.admin_secret():
+        return False
+    path = settings.admin_key_path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
-    path.write_text(key + "\n")
-    return key, True
+    path.write_text("llm-" + secrets.token_urlsafe(24) + "\n")
+    return True
 
 
 @dataclass
@@ -103,7 +104,6 @@ class Supervisor:
         self.children = [Child(p, COLORS[i % len(COLORS)]) for i, p in enumerate(processes)]
         self.broker: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
-        self.admin_key = ""
         self._print_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -129,11 +129,10 @@ class Supervisor:
     def start_all(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_key, created = ensure_admin_key(self.settings)
-        if created:
+        if ensure_admin_key(self.settings):
             self.console.print(
-                f"[bold yellow]admin API key (shown once, kept in {self.data_dir}/admin.key):[/] "
-                f"{self.admin_key}"
+                f"[bold yellow]admin API key created:[/] {self.settings.admin_key_path} "
+                "(readable by you only; `cat` it for OPENAI_API_KEY)"
             )
         bootstrap = self.settings.bootstrap_servers
         if self.settings.uses_embedded_broker:
@@ -156,13 +155,10 @@ class Supervisor:
             **os.environ,
             "LLMOPS_KAFKA_BOOTSTRAP": self.settings.bootstrap_servers,
             "LLMOPS_DATA_DIR": str(self.data_dir),
-            "LLMOPS_ADMIN_PORT": str(spec.port),
-            "LLMOPS_ADMIN_KEY": self.admin_key,
+            "LLMOPS_ADMIN_PORT": str(spec.resolved_port),
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }
-        if spec.name == "gateway":
-            env.setdefault("LLMOPS_GATEWAY_PORT", str(spec.port))
         if child.log is None:
             child.log = (self.log_dir / f"{spec.label}.log").open("ab")
         child.proc = subprocess.Popen(
@@ -195,7 +191,7 @@ class Supervisor:
                     )
 
     def check_health(self, child: Child) -> bool:
-        url = f"http://127.0.0.1:{child.spec.port}{child.spec.health_path}"
+        url = f"http://127.0.0.1:{child.spec.resolved_port}{child.spec.health_path}"
         try:
             child.healthy = httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
@@ -295,7 +291,7 @@ class Supervisor:
                     "label": c.spec.label,
                     "service": c.spec.service,
                     "module": c.spec.module,
-                    "port": c.spec.port,
+                    "port": c.spec.resolved_port,
                     "pid": c.proc.pid if c.proc else None,
                     "healthy": c.healthy,
                     "restarts": c.restarts,
@@ -314,9 +310,9 @@ class Supervisor:
             f"[bold green]llmops is up[/] (Kafka at {self.settings.bootstrap_servers})"
         )
         for child in self.children:
-            kind = "API + health" if child.spec.name == "gateway" else "health/metrics"
+            kind = "API + health" if child.spec.serves_api else "health/metrics"
             self.console.print(
-                f"  {child.spec.label:<16} http://127.0.0.1:{child.spec.port}  ({kind})"
+                f"  {child.spec.label:<16} http://127.0.0.1:{child.spec.resolved_port}  ({kind})"
             )
         self.console.print(f"  logs             {self.log_dir}")
 

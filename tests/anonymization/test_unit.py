@@ -146,7 +146,7 @@ def test_manifest_record_ids_in_any_layout():
 def test_erasure_report_aggregates_services_and_says_nothing_held(capsys):
     import uuid as _uuid
 
-    from shared.cli.privacy import aggregate, print_report
+    from services.anonymization.cli import aggregate, print_report
     from shared.events import ErasureCompleted
 
     request = _uuid.uuid4()

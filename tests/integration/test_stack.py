@@ -29,8 +29,11 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
         p["pid"] for p in state["processes"]
     ]
     try:
-        assert "admin API key" in (data_dir / "logs" / "supervisor.log").read_text()
+        supervisor_log = (data_dir / "logs" / "supervisor.log").read_text()
+        assert "admin API key created" in supervisor_log
         assert (data_dir / "admin.key").stat().st_mode & 0o077 == 0
+        # the secret itself is never printed nor logged
+        assert (data_dir / "admin.key").read_text().strip() not in supervisor_log + up.stderr
 
         status = llmops("status", "--json", env=env)
         assert status.returncode == 0, status.stdout + status.stderr

@@ -117,3 +117,25 @@ def test_a_version_without_upcaster_is_refused(isolated_registry: None) -> None:
     with pytest.raises(EventDecodeError) as info:
         decode(GapV1(a=1).to_bytes())
     assert info.value.reason == "unknown-version"
+
+
+def test_consumers_ignore_unknown_nested_fields_producers_do_not() -> None:
+    """A field added by a newer producer inside a nested payload never breaks an old reader."""
+    from pydantic import ValidationError
+
+    from shared.events import RecordsIngested, decode
+    from shared.events.ingest import Record
+
+    event = RecordsIngested(
+        dataset="d",
+        request_id=uuid.uuid4(),
+        batch_index=0,
+        count=1,
+        records=[Record(record_id="r1", text="hello")],
+    )
+    payload = json.loads(event.model_dump_json())
+    payload["records"][0]["added_later"] = {"x": 1}
+    decoded = decode(json.dumps(payload).encode())
+    assert decoded.records[0].text == "hello"  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError):
+        Record.model_validate({"record_id": "r", "text": "t", "added_later": 1})

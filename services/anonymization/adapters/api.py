@@ -16,8 +16,13 @@ from pydantic import BaseModel, Field
 
 from services.anonymization.crypto import UnreadableError
 from services.anonymization.handlers import VaultFactory
-from shared.events import AuditRecorded
+from shared.events import AuditRecorded, ErasureRequested
 from shared.runtime import Runtime
+
+
+class ErasureBody(BaseModel):
+    subject: str = Field(min_length=1, max_length=512, description="E-mail, name, phone, card...")
+    retrain: bool = Field(False, description="Ask for a new dataset cut + retraining.")
 
 
 class DeanonymizeRequest(BaseModel):
@@ -32,8 +37,16 @@ def actor_of(key: str | None) -> str:
 
 
 def build_api(
-    runtime: Runtime, vault_for: VaultFactory, admin_key: Callable[[], str | None]
+    runtime: Runtime,
+    vault_for: VaultFactory,
+    admin_key: Callable[[], str | None],
+    subject_ref: Callable[[str], str],
 ) -> FastAPI:
+    """The privileged API: erasure requests and de-anonymization (admin role, audited).
+
+    Erasure goes through here so that no other process needs the pseudonym key: the service
+    derives the subject reference and publishes the request itself.
+    """
     api = FastAPI(title="llmops anonymization", docs_url=None, redoc_url=None)
 
     def audit(actor: str, allowed: bool, record_id: str, outcome: str, reason: str) -> None:
@@ -55,6 +68,33 @@ def build_api(
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    def request_erasure(actor: str, body: ErasureBody) -> dict[str, str]:
+        ref = subject_ref(body.subject)
+        with runtime.bus.unit_of_work() as uow:
+            request = uow.emit(ErasureRequested(subject_ref=ref, retrain=body.retrain))
+            uow.emit(
+                AuditRecorded(
+                    action="erasure.request",
+                    actor=actor,
+                    allowed=True,
+                    target=f"subject:{ref}",
+                    details={"retrain": body.retrain},
+                )
+            )
+        return {"request_id": str(request.event_id), "subject_ref": ref}
+
+    @api.post("/v1/erasures")
+    async def erasures(
+        body: ErasureBody,
+        authorization: str | None = Header(None),
+        x_api_key: str | None = Header(None),
+    ) -> JSONResponse:
+        key = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
+        if not is_admin(key):
+            return JSONResponse({"error": "erasure needs the admin role"}, status_code=403)
+        answer = await asyncio.to_thread(request_erasure, actor_of(key), body)
+        return JSONResponse(answer, status_code=202)
 
     @api.post("/v1/deanonymize")
     async def deanonymize(

@@ -57,9 +57,9 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_serving_topics(bootstrap, settings.replication_factor)
         await create_reply_topic(bootstrap, topic, settings.replication_factor)
-        if settings.admin_key:
+        if admin_key := settings.admin_secret():
             store.add(
-                settings.admin_key,
+                admin_key,
                 "admin (LLMOPS_ADMIN_KEY)",
                 Role.ADMIN,
                 rpm=1_000_000,

@@ -6,8 +6,8 @@ go through the gateway's HTTP API with an admin key (LLMOPS_ADMIN_KEY or <data_d
 
 from __future__ import annotations
 
+import getpass
 import json
-import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -35,12 +35,8 @@ keys_app = typer.Typer(help="API keys of the gateway (admin only).", no_args_is_
 
 
 def _admin_key() -> str:
-    given = os.environ.get("LLMOPS_ADMIN_KEY")
-    if given:
-        return given
-    path = settings().data_dir / "admin.key"
-    if path.is_file():
-        return path.read_text().strip()
+    if key := settings().admin_secret():
+        return key
     console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack (`llmops up`).")
     raise typer.Exit(EXIT_INVALID)
 
@@ -121,7 +117,7 @@ def promote(  # noqa: PLR0917 (typer command: parameters are the CLI)
             alias="challenger" if canary is not None else "champion",
             traffic_share=1.0 if canary is None else canary,
             previous_version=previous,
-            actor=os.environ.get("USER", "cli"),
+            actor=getpass.getuser(),
         )
     )
 
@@ -139,7 +135,7 @@ def rollback(
             from_version=from_,
             to_version=to,
             reason=reason,
-            actor=os.environ.get("USER", "cli"),
+            actor=getpass.getuser(),
         )
     )
 

@@ -4,40 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Annotated, Any
 
 import httpx
 import typer
 
-from shared.cli.common import EXIT_INVALID, console, out, run, stdout_line
+from services.anonymization.config import AnonymizationSettings
+from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, run, stdout_line
 from shared.client import PlatformClient
-from shared.events import ErasureCompleted, ErasureRequested
+from shared.events import ErasureCompleted
 from shared.topics import Topic
 
 EXIT_FAILED = 1
 
 
-def _settings() -> Any:
-    from services.anonymization.config import AnonymizationSettings
-
+def _settings() -> AnonymizationSettings:
     return AnonymizationSettings(service_name="cli", log_format="text")
 
 
-async def _erase(
-    subject: str, retrain: bool, wait: bool, timeout_s: float, others_s: float
-) -> dict[str, Any]:
-    from services.anonymization.adapters.keyfile import load_keyring
+def _api_base(cfg: AnonymizationSettings, url: str | None) -> str:
+    return (url or f"http://{cfg.api_host}:{cfg.api_port}").rstrip("/")
 
-    cfg = _settings()
-    # never create the key here: a key made by the CLI would not be the service's one
-    subject_ref = load_keyring(cfg.pseudonym_key, cfg.data_dir, create=False).subject_ref(subject)
-    async with PlatformClient(cfg, producer_name="cli") as client:
-        request = await client.publish(ErasureRequested(subject_ref=subject_ref, retrain=retrain))
-        report: dict[str, Any] = {"request_id": str(request.event_id), "subject_ref": subject_ref}
-        if not wait:
-            return report
-        answers = await collect_answers(client, request.event_id, timeout_s, others_s)
-    return {**report, **aggregate(answers)}
+
+def _post(url: str, path: str, key: str, body: dict[str, Any]) -> httpx.Response:
+    try:
+        return httpx.post(f"{url}{path}", json=body, headers={"X-API-Key": key}, timeout=30)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach the anonymization API at {url}:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+
+
+async def _await_answers(
+    request: dict[str, Any], timeout_s: float, others_s: float
+) -> dict[str, Any]:
+    async with PlatformClient(_settings(), producer_name="cli") as client:
+        answers = await collect_answers(
+            client, uuid.UUID(request["request_id"]), timeout_s, others_s
+        )
+    return {**request, **aggregate(answers)}
 
 
 async def collect_answers(
@@ -105,19 +110,30 @@ def erase(  # noqa: PLR0917
     retrain: Annotated[bool, typer.Option(help="Ask for a new dataset cut + retraining.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for anonymization.")] = 60.0,
     others: Annotated[float, typer.Option(help="Seconds to wait for the other services.")] = 3.0,
+    key: Annotated[str | None, typer.Option(help="API key (default: the admin key).")] = None,
+    url: Annotated[str | None, typer.Option(help="Base URL of the anonymization API.")] = None,
 ) -> None:
     """Forget a data subject everywhere (crypto-shredding) and report what held it."""
     if not subject.strip():
         console.print("[red]--subject must not be empty[/]")
         raise typer.Exit(EXIT_INVALID)
-    try:
-        report = run(_erase(subject, retrain, wait, timeout, others))
-    except FileNotFoundError as exc:
+    cfg = _settings()
+    base = _api_base(cfg, url)
+    # The service derives the subject reference: no CLI process holds the pseudonym key.
+    response = _post(
+        base,
+        "/v1/erasures",
+        key or cfg.admin_secret() or "",
+        {"subject": subject, "retrain": retrain},
+    )
+    if response.status_code != 202:
         console.print(
-            f"[red]{exc}[/]\nStart the stack first (the anonymization service creates the key), "
-            "or set LLMOPS_PSEUDONYM_KEY to the platform's key."
+            f"[red]{response.status_code}:[/] {response.json().get('error', response.text)}"
         )
-        raise typer.Exit(EXIT_INVALID) from None
+        raise typer.Exit(EXIT_INVALID if response.status_code in (401, 403, 422) else EXIT_FAILED)
+    report: dict[str, Any] = response.json()
+    if wait:
+        report = run(_await_answers(report, timeout, others))
     if as_json:
         stdout_line(json.dumps(report))
     else:
@@ -135,18 +151,8 @@ def deanonymize(
 ) -> None:
     """Restore a record's original text (admin role only; audited; fails once erased)."""
     cfg = _settings()
-    base = url or f"http://{cfg.api_host}:{cfg.api_port}"
-    api_key = key or cfg.admin_secret() or ""
-    try:
-        response = httpx.post(
-            f"{base}/v1/deanonymize",
-            json={"record_id": record, "reason": reason},
-            headers={"X-API-Key": api_key},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach the anonymization API at {base}:[/] {exc}")
-        raise typer.Exit(3) from None
+    body = {"record_id": record, "reason": reason}
+    response = _post(_api_base(cfg, url), "/v1/deanonymize", key or cfg.admin_secret() or "", body)
     body = response.json()
     if as_json:
         stdout_line(json.dumps({"status": response.status_code, **body}))

@@ -1,0 +1,23 @@
+"""The ingestion service as a platform plug-in (entry point ``llmops.services``)."""
+
+from shared.plugins import ProcessSpec, ServicePlugin
+from shared.topics import Topic
+
+PLUGIN = ServicePlugin(
+    name="ingestion",
+    description="Reads sources, cleans, deduplicates; cuts dataset versions.",
+    order=10,
+    processes=(
+        ProcessSpec("ingestion", "ingestion", "services.ingestion", 9101, "LLMOPS_INGESTION_PORT"),
+    ),
+    consumes=(Topic.INGEST_REQUESTED, Topic.RECORDS_ANONYMIZED, Topic.ERASURE_COMPLETED),
+    produces=(
+        Topic.RECORDS_INGESTED,
+        Topic.INGEST_PROGRESSED,
+        Topic.INGEST_COMPLETED,
+        Topic.DATASET_VERSIONED,
+        Topic.ERASURE_COMPLETED,
+    ),
+    cli="services.ingestion.cli:register",
+    demo="services.ingestion.demo:run",
+)

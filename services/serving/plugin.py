@@ -1,0 +1,40 @@
+"""The serving service as a platform plug-in: vLLM workers and the OpenAI-compatible gateway."""
+
+from shared.plugins import ProcessSpec, ServicePlugin
+from shared.topics import Topic
+
+PLUGIN = ServicePlugin(
+    name="serving",
+    description="vLLM workers behind an OpenAI-compatible HTTP gateway.",
+    order=60,
+    processes=(
+        ProcessSpec(
+            "serving",
+            "worker",
+            "services.serving.worker",
+            9106,
+            "LLMOPS_WORKER_PORT",
+            startup_timeout_s=300.0,
+        ),
+        ProcessSpec(
+            "serving",
+            "gateway",
+            "services.serving.gateway",
+            8000,
+            "LLMOPS_GATEWAY_PORT",
+            serves_api=True,
+        ),
+    ),
+    consumes=(Topic.INFERENCE_REQUESTED, Topic.MODEL_PROMOTED, Topic.MODEL_ROLLED_BACK),
+    produces=(
+        Topic.INFERENCE_REQUESTED,
+        Topic.INFERENCE_COMPLETED,
+        Topic.FEEDBACK_RECEIVED,
+        Topic.WORKER_HEARTBEAT,
+        Topic.MODEL_PROMOTED,
+        Topic.MODEL_ROLLED_BACK,
+        Topic.AUDIT_RECORDED,
+    ),
+    cli="services.serving.cli:register",
+    demo="services.serving.demo:run",
+)
