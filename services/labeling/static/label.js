@@ -124,23 +124,24 @@
     const res = await api("POST", `/tasks/${task.task_id}/answer`, {label, seconds: (performance.now() - started) / 1000});
     if (!res.ok) { say(res.data?.detail ? `${res.status}: ${typeof res.data.detail === "string" ? res.data.detail : JSON.stringify(res.data.detail)}` : `error ${res.status}`, true); return; }
     done += 1; $("done").textContent = done;
+    await load();  // the next task is on screen before the message: keys go to it
     say(`saved ${labelText(res.data.label)} (task ${res.data.task_id}: ${res.data.status})`);
-    await load();
   }
 
   async function skip() {
     if (!task) return;
     await api("POST", `/tasks/${task.task_id}/skip`);
-    say(`skipped task ${task.task_id}`);
+    const skipped = task.task_id;
     await load();
+    say(`skipped task ${skipped}`);
   }
 
   async function undo() {
     const res = await api("POST", "/undo");
     if (!res.ok) { say(res.data?.detail || `error ${res.status}`, true); return; }
     done = Math.max(0, done - 1); $("done").textContent = done;
-    say(`undone: task ${res.data.task_id}`);
     await load();
+    say(`undone: task ${res.data.task_id}`);
   }
 
   document.addEventListener("keydown", (e) => {
