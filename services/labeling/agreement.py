@@ -51,22 +51,21 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
     return None if math.isnan(value) else value
 
 
-def krippendorff_alpha(
-    rows: dict[str, dict[str, Any]], *, interval: bool = False
-) -> float | None:
+def krippendorff_alpha(rows: dict[str, dict[str, Any]], *, interval: bool = False) -> float | None:
     """Krippendorff's alpha from annotator -> item -> value (missing values allowed)."""
     items = sorted({item for values in rows.values() for item in values})
     if len(rows) < 2 or len(items) < 1:
         return None
-    if interval:
-        codes: dict[Any, float] = {}
-        convert = float
-    else:
+    codes: dict[str, float] = {}
+    if not interval:
         distinct = sorted({str(v) for values in rows.values() for v in values.values()})
         codes = {value: float(i) for i, value in enumerate(distinct)}
         if len(distinct) < 2:
             return 1.0
-        convert = lambda v: codes[str(v)]  # noqa: E731
+
+    def convert(value: Any) -> float:
+        return float(value) if interval else codes[str(value)]
+
     data = [
         [convert(values[item]) if item in values else np.nan for item in items]
         for values in rows.values()

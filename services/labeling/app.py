@@ -21,7 +21,7 @@ from services.labeling.auth import KeyRing
 from services.labeling.config import LabelingSettings
 from services.labeling.curator import Curator
 from services.labeling.schema import LabelError
-from services.labeling.service import Conflict, Labeling, NotFound
+from services.labeling.service import ConflictError, Labeling, NotFoundError
 from shared.runtime import Runtime, build_runtime, health
 from shared.telemetry import prometheus_payload, shutdown_telemetry
 
@@ -32,12 +32,9 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     settings = settings or LabelingSettings()
     runtime = build_runtime(settings, "labeling")
     assert runtime.engine is not None
-    curator_ref: list[Curator] = []
-    labeling = Labeling(
-        lease_s=settings.lease_s, on_final=lambda uow, row: curator_ref[0].maybe_cut(uow, row)
-    )
+    labeling = Labeling(lease_s=settings.lease_s)
     curator = Curator(runtime.artifacts, labeling)
-    curator_ref.append(curator)
+    labeling.on_final = curator.maybe_cut  # a version every N final labels
     handlers.register(runtime.bus, settings.consumer_group, curator)
 
     @asynccontextmanager
@@ -76,12 +73,12 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
         payload, content_type = prometheus_payload()
         return Response(payload, media_type=content_type)
 
-    @app.exception_handler(NotFound)
-    async def not_found(_r: Request, exc: NotFound) -> JSONResponse:
+    @app.exception_handler(NotFoundError)
+    async def not_found(_r: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
-    @app.exception_handler(Conflict)
-    async def conflict(_r: Request, exc: Conflict) -> JSONResponse:
+    @app.exception_handler(ConflictError)
+    async def conflict(_r: Request, exc: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(LabelError)

@@ -28,8 +28,9 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
         raise typer.Exit(EXIT_INVALID)
     url = settings.base_url() + path
     try:
-        res = httpx.request(method, url, headers={"authorization": f"Bearer {key}"},
-                            timeout=120, **kwargs)
+        res = httpx.request(
+            method, url, headers={"authorization": f"Bearer {key}"}, timeout=120, **kwargs
+        )
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the labeling service at {settings.base_url()}:[/] {exc}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
@@ -44,7 +45,9 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
 
 
 @project_app.command("create")
-def create(file: Annotated[Path, typer.Argument(help="Project definition (YAML or JSON).")]) -> None:
+def create(
+    file: Annotated[Path, typer.Argument(help="Project definition (YAML or JSON).")],
+) -> None:
     """Create or update a project from FILE."""
     body = call("POST", "/api/projects", content=file.read_bytes()).json()
     verb = "created" if body["created"] else "updated"
@@ -59,9 +62,11 @@ def list_projects(json_output: Annotated[bool, typer.Option("--json")] = False) 
             stdout_line(json.dumps(p))
             continue
         agreement = p["agreement"]
-        out.print(f"{p['project']:20} {p['task']:14} final {p['status']['final']}/{p['tasks']} "
-                  f"conflicts {p['status']['conflict']}  kappa {agreement['cohen_kappa']}  "
-                  f"alpha {agreement['krippendorff_alpha']}")
+        out.print(
+            f"{p['project']:20} {p['task']:14} final {p['status']['final']}/{p['tasks']} "
+            f"conflicts {p['status']['conflict']}  kappa {agreement['cohen_kappa']}  "
+            f"alpha {agreement['krippendorff_alpha']}"
+        )
 
 
 @label_app.command("stats")
@@ -91,8 +96,10 @@ def cut(
     if json_output:
         stdout_line(json.dumps(body))
     else:
-        out.print(f"dataset version {body['dataset']}@{body['version']}: {body['records']} "
-                  f"labeled records (parent {body['parent'] or '-'})")
+        out.print(
+            f"dataset version {body['dataset']}@{body['version']}: {body['records']} "
+            f"labeled records (parent {body['parent'] or '-'})"
+        )
 
 
 @label_app.command("import")
@@ -104,10 +111,15 @@ def import_labels(
 ) -> None:
     """Import labels (as annotators' answers) into PROJECT."""
     kind = fmt or {".csv": "csv", ".json": "labelstudio"}.get(file.suffix, "jsonl")
-    body = call("POST", f"/api/projects/{project}/import",
-                json={"format": kind, "content": file.read_text(), "annotator": annotator}).json()
-    out.print(f"imported {body['imported']}, duplicates {body['duplicates']}, "
-              f"unmatched {body['unmatched']}, rejected {body['rejected']}")
+    body = call(
+        "POST",
+        f"/api/projects/{project}/import",
+        json={"format": kind, "content": file.read_text(), "annotator": annotator},
+    ).json()
+    out.print(
+        f"imported {body['imported']}, duplicates {body['duplicates']}, "
+        f"unmatched {body['unmatched']}, rejected {body['rejected']}"
+    )
     for error in body["errors"]:
         console.print(f"  {error}")
 

@@ -136,22 +136,35 @@ class Curator:
             for rid in ids:
                 row = session.get(RecordRow, (request.dataset, rid))
                 if row is not None and not row.erased:
-                    yield {"record_id": rid, "text": row.text, "metadata": row.meta,
-                           "entities": row.entities}
+                    yield {
+                        "record_id": rid,
+                        "text": row.text,
+                        "metadata": row.meta,
+                        "entities": row.entities,
+                    }
 
         def lineage() -> Iterator[dict[str, Any]]:
             for rid in ids:
                 row = session.get(RecordRow, (request.dataset, rid))
                 if row is not None and not row.erased:
-                    yield {"record_id": rid, "request_id": row.request_id,
-                           "source_id": row.source_id, "batch_index": row.batch_index}
+                    yield {
+                        "record_id": rid,
+                        "request_id": row.request_id,
+                        "source_id": row.source_id,
+                        "batch_index": row.batch_index,
+                    }
 
         created_by = {request_id}
         if parent is not None:
             created_by.update(self._manifest(parent).created_by)
         manifest, claim = cut_version(
-            self.artifacts, request.dataset, records(), parent=parent.version if parent else None,
-            created_by=created_by, lineage=lineage(), producer=SERVICE,
+            self.artifacts,
+            request.dataset,
+            records(),
+            parent=parent.version if parent else None,
+            created_by=created_by,
+            lineage=lineage(),
+            producer=SERVICE,
         )
         self._remember(session, manifest, claim, project=None)
         return uow.emit(  # type: ignore[return-value]
@@ -215,9 +228,13 @@ class Curator:
         )
         dataset = f"{project}-labeled"
         parent = latest_cut(session, dataset)
-        annotators = sorted(set(session.exec(
-            select(AnnotationRow.annotator).where(AnnotationRow.project == project)
-        ).all()))
+        annotators = sorted(
+            set(
+                session.exec(
+                    select(AnnotationRow.annotator).where(AnnotationRow.project == project)
+                ).all()
+            )
+        )
         facts = stats.project_stats(session, spec)
         details = {
             "project": project,
@@ -233,9 +250,14 @@ class Curator:
             (example(spec, t, r, splits[r.record_id]) for t, r in pairs),
             parent=parent.version if parent else None,
             lineage=(
-                {"record_id": r.record_id, "dataset": r.dataset, "task_id": t.id,
-                 "request_id": r.request_id, "provenance": t.provenance,
-                 "suggestion_source": t.suggestion_source}
+                {
+                    "record_id": r.record_id,
+                    "dataset": r.dataset,
+                    "task_id": t.id,
+                    "request_id": r.request_id,
+                    "provenance": t.provenance,
+                    "suggestion_source": t.suggestion_source,
+                }
                 for t, r in pairs
             ),
             labeled=True,
@@ -257,8 +279,13 @@ class Curator:
                 labeled=True,
             )
         )
-        uow.emit(AuditRecorded(action="labeling.cut", actor=actor, allowed=True,
-                               target=f"{dataset}@{manifest.version}",
-                               details={"records": manifest.record_count,
-                                        "splits": manifest.splits}))
+        uow.emit(
+            AuditRecorded(
+                action="labeling.cut",
+                actor=actor,
+                allowed=True,
+                target=f"{dataset}@{manifest.version}",
+                details={"records": manifest.record_count, "splits": manifest.splits},
+            )
+        )
         return event  # type: ignore[return-value]

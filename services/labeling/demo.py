@@ -51,16 +51,21 @@ def _project(dataset: str) -> dict[str, Any]:
 def _own_batch(ctx: Any) -> str:
     rng = random.Random(3)
     records = [
-        AnonymizedRecord(record_id=f"demo-{i}", text=f"{rng.choice(texts)} (ticket {i})",
-                         metadata={"category": label})
+        AnonymizedRecord(
+            record_id=f"demo-{i}",
+            text=f"{rng.choice(texts)} (ticket {i})",
+            metadata={"category": label},
+        )
         for i, (label, texts) in enumerate(
-            (label, OWN_TICKETS[label]) for label in rng.choices(LABELS, k=48))
+            (label, OWN_TICKETS[label]) for label in rng.choices(LABELS, k=48)
+        )
     ]
 
     async def send() -> None:
         async with PlatformClient(ctx.settings, producer_name="demo") as client:
             await client.publish(
-                RecordsAnonymized(dataset=OWN_DATASET, records=records, count=len(records)))
+                RecordsAnonymized(dataset=OWN_DATASET, records=records, count=len(records))
+            )
 
     asyncio.run(send())
     return OWN_DATASET
@@ -85,11 +90,15 @@ def _annotate(base: str, key: str, project: str, accuracy: float, seed: int) -> 
             task = res.json()
             truth = task["meta"].get("category") or (task["suggestion"] or {}).get("label")
             truth = truth if truth in LABELS else LABELS[0]
-            label = truth if rng.random() < accuracy else rng.choice(
-                [lbl for lbl in LABELS if lbl != truth])
-            h.post(f"/api/projects/{project}/tasks/{task['task_id']}/answer",
-                   json={"label": label, "seconds": round(rng.uniform(2, 9), 1)}
-                   ).raise_for_status()
+            label = (
+                truth
+                if rng.random() < accuracy
+                else rng.choice([lbl for lbl in LABELS if lbl != truth])
+            )
+            h.post(
+                f"/api/projects/{project}/tasks/{task['task_id']}/answer",
+                json={"label": label, "seconds": round(rng.uniform(2, 9), 1)},
+            ).raise_for_status()
             done += 1
     return done
 
@@ -104,34 +113,51 @@ def run(ctx: Any) -> None:
     with httpx.Client(base_url=base, headers=admin, timeout=60) as http:
         http.post("/api/projects", content=json.dumps(spec)).raise_for_status()
         stats = _wait_for_tasks(http, project)
-        ctx.say(f"project {project} on {dataset}: {stats['tasks']} tasks, "
-                f"{stats['status']['final']} auto-labeled by rules (confidence >= 0.95)")
-        keys = {name: http.post("/api/annotators", json={"name": name}).raise_for_status()
-                .json()["key"] for name in ANNOTATORS}
+        ctx.say(
+            f"project {project} on {dataset}: {stats['tasks']} tasks, "
+            f"{stats['status']['final']} auto-labeled by rules (confidence >= 0.95)"
+        )
+        keys = {
+            name: http.post("/api/annotators", json={"name": name}).raise_for_status().json()["key"]
+            for name in ANNOTATORS
+        }
 
         async def everyone() -> list[int]:
-            return list(await asyncio.gather(*(
-                asyncio.to_thread(_annotate, base, keys[name], project, accuracy, i)
-                for i, (name, accuracy) in enumerate(ANNOTATORS.items()))))
+            return list(
+                await asyncio.gather(
+                    *(
+                        asyncio.to_thread(_annotate, base, keys[name], project, accuracy, i)
+                        for i, (name, accuracy) in enumerate(ANNOTATORS.items())
+                    )
+                )
+            )
 
         answers = asyncio.run(everyone())
-        ctx.say(f"simulated annotators {', '.join(ANNOTATORS)} gave {sum(answers)} answers "
-                "(overlap 2)")
+        ctx.say(
+            f"simulated annotators {', '.join(ANNOTATORS)} gave {sum(answers)} answers (overlap 2)"
+        )
         conflicts = http.get(f"/api/projects/{project}/conflicts").raise_for_status().json()
         for task in conflicts:
             truth = task["meta"].get("category")
             label = truth if truth in LABELS else task["votes"][0]["label"]
-            http.post(f"/api/projects/{project}/tasks/{task['task_id']}/adjudicate",
-                      json={"label": label}).raise_for_status()
+            http.post(
+                f"/api/projects/{project}/tasks/{task['task_id']}/adjudicate", json={"label": label}
+            ).raise_for_status()
         stats = http.get(f"/api/projects/{project}").raise_for_status().json()
         agreement = stats["agreement"]
-        ctx.say(f"{len(conflicts)} conflicts adjudicated; agreement: Cohen's kappa "
-                f"{agreement['cohen_kappa']}, Fleiss' kappa {agreement['fleiss_kappa']}, "
-                f"Krippendorff's alpha {agreement['krippendorff_alpha']}")
+        ctx.say(
+            f"{len(conflicts)} conflicts adjudicated; agreement: Cohen's kappa "
+            f"{agreement['cohen_kappa']}, Fleiss' kappa {agreement['fleiss_kappa']}, "
+            f"Krippendorff's alpha {agreement['krippendorff_alpha']}"
+        )
         for row in stats["annotators"]:
-            ctx.say(f"  {row['annotator']}: {row['labels']} labels, agreement with final "
-                    f"{row['agreement_with_final']}")
+            ctx.say(
+                f"  {row['annotator']}: {row['labels']} labels, agreement with final "
+                f"{row['agreement_with_final']}"
+            )
         version = http.post(f"/api/projects/{project}/cut").raise_for_status().json()
-    ctx.say(f"labeled version {version['dataset']}@{version['version']}: {version['records']} "
-            f"records, provenance {stats['provenance']}; UI: {base}/ui")
+    ctx.say(
+        f"labeled version {version['dataset']}@{version['version']}: {version['records']} "
+        f"records, provenance {stats['provenance']}; UI: {base}/ui"
+    )
     ctx.results["labeled_version"] = {"dataset": version["dataset"], "version": version["version"]}

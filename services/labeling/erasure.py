@@ -39,7 +39,9 @@ def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCo
         row.erased, row.text, row.meta, row.entities = True, "", {}, []
         session.add(row)
     held = sorted({r.record_id for r in rows})
-    tasks = session.exec(select(TaskRow).where(col(TaskRow.record_id).in_(held))).all() if held else []
+    tasks = (
+        session.exec(select(TaskRow).where(col(TaskRow.record_id).in_(held))).all() if held else []
+    )
     for task in tasks:
         assert task.id is not None
         removed["annotations"] += len(
@@ -52,9 +54,7 @@ def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCo
         task.status, task.final_label, task.prefill, task.suggestion = "erased", None, None, None
         session.add(task)
     versions = sorted(
-        cut.version
-        for cut in session.exec(select(CutRow)).all()
-        if wanted & set(cut.record_ids)
+        cut.version for cut in session.exec(select(CutRow)).all() if wanted & set(cut.record_ids)
     )
     return event.caused(  # type: ignore[no-any-return]
         ErasureCompleted,

@@ -9,7 +9,11 @@ PLUGIN = ServicePlugin(
     order=30,
     processes=(
         ProcessSpec(
-            "labeling", "labeling", "services.labeling", 8100, "LLMOPS_LABELING_PORT",
+            "labeling",
+            "labeling",
+            "services.labeling",
+            8100,
+            "LLMOPS_LABELING_PORT",
             serves_api=True,
         ),
     ),

@@ -91,7 +91,10 @@ class ProjectSpec(BaseModel):
         unknown = {r.label for r in self.rules} - set(self.labels)
         if unknown and self.task in ("classification", "multilabel"):
             raise ValueError(f"rules name unknown labels: {sorted(unknown)}")
-        if set(self.split) - {"train", "validation", "test"} or abs(sum(self.split.values()) - 1) > 1e-6:
+        if (
+            set(self.split) - {"train", "validation", "test"}
+            or abs(sum(self.split.values()) - 1) > 1e-6
+        ):
             raise ValueError("split: fractions of train, validation, test summing to 1")
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")

@@ -32,11 +32,11 @@ from shared.events import AuditRecorded, RecordsLabeled
 from shared.events.labeling import LabeledRecord
 
 
-class NotFound(LookupError):
+class NotFoundError(LookupError):
     """A project or task that does not exist (HTTP 404)."""
 
 
-class Conflict(RuntimeError):
+class ConflictError(RuntimeError):
     """A request that contradicts the state (HTTP 409)."""
 
 
@@ -71,7 +71,7 @@ class Labeling:
     def project(self, session: Session, name: str) -> ProjectRow:
         row = session.get(ProjectRow, name)
         if row is None:
-            raise NotFound(f"no project {name!r}")
+            raise NotFoundError(f"no project {name!r}")
         return row
 
     def save_project(self, uow: UnitOfWork, spec: ProjectSpec, actor: str) -> dict[str, Any]:
@@ -143,9 +143,7 @@ class Labeling:
             self._finalize(uow, row, task, suggestion.label, _provenance(suggestion))
         return 1
 
-    def set_suggestion(
-        self, uow: UnitOfWork, task: TaskRow, suggestion: Suggestion
-    ) -> str:
+    def set_suggestion(self, uow: UnitOfWork, task: TaskRow, suggestion: Suggestion) -> str:
         """A (model) suggestion for an open task: auto label or re-queue by confidence."""
         if task.status != "open" or task.answers:
             return "ignored"
@@ -191,6 +189,7 @@ class Labeling:
                 .limit(200)
             ).all()
             for task_id in candidates:
+                assert task_id is not None
                 task = session.get(TaskRow, task_id, with_for_update=True)
                 if task is None or task.status != "open":
                     continue
@@ -221,7 +220,7 @@ class Labeling:
     def task(self, session: Session, project: str, task_id: int) -> TaskRow:
         task = session.get(TaskRow, task_id)
         if task is None or task.project != project or task.status == "erased":
-            raise NotFound(f"no task {task_id} in project {project!r}")
+            raise NotFoundError(f"no task {task_id} in project {project!r}")
         return task
 
     def submit(
@@ -231,8 +230,8 @@ class Labeling:
         task_id: int,
         annotator: str,
         value: Any,
-        seconds: float | None = None,
         *,
+        seconds: float | None = None,
         imported: bool = False,
     ) -> dict[str, Any]:
         """Record an answer once (a repeated submit returns the first); may finalize.
@@ -245,7 +244,7 @@ class Labeling:
         with self._lock:
             task = session.get(TaskRow, task_id, with_for_update=True)
             if task is None or task.project != project or task.status == "erased":
-                raise NotFound(f"no task {task_id} in project {project!r}")
+                raise NotFoundError(f"no task {task_id} in project {project!r}")
             record = session.get(RecordRow, (task.dataset, task.record_id))
             label = validate_label(spec, value, record.text if record else "")
             mine = session.exec(
@@ -254,14 +253,18 @@ class Labeling:
                 )
             ).first()
             if mine is not None:
-                return {"task_id": task_id, "label": mine.label, "duplicate": True,
-                        "status": task.status}
+                return {
+                    "task_id": task_id,
+                    "label": mine.label,
+                    "duplicate": True,
+                    "status": task.status,
+                }
             if task.status != "open":
-                raise Conflict(f"task {task_id} is {task.status}: no more answers needed")
+                raise ConflictError(f"task {task_id} is {task.status}: no more answers needed")
             moment = self.clock()
             others = 0 if imported else self._active_leases(session, task_id, annotator, moment)
             if task.answers + others >= task.needed:
-                raise Conflict(f"task {task_id} is leased to other annotators")
+                raise ConflictError(f"task {task_id} is leased to other annotators")
             session.add(
                 AnnotationRow(
                     task_id=task_id,
@@ -272,8 +275,11 @@ class Labeling:
                     seconds=seconds,
                 )
             )
-            session.exec(delete(LeaseRow).where(col(LeaseRow.task_id) == task_id,
-                                                col(LeaseRow.annotator) == annotator))
+            session.exec(
+                delete(LeaseRow).where(
+                    col(LeaseRow.task_id) == task_id, col(LeaseRow.annotator) == annotator
+                )
+            )
             task.answers += 1
             session.add(task)
             session.flush()
@@ -286,8 +292,11 @@ class Labeling:
         self.task(session, project, task_id)
         if session.get(SkipRow, (task_id, annotator)) is None:
             session.add(SkipRow(task_id=task_id, annotator=annotator))
-        session.exec(delete(LeaseRow).where(col(LeaseRow.task_id) == task_id,
-                                            col(LeaseRow.annotator) == annotator))
+        session.exec(
+            delete(LeaseRow).where(
+                col(LeaseRow.task_id) == task_id, col(LeaseRow.annotator) == annotator
+            )
+        )
 
     def undo(self, uow: UnitOfWork, project: str, annotator: str) -> dict[str, Any]:
         """Take back the annotator's last answer while its task is still open; re-lease it."""
@@ -299,17 +308,18 @@ class Labeling:
                 .order_by(col(AnnotationRow.id).desc())
             ).first()
             if last is None:
-                raise Conflict("nothing to undo")
+                raise ConflictError("nothing to undo")
             task = session.get(TaskRow, last.task_id, with_for_update=True)
             assert task is not None
             if task.status != "open":
-                raise Conflict(f"task {task.id} is already {task.status}: ask an adjudicator")
+                raise ConflictError(f"task {task.id} is already {task.status}: ask an adjudicator")
             session.delete(last)
             task.answers -= 1
             session.add(task)
             lease = session.get(LeaseRow, (last.task_id, annotator))
-            lease = lease or LeaseRow(task_id=last.task_id, annotator=annotator,
-                                      expires_at=self.clock())
+            lease = lease or LeaseRow(
+                task_id=last.task_id, annotator=annotator, expires_at=self.clock()
+            )
             lease.expires_at = self.clock() + self.lease
             session.add(lease)
         return {"task_id": last.task_id, "undone": last.label}
@@ -325,8 +335,15 @@ class Labeling:
             uow.session.add(task)
             return
         label = next(a.label for a in answers if a.label_key == winner)
-        self._finalize(uow, row, task, label, "human", annotators=len(answers),
-                       share=sum(a.label_key == winner for a in answers) / len(answers))
+        self._finalize(
+            uow,
+            row,
+            task,
+            label,
+            "human",
+            annotators=len(answers),
+            share=sum(a.label_key == winner for a in answers) / len(answers),
+        )
 
     def adjudicate(
         self, uow: UnitOfWork, project: str, task_id: int, value: Any, actor: str
@@ -336,9 +353,9 @@ class Labeling:
         task = self.task(session, project, task_id)
         record = session.get(RecordRow, (task.dataset, task.record_id))
         label = validate_label(spec_of(row), value, record.text if record else "")
-        if task.status == "final" and task.provenance == "adjudicated":
-            if canonical(task.final_label) == canonical(label):
-                return {"task_id": task_id, "label": label, "duplicate": True}
+        same = canonical(task.final_label) == canonical(label)
+        if task.status == "final" and task.provenance == "adjudicated" and same:
+            return {"task_id": task_id, "label": label, "duplicate": True}
         previous = task.final_label
         answers = session.exec(select(AnnotationRow).where(AnnotationRow.task_id == task_id)).all()
         self._finalize(uow, row, task, label, "adjudicated", annotators=len(answers))
@@ -399,4 +416,4 @@ def _provenance(suggestion: Suggestion) -> str:
     return suggestion.source if suggestion.provenance == "model" else "rule"
 
 
-__all__ = ["Conflict", "LabelError", "Labeling", "NotFound", "spec_of"]
+__all__ = ["ConflictError", "LabelError", "Labeling", "NotFoundError", "spec_of"]

@@ -14,11 +14,10 @@ from services.labeling.schema import ProjectSpec, canonical
 
 def project_stats(session: Session, spec: ProjectSpec) -> dict[str, Any]:
     counts = task_counts(session, spec.name)
-    answers = session.exec(
-        select(AnnotationRow.task_id, AnnotationRow.annotator, AnnotationRow.label_key,
-               AnnotationRow.label, AnnotationRow.seconds)
-        .where(AnnotationRow.project == spec.name)
-    ).all()
+    answers = [
+        (a.task_id, a.annotator, a.label_key, a.label, a.seconds)
+        for a in session.exec(select(AnnotationRow).where(AnnotationRow.project == spec.name)).all()
+    ]
     finals = {
         task_id: (label, provenance)
         for task_id, label, provenance in session.exec(
@@ -32,8 +31,9 @@ def project_stats(session: Session, spec: ProjectSpec) -> dict[str, Any]:
         ((str(t), a, label if interval else key) for t, a, key, label, _s in answers),
         interval=interval,
     )
-    per: dict[str, dict[str, Any]] = defaultdict(lambda: {"labels": 0, "agreed": 0, "judged": 0,
-                                                          "seconds": 0.0})
+    per: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"labels": 0, "agreed": 0, "judged": 0, "seconds": 0.0}
+    )
     for task_id, annotator, key, _label, seconds in answers:
         stats = per[annotator]
         stats["labels"] += 1
@@ -62,5 +62,3 @@ def project_stats(session: Session, spec: ProjectSpec) -> dict[str, Any]:
         "agreement": report.as_dict(),
         "annotators": annotators,
     }
-
-

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from services.labeling.adapters.store import AnnotationRow, RecordRow, TaskRow
 from services.labeling.schema import LabelError
-from services.labeling.service import Conflict, Labeling, spec_of
+from services.labeling.service import ConflictError, Labeling, spec_of
 from shared.bus.store import UnitOfWork
 
 
@@ -63,12 +63,18 @@ def _label_studio(tasks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             who = annotation.get("completed_by")
             if isinstance(who, dict):
                 who = who.get("email") or who.get("id")
-            yield {"record_id": data.get("record_id"), "source_id": data.get("source_id"),
-                   "text": data.get("text"), "label": label,
-                   "annotator": f"labelstudio:{who}" if who is not None else None}
+            yield {
+                "record_id": data.get("record_id"),
+                "source_id": data.get("source_id"),
+                "text": data.get("text"),
+                "label": label,
+                "annotator": f"labelstudio:{who}" if who is not None else None,
+            }
 
 
-def _find_task(session: Session, project: str, datasets: list[str], row: dict[str, Any]) -> TaskRow | None:
+def _find_task(
+    session: Session, project: str, datasets: list[str], row: dict[str, Any]
+) -> TaskRow | None:
     query = select(TaskRow).where(TaskRow.project == project)
     if row.get("record_id"):
         return session.exec(query.where(TaskRow.record_id == str(row["record_id"]))).first()
@@ -84,7 +90,7 @@ def _find_task(session: Session, project: str, datasets: list[str], row: dict[st
 
 
 def import_labels(
-    uow: UnitOfWork, labeling: Labeling, project: str, fmt: str, content: str, annotator: str
+    uow: UnitOfWork, labeling: Labeling, project: str, *, fmt: str, content: str, annotator: str
 ) -> dict[str, Any]:
     spec = spec_of(labeling.project(uow.session, project))
     counts = {"imported": 0, "duplicates": 0, "unmatched": 0, "rejected": 0}
@@ -95,9 +101,15 @@ def import_labels(
             counts["unmatched"] += 1
             continue
         try:
-            result = labeling.submit(uow, project, task.id, str(row.get("annotator") or annotator),
-                                     row.get("label"), imported=True)
-        except (LabelError, Conflict) as exc:
+            result = labeling.submit(
+                uow,
+                project,
+                task.id,
+                str(row.get("annotator") or annotator),
+                row.get("label"),
+                imported=True,
+            )
+        except (LabelError, ConflictError) as exc:
             counts["rejected"] += 1
             errors.append(f"row {number}: {exc}")
             continue
@@ -107,14 +119,22 @@ def import_labels(
 
 def export_labels(session: Session, project: str, fmt: str) -> tuple[str, str]:
     """Every answer and final label of the project as JSONL or CSV."""
-    tasks = session.exec(select(TaskRow).where(TaskRow.project == project,
-                                               TaskRow.status != "erased")).all()
+    tasks = session.exec(
+        select(TaskRow).where(TaskRow.project == project, TaskRow.status != "erased")
+    ).all()
     rows = []
     for task in tasks:
         answers = session.exec(select(AnnotationRow).where(AnnotationRow.task_id == task.id)).all()
-        rows.append({"record_id": task.record_id, "dataset": task.dataset, "status": task.status,
-                     "label": task.final_label, "provenance": task.provenance,
-                     "answers": [{"annotator": a.annotator, "label": a.label} for a in answers]})
+        rows.append(
+            {
+                "record_id": task.record_id,
+                "dataset": task.dataset,
+                "status": task.status,
+                "label": task.final_label,
+                "provenance": task.provenance,
+                "answers": [{"annotator": a.annotator, "label": a.label} for a in answers],
+            }
+        )
     if fmt == "jsonl":
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "application/jsonl"
     if fmt == "csv":
@@ -123,11 +143,20 @@ def export_labels(session: Session, project: str, fmt: str) -> tuple[str, str]:
         writer.writerow(["record_id", "dataset", "status", "label", "provenance", "annotator"])
         for r in rows:
             label = r["label"] if isinstance(r["label"], str) else json.dumps(r["label"])
-            writer.writerow([r["record_id"], r["dataset"], r["status"],
-                             "" if r["label"] is None else label, r["provenance"] or "", ""])
+            writer.writerow(
+                [
+                    r["record_id"],
+                    r["dataset"],
+                    r["status"],
+                    "" if r["label"] is None else label,
+                    r["provenance"] or "",
+                    "",
+                ]
+            )
             for a in r["answers"]:
                 value = a["label"] if isinstance(a["label"], str) else json.dumps(a["label"])
-                writer.writerow([r["record_id"], r["dataset"], "answer", value, "human",
-                                 a["annotator"]])
+                writer.writerow(
+                    [r["record_id"], r["dataset"], "answer", value, "human", a["annotator"]]
+                )
         return buffer.getvalue(), "text/csv"
     raise ValueError(f"format {fmt!r} is not one of jsonl, csv")

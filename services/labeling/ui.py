@@ -59,7 +59,9 @@ async def login(request: Request, key: str = Form("")) -> Response:
     who = request.app.state.keys.resolve(key.strip())
     if who is None:
         return templates.TemplateResponse(
-            request, "login.html", {"who": None, "error": "Unknown or revoked key."},
+            request,
+            "login.html",
+            {"who": None, "error": "Unknown or revoked key."},
             status_code=401,
         )
     response = RedirectResponse("/ui", status_code=303)
@@ -94,8 +96,9 @@ async def project_page(request: Request, project: str) -> Response:
         row = request.app.state.labeling.project(session, project)
         spec = spec_of(row)
         facts = stats.project_stats(session, spec)
-    return _page(request, "project.html", who, spec=spec, stats=facts,
-                 last_version=row.last_version)
+    return _page(
+        request, "project.html", who, spec=spec, stats=facts, last_version=row.last_version
+    )
 
 
 @router.get("/ui/projects/{project}/label")

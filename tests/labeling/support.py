@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-
 from sqlmodel import Session, func, select
 
 from services.labeling.app import build
-from shared.bus.store import OutboxEntry
 from services.labeling.config import LabelingSettings
+from shared.bus.store import OutboxEntry
 from shared.events import Event, RecordsAnonymized, decode
 from shared.events.privacy import AnonymizedRecord
 from shared.topics import Topic
@@ -47,8 +46,9 @@ def anonymized(dataset: str, rows: list[tuple[str, str, str]], **kw: Any) -> Rec
     return RecordsAnonymized(
         dataset=dataset,
         records=[
-            AnonymizedRecord(record_id=f"rid-{sid}", text=text, source_id=sid,
-                             metadata={"category": cat})
+            AnonymizedRecord(
+                record_id=f"rid-{sid}", text=text, source_id=sid, metadata={"category": cat}
+            )
             for sid, text, cat in rows
         ],
         count=len(rows),
@@ -58,12 +58,17 @@ def anonymized(dataset: str, rows: list[tuple[str, str, str]], **kw: Any) -> Rec
 
 class Harness:
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
-        settings = LabelingSettings(data_dir=data_dir, admin_key=ADMIN, database_url=database_url,
-                                    lease_s=60)
+        settings = LabelingSettings(
+            data_dir=data_dir, admin_key=ADMIN, database_url=database_url, lease_s=60
+        )
         self.runtime, self.app = build(settings)
         self.seen: dict[str, list[Event]] = {}
-        for topic in (Topic.RECORDS_LABELED, Topic.DATASET_VERSIONED, Topic.ERASURE_COMPLETED,
-                      Topic.AUDIT_RECORDED):
+        for topic in (
+            Topic.RECORDS_LABELED,
+            Topic.DATASET_VERSIONED,
+            Topic.ERASURE_COMPLETED,
+            Topic.AUDIT_RECORDED,
+        ):
             self._collect(topic)
         self.http: httpx.AsyncClient
 

@@ -32,7 +32,8 @@ def spec() -> ProjectSpec:
 
 def test_project_from_yaml_and_bad_specs() -> None:
     project = spec()
-    assert project.overlap == 2 and project.rules[1].regex
+    assert project.overlap == 2
+    assert project.rules[1].regex
     with pytest.raises(ValueError, match="needs labels"):
         ProjectSpec(name="x", task="classification")
     with pytest.raises(ValueError, match="not one of"):
@@ -63,19 +64,24 @@ def test_labels_outside_the_schema_name_the_allowed_ones() -> None:
     with pytest.raises(LabelError):
         validate_label(spans, [{"start": 5, "end": 40, "label": "ORG"}], text)
     pref = ProjectSpec(name="p", task="preference")
-    assert pref.labels == ["a", "b"] and validate_label(pref, "b") == "b"
+    assert pref.labels == ["a", "b"]
+    assert validate_label(pref, "b") == "b"
 
 
 def test_rules_suggest_and_route_by_threshold() -> None:
     project = spec()
     billing = rule_suggestion(project, "Please REFUND me")
-    assert billing is not None and billing.label == "billing" and billing.confidence == 0.95
+    assert billing is not None
+    assert billing.label == "billing"
+    assert billing.confidence == 0.95
     assert route(project, billing) == "auto"
     shipping = rule_suggestion(project, "order #123 never arrived")
-    assert shipping is not None and shipping.label == "shipping"
+    assert shipping is not None
+    assert shipping.label == "shipping"
     assert route(project, shipping) == "human"  # 0.8 < 0.9
     both = rule_suggestion(project, "refund for order 12 not delivered")
-    assert both is not None and both.confidence == pytest.approx(0.95 / 2)
+    assert both is not None
+    assert both.confidence == pytest.approx(0.95 / 2)
     assert route(project, both) == "human"
     assert rule_suggestion(project, "hello there") is None
     assert route(project, None) == "human"
@@ -93,10 +99,14 @@ def test_split_is_deterministic_and_stratified() -> None:
     random.Random(7).shuffle(shuffled)
     assert split.assign(shuffled, fractions, "seed") == first  # order does not matter
     by = Counter((rid[0], s) for rid, s in first.items())
-    assert by[("r", "train")] == 80 and by[("r", "validation")] == 10 and by[("r", "test")] == 10
-    assert by[("s", "train")] == 16 and by[("s", "validation")] == 2 and by[("s", "test")] == 2
+    assert by[("r", "train")] == 80
+    assert by[("r", "validation")] == 10
+    assert by[("r", "test")] == 10
+    assert by[("s", "train")] == 16
+    assert by[("s", "validation")] == 2
+    assert by[("s", "test")] == 2
     assert split.assign(items, fractions, "other") != first  # the seed matters
-    grown = split.assign(items + [("r100", "a")], fractions, "seed")
+    grown = split.assign([*items, ("r100", "a")], fractions, "seed")
     moved = sum(grown[rid] != first[rid] for rid in first)
     assert moved <= 2  # adding a record moves at most a boundary record
     tiny = split.assign([("x", "c"), ("y", "c"), ("z", "c")], fractions, "seed")

@@ -34,8 +34,12 @@ pytestmark = pytest.mark.integration
 
 
 def start(kafka: str, data_dir: Path) -> ServiceProcess:
-    env = {"LLMOPS_KAFKA_BOOTSTRAP": kafka, "LLMOPS_DATA_DIR": str(data_dir),
-           "LLMOPS_ADMIN_KEY": ADMIN, "LLMOPS_LOG_LEVEL": "WARNING"}
+    env = {
+        "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_ADMIN_KEY": ADMIN,
+        "LLMOPS_LOG_LEVEL": "WARNING",
+    }
     return ServiceProcess("services.labeling", env, data_dir / "labeling.log").start()
 
 
@@ -48,6 +52,7 @@ def test_labels_over_http_survive_a_kill_and_flow_to_kafka(
     base = f"http://127.0.0.1:{service.port}"
     admin = {"authorization": f"Bearer {ADMIN}"}
     try:
+
         async def feed() -> None:
             async with PlatformClient(settings, producer_name="test") as client:
                 await client.publish(anonymized(dataset, TICKETS))
@@ -55,15 +60,25 @@ def test_labels_over_http_survive_a_kill_and_flow_to_kafka(
         asyncio.run(feed())
         spec = {**PROJECT, "datasets": [dataset], "overlap": 1}
         http = httpx.Client(base_url=base, timeout=30)
-        assert http.post("/api/projects", content=json.dumps(spec), headers=admin).status_code == 200
-        tasks = wait_until(lambda: http.get("/api/projects/tickets", headers=admin).json()["tasks"]
-                           == len(TICKETS) or None, timeout=60)
+        assert (
+            http.post("/api/projects", content=json.dumps(spec), headers=admin).status_code == 200
+        )
+        tasks = wait_until(
+            lambda: (
+                http.get("/api/projects/tickets", headers=admin).json()["tasks"] == len(TICKETS)
+                or None
+            ),
+            timeout=60,
+        )
         assert tasks
         key = http.post("/api/annotators", json={"name": "ann"}, headers=admin).json()["key"]
         ann = {"authorization": f"Bearer {key}"}
         task = http.get("/api/projects/tickets/next", headers=ann).json()
-        saved = http.post(f"/api/projects/tickets/tasks/{task['task_id']}/answer",
-                          json={"label": "account"}, headers=ann)
+        saved = http.post(
+            f"/api/projects/tickets/tasks/{task['task_id']}/answer",
+            json={"label": "account"},
+            headers=ann,
+        )
         assert saved.status_code == 200
 
         service.kill()  # SIGKILL: the answer was committed before the 200
@@ -77,30 +92,51 @@ def test_labels_over_http_survive_a_kill_and_flow_to_kafka(
             async with PlatformClient(settings, producer_name="test") as client:
                 labeled = await client.wait_for(
                     Topic.RECORDS_LABELED,
-                    lambda e: e.project == "tickets" and e.records[0].record_id == task["record_id"],
-                    timeout_s=60)
-                erase = await client.publish(ErasureCompleted(
-                    request_id=uuid.uuid4(), subject_ref="s", service="anonymization",
-                    found=True, records=[task["record_id"]]))
+                    lambda e: (
+                        e.project == "tickets" and e.records[0].record_id == task["record_id"]
+                    ),
+                    timeout_s=60,
+                )
+                erase = await client.publish(
+                    ErasureCompleted(
+                        request_id=uuid.uuid4(),
+                        subject_ref="s",
+                        service="anonymization",
+                        found=True,
+                        records=[task["record_id"]],
+                    )
+                )
                 answer = await client.wait_for(
                     Topic.ERASURE_COMPLETED,
                     lambda e: e.service == "labeling" and e.causation_id == erase.event_id,
-                    timeout_s=60)
+                    timeout_s=60,
+                )
                 request = IngestRequested(dataset=dataset + "-v", cut_version=True)
-                await client.publish(anonymized(request.dataset, TICKETS[:2],
-                                                request_id=request.event_id))
+                await client.publish(
+                    anonymized(request.dataset, TICKETS[:2], request_id=request.event_id)
+                )
                 await client.publish(request)
-                await client.publish(request.caused(IngestCompleted, dataset=request.dataset,
-                                                    request_id=request.event_id, emitted=2))
+                await client.publish(
+                    request.caused(
+                        IngestCompleted,
+                        dataset=request.dataset,
+                        request_id=request.event_id,
+                        emitted=2,
+                    )
+                )
                 version = await client.wait_for(
-                    Topic.DATASET_VERSIONED, lambda e: e.causation_id == request.event_id,
-                    timeout_s=60)
+                    Topic.DATASET_VERSIONED,
+                    lambda e: e.causation_id == request.event_id,
+                    timeout_s=60,
+                )
                 return labeled, answer, version
 
         labeled, answer, version = asyncio.run(outcomes())
         assert labeled.records[0].label == "account"
-        assert answer.records == [task["record_id"]] and answer.removed["tasks"] == 1
-        assert version.records == 2 and not version.labeled
+        assert answer.records == [task["record_id"]]
+        assert answer.removed["tasks"] == 1
+        assert version.records == 2
+        assert not version.labeled
 
         # the demo stage against the running service (its own batch: no ingestion stage)
         monkeypatch.setenv("LLMOPS_LABELING_URL", f"http://127.0.0.1:{service.port}")
@@ -109,7 +145,8 @@ def test_labels_over_http_survive_a_kill_and_flow_to_kafka(
         labeled_version = ctx.results["labeled_version"]
         assert labeled_version["dataset"] == "ticket-routing-labeled"
         stats = http.get("/api/projects/ticket-routing", headers=admin).json()
-        assert stats["status"]["open"] == 0 and stats["status"]["conflict"] == 0
+        assert stats["status"]["open"] == 0
+        assert stats["status"]["conflict"] == 0
         assert stats["agreement"]["cohen_kappa"] is not None
         assert 0.2 < stats["agreement"]["cohen_kappa"] < 1.0  # they sometimes disagree
     finally:

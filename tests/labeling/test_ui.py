@@ -26,8 +26,14 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium"),
 ]
 SHOTS = ROOT / "docs" / "labeling"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def sign_in(page, base: str, key: str) -> None:  # type: ignore[no-untyped-def]
@@ -42,7 +48,8 @@ def answer(page, keys: str, expect: str) -> None:  # type: ignore[no-untyped-def
     for key in keys:
         page.keyboard.press(key)
     page.wait_for_function(
-        "t => document.getElementById('status').textContent.includes(t)", arg=expect)
+        "t => document.getElementById('status').textContent.includes(t)", arg=expect
+    )
 
 
 def test_keyboard_only_labeling_adjudication_and_progress(kafka: str, data_dir: Path) -> None:
@@ -51,13 +58,18 @@ def test_keyboard_only_labeling_adjudication_and_progress(kafka: str, data_dir: 
     dataset = f"ui-{uuid.uuid4().hex[:6]}"
     service = ServiceProcess(
         "services.labeling",
-        {"LLMOPS_KAFKA_BOOTSTRAP": kafka, "LLMOPS_DATA_DIR": str(data_dir),
-         "LLMOPS_ADMIN_KEY": ADMIN, "LLMOPS_LOG_LEVEL": "WARNING"},
+        {
+            "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+            "LLMOPS_DATA_DIR": str(data_dir),
+            "LLMOPS_ADMIN_KEY": ADMIN,
+            "LLMOPS_LOG_LEVEL": "WARNING",
+        },
         data_dir / "labeling.log",
     ).start()
     base = f"http://127.0.0.1:{service.port}"
     admin = {"authorization": f"Bearer {ADMIN}"}
     try:
+
         async def feed() -> None:
             settings = ServiceSettings(kafka_bootstrap=kafka)
             async with PlatformClient(settings, producer_name="test") as client:
@@ -65,13 +77,28 @@ def test_keyboard_only_labeling_adjudication_and_progress(kafka: str, data_dir: 
 
         asyncio.run(feed())
         http = httpx.Client(base_url=base, timeout=30, headers=admin)
-        http.post("/api/projects", content=json.dumps(
-            {**PROJECT, "datasets": [dataset], "rules": [
-                {"label": "shipping", "keywords": ["parcel"], "confidence": 0.6}]})
+        http.post(
+            "/api/projects",
+            content=json.dumps(
+                {
+                    **PROJECT,
+                    "datasets": [dataset],
+                    "rules": [{"label": "shipping", "keywords": ["parcel"], "confidence": 0.6}],
+                }
+            ),
         ).raise_for_status()
-        http.post("/api/projects", content=json.dumps(
-            {"name": "entities", "task": "spans", "labels": ["ITEM"], "datasets": [dataset],
-             "instruction": "Mark the items."})).raise_for_status()
+        http.post(
+            "/api/projects",
+            content=json.dumps(
+                {
+                    "name": "entities",
+                    "task": "spans",
+                    "labels": ["ITEM"],
+                    "datasets": [dataset],
+                    "instruction": "Mark the items.",
+                }
+            ),
+        ).raise_for_status()
         wait_until(lambda: http.get("/api/projects/tickets").json()["tasks"] == 3, timeout=60)
         ann = http.post("/api/annotators", json={"name": "ann"}).json()["key"]
         bob = http.post("/api/annotators", json={"name": "bob"}).json()["key"]
@@ -94,7 +121,9 @@ def test_keyboard_only_labeling_adjudication_and_progress(kafka: str, data_dir: 
             answer(page, ["2", "Enter"], "saved shipping")
             answer(page, ["u"], "undone")  # back to the same task
             answer(page, ["3", "Enter"], "saved account")
-            page.wait_for_function("document.getElementById('suggestion').textContent.includes('60%')")
+            page.wait_for_function(
+                "document.getElementById('suggestion').textContent.includes('60%')"
+            )
             answer(page, ["s"], "skipped")
             page.wait_for_selector("#empty:not([hidden])")
 
@@ -134,7 +163,7 @@ def test_keyboard_only_labeling_adjudication_and_progress(kafka: str, data_dir: 
             after = page.locator("#progress").inner_text()
             assert (before, after) == ("33%", "67%")
             assert page.locator("#conflicts").inner_text() == "0"
-            assert page.locator("#kappa").inner_text() not in ("", "–")
+            assert page.locator("#kappa").inner_text() not in ("", "\u2013")
             page.screenshot(path=SHOTS / "project.png", full_page=True)
             page.goto(f"{base}/ui")
             page.screenshot(path=SHOTS / "projects.png")
@@ -144,7 +173,8 @@ def test_keyboard_only_labeling_adjudication_and_progress(kafka: str, data_dir: 
         labeled = [json.loads(line) for line in spans if json.loads(line)["answers"]]
         span = labeled[0]["answers"][0]["label"][0]
         text = dict((f"rid-{sid}", t) for sid, t, _c in TICKETS)[labeled[0]["record_id"]]
-        assert span["label"] == "ITEM" and span["end"] - span["start"] == 4
-        assert text[span["start"]: span["end"]] == text.split(" ", 1)[1][:4]
+        assert span["label"] == "ITEM"
+        assert span["end"] - span["start"] == 4
+        assert text[span["start"] : span["end"]] == text.split(" ", 1)[1][:4]
     finally:
         service.stop()

@@ -136,9 +136,9 @@ class IngestWaitRow(SQLModel, table=True):
 
 def task_counts(session: Session, project: str) -> dict[str, int]:
     rows = session.exec(
-        select(TaskRow.status, func.count()).where(TaskRow.project == project).group_by(
-            TaskRow.status
-        )
+        select(TaskRow.status, func.count())
+        .where(TaskRow.project == project)
+        .group_by(TaskRow.status)
     ).all()
     return {status: int(count) for status, count in rows}
 
