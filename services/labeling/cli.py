@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from services.labeling import datasets_cli
 from services.labeling.config import LabelingSettings
 from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, stdout_line
 
@@ -141,3 +142,4 @@ def export_labels(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(label_app, name="label")
+    datasets_cli.register(app)
