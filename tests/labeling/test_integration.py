@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from tests.labeling.support import ADMIN, PROJECT, TICKETS, anonymized
 from tests.support.stack import ServiceProcess, wait_until
 
 pytestmark = pytest.mark.integration
+LLMOPS = str(Path(sys.executable).parent / "llmops")
 
 
 def start(kafka: str, data_dir: Path) -> ServiceProcess:
@@ -137,6 +141,35 @@ def test_labels_over_http_survive_a_kill_and_flow_to_kafka(
         assert answer.removed["tasks"] == 1
         assert version.records == 2
         assert not version.labeled
+
+        # the CLI: the datasets commands read the topic and the manifests
+        env = {
+            **os.environ,
+            "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+            "LLMOPS_DATA_DIR": str(data_dir),
+            "LLMOPS_ADMIN_KEY": ADMIN,
+            "LLMOPS_LABELING_URL": f"http://127.0.0.1:{service.port}",
+        }
+        shown = subprocess.run(
+            [LLMOPS, "datasets", "show", f"{version.dataset}@{version.version}", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        body = json.loads(shown.stdout)
+        assert body["record_count"] == 2
+        assert body["lineage"][0]["request_id"] == str(version.causation_id)
+        listed = subprocess.run(
+            [LLMOPS, "label", "project", "list", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert json.loads(listed.stdout.splitlines()[0])["project"] == "tickets"
 
         # the demo stage against the running service (its own batch: no ingestion stage)
         monkeypatch.setenv("LLMOPS_LABELING_URL", f"http://127.0.0.1:{service.port}")
