@@ -44,6 +44,7 @@ class Item:
     record_id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_id: str | None = None  # the source's own id (ticket t001): carried, not scanned
 
 
 def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
@@ -120,6 +121,7 @@ class AnonymizationService:
             entities=spans,
             subjects=sorted(s for s in subjects if not s.startswith("record:")),
             metadata=metadata,
+            source_id=item.source_id,
         )
 
     def _batch_event(
@@ -171,7 +173,10 @@ class AnonymizationService:
             raise ValueError(f"claim-checked batch is not JSON: {exc.msg} at {exc.pos}") from None
 
     def on_records_ingested(self, event: RecordsIngested, vault: Vault) -> RecordsAnonymized:
-        items = [Item(r.record_id, r.text, dict(r.metadata)) for r in self.load_records(event)]
+        items = [
+            Item(r.record_id, r.text, dict(r.metadata), r.source_id)
+            for r in self.load_records(event)
+        ]
         records = self.anonymize(items, vault, event.dataset)
         return self._batch_event(
             event,

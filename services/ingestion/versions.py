@@ -43,7 +43,9 @@ def _erased(session: Session, dataset: str) -> set[str]:
     )
 
 
-def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
+def _lineage(
+    session: Session, ids: list[str], source_ids: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         rows = store.lineage_of(session, part)
@@ -52,6 +54,7 @@ def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
             row = rows.get(rid)
             yield {
                 "record_id": rid,
+                "source_id": source_ids.get(rid),
                 "request_id": row.request_id if row else None,
                 "source": row.source if row else None,
                 "line": row.line if row else None,
@@ -68,7 +71,7 @@ def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
             }
 
 
-VERSION_FIELDS = ("record_id", "text", "metadata", "entities")
+VERSION_FIELDS = ("record_id", "source_id", "text", "metadata", "entities")
 
 
 def cut_request_version(
@@ -78,7 +81,13 @@ def cut_request_version(
     parent = store.latest_version(session, request.dataset)
     erased = _erased(session, request.dataset)
     ids: list[str] = []
+    source_ids: dict[str, str] = {}  # the source's own ids (ticket t001), for the lineage
     created_by = {request_id}
+
+    def keep(record: dict[str, Any]) -> None:
+        ids.append(record["record_id"])
+        if record.get("source_id") is not None:
+            source_ids[record["record_id"]] = str(record["source_id"])
 
     def records() -> Iterator[dict[str, Any]]:
         if parent is not None:
@@ -86,11 +95,11 @@ def cut_request_version(
             created_by.update(manifest.created_by)
             for record in iter_records(artifacts, manifest):
                 if record["record_id"] not in erased:
-                    ids.append(record["record_id"])
+                    keep(record)
                     yield record
         for record in store.iter_anonymized(session, request_id):
             if record["record_id"] not in erased:
-                ids.append(record["record_id"])
+                keep(record)
                 yield {name: record[name] for name in VERSION_FIELDS if name in record}
 
     manifest, claim = cut_version(
@@ -99,7 +108,7 @@ def cut_request_version(
         records(),
         parent=parent.version if parent else None,
         created_by=created_by,
-        lineage=_lineage(session, ids),
+        lineage=_lineage(session, ids, source_ids),
         producer="ingestion",
     )
     if session.get(store.VersionRow, manifest.version) is None:
