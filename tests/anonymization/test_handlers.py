@@ -180,7 +180,7 @@ async def test_erasure_shreds_and_reports_lineage(harness):
             run_id=uuid.uuid4(),
             model_name="m",
             model_version="3",
-            artifact=ClaimCheck(uri="x", sha256="y", size=1),
+            artifact=ClaimCheck(uri="x", sha256="a" * 64, size=1),
             dataset="tickets",
             dataset_version="v1",
         )
