@@ -161,7 +161,9 @@ class AnonymizationSettings(ServiceSettings):
     recognizers_file: Path | None = Field(
         None, description="JSON file with more RecognizerSpec objects (a list)."
     )
-    token_length: int = Field(8, ge=6, le=32, description="Hex digits of pseudonym tokens.")
+    token_length: int = Field(
+        16, ge=16, le=32, description="Hex digits of pseudonym tokens (at least 64 bits)."
+    )
     max_chunk_chars: int = Field(100_000, description="Longer texts are analyzed in chunks.")
     claim_threshold_bytes: int = Field(
         512_000, description="Anonymized batches larger than this travel by claim check."

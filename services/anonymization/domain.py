@@ -11,7 +11,7 @@ from services.anonymization import crypto
 from services.anonymization.keys import KeyRing
 
 if TYPE_CHECKING:
-    from services.anonymization.ports import PiiEngine, ReplaceFn
+    from services.anonymization.ports import PiiEngine, ReplaceFn, SubjectKeys
 
 OPERATORS = ("pseudonym", "mask", "redact", "hash", "encrypt", "keep")
 
@@ -78,7 +78,7 @@ class Operators:
         keys: KeyRing,
         per_type: Mapping[str, str] | None = None,
         default: str = "pseudonym",
-        token_length: int = 8,
+        token_length: int = 16,
     ) -> None:
         unknown = {op for op in [default, *(per_type or {}).values()] if op not in OPERATORS}
         if unknown:
@@ -91,10 +91,18 @@ class Operators:
     def name_for(self, entity_type: str) -> str:
         return self.per_type.get(entity_type, self.default)
 
-    def apply(self, entity_type: str, value: str, dek: bytes, record_id: str) -> str:
+    def apply(
+        self,
+        entity_type: str,
+        value: str,
+        dek: bytes,
+        record_id: str,
+        subject_key: bytes | None = None,
+    ) -> str:
+        """The replacement of ``value``; ``subject_key`` keys tokens of identifying values."""
         operator = self.name_for(entity_type)
         if operator == "pseudonym":
-            return self.keys.pseudonym(entity_type, value, self.token_length)
+            return self.keys.pseudonym(entity_type, value, self.token_length, subject_key)
         if operator == "mask":
             keep = 4 if len(value) > 8 else 0
             hidden = value[: len(value) - keep]
@@ -102,7 +110,7 @@ class Operators:
         if operator == "redact":
             return f"<{entity_type}>"
         if operator == "hash":
-            return f"<{entity_type}#{self.keys.keyed_hash(value)[:16]}>"
+            return f"<{entity_type}#{self.keys.keyed_hash(value, subject_key)[:16]}>"
         if operator == "encrypt":
             return f"<{entity_type}!{crypto.seal_token(dek, value, record_id.encode())}>"
         return value  # keep
@@ -127,8 +135,22 @@ class Anonymizer:
         self.subject_entities = set(subject_entities)
         self.max_chunk_chars = max_chunk_chars
 
-    def run(self, docs: Sequence[SourceDoc]) -> list[AnonymizedDoc]:
+    def run(
+        self, docs: Sequence[SourceDoc], subject_keys: SubjectKeys | None = None
+    ) -> list[AnonymizedDoc]:
+        """Anonymize a batch. With ``subject_keys`` (the vault), identifying values are
+        tokenized with their subject's own key, so erasure also stops recomputation."""
         deks = [crypto.new_key() for _ in docs]
+        cache: dict[str, bytes] = {}
+
+        def subject_key(entity_type: str, value: str) -> bytes | None:
+            if subject_keys is None or entity_type not in self.subject_entities:
+                return None
+            ref = self.operators.keys.subject_ref(value)
+            if ref not in cache:
+                cache.update(subject_keys.subject_keys({ref}))
+            return cache[ref]
+
         seen: list[list[tuple[str, str, str]]] = [[] for _ in docs]
         pieces: list[tuple[int, str]] = []
         for index, doc in enumerate(docs):
@@ -138,7 +160,13 @@ class Anonymizer:
             doc = docs[index]
 
             def replace(entity_type: str, value: str) -> str:
-                out = self.operators.apply(entity_type, value, deks[index], doc.record_id)
+                out = self.operators.apply(
+                    entity_type,
+                    value,
+                    deks[index],
+                    doc.record_id,
+                    subject_key(entity_type, value),
+                )
                 seen[index].append((entity_type, value, out))
                 return out
 

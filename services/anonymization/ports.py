@@ -29,7 +29,13 @@ class ErasureOutcome:
     removed: dict[str, int] = field(default_factory=dict)
 
 
-class Vault(Protocol):
+class SubjectKeys(Protocol):
+    """Each data subject's own key (created on first sight, destroyed by erasure)."""
+
+    def subject_keys(self, subjects: set[str]) -> dict[str, bytes]: ...
+
+
+class Vault(SubjectKeys, Protocol):
     """Sealed originals, subject keys, the subject index and its lineage (one transaction)."""
 
     def save(self, entries: Sequence[VaultEntry], dataset: str) -> None: ...

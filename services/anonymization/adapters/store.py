@@ -82,7 +82,7 @@ class SqlVault:
             return None
         return crypto.open_sealed(self.keys.kek, row.wrapped, subject_ref.encode())
 
-    def _subject_keys(self, subjects: set[str]) -> dict[str, bytes]:
+    def subject_keys(self, subjects: set[str]) -> dict[str, bytes]:
         """Keys of these subjects, created for those seen for the first time (bulk)."""
         rows = self.session.exec(
             select(SubjectKey).where(col(SubjectKey.subject_ref).in_(sorted(subjects)))
@@ -107,7 +107,7 @@ class SqlVault:
         record_ids = [entry.record_id for entry in entries]
         self.session.exec(delete(KeyWrap).where(col(KeyWrap.record_id).in_(record_ids)))  # type: ignore[call-overload]
         self.session.exec(delete(VaultRecord).where(col(VaultRecord.record_id).in_(record_ids)))  # type: ignore[call-overload]
-        keys = self._subject_keys({s for entry in entries for s in entry.subjects})
+        keys = self.subject_keys({s for entry in entries for s in entry.subjects})
         rows, wraps = [], []
         for entry in entries:
             rows.append(
