@@ -70,3 +70,30 @@ def test_refs() -> None:
     assert parse_ref("tickets@abc") == ("tickets", "abc")
     with pytest.raises(ValueError, match="NAME"):
         parse_ref("@abc")
+
+
+def test_datasets_show_finds_a_record_by_its_source_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from services.ingestion import cli
+
+    store = ArtifactStore(str(tmp_path))
+    lineage = [
+        {"record_id": "r1", "source_id": "t001", "request_id": "q", "source": "a.jsonl"},
+        {"record_id": "r2", "source_id": "t002", "request_id": "q", "source": "a.jsonl"},
+    ]
+    for entry in lineage:
+        entry.update(line=int(entry["source_id"][-1]), duplicates=[])
+    manifest, _ = cut_version(store, "tickets", RECORDS, lineage=lineage)
+    monkeypatch.setattr(cli, "_resolve", lambda _cfg, _ref: (manifest, store))
+    result = CliRunner().invoke(cli.datasets_app, ["show", "tickets", "--record", "t001", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [e["record_id"] for e in json.loads(result.stdout)["lineage"]] == ["r1"]
+    table = CliRunner().invoke(cli.datasets_app, ["show", "tickets", "--record", "t002"])
+    assert "t002" in table.stdout
+    assert "r2" in table.stdout
+    assert "r1 " not in table.stdout

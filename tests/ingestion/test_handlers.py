@@ -43,12 +43,19 @@ def fake_anonymized(text: str) -> str:
 
 class Service:
     def __init__(
-        self, data_dir: Path, database_url: str | None = None, *, anonymize: bool = True, **kw: Any
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        *,
+        anonymize: bool = True,
+        jobs: Any = None,
+        erasures: Any = None,
+        **kw: Any,
     ) -> None:
         settings = IngestionSettings(
             data_dir=data_dir, chunk_rows=4, batch_records=3, database_url=database_url, **kw
         )
-        self.runtime, _app = build(settings)
+        self.runtime, _app = build(settings, jobs=jobs, erasures=erasures)
         self.seen: dict[str, list[Event]] = {}
         for topic in (
             Topic.RECORDS_INGESTED,
