@@ -22,10 +22,11 @@ from sqlmodel import Session, col, select
 from services.ingestion.adapters import store
 from services.ingestion.domain.pipeline import Report
 from shared.bus.store import UnitOfWork
+from shared.claims import unpack
 from shared.datasets import DatasetManifest, cut_version, iter_records
 from shared.events.ingest import IngestCompleted, IngestRequested
 from shared.events.labeling import DatasetVersioned
-from shared.events.privacy import RecordsAnonymized
+from shared.events.privacy import AnonymizedRecord, RecordsAnonymized
 from shared.storage import ArtifactStore
 
 
@@ -176,11 +177,8 @@ def on_records_anonymized(
     request = _request_of(job)
     if not _waits_for_version(job, request):
         return None
-    if event.claim is not None:
-        lines = artifacts.get_bytes(event.claim).decode("utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    else:
-        records = [r.model_dump(mode="json") for r in event.records]
+    batch = unpack(event.records, event.claim, artifacts, AnonymizedRecord)
+    records = [r.model_dump(mode="json") for r in batch]
     store.save_anonymized(session, job.request_id, event.batch_index, records)
     session.flush()
     session.refresh(job)  # the runner may have finished meanwhile (SQLite has no row locks)
