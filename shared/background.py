@@ -1,9 +1,9 @@
 """A background loop: a step run when kicked or every interval, retried with backoff.
 
 The outbox relay and ingestion's job runner share it: one asyncio task, ``kick()`` from
-any code on the loop (``kick_threadsafe()`` from a worker thread), ``stop()`` cancels
-and awaits the task. A step returns True when there may be more work right away (the loop
-runs it again without waiting). A step that raises is logged and retried after
+code on the event loop (from a thread: ``loop.call_soon_threadsafe(bg.kick)``), ``stop()``
+cancels and awaits the task. A step returns True when there may be more work right away
+(the loop runs it again without waiting). A step that raises is logged and retried after
 ``retry_s * 2**(failures - 1)`` seconds (at most ``max_retry_s``) without waiting for a
 kick; a success resets the count.
 """
@@ -38,19 +38,12 @@ class BackgroundLoop:
         self.failures = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def kick(self) -> None:
         self._wake.set()
 
-    def kick_threadsafe(self) -> None:
-        """Wake the loop from another thread (a no-op before start or after stop)."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake.set)
-
     async def start(self) -> None:
         if self._task is None:
-            self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
