@@ -97,3 +97,28 @@ def test_datasets_show_finds_a_record_by_its_source_id(
     assert "t002" in table.stdout
     assert "r2" in table.stdout
     assert "r1 " not in table.stdout
+
+
+def test_the_report_lists_filtered_records_with_their_rule(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import uuid
+
+    from services.ingestion.cli import print_report
+    from shared.events import IngestCompleted
+    from shared.events.ingest import FilteredRecord
+
+    report = IngestCompleted(
+        dataset="tickets",
+        request_id=uuid.uuid4(),
+        read=150,
+        filtered={"too_short": 120},
+        filtered_records=[
+            FilteredRecord(source="a.jsonl", line=i, rule="too_short") for i in range(1, 101)
+        ],
+    )
+    print_report(report)
+    printed = capsys.readouterr().out
+    assert "120 record(s) dropped by quality filters" in printed
+    assert "a.jsonl:7: too_short" in printed
+    assert "... and 20 more" in printed
