@@ -54,6 +54,13 @@ class KeyRing:
         """Key-encryption key: wraps the per-subject keys stored in the vault."""
         return self._derive("vault-kek")
 
+    def known_value(self, value: str) -> str:
+        """Keyed hash of a detected value for the known-values index (never the value)."""
+        digest = hmac.new(
+            self._derive("known-value"), normalize_identifier(value).encode(), hashlib.sha256
+        )
+        return digest.hexdigest()[:32]
+
     def subject_ref(self, identifier: str) -> str:
         """Keyed hash of an identifier (email, name, phone...): the subject's id."""
         digest = hmac.new(

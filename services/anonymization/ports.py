@@ -35,7 +35,17 @@ class SubjectKeys(Protocol):
     def subject_keys(self, subjects: set[str]) -> dict[str, bytes]: ...
 
 
-class Vault(SubjectKeys, Protocol):
+class KnownValues(Protocol):
+    """Keyed hashes of values detected with confidence: hash -> (entity type, subject)."""
+
+    def remember(self, values: dict[str, tuple[str, str]]) -> None: ...
+
+    def lookup(self, hashes: set[str]) -> dict[str, str]:
+        """Of these hashes, the known ones with their entity type."""
+        ...
+
+
+class Vault(SubjectKeys, KnownValues, Protocol):
     """Sealed originals, subject keys, the subject index and its lineage (one transaction)."""
 
     def save(self, entries: Sequence[VaultEntry], dataset: str) -> None: ...

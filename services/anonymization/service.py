@@ -91,7 +91,7 @@ class AnonymizationService:
             for path, value in _leaves(item.metadata):
                 field_id = ".".join(str(p) for p in path)
                 docs.append(SourceDoc(f"{item.record_id}{FIELD_SEP}{field_id}", value))
-        results = {doc.record_id: doc for doc in self.anonymizer.run(docs, vault)}
+        results = {doc.record_id: doc for doc in self.anonymizer.run(docs, vault, vault)}
         vault.save([doc.vault for doc in results.values() if doc.vault is not None], dataset)
         return [self._record(item, results) for item in items]
 
