@@ -287,3 +287,17 @@ async def test_bad_input_texts_are_handled_not_crashed(harness):
     assert "Bob Stone" not in records[2].text
     assert "Alice" not in records[3].text
     assert records[3].text.count("<PERSON_") == 10_000
+
+
+async def test_source_ids_are_carried_to_the_anonymized_records(harness):
+    records = [
+        Record(record_id="r0", text="Alice Johnson wrote.", source_id="t001"),
+        Record(record_id="r1", text="No PII here."),
+    ]
+    await harness.send(
+        RecordsIngested(
+            dataset="tickets", request_id=uuid.uuid4(), batch_index=0, records=records, count=2
+        )
+    )
+    [out] = decoded(harness, Topic.RECORDS_ANONYMIZED)
+    assert [r.source_id for r in out.records] == ["t001", None]
