@@ -35,7 +35,9 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     labeling = Labeling(lease_s=settings.lease_s)
     curator = Curator(runtime.artifacts, labeling)
     labeling.on_final = curator.maybe_cut  # a version every N final labels
-    handlers.register(runtime.bus, settings.consumer_group, curator)
+    handlers.register(
+        runtime.bus, settings.consumer_group, curator, ingest_versions=settings.ingest_versions
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -90,7 +90,11 @@ def show(
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_INVALID) from None
-    lineage = [e for e in iter_lineage(store, manifest) if record in (None, e["record_id"])]
+    lineage = [
+        e
+        for e in iter_lineage(store, manifest)
+        if record in (None, e["record_id"], e.get("source_id"))
+    ]
     if json_output:
         body = json.loads(manifest.model_dump_json(by_alias=True))
         body["lineage"] = lineage[:limit] if record is None else lineage
@@ -113,6 +117,8 @@ def show(
         )
     columns = list(lineage[0])[:6] if lineage else ["record_id"]
     table = Table(*columns)
+    for column in table.columns:
+        column.overflow = "fold"
     for entry in lineage[:limit]:
         table.add_row(*(_cell(entry.get(c)) for c in columns))
     out.print(table)
@@ -123,6 +129,9 @@ def show(
 def _cell(value: object) -> str:
     if value is None:
         return "-"
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        # dropped duplicates in ingestion's lineage: id prefix and status
+        return ", ".join(f"{str(v.get('record_id'))[:12]} ({v.get('status')})" for v in value)
     return value if isinstance(value, str) else json.dumps(value)[:60]
 
 

@@ -42,7 +42,7 @@ def _project(dataset: str) -> dict[str, Any]:
         "overlap": 2,
         "auto_threshold": 0.95,
         "rules": [
-            {"label": "billing", "keywords": ["refund", "charged twice"], "confidence": 0.97},
+            {"label": "billing", "keywords": ["charged twice", "invoice"], "confidence": 0.97},
             {"label": "technical", "keywords": ["crashes", "error 500"], "confidence": 0.7},
         ],
     }

@@ -59,7 +59,11 @@ def anonymized(dataset: str, rows: list[tuple[str, str, str]], **kw: Any) -> Rec
 class Harness:
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         settings = LabelingSettings(
-            data_dir=data_dir, admin_key=ADMIN, database_url=database_url, lease_s=60
+            data_dir=data_dir,
+            admin_key=ADMIN,
+            database_url=database_url,
+            lease_s=60,
+            ingest_versions=True,
         )
         self.runtime, self.app = build(settings)
         self.seen: dict[str, list[Event]] = {}

@@ -8,10 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from services.labeling import erasure
-from services.labeling.adapters.store import now
+from services.labeling.adapters.store import TaskRow, now
+from services.labeling.routing import Suggestion
 from shared.datasets import iter_examples, iter_lineage, load_manifest
 from shared.events import (
     DatasetVersioned,
@@ -388,3 +389,28 @@ async def test_import_and_export(data_dir: Path) -> None:
         assert rows["rid-t4"]["answers"] == [{"annotator": "labelstudio:7", "label": "shipping"}]
         csv_out = await h.http.get("/api/projects/tickets/export?format=csv", headers=h.as_(ADMIN))
         assert csv_out.text.splitlines()[0].startswith("record_id,dataset,status,label")
+
+
+async def test_model_suggestions_route_like_rules(data_dir: Path) -> None:
+    async with running(data_dir) as h:
+        await setup_project(h, {**PROJECT, "rules": [], "overlap": 1})
+        await h.publish(anonymized("support", TICKETS[:3]))
+        labeling = h.app.state.labeling
+        with h.runtime.bus.unit_of_work() as uow:
+            tasks = uow.session.exec(select(TaskRow).order_by(col(TaskRow.id))).all()
+            sure = Suggestion("billing", 0.97, "model:tiny@v3")
+            unsure = Suggestion("shipping", 0.4, "model:tiny@v3")
+            assert labeling.set_suggestion(uow, tasks[0], sure) == "auto"
+            assert labeling.set_suggestion(uow, tasks[1], unsure) == "human"
+        stats = (await h.http.get("/api/projects/tickets", headers=h.as_(ADMIN))).json()
+        assert stats["provenance"] == {"model:tiny@v3": 1}
+        ann = h.as_(await h.annotator("ann"))
+        first = (await h.http.get("/api/projects/tickets/next", headers=ann)).json()
+        assert first["suggestion"] is None  # no suggestion (0) before the 0.4 one
+        await h.http.post(f"/api/projects/tickets/tasks/{first['task_id']}/skip", headers=ann)
+        second = (await h.http.get("/api/projects/tickets/next", headers=ann)).json()
+        assert second["suggestion"] == {
+            "label": "shipping",
+            "confidence": 0.4,
+            "source": "model:tiny@v3",
+        }
