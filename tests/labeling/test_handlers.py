@@ -414,3 +414,29 @@ async def test_model_suggestions_route_like_rules(data_dir: Path) -> None:
             "confidence": 0.4,
             "source": "model:tiny@v3",
         }
+
+
+@pytest.mark.postgres
+async def test_the_workflow_on_postgres(data_dir: Path, pg_url: str) -> None:
+    """Leases (row locks), JSON labels, consensus and a cut on PostgreSQL."""
+    name, dataset = f"pg-{uuid.uuid4().hex[:8]}", f"support-{uuid.uuid4().hex[:8]}"
+    async with running(data_dir, pg_url) as h:
+        spec = {**PROJECT, "name": name, "datasets": [dataset], "rules": [], "overlap": 2}
+        await setup_project(h, spec)
+        await h.publish(anonymized(dataset, TICKETS[:2]))
+        ann, bob, cid = [h.as_(await h.annotator(f"{n}-{name}")) for n in ("ann", "bob", "cid")]
+        a = (await h.http.get(f"/api/projects/{name}/next", headers=ann)).json()
+        b = (await h.http.get(f"/api/projects/{name}/next", headers=bob)).json()
+        c = (await h.http.get(f"/api/projects/{name}/next", headers=cid)).json()
+        assert a["task_id"] == b["task_id"] != c["task_id"]
+        for who, label in ((ann, "billing"), (bob, "billing")):
+            res = await h.http.post(
+                f"/api/projects/{name}/tasks/{a['task_id']}/answer",
+                json={"label": label},
+                headers=who,
+            )
+            assert res.status_code == 200
+        assert res.json()["status"] == "final"
+        cut = (await h.http.post(f"/api/projects/{name}/cut", headers=h.as_(ADMIN))).json()
+        assert cut["records"] == 1
+        assert cut["dataset"] == f"{name}-labeled"
