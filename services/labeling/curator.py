@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -33,10 +32,11 @@ from services.labeling.adapters.store import (
 from services.labeling.examples import example, stratum
 from services.labeling.service import Labeling, spec_of
 from shared.bus.store import UnitOfWork
+from shared.claims import unpack
 from shared.datasets import DatasetManifest, cut_version
 from shared.events import AuditRecorded, DatasetVersioned, IngestCompleted, IngestRequested
 from shared.events.envelope import ClaimCheck
-from shared.events.privacy import RecordsAnonymized
+from shared.events.privacy import AnonymizedRecord, RecordsAnonymized
 from shared.storage import ArtifactStore
 
 SERVICE = "labeling"
@@ -50,11 +50,8 @@ class Curator:
     # -- records in -------------------------------------------------------------------
     def receive(self, uow: UnitOfWork, event: RecordsAnonymized) -> int:
         """Keep the batch's records, make tasks; returns tasks created."""
-        if event.claim is not None:
-            lines = self.artifacts.get_bytes(event.claim).decode("utf-8").splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
-        else:
-            records = [r.model_dump(mode="json") for r in event.records]
+        batch = unpack(event.records, event.claim, self.artifacts, AnonymizedRecord)
+        records = [r.model_dump(mode="json") for r in batch]
         session = uow.session
         request_id = str(event.request_id) if event.request_id else None
         tasks = 0

@@ -440,3 +440,14 @@ async def test_the_workflow_on_postgres(data_dir: Path, pg_url: str) -> None:
         cut = (await h.http.post(f"/api/projects/{name}/cut", headers=h.as_(ADMIN))).json()
         assert cut["records"] == 1
         assert cut["dataset"] == f"{name}-labeled"
+
+
+async def test_claim_checked_batches_become_tasks(data_dir: Path) -> None:
+    async with running(data_dir) as h:
+        await setup_project(h, {**PROJECT, "rules": []})
+        event = anonymized("support", TICKETS)
+        body = "".join(r.model_dump_json() + "\n" for r in event.records).encode()
+        claim = h.runtime.artifacts.put_bytes(body, "application/jsonl")
+        await h.publish(event.model_copy(update={"records": [], "claim": claim}))
+        stats = (await h.http.get("/api/projects/tickets", headers=h.as_(ADMIN))).json()
+        assert stats["tasks"] == len(TICKETS)
