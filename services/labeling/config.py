@@ -1,0 +1,41 @@
+"""Settings of the labeling service (env prefix ``LLMOPS_LABELING_``)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+DEFAULT_PORT = 8100
+
+
+class LabelingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMOPS_LABELING_", extra="ignore", populate_by_name=True
+    )
+
+    service_name: str = "labeling"
+    host: str = Field("127.0.0.1", description="Interface of the API and UI.")
+    port: int = Field(
+        0,
+        validation_alias=AliasChoices("LLMOPS_LABELING_PORT", "port"),
+        description="Port of the API, the UI, /healthz and /metrics (0: admin port, else 8100).",
+    )
+    lease_s: float = Field(300.0, gt=0, description="How long a handed-out task stays leased.")
+    consumer_group: str = Field("labeling", description="Prefix of the consumer groups.")
+    ingest_versions: bool = Field(
+        False,
+        description="Cut the unlabeled versions that ingest requests ask for. Off while the "
+        "ingestion service still cuts them itself (its version lineage holds source, line and "
+        "dropped duplicates, which only ingestion knows); on once that side is removed.",
+    )
+    url: str = Field(
+        "", description="Base URL of the service for the CLI (default http://127.0.0.1:<port>)."
+    )
+
+    def serve_port(self) -> int:
+        return self.port or self.admin_port or DEFAULT_PORT
+
+    def base_url(self) -> str:
+        return self.url.rstrip("/") or f"http://127.0.0.1:{self.serve_port()}"

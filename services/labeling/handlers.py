@@ -1,0 +1,39 @@
+"""Thin handlers: records become tasks, ingest requests get versions, erasures answered."""
+
+from __future__ import annotations
+
+from services.labeling import erasure
+from services.labeling.curator import Curator
+from shared.bus import EventBus, UnitOfWork
+from shared.events import (
+    ErasureCompleted,
+    IngestCompleted,
+    IngestRequested,
+    RecordsAnonymized,
+)
+from shared.topics import Topic
+
+
+def register(bus: EventBus, group: str, curator: Curator, *, ingest_versions: bool) -> None:
+    async def on_records_anonymized(event: RecordsAnonymized, uow: UnitOfWork) -> None:
+        curator.receive(uow, event)
+
+    async def on_ingest_requested(event: IngestRequested, uow: UnitOfWork) -> None:
+        curator.on_ingest_requested(uow, event)
+
+    async def on_ingest_completed(event: IngestCompleted, uow: UnitOfWork) -> None:
+        curator.on_ingest_completed(uow, event)
+
+    async def on_erasure_completed(event: ErasureCompleted, uow: UnitOfWork) -> None:
+        reply = erasure.answer(uow.session, event, uow.producer)
+        if reply is not None:
+            uow.emit(reply)
+
+    # One group per topic: each has a single member, so no rebalance couples them. The
+    # handlers run on the event loop one at a time, so the "whichever comes last cuts the
+    # version" checks of the curator never interleave within the process.
+    bus.subscribe(Topic.RECORDS_ANONYMIZED, on_records_anonymized, group=f"{group}-records")
+    if ingest_versions:
+        bus.subscribe(Topic.INGEST_REQUESTED, on_ingest_requested, group=f"{group}-ingest")
+        bus.subscribe(Topic.INGEST_COMPLETED, on_ingest_completed, group=f"{group}-ingest-done")
+    bus.subscribe(Topic.ERASURE_COMPLETED, on_erasure_completed, group=f"{group}-erasure")

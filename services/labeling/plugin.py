@@ -1,0 +1,34 @@
+"""The labeling service as a platform plug-in (entry point ``llmops.services``)."""
+
+from shared.plugins import ProcessSpec, ServicePlugin
+from shared.topics import Topic
+
+PLUGIN = ServicePlugin(
+    name="labeling",
+    description="Annotation UI and API, auto-labels by confidence, agreement, dataset versions.",
+    order=30,
+    processes=(
+        ProcessSpec(
+            "labeling",
+            "labeling",
+            "services.labeling",
+            8100,
+            "LLMOPS_LABELING_PORT",
+            serves_api=True,
+        ),
+    ),
+    consumes=(
+        Topic.RECORDS_ANONYMIZED,
+        Topic.INGEST_REQUESTED,
+        Topic.INGEST_COMPLETED,
+        Topic.ERASURE_COMPLETED,
+    ),
+    produces=(
+        Topic.RECORDS_LABELED,
+        Topic.DATASET_VERSIONED,
+        Topic.ERASURE_COMPLETED,
+        Topic.AUDIT_RECORDED,
+    ),
+    cli="services.labeling.cli:register",
+    demo="services.labeling.demo:run",
+)

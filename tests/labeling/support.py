@@ -1,0 +1,133 @@
+"""The labeling service in memory (TestKafkaBroker) with its API over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlmodel import Session, func, select
+
+from services.labeling.app import build
+from services.labeling.config import LabelingSettings
+from shared.bus.store import OutboxEntry
+from shared.events import Event, RecordsAnonymized, decode
+from shared.events.privacy import AnonymizedRecord
+from shared.topics import Topic
+
+ADMIN = "admin-secret-key"
+TICKETS = [
+    ("t1", "I want a refund for the double charge on my invoice.", "billing"),
+    ("t2", "My parcel never arrived, tracking is stuck.", "shipping"),
+    ("t3", "I cannot log in after the password reset.", "account"),
+    ("t4", "The package was delivered to the wrong address.", "shipping"),
+    ("t5", "Why was my card charged twice this month?", "billing"),
+    ("t6", "Please close my account and delete my data.", "account"),
+]
+
+PROJECT = {
+    "name": "tickets",
+    "task": "classification",
+    "labels": ["billing", "shipping", "account"],
+    "datasets": ["support"],
+    "instruction": "Which team should handle this ticket?",
+    "overlap": 2,
+    "auto_threshold": 0.9,
+    "rules": [{"label": "billing", "keywords": ["refund", "invoice"], "confidence": 0.95}],
+}
+
+
+def anonymized(dataset: str, rows: list[tuple[str, str, str]], **kw: Any) -> RecordsAnonymized:
+    return RecordsAnonymized(
+        dataset=dataset,
+        records=[
+            AnonymizedRecord(
+                record_id=f"rid-{sid}", text=text, source_id=sid, metadata={"category": cat}
+            )
+            for sid, text, cat in rows
+        ],
+        count=len(rows),
+        **kw,
+    )
+
+
+class Harness:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+        settings = LabelingSettings(
+            data_dir=data_dir,
+            admin_key=ADMIN,
+            database_url=database_url,
+            lease_s=60,
+            ingest_versions=True,
+        )
+        self.runtime, self.app = build(settings)
+        self.seen: dict[str, list[Event]] = {}
+        for topic in (
+            Topic.RECORDS_LABELED,
+            Topic.DATASET_VERSIONED,
+            Topic.ERASURE_COMPLETED,
+            Topic.AUDIT_RECORDED,
+        ):
+            self._collect(topic)
+        self.http: httpx.AsyncClient
+
+    def _collect(self, topic: Topic) -> None:
+        async def collect(message: KafkaMessage) -> None:
+            self.seen.setdefault(topic.value, []).append(decode(message.body))
+
+        self.runtime.broker.subscriber(topic.value, group_id=f"test-{topic.name}")(collect)
+
+    def events(self, topic: Topic) -> list[Any]:
+        return self.seen.get(topic.value, [])
+
+    async def publish(self, event: Event) -> None:
+        await self.runtime.broker.publish(event.to_bytes(), Topic.for_event(event).value)
+
+    async def wait(self, topic: Topic, predicate: Any = None, timeout: float = 20) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = [e for e in self.events(topic) if predicate is None or predicate(e)]
+            if found:
+                return found[-1]
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no matching event on {topic}")
+            await asyncio.sleep(0.02)
+
+    async def settled(self, timeout: float = 20) -> None:
+        """Wait until the outbox relay has sent everything (in memory, a publish runs the
+        consumers inline, our own included: let that finish before the next request)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            with Session(self.runtime.engine) as session:
+                if session.exec(select(func.count()).select_from(OutboxEntry)).one() == 0:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the outbox did not drain")
+            await asyncio.sleep(0.05)
+
+    def as_(self, key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {key}"}
+
+    async def annotator(self, name: str) -> str:
+        res = await self.http.post("/api/annotators", json={"name": name}, headers=self.as_(ADMIN))
+        assert res.status_code == 200, res.text
+        return str(res.json()["key"])
+
+
+@asynccontextmanager
+async def running(data_dir: Path, database_url: str | None = None) -> AsyncIterator[Harness]:
+    harness = Harness(data_dir, database_url)
+    async with TestKafkaBroker(harness.runtime.broker):
+        await harness.runtime.bus.start()
+        transport = httpx.ASGITransport(app=harness.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://labeling") as client:
+            harness.http = client
+            try:
+                yield harness
+            finally:
+                await harness.runtime.bus.stop()
