@@ -79,7 +79,7 @@ def test_datasets_show_finds_a_record_by_its_source_id(
 
     from typer.testing import CliRunner
 
-    from services.ingestion import cli
+    from services.labeling import datasets_cli as cli
 
     store = ArtifactStore(str(tmp_path))
     lineage = [
