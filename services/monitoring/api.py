@@ -57,7 +57,11 @@ async def metrics() -> Response:
 
 @router.get("/static/plotly.min.js")
 async def plotly_js() -> FileResponse:
-    return FileResponse(_plotly_js(), media_type="application/javascript")
+    return FileResponse(
+        _plotly_js(),
+        media_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 @router.get("/", include_in_schema=False)
