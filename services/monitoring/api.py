@@ -125,6 +125,7 @@ def status(request: Request) -> dict[str, Any]:
         "models": models,
         "pipeline": pipeline,
         "policy": asdict(service.policy),
+        "window_size": service.settings.window_size,
     }
 
 

@@ -8,14 +8,26 @@ from services.monitoring.windows import Observation
 
 _meter = metrics.get_meter("llmops.monitoring")
 
+SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]
+TOKENS = [1, 4, 16, 64, 256, 1024, 4096, 16384]
+
 request_duration = _meter.create_histogram(
-    "gen_ai.server.request.duration", unit="s", description="Generation time per request."
+    "gen_ai.server.request.duration",
+    unit="s",
+    description="Generation time per request.",
+    explicit_bucket_boundaries_advisory=SECONDS,
 )
 time_to_first_token = _meter.create_histogram(
-    "gen_ai.server.time_to_first_token", unit="s", description="Time to the first token."
+    "gen_ai.server.time_to_first_token",
+    unit="s",
+    description="Time to the first token.",
+    explicit_bucket_boundaries_advisory=SECONDS,
 )
 token_usage = _meter.create_histogram(
-    "gen_ai.client.token.usage", unit="{token}", description="Tokens per request by type."
+    "gen_ai.client.token.usage",
+    unit="{token}",
+    description="Tokens per request by type.",
+    explicit_bucket_boundaries_advisory=TOKENS,
 )
 inference_records = _meter.create_counter(
     "llmops_inference_records", description="Anonymized inference records seen, by outcome."
@@ -30,8 +42,8 @@ alerts = _meter.create_counter("llmops_alerts", description="Alerts raised, by n
 decisions = _meter.create_counter(
     "llmops_retraining_decisions", description="Retraining policy decisions, by outcome."
 )
-feedback_rating = _meter.create_histogram(
-    "llmops_feedback_rating", description="User feedback ratings."
+feedback_rating = _meter.create_gauge(
+    "llmops_feedback_rating_mean", description="Mean of the latest feedback ratings per model."
 )
 topic_messages = _meter.create_gauge(
     "llmops_topic_messages", description="Messages held by each topic (end - start offsets)."

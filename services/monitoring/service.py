@@ -146,9 +146,10 @@ class MonitoringService:
             model = self.responses.get(request_id, "unknown")
             window = self.feedback.setdefault(model, FeedbackWindow(FEEDBACK_EVERY * 2))
             window.add(_number(rating))
-            metrics.feedback_rating.record(_number(rating), {"gen_ai.request.model": model})
             due = len(window.recent) % FEEDBACK_EVERY == 0
             mean, reference = window.mean, window.reference_mean
+        if mean is not None:
+            metrics.feedback_rating.set(mean, {"gen_ai.request.model": model})
         if not due or mean is None:
             return []
         out: list[Event] = []

@@ -27,16 +27,19 @@ from shared.events import (
     Event,
     ModelPromoted,
     ModelTrained,
+    RecordsAnonymized,
     RecordsLabeled,
     TrainingProgressed,
 )
 from shared.events.labeling import LabeledRecord
+from shared.events.privacy import AnonymizedRecord
 from shared.settings import ServiceSettings
 from tests.anonymization.scan import skip_history
 from tests.support.stack import ServiceProcess, wait_until
 
 ADMIN_KEY = "test-admin-key-monitoring-0123"
 WINDOW = 40
+FEEDBACK = 20
 
 
 @dataclass
@@ -94,13 +97,30 @@ async def _feed(bootstrap: str, correlation_id: uuid.UUID) -> list[tuple[str, st
         ],
     ]
     quiet = inference_batch("tickets-clf", "v1", 2 * WINDOW, drifted=False, seed=1)
+    feedback = [
+        RecordsAnonymized(
+            dataset="feedback",
+            count=1,
+            records=[
+                AnonymizedRecord(
+                    record_id=f"feedback:{i}",
+                    text="",
+                    metadata={
+                        "response_id": f"cmpl-{e.records[0].metadata['request_id']}",
+                        "rating": 1 if i % 4 else -1,
+                    },
+                )
+            ],
+        )
+        for i, e in enumerate(quiet[:FEEDBACK])
+    ]
     drifted = [
         e.model_copy(update={"correlation_id": correlation_id})
         for e in inference_batch("tickets-clf", "v1", 2 * WINDOW, drifted=True, seed=2)
     ]
     tracer = trace.get_tracer("test")
     async with PlatformClient(ServiceSettings(kafka_bootstrap=bootstrap), "test") as client:
-        for event in [*setup, *quiet]:
+        for event in [*setup, *quiet, *feedback]:
             await client.publish(event)
         with tracer.start_as_current_span("drifted burst"):
             for event in drifted:

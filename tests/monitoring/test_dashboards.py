@@ -13,12 +13,22 @@ from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 EXPECTED = {  # dashboard -> charts that must hold data after the loaded run
     "pipeline": {"Events per topic", "Consumer lag (latest)"},
-    "serving": {"Requests per second", "Latency p95 (ms)", "Time to first token p50 (ms)",
-                "Tokens per second"},
+    "serving": {
+        "Requests per second",
+        "Latency p95 (ms)",
+        "Time to first token p50 (ms)",
+        "Tokens per second",
+    },
     "models": {"Versions: trained, evaluated, promoted, rolled back", "Retraining decisions"},
     "drift": {"embeddings — mmd p-value", "prompt_tokens — jensen_shannon ", "Alerts"},
     "labeling": {"Labels agreed (cumulative)", "Agreement"},
@@ -49,8 +59,9 @@ def test_dashboard_renders_charts_with_data(loaded: Loaded, browser, name: str) 
     page.goto(f"{loaded.url}/dashboards/{name}", wait_until="domcontentloaded")
     page.wait_for_selector("body[data-loaded=true]")
     charts = page.eval_on_selector_all(
-        ".chart", "els => els.map(e => [e.dataset.title, Number(e.dataset.points),"
-        " e.querySelectorAll('svg.main-svg').length])"
+        ".chart",
+        "els => els.map(e => [e.dataset.title, Number(e.dataset.points),"
+        " e.querySelectorAll('svg.main-svg').length])",
     )
     with_data = {title for title, points, svgs in charts if points > 0 and svgs > 0}
     missing = EXPECTED[name] - with_data

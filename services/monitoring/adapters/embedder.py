@@ -21,6 +21,10 @@ class MiniLmEmbedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode(
-            list(texts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True
+            list(texts),
+            batch_size=64,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+            normalize_embeddings=True,
         )
         return np.asarray(vectors, dtype=np.float64)
