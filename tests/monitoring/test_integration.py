@@ -142,3 +142,21 @@ def test_traces_continue_from_the_publisher_into_the_monitoring_process(loaded: 
     # and the rest are children of monitoring's own relayed publishes (it reads back the
     # TrainingRequested it emitted, to learn the base model)
     assert parents <= publish_ids | producers
+
+
+def test_demo_stage_shows_drift_alert_and_decision(loaded: Loaded, monkeypatch, tmp_path) -> None:
+    from services.monitoring import demo
+    from shared.cli.demo import DemoContext
+    from shared.settings import ServiceSettings
+
+    monkeypatch.setenv("LLMOPS_MONITORING_PORT", str(loaded.process.port))
+    said: list[str] = []
+    ctx = DemoContext(settings=ServiceSettings(kafka_bootstrap=loaded.bootstrap), work_dir=tmp_path)
+    monkeypatch.setattr(ctx, "say", said.append)
+    demo.run(ctx)  # no serving result: the stage publishes the anonymized records itself
+    text = "\n".join(said)
+    assert "drift: embeddings mmd" in text
+    assert "alert: demo-drift@v1 drifted" in text
+    assert "retraining decision" in text
+    assert ctx.results["monitoring"]["decision"] == "waiting_for_labels"  # none labeled for it
+    assert "/dashboards/drift" in text
