@@ -127,7 +127,7 @@ class MonitoringService:
                 self.responses.popitem(last=False)
             window = self.window_for(obs.model, obs.version)
             full = window.add(obs)
-            slo_due = len(window.history) % self.settings.window_size == 0
+            slo_due = window.seen % self.settings.window_size == 0
             recent = list(window.history)[-self.settings.window_size :]
         out: list[Event] = []
         if slo_due:

@@ -93,6 +93,7 @@ class VersionWindow:
     reference: list[Observation] = field(default_factory=list)
     current: list[Observation] = field(default_factory=list)
     windows_evaluated: int = 0
+    seen: int = 0  # records ever added (the history is bounded)
     reference_vectors: Any = None  # embeddings of the reference, computed once
 
     def add(self, observation: Observation) -> list[Observation] | None:
@@ -102,6 +103,7 @@ class VersionWindow:
         promotion) unless one was set from elsewhere.
         """
         self.history.append(observation)
+        self.seen += 1
         if len(self.reference) < self.size:
             self.reference.append(observation)
             return None

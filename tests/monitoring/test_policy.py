@@ -135,3 +135,14 @@ def test_approval_required_waits_then_fires(session) -> None:
     approved = service.trigger(repo, "m", "drift", None, approved_by="admin")
     assert [type(e).__name__ for e in approved] == ["TrainingRequested", "AuditRecorded"]
     assert approved[1].actor == "admin"
+
+
+def test_slos_are_checked_once_per_window_even_when_history_is_full(session) -> None:
+    service = _service(Clock(), history=100, slo_latency_p95_ms=1.0, embeddings=False)
+    repo = SqlRepository(session)
+    alerts = [
+        e
+        for e in _feed(service, repo, drifted=False, n=300, seed=1)
+        if getattr(e, "name", "") == "latency_p95"
+    ]
+    assert len(alerts) == 300 // 50  # one per 50 records, though the history holds only 100
