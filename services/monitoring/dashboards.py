@@ -39,6 +39,7 @@ def _fig(title: str, data: list[dict[str, Any]], **layout: Any) -> Figure:
             "title": {"text": title},
             "margin": {"t": 40, "l": 50, "r": 20, "b": 40},
             "height": 300,
+            "yaxis": {"automargin": True},
             **layout,
         },
     }

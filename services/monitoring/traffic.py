@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from shared.events import RecordsAnonymized
 from shared.events.privacy import AnonymizedRecord
@@ -48,7 +49,11 @@ def inference_batch(
     """``n`` events of one anonymized inference record each (as anonymization emits them)."""
     rng = random.Random(seed + 7)
     events = []
+    # spread over the last n / 10 seconds (~10 requests/s), as traffic would be
+    at = datetime.now(UTC) - timedelta(seconds=n / 10)
+    clock = random.Random(seed + 13)  # its own stream: timing never changes the contents
     for prompt, label in prompts(n, drifted=drifted, seed=seed):
+        at += timedelta(seconds=clock.expovariate(10.0))
         request_id = uuid.uuid4().hex
         completion = rng.randint(24, 40) if drifted else rng.randint(4, 10)
         latency = rng.gauss(900 if drifted else 300, 40)
@@ -71,7 +76,11 @@ def inference_batch(
         )
         events.append(
             RecordsAnonymized(
-                dataset=f"inference.{model}", records=[record], count=1, producer="anonymization"
+                dataset=f"inference.{model}",
+                records=[record],
+                count=1,
+                producer="anonymization",
+                occurred_at=at,
             )
         )
     return events
