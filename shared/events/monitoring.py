@@ -19,6 +19,12 @@ class DriftDetected(Event):
     score: float = Field(description="Drift score.")
     threshold: float = Field(description="Threshold crossed.")
     window: str = Field(description="Window compared, e.g. 1h.")
+    model_version: str = Field("", description="Model version whose traffic drifted.")
+    method: str = Field("", description="Statistic: psi, ks, jensen_shannon, mmd.")
+    p_value: float | None = Field(None, description="p-value of a test statistic (ks, mmd).")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="Summary numbers behind the score (no record text)."
+    )
 
 
 @register("llmops.alert.raised")

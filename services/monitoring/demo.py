@@ -1,0 +1,118 @@
+"""Demo stage: a drifted traffic burst, the drift it causes, the alert and the retraining
+decision; then the dashboard URL.
+
+With serving up (a `serving` result, the gateway at LLMOPS_GATEWAY_URL or :8000) the burst goes
+through the gateway with the official openai client, and its records reach monitoring through
+anonymization like any traffic. Otherwise (or if that path is too slow) the stage publishes the
+anonymized inference records itself, shaped as anonymization emits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from services.monitoring.traffic import inference_batch, prompts
+from shared.client import PlatformClient
+
+DEMO_MODEL = "demo-drift"
+
+
+def _monitoring_url() -> str:
+    from services.monitoring.app import port
+    from services.monitoring.config import MonitoringSettings
+
+    cfg = MonitoringSettings(service_name="demo", log_format="text")
+    return f"http://{cfg.host}:{port(cfg)}"
+
+
+def _window_size(url: str) -> tuple[int, dict[str, Any]]:
+    status = httpx.get(f"{url}/api/status", timeout=10).json()
+    return int(status.get("window_size") or 100), status
+
+
+def _decisions(url: str, model: str) -> list[dict[str, Any]]:
+    rows = httpx.get(f"{url}/api/decisions?limit=50", timeout=10).json()
+    return [r for r in rows if r["model_name"] == model]
+
+
+def _wait_decision(url: str, model: str, before: int, timeout_s: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = _decisions(url, model)
+        if len(rows) > before:
+            return rows[0]
+        time.sleep(1)
+    return None
+
+
+def _through_gateway(ctx: Any, model: str, n: int) -> None:
+    from openai import OpenAI
+
+    base = os.environ.get("LLMOPS_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
+    client = OpenAI(base_url=f"{base}/v1", api_key=ctx.admin_key, max_retries=1, timeout=30)
+    traffic = [p for p, _ in prompts(n, drifted=False, seed=11)]
+    traffic += [p for p, _ in prompts(n, drifted=True, seed=12)]
+
+    def ask(prompt: str) -> None:
+        client.completions.create(model=model, prompt=prompt, max_tokens=24)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(ask, traffic[:n]))  # the reference first, then the burst
+        list(pool.map(ask, traffic[n:]))
+    ctx.say(f"sent {n} ordinary and {n} drifted requests through the gateway (openai client)")
+
+
+async def _publish(ctx: Any, n: int) -> None:
+    quiet = inference_batch(DEMO_MODEL, "v1", n, drifted=False, seed=21)
+    burst = inference_batch(DEMO_MODEL, "v1", n, drifted=True, seed=22)
+    async with PlatformClient(ctx.settings, producer_name="demo") as client:
+        for event in [*quiet, *burst]:
+            await client.publish(event)
+    ctx.say(f"published {n} ordinary and {n} drifted anonymized inference records")
+
+
+def run(ctx: Any) -> None:
+    url = _monitoring_url()
+    n, _status = _window_size(url)
+    served = (ctx.results.get("serving") or {}).get("model")
+    decision = None
+    if served:
+        before = len(_decisions(url, served))
+        try:
+            _through_gateway(ctx, served, n)
+            decision = _wait_decision(url, served, before, 45)
+        except Exception as exc:  # show the rest of the loop even if serving is struggling
+            ctx.say(f"gateway burst failed ({type(exc).__name__}: {exc}); publishing instead")
+    if decision is None:
+        before = len(_decisions(url, DEMO_MODEL))
+        asyncio.run(_publish(ctx, n))
+        decision = _wait_decision(url, DEMO_MODEL, before, 60)
+    if decision is None:
+        raise RuntimeError("monitoring made no retraining decision within 60 s")
+    drifted = [
+        r
+        for r in httpx.get(f"{url}/api/drift?limit=20", timeout=10).json()
+        if r["drifted"] and r["model_name"] == decision["model_name"]
+    ]
+    for row in drifted[:7]:
+        p = f", p={row['p_value']:.2g}" if row["p_value"] is not None else ""
+        ctx.say(
+            f"drift: {row['feature']} {row['method']} {row['score']:.3f} "
+            f"(threshold {row['threshold']}{p})"
+        )
+    alerts = [
+        a for a in httpx.get(f"{url}/api/alerts?limit=5", timeout=10).json() if a["name"] == "drift"
+    ]
+    if alerts:
+        ctx.say(f"alert: {alerts[0]['summary']}")
+    ctx.say(f"retraining decision #{decision['id']}: {decision['outcome']} — {decision['reason']}")
+    ctx.say(
+        f"dashboards: {url}/dashboards/drift (also pipeline, serving, models, labeling, training)"
+    )
+    ctx.results["monitoring"] = {"decision": decision["outcome"], "url": url}
