@@ -1,0 +1,164 @@
+"""The evaluation itself: examples in, numbers, slices and paired tests out.
+
+Pure Python over the Generator port: no broker, no database, no HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from services.evaluation import fairness, metrics, regression
+from services.evaluation.config import EvaluationSettings, GateConfig
+from services.evaluation.ports import Generation, Generator
+from shared.datasets import LabeledExample
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    reference: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = "dataset"
+
+
+def examples_from(rows: Iterable[LabeledExample], split: str | None, source: str) -> list[Example]:
+    """Labeled rows with an expected completion (of one split, when given)."""
+    return [
+        Example(row.prompt, row.completion, dict(row.meta), source)
+        for row in rows
+        if row.completion is not None and (split is None or row.split == split)
+    ]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's per-example scores (kept for slicing and pairing)."""
+
+    generation: Generation
+    references: list[str]
+    predictions: list[str]  # mapped onto the label set
+    correct: np.ndarray
+    rouge: list[float]
+    chrf: list[float]
+
+
+class Evaluator:
+    def __init__(self, generator: Generator, settings: EvaluationSettings) -> None:
+        self.generator = generator
+        self.settings = settings
+
+    def score(self, model_dir: str, examples: Sequence[Example]) -> Scored:
+        prompts = [self.settings.prompt_template.format(prompt=e.prompt) for e in examples]
+        refs = [e.reference for e in examples]
+        generation = self.generator.generate(model_dir, prompts, refs)
+        outputs = [metrics.normalize(o) for o in generation.outputs]
+        gold = [metrics.normalize(r) for r in refs]
+        predictions = metrics.predicted_labels(generation.outputs, gold)
+        correct = np.array([o == g for o, g in zip(outputs, gold, strict=True)], dtype=float)
+        raw = [o.strip() for o in generation.outputs]
+        return Scored(
+            generation,
+            gold,
+            predictions,
+            correct,
+            metrics.rouge_l([r.strip() for r in refs], raw),
+            metrics.sentence_chrf([r.strip() for r in refs], raw),
+        )
+
+    def evaluate(
+        self,
+        candidate_dir: str,
+        examples: Sequence[Example],
+        config: GateConfig,
+        champion: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Score the candidate (and the champion, ``(version, dir)``, on the same examples)."""
+        if not examples:
+            raise ValueError("no examples to evaluate: the test split and golden sets are empty")
+        cand = self.score(candidate_dir, examples)
+        result = self.summarize(cand, examples, config)
+        result["champion"] = None
+        result["regression"] = []
+        if champion is not None:
+            version, directory = champion
+            champ = self.score(directory, examples)
+            result["champion"] = {
+                "version": version,
+                "scores": self.summarize(champ, examples, config)["scores"],
+            }
+            result["regression"] = [t.as_dict() for t in self.paired(cand, champ, config.alpha)]
+        return result
+
+    def summarize(
+        self, scored: Scored, examples: Sequence[Example], config: GateConfig
+    ) -> dict[str, Any]:
+        s = self.settings
+        raw = [o.strip() for o in scored.generation.outputs]
+        refs = [e.reference.strip() for e in examples]
+        cls = metrics.classification(scored.references, scored.predictions)
+        nll = [v for v in scored.generation.nll if v is not None and math.isfinite(v)]
+        scores: dict[str, float] = {
+            "accuracy": float(scored.correct.mean()),
+            "macro_f1": float(cls["macro_f1"]),  # type: ignore[arg-type]
+            "rouge_l": float(np.mean(scored.rouge)),
+            **metrics.corpus_text_scores(refs, raw),
+        }
+        if nll:
+            scores["perplexity"] = float(math.exp(np.mean(nll)))
+        if scored.generation.latency_ms:
+            scores["latency_p95_ms"] = float(np.percentile(scored.generation.latency_ms, 95))
+        ci = {"samples": s.bootstrap_samples, "seed": s.seed}
+        intervals = {
+            "accuracy": metrics.bootstrap_ci(scored.correct, samples=ci["samples"], seed=s.seed),
+            "rouge_l": metrics.bootstrap_ci(scored.rouge, samples=ci["samples"], seed=s.seed),
+            "chrf": metrics.bootstrap_ci(scored.chrf, samples=ci["samples"], seed=s.seed),
+        }
+        metas = [e.meta for e in examples]
+        attributes = fairness.slice_attributes(metas, config.fairness_attributes)
+        return {
+            "examples": len(examples),
+            "sources": sorted({e.source for e in examples}),
+            "scores": scores,
+            "intervals": {k: v.as_dict() for k, v in intervals.items()},
+            "per_label": cls["per_label"],
+            "confusion": metrics.confusion(scored.references, scored.predictions),
+            "fairness": fairness.by_slice(
+                scored.correct,
+                scored.references,
+                scored.predictions,
+                metas,
+                attributes,
+                config.min_slice_size,
+            ),
+            "samples": [
+                {"prompt": e.prompt[:200], "reference": e.reference[:200], "output": o[:200]}
+                for e, o in list(zip(examples, raw, strict=True))[:20]
+            ],
+        }
+
+    def paired(self, cand: Scored, champ: Scored, alpha: float) -> list[regression.PairedResult]:
+        s = self.settings
+        return [
+            regression.mcnemar(cand.correct.astype(bool), champ.correct.astype(bool), alpha),
+            regression.paired_bootstrap(
+                "rouge_l",
+                cand.rouge,
+                champ.rouge,
+                alpha=alpha,
+                samples=s.bootstrap_samples,
+                seed=s.seed,
+            ),
+            regression.paired_bootstrap(
+                "chrf",
+                cand.chrf,
+                champ.chrf,
+                alpha=alpha,
+                samples=s.bootstrap_samples,
+                seed=s.seed,
+            ),
+        ]

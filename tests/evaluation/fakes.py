@@ -1,0 +1,96 @@
+"""A Generator fake (answers by table) and a small labeled dataset version for the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from services.evaluation.ports import Generation
+from shared.datasets import cut_version
+from shared.events import ClaimCheck, DatasetVersioned
+from shared.modelkit import MODEL_DIR_MEDIA_TYPE
+from shared.storage import ArtifactStore
+
+LABELS = ("billing", "shipping", "refund")
+
+
+def examples(n: int = 30) -> list[dict[str, Any]]:
+    """Labeled test rows; regions alternate eu/us."""
+    return [
+        {
+            "record_id": f"r{i}",
+            "split": "test" if i < n else "train",
+            "task": "classification",
+            "prompt": f"Ticket {i}: which queue?\n",
+            "completion": LABELS[i % 3],
+            "label": LABELS[i % 3],
+            "meta": {"region": "eu" if i % 2 == 0 else "us", "tier": "gold"},
+        }
+        for i in range(n + 4)
+    ]
+
+
+ROWS = examples()
+ANSWER = {r["prompt"]: r["completion"] for r in ROWS}
+REGION = {r["prompt"]: r["meta"]["region"] for r in ROWS}
+
+Behaviour = Callable[[str], str]
+
+
+def right(prompt: str) -> str:
+    return ANSWER[prompt] + "\nmore text"
+
+
+def wrong(_prompt: str) -> str:
+    return "no idea"
+
+
+def right_in_eu_only(prompt: str) -> str:
+    return right(prompt) if REGION[prompt] == "eu" else wrong(prompt)
+
+
+def right_but_few(prompt: str) -> str:
+    """Right on a third of the examples."""
+    return right(prompt) if int(prompt.split()[1].rstrip(":")) % 3 == 0 else wrong(prompt)
+
+
+class FakeGenerator:
+    def __init__(self, behaviours: dict[str, Behaviour]) -> None:
+        self.behaviours = behaviours
+        self.calls: list[str] = []
+
+    def generate(self, model_dir: str, prompts: list[str], references: list[str]) -> Generation:
+        self.calls.append(model_dir)
+        answer = self.behaviours[model_dir]
+        outputs = [answer(p) for p in prompts]
+        return Generation(outputs, [1.0] * len(prompts), [5.0, 7.0], 0.1)
+
+
+def model_dir(root: Path, name: str) -> tuple[str, ClaimCheck]:
+    path = root / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text("{}")
+    (path / "tokenizer.json").write_text("{}")
+    return str(path), ClaimCheck(
+        uri=str(path), sha256="0" * 64, size=2, media_type=MODEL_DIR_MEDIA_TYPE
+    )
+
+
+def dataset_version(store: ArtifactStore, dataset: str = "tickets") -> DatasetVersioned:
+    manifest, claim = cut_version(
+        store,
+        dataset,
+        ROWS,
+        labeled=True,
+        producer="test",
+        task="classification",
+        splits={"test": 30, "train": 4},
+    )
+    return DatasetVersioned(
+        dataset=dataset,
+        version=manifest.version,
+        records=manifest.record_count,
+        manifest=claim,
+        labeled=True,
+    )
