@@ -52,10 +52,14 @@ class Evaluator:
         self.generator = generator
         self.settings = settings
 
-    def score(self, model_dir: str, examples: Sequence[Example]) -> Scored:
+    def score(self, model_dirs: list[str], examples: Sequence[Example]) -> list[Scored]:
         prompts = [self.settings.prompt_template.format(prompt=e.prompt) for e in examples]
         refs = [e.reference for e in examples]
-        generation = self.generator.generate(model_dir, prompts, refs)
+        generations = self.generator.generate(model_dirs, prompts, refs)
+        return [self._scored(g, refs) for g in generations]
+
+    @staticmethod
+    def _scored(generation: Generation, refs: list[str]) -> Scored:
         outputs = [metrics.normalize(o) for o in generation.outputs]
         gold = [metrics.normalize(r) for r in refs]
         predictions = metrics.predicted_labels(generation.outputs, gold)
@@ -80,13 +84,13 @@ class Evaluator:
         """Score the candidate (and the champion, ``(version, dir)``, on the same examples)."""
         if not examples:
             raise ValueError("no examples to evaluate: the test split and golden sets are empty")
-        cand = self.score(candidate_dir, examples)
+        dirs = [candidate_dir] + ([champion[1]] if champion else [])
+        cand, *others = self.score(dirs, examples)
         result = self.summarize(cand, examples, config)
         result["champion"] = None
         result["regression"] = []
         if champion is not None:
-            version, directory = champion
-            champ = self.score(directory, examples)
+            version, champ = champion[0], others[0]
             result["champion"] = {
                 "version": version,
                 "scores": self.summarize(champ, examples, config)["scores"],
@@ -132,8 +136,8 @@ class Evaluator:
                 scored.references,
                 scored.predictions,
                 metas,
-                attributes,
-                config.min_slice_size,
+                attributes=attributes,
+                min_slice_size=config.min_slice_size,
             ),
             "samples": [
                 {"prompt": e.prompt[:200], "reference": e.reference[:200], "output": o[:200]}

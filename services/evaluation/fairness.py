@@ -25,6 +25,7 @@ def by_slice(
     references: Sequence[str],
     predictions: Sequence[str],
     metas: Sequence[Mapping[str, Any]],
+    *,
     attributes: Sequence[str],
     min_slice_size: int = 1,
 ) -> dict[str, dict[str, Any]]:

@@ -17,8 +17,10 @@ class Generation:
 
 
 class Generator(Protocol):
-    def generate(self, model_dir: str, prompts: list[str], references: list[str]) -> Generation:
-        """Greedy outputs for every prompt (one batch) plus per-example reference NLL."""
+    def generate(
+        self, model_dirs: list[str], prompts: list[str], references: list[str]
+    ) -> list[Generation]:
+        """Per model: greedy outputs for every prompt (one batch), per-example reference NLL."""
         ...
 
 

@@ -210,7 +210,7 @@ class Registry:
             raise RegistryError(404, f"no version {version!r} of {name!r} (known: {known})")
         return row
 
-    def _alias(
+    def _alias(  # noqa: PLR0917 (one history row: every column is an argument)
         self,
         name: str,
         alias: str,

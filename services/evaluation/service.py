@@ -31,7 +31,7 @@ from shared.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-class WaitingForDataset(Exception):
+class DatasetNotSeenError(Exception):
     pass
 
 
@@ -77,7 +77,7 @@ class EvaluationRunner:
                     scored = await asyncio.to_thread(self.score_one, name, version)
                     if scored is not None:
                         self.record(name, version, *scored)
-                except WaitingForDataset:
+                except DatasetNotSeenError:
                     continue
                 except Exception as exc:
                     log.exception("evaluation failed", extra={"model": name, "version": version})
@@ -128,7 +128,7 @@ class EvaluationRunner:
             if manifest_json is None:
                 waited = (datetime.now(UTC) - _aware(row.registered_at)).total_seconds()
                 if waited < self.settings.dataset_wait_s:
-                    raise WaitingForDataset(row.dataset_version)
+                    raise DatasetNotSeenError(row.dataset_version)
                 if not self.settings.golden_sets:
                     raise LookupError(
                         f"dataset version {row.dataset}@{row.dataset_version} was never announced "

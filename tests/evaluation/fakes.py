@@ -32,6 +32,17 @@ def examples(n: int = 30) -> list[dict[str, Any]]:
 
 
 ROWS = examples()
+
+
+def one_label_rows(n: int = 12, label: str = "billing") -> list[dict[str, Any]]:
+    """A test split a fine-tuned tiny model learns in a few dozen steps: one answer."""
+    return [
+        {**row, "completion": label, "label": label}
+        for row in examples(n)
+        if row["split"] == "test"
+    ]
+
+
 ANSWER = {r["prompt"]: r["completion"] for r in ROWS}
 REGION = {r["prompt"]: r["meta"]["region"] for r in ROWS}
 
@@ -60,11 +71,16 @@ class FakeGenerator:
         self.behaviours = behaviours
         self.calls: list[str] = []
 
-    def generate(self, model_dir: str, prompts: list[str], references: list[str]) -> Generation:
-        self.calls.append(model_dir)
-        answer = self.behaviours[model_dir]
-        outputs = [answer(p) for p in prompts]
-        return Generation(outputs, [1.0] * len(prompts), [5.0, 7.0], 0.1)
+    def generate(
+        self, model_dirs: list[str], prompts: list[str], references: list[str]
+    ) -> list[Generation]:
+        self.calls.append(model_dirs)
+        return [
+            Generation(
+                [self.behaviours[d](p) for p in prompts], [1.0] * len(prompts), [5.0, 7.0], 0.1
+            )
+            for d in model_dirs
+        ]
 
 
 def model_dir(root: Path, name: str) -> tuple[str, ClaimCheck]:

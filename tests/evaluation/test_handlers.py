@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,8 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
         dataset_version = await _setup(h, broker)
         await h.trained(broker, "v2", dataset_version)
         evaluated = h.runner.run_one("m", "v2")
-        assert evaluated.passed and evaluated.outcome == "promoted"
+        assert evaluated.passed
+        assert evaluated.outcome == "promoted"
         assert evaluated.compared_with == "bootstrap"
         assert evaluated.scores["accuracy"] == 1.0
         promoted = h.emitted(Topic.MODEL_PROMOTED)
@@ -105,7 +105,8 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
 
         await h.trained(broker, "v3", dataset_version)
         blocked = h.runner.run_one("m", "v3")
-        assert not blocked.passed and blocked.outcome == "blocked"
+        assert not blocked.passed
+        assert blocked.outcome == "blocked"
         assert not blocked.gates["no_regression"]
         assert "significant regression" in blocked.reasons["no_regression"]
         assert blocked.compared_with == "v2"
@@ -117,11 +118,13 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
                 {"name": "m", "aliases": {"champion": "v2", "staging": "v3"}, "versions": 3}
             ]
             page = await http.get("/v1/registry/models/m/versions/v3/report.html")
-            assert page.status_code == 200 and "no_regression" in page.text
+            assert page.status_code == 200
+            assert "no_regression" in page.text
             assert "/v1/registry/static/plotly.min.js" in page.text
             assert (await http.get("/v1/registry/static/plotly.min.js")).status_code == 200
             card = (await http.get("/v1/registry/models/m/versions/v2/card.md")).text
-            assert "## Fairness" in card and "| region | eu |" in card
+            assert "## Fairness" in card
+            assert "| region | eu |" in card
             report = (await http.get("/v1/registry/models/m/versions/v2/report")).json()
             assert report["result"]["intervals"]["accuracy"]["low"] <= 1.0
 
@@ -139,7 +142,8 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
             missing = await http.post(
                 "/v1/registry/models/m/promote", json={"version": "v9"}, headers=auth
             )
-            assert missing.status_code == 404 and "v9" in missing.json()["error"]["message"]
+            assert missing.status_code == 404
+            assert "v9" in missing.json()["error"]["message"]
             shown = (await http.get("/v1/registry/models/m")).json()
             assert shown["aliases"]["champion"]["version"] == "bootstrap"
             actions = [(e["alias"], e["action"], e["version"]) for e in shown["history"]]
@@ -158,7 +162,8 @@ async def test_a_planted_slice_gap_is_blocked_with_the_slice_named(tmp_path: Pat
         dataset_version = await _setup(h, broker)
         await h.trained(broker, "v2", dataset_version)
         event = h.runner.run_one("m", "v2")
-        assert not event.passed and not event.gates["max_fairness_gap"]
+        assert not event.passed
+        assert not event.gates["max_fairness_gap"]
         assert event.gates["no_regression"]  # it is better than the champion overall
         assert "region=us vs region=eu" in event.reasons["max_fairness_gap"]
         assert h.emitted(Topic.MODEL_PROMOTED) == []
@@ -172,7 +177,8 @@ async def test_approval_holds_the_promotion_until_approved(tmp_path: Path) -> No
         dataset_version = await _setup(h, broker)
         await h.trained(broker, "v2", dataset_version)
         event = h.runner.run_one("m", "v2")
-        assert event.passed and event.outcome == "awaiting-approval"
+        assert event.passed
+        assert event.outcome == "awaiting-approval"
         assert h.emitted(Topic.MODEL_PROMOTED) == []
         auth = {"Authorization": f"Bearer {ADMIN}"}
         async with h.http() as http:

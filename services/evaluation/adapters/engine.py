@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -21,13 +22,62 @@ class GenerationError(RuntimeError):
 
 
 class SubprocessGenerator:
+    """Runs adapters/generate.py for the models not in the cache, all in one child process.
+
+    Generations are cached per (model directory contents, prompts, generation settings): the
+    champion is scored once per test set, not once per candidate.
+    """
+
     def __init__(self, settings: EvaluationSettings) -> None:
         self.settings = settings
+        self.cache = Path(settings.data_dir) / "evaluation" / "generations"
 
-    def generate(self, model_dir: str, prompts: list[str], references: list[str]) -> Generation:
+    def _key(self, model_dir: str, prompts: list[str], references: list[str]) -> str:
+        s = self.settings
+        files = sorted(
+            (str(p.relative_to(model_dir)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in Path(model_dir).rglob("*")
+            if p.is_file()
+        )
+        body = [
+            model_dir,
+            files,
+            prompts,
+            references,
+            s.backend,
+            s.max_new_tokens,
+            s.max_model_len,
+            s.load_test_requests,
+        ]
+        return hashlib.sha256(json.dumps(body).encode()).hexdigest()
+
+    def generate(
+        self, model_dirs: list[str], prompts: list[str], references: list[str]
+    ) -> list[Generation]:
+        keys = [self._key(d, prompts, references) for d in model_dirs]
+        found = {
+            k: json.loads((self.cache / k).read_text()) for k in keys if (self.cache / k).is_file()
+        }
+        missing = [(d, k) for d, k in zip(model_dirs, keys, strict=True) if k not in found]
+        if missing:
+            results = self._run([d for d, _ in missing], prompts, references)
+            self.cache.mkdir(parents=True, exist_ok=True)
+            for (_, key), result in zip(missing, results, strict=True):
+                (self.cache / key).write_text(json.dumps(result))
+                found[key] = result
+        return [
+            Generation(
+                found[k]["outputs"], found[k]["nll"], found[k]["latency_ms"], found[k]["seconds"]
+            )
+            for k in keys
+        ]
+
+    def _run(
+        self, model_dirs: list[str], prompts: list[str], references: list[str]
+    ) -> list[dict[str, object]]:
         s = self.settings
         request = {
-            "model_dir": model_dir,
+            "model_dirs": model_dirs,
             "prompts": prompts,
             "references": references,
             "backend": s.backend,
@@ -40,7 +90,7 @@ class SubprocessGenerator:
             req, res = Path(tmp) / "request.json", Path(tmp) / "result.json"
             req.write_text(json.dumps(request))
             try:
-                done = subprocess.run(  # noqa: S603 (our own module, arguments are paths)
+                done = subprocess.run(
                     [sys.executable, "-m", "services.evaluation.adapters.generate", req, res],
                     capture_output=True,
                     timeout=s.generation_timeout_s,
@@ -48,13 +98,13 @@ class SubprocessGenerator:
                 )
             except subprocess.TimeoutExpired:
                 raise GenerationError(
-                    f"generation on {model_dir} ran past {s.generation_timeout_s} s"
+                    f"generation on {model_dirs} ran past {s.generation_timeout_s} s"
                 ) from None
             if done.returncode != 0 or not res.exists():
                 tail = done.stderr.decode(errors="replace")[-2000:]
-                raise GenerationError(f"generation on {model_dir} failed: {tail}")
-            body = json.loads(res.read_text())
-        return Generation(body["outputs"], body["nll"], body["latency_ms"], body["seconds"])
+                raise GenerationError(f"generation on {model_dirs} failed: {tail}")
+            results: list[dict[str, object]] = json.loads(res.read_text())["results"]
+            return results
 
 
 class ModelDirs:

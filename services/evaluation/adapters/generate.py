@@ -1,14 +1,17 @@
-"""One model's outputs on a batch of prompts, in a process of its own.
+"""Models' outputs on a batch of prompts, in a process of its own.
 
-``python -m services.evaluation.adapters.generate REQUEST.json RESULT.json``: vLLM's offline
-batch mode (``LLM.generate`` over every prompt at once, greedy), a short load test (single
-requests, one after another, timed) and the perplexity of each reference completion with
-transformers. A separate process keeps the service's event loop free and gives the engine's
-memory back when it exits; vLLM starts its workers with spawn, hence the ``__main__`` guard.
+``python -m services.evaluation.adapters.generate REQUEST.json RESULT.json``: for each model
+directory in the request (candidate, then champion), vLLM's offline batch mode
+(``LLM.generate`` over every prompt at once, greedy), a short load test (single requests, one
+after another, timed) and the perplexity of each reference completion with transformers.
+A separate process keeps the service's event loop free and gives the engines' memory back
+when it exits. The engine runs inside this process (no engine-core or worker processes):
+importing vLLM costs more than the tiny models themselves, so it is paid once per evaluation.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -18,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 
-def generate_vllm(request: dict[str, Any]) -> tuple[list[str], list[float]]:
+def generate_vllm(request: dict[str, Any], model_dir: str) -> tuple[list[str], list[float]]:
     from vllm import LLM, SamplingParams
 
     extra: dict[str, Any] = {}
     if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
         extra["kv_cache_memory_bytes"] = int(request["kv_cache_mib"]) * 1024 * 1024
     llm = LLM(
-        model=request["model_dir"],
+        model=model_dir,
+        distributed_executor_backend="uni",
         dtype=request.get("dtype", "float32"),
         enforce_eager=True,
         max_model_len=int(request["max_model_len"]),
@@ -40,6 +44,9 @@ def generate_vllm(request: dict[str, Any]) -> tuple[list[str], list[float]]:
         started = time.perf_counter()
         llm.generate([prompt], params, use_tqdm=False)
         latencies.append((time.perf_counter() - started) * 1000)
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    gc.collect()
     return texts, latencies
 
 
@@ -79,28 +86,33 @@ def nll_per_example(model: Any, tokenizer: Any, prompts: list[str], refs: list[s
     return values
 
 
-def main(request_path: Path, result_path: Path) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    request = json.loads(request_path.read_text())
+def one_model(request: dict[str, Any], model_dir: str) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(request["model_dir"])
-    model = AutoModelForCausalLM.from_pretrained(request["model_dir"], dtype="float32").eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32").eval()
     nll = nll_per_example(model, tokenizer, request["prompts"], request["references"])
     latencies: list[float] = []
     if request["backend"] == "vllm":
         del model
-        texts, latencies = generate_vllm(request)
+        texts, latencies = generate_vllm(request, model_dir)
     else:
         texts = generate_transformers(request, model, tokenizer)
-    result = {
+    return {
         "outputs": texts,
         "nll": [None if math.isnan(v) else v for v in nll],
         "latency_ms": latencies,
         "seconds": time.perf_counter() - started,
     }
-    result_path.write_text(json.dumps(result))
+
+
+def main(request_path: Path, result_path: Path) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    request = json.loads(request_path.read_text())
+    results = [one_model(request, model_dir) for model_dir in request["model_dirs"]]
+    result_path.write_text(json.dumps({"results": results}))
 
 
 if __name__ == "__main__":
