@@ -67,18 +67,18 @@ async def _candidate(ctx: Any, client: PlatformClient) -> ModelTrained:
             labeled=True,
         )
     )
-    return await client.publish(
-        ModelTrained(
-            run_id=uuid.uuid4(),
-            model_name=settings.bootstrap_model,
-            model_version=version,
-            artifact=ClaimCheck(
-                uri=str(model_dir), sha256=digest, size=size, media_type=MODEL_DIR_MEDIA_TYPE
-            ),
-            dataset="evaluation-demo",
-            dataset_version=manifest.version,
-        )
+    trained = ModelTrained(
+        run_id=uuid.uuid4(),
+        model_name=settings.bootstrap_model,
+        model_version=version,
+        artifact=ClaimCheck(
+            uri=str(model_dir), sha256=digest, size=size, media_type=MODEL_DIR_MEDIA_TYPE
+        ),
+        dataset="evaluation-demo",
+        dataset_version=manifest.version,
     )
+    await client.publish(trained)
+    return trained
 
 
 async def _run(ctx: Any) -> ModelEvaluated:

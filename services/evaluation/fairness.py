@@ -21,7 +21,7 @@ def slice_attributes(
 
 
 def by_slice(
-    correct: Sequence[float],
+    correct: Sequence[float] | np.ndarray,
     references: Sequence[str],
     predictions: Sequence[str],
     metas: Sequence[Mapping[str, Any]],

@@ -23,7 +23,9 @@ class PairedResult:
 
 
 def mcnemar(
-    candidate_correct: Sequence[bool], champion_correct: Sequence[bool], alpha: float = 0.05
+    candidate_correct: Sequence[bool] | np.ndarray,
+    champion_correct: Sequence[bool] | np.ndarray,
+    alpha: float = 0.05,
 ) -> PairedResult:
     """Exact McNemar test: a two-sided binomial test on the discordant pairs (scipy)."""
     from scipy.stats import binomtest
