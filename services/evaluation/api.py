@@ -34,6 +34,13 @@ class PromoteBody(BaseModel):
     reason: str = Field("manual", max_length=500)
 
 
+class RegisterBody(BaseModel):
+    version: str = Field(min_length=1, max_length=200, description="New version id.")
+    artifact: ClaimCheck = Field(description="Model directory or tarball in the store.")
+    dataset: str | None = Field(None, description="Dataset to evaluate on (with version).")
+    dataset_version: str | None = Field(None, description="Its version: queues evaluation.")
+
+
 class RollbackBody(BaseModel):
     to: str | None = Field(None, description="Version to return to (default: previous).")
     reason: str = Field("manual", max_length=500)
@@ -62,7 +69,9 @@ def version_view(row: ModelVersionRow) -> dict[str, Any]:
     }
 
 
-def build_api(runtime: Runtime, admin_key: Callable[[], str | None]) -> FastAPI:
+def build_api(
+    runtime: Runtime, admin_key: Callable[[], str | None], on_registered: Callable[[], None]
+) -> FastAPI:
     api = FastAPI(title="llmops registry", docs_url=None, redoc_url=None)
     engine = runtime.engine
     assert engine is not None
@@ -169,6 +178,25 @@ def build_api(runtime: Runtime, admin_key: Callable[[], str | None]) -> FastAPI:
         return change(
             lambda r: r.promote(name, body.version, actor, canary=body.canary, reason=body.reason)
         )
+
+    @api.post(f"{PREFIX}/models/{{name}}/versions")
+    async def register(
+        name: str, body: RegisterBody, authorization: str | None = Header(None)
+    ) -> dict[str, Any]:
+        actor = require_admin(authorization)
+        with runtime.bus.unit_of_work() as uow:
+            registry = Registry(SqlRegistryStore(uow.session), uow.emit, runtime.service)
+            row = registry.register_manual(
+                name,
+                body.version,
+                body.artifact,
+                actor,
+                dataset=body.dataset,
+                dataset_version=body.dataset_version,
+            )
+            view = version_view(row)
+        on_registered()
+        return view
 
     @api.post(f"{PREFIX}/models/{{name}}/versions/{{version}}/approve")
     async def approve(

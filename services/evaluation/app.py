@@ -40,5 +40,5 @@ def build(
 
     app = make_app(runtime, lifespan=lifespan)
     # /healthz and /metrics match exactly; every other path goes to the registry API
-    app.not_found = build_api(runtime, settings.admin_secret)  # type: ignore[method-assign]
+    app.not_found = build_api(runtime, settings.admin_secret, runner.kick)  # type: ignore[method-assign]
     return runtime, app

@@ -1,4 +1,4 @@
-"""`llmops models list | show | report | card | approve | promote | rollback | live`.
+"""`llmops models list | show | report | register | approve | promote | rollback | live`.
 
 The registry (this service) is the one owner of promotion: promote, approve and rollback are
 admin-key HTTP requests to it, so each is checked (version known, state allows it), answered
@@ -8,13 +8,19 @@ at once, and turned into ModelPromoted / ModelRolledBack + AuditRecorded by the 
 from __future__ import annotations
 
 import json
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
 from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, settings, stdout_line
+from shared.events import ClaimCheck
+from shared.modelkit import MODEL_DIR_MEDIA_TYPE, MODEL_TAR_MEDIA_TYPE, dir_digest, is_model_dir
 from shared.settings import port_override
+from shared.storage import ArtifactStore
 
 models_app = typer.Typer(
     help="The model registry: versions, aliases, reports.", no_args_is_help=True
@@ -98,6 +104,47 @@ def report(
         console.print(f"[red]unknown format {fmt!r}:[/] use json, html, card or url")
         raise typer.Exit(EXIT_INVALID)
     stdout_line(_call("GET", url, base + paths[fmt], raw=True))
+
+
+def _artifact(path: Path, upload: bool) -> dict[str, Any]:
+    """A claim check for a model dir: the dir itself (shared disk) or a tarball in the store."""
+    if not upload:
+        digest, size = dir_digest(path)
+        claim = ClaimCheck(uri=str(path), sha256=digest, size=size, media_type=MODEL_DIR_MEDIA_TYPE)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            tarball = Path(tmp) / "model.tar"
+            with tarfile.open(tarball, "w") as tar:
+                for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                    tar.add(file, arcname=str(file.relative_to(path)))
+            claim = ArtifactStore(settings().artifact_root).put_file(tarball, MODEL_TAR_MEDIA_TYPE)
+    return json.loads(claim.model_dump_json())
+
+
+@models_app.command("register")
+def register_version(  # noqa: PLR0917 (typer command: parameters are the CLI)
+    name: str,
+    version: str,
+    path: Annotated[Path, typer.Option(help="Hugging Face model directory.")],
+    upload: Annotated[bool, typer.Option(help="Copy into the artifact store (tarball).")] = False,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="NAME@VERSION of a labeled dataset version: evaluate (and gate) on it."),
+    ] = None,
+    url: UrlOpt = None,
+) -> None:
+    """Register a model directory as a version (evaluated when --dataset is given)."""
+    path = path.resolve()
+    if not is_model_dir(path):
+        console.print(f"[red]{path} is not a model directory (config.json, tokenizer.json)[/]")
+        raise typer.Exit(EXIT_INVALID)
+    body: dict[str, Any] = {"version": version, "artifact": _artifact(path, upload)}
+    if dataset:
+        body["dataset"], _, body["dataset_version"] = dataset.partition("@")
+        if not body["dataset_version"]:
+            console.print("[red]--dataset needs NAME@VERSION[/]")
+            raise typer.Exit(EXIT_INVALID)
+    stdout_line(json.dumps(_call("POST", url, f"/models/{name}/versions", body, admin=True)))
 
 
 @models_app.command("approve")

@@ -27,7 +27,16 @@ from shared.events import (
 )
 
 CHAMPION, CHALLENGER, STAGING = "champion", "challenger", "staging"
-PROMOTABLE = {"passed", "awaiting-approval", "blocked", "served", "retired", "promoted", "external"}
+PROMOTABLE = {
+    "registered",
+    "passed",
+    "awaiting-approval",
+    "blocked",
+    "served",
+    "retired",
+    "promoted",
+    "external",
+}
 
 
 class RegistryError(Exception):
@@ -64,6 +73,33 @@ class Registry:
         )
         self.store.add(row)
         self._alias(row.name, STAGING, row.version, "register", "training", "trained")
+        return row
+
+    def register_manual(
+        self,
+        name: str,
+        version: str,
+        artifact: ClaimCheck,
+        actor: str,
+        *,
+        dataset: str | None = None,
+        dataset_version: str | None = None,
+    ) -> ModelVersionRow:
+        """A model directory registered by hand: queued for evaluation when a dataset version
+        is named, else ``registered`` (an admin may promote it without gates)."""
+        if self.store.version(name, version) is not None:
+            raise RegistryError(409, f"{name} {version} is registered already")
+        row = ModelVersionRow(
+            name=name,
+            version=version,
+            status="queued" if dataset_version else "registered",
+            source="manual",
+            artifact_json=artifact.model_dump_json(),
+            dataset=dataset,
+            dataset_version=dataset_version,
+        )
+        self.store.add(row)
+        self._audit("register", actor, f"model:{name}@{version}", {"uri": artifact.uri})
         return row
 
     def observe_served(self, name: str, version: str) -> bool:

@@ -218,3 +218,44 @@ async def test_redelivered_training_event_is_registered_once(tmp_path: Path) -> 
         assert len(h.emitted(Topic.MODEL_EVALUATED)) == 1
         body = json.loads(h.emitted(Topic.MODEL_EVALUATED)[0].model_dump_json())
         assert body["report_url"].endswith("/v1/registry/models/m/versions/v2/report.html")
+
+
+async def test_register_by_hand_then_promote_as_canary_and_champion(tmp_path: Path) -> None:
+    h = Harness(tmp_path, GateConfig(), {"bootstrap": fakes.wrong, "v5": fakes.right})
+    _, artifact = fakes.model_dir(tmp_path, "v5")
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    async with TestKafkaBroker(h.runtime.broker) as broker:
+        await _setup(h, broker)
+        async with h.http() as http:
+            body = {"version": "v5", "artifact": json.loads(artifact.model_dump_json())}
+            made = await http.post("/v1/registry/models/m/versions", json=body, headers=auth)
+            assert made.status_code == 200, made.text
+            assert made.json()["status"] == "registered"
+            again = await http.post("/v1/registry/models/m/versions", json=body, headers=auth)
+            assert again.status_code == 409
+            bad = await http.post(
+                "/v1/registry/models/m/versions", json={"version": "v6"}, headers=auth
+            )
+            assert bad.status_code == 422
+            assert "artifact" in bad.text
+            canary = await http.post(
+                "/v1/registry/models/m/promote", json={"version": "v5", "canary": 0.1}, headers=auth
+            )
+            assert canary.status_code == 200, canary.text
+            full = await http.post(
+                "/v1/registry/models/m/promote", json={"version": "v5"}, headers=auth
+            )
+            assert full.status_code == 200, full.text
+            aliases = (await http.get("/v1/registry/models/m")).json()["aliases"]
+        assert aliases["champion"]["version"] == "v5"
+        assert "challenger" not in aliases
+        promoted = h.emitted(Topic.MODEL_PROMOTED)
+        assert [(p.alias, p.traffic_share) for p in promoted] == [
+            ("challenger", 0.1),
+            ("champion", 1.0),
+        ]
+        assert [a.action for a in h.emitted(Topic.AUDIT_RECORDED)] == [
+            "register",
+            "promote",
+            "promote",
+        ]
