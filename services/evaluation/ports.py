@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -28,3 +28,14 @@ class ModelResolver(Protocol):
     def resolve(self, artifact_json: str | None, name: str, version: str) -> str:
         """A local model directory for a registered version."""
         ...
+
+
+class RegistryStore(Protocol):
+    """The registry's tables (adapters/store.py: sqlmodel on SQLite or PostgreSQL)."""
+
+    def version(self, name: str, version: str) -> Any: ...
+    def versions(self, name: str | None = None) -> list[Any]: ...
+    def add(self, row: Any) -> None: ...
+    def alias(self, name: str, alias: str) -> Any: ...
+    def set_alias(self, name: str, alias: str, version: str | None, share: float = 1.0) -> None: ...
+    def history(self, name: str) -> list[Any]: ...

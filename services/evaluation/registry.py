@@ -11,12 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from services.evaluation.adapters.store import (
-    AliasHistoryRow,
-    ModelVersionRow,
-    SqlRegistryStore,
-    now,
-)
+from services.evaluation.adapters.store import AliasHistoryRow, ModelVersionRow, now
+from services.evaluation.ports import RegistryStore
 from shared.events import (
     AuditRecorded,
     ClaimCheck,
@@ -49,7 +45,7 @@ Emit = Callable[[Event], Event]
 
 
 class Registry:
-    def __init__(self, store: SqlRegistryStore, emit: Emit, producer: str = "evaluation") -> None:
+    def __init__(self, store: RegistryStore, emit: Emit, producer: str = "evaluation") -> None:
         self.store = store
         self.emit = emit
         self.producer = producer
