@@ -22,7 +22,7 @@ from sqlmodel import Session
 from services.evaluation import report
 from services.evaluation.adapters.store import ModelVersionRow, SqlRegistryStore
 from services.evaluation.registry import Registry, RegistryError
-from shared.events import ClaimCheck
+from shared.events import AuditRecorded, ClaimCheck
 from shared.runtime import Runtime
 
 PREFIX = "/v1/registry"
@@ -80,10 +80,22 @@ def build_api(
     async def registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
         return JSONResponse({"error": {"message": str(exc)}}, status_code=exc.status)
 
-    def require_admin(authorization: str | None) -> str:
+    def require_admin(authorization: str | None, action: str, target: str) -> str:
+        """The actor of an admin request; a refused attempt is audited too."""
         key = (authorization or "").removeprefix("Bearer ").strip()
         expected = admin_key()
         if not key or not expected or not hmac.compare_digest(key, expected):
+            actor = actor_of(key) if key else "anonymous"
+            with runtime.bus.unit_of_work() as uow:
+                uow.emit(
+                    AuditRecorded(
+                        action=action,
+                        actor=actor,
+                        allowed=False,
+                        target=target[:300],
+                        details={"reason": "not admin"},
+                    )
+                )
             raise RegistryError(401 if not key else 403, "this needs the admin key")
         return actor_of(key)
 
@@ -174,7 +186,7 @@ def build_api(
     async def promote(
         name: str, body: PromoteBody, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        actor = require_admin(authorization)
+        actor = require_admin(authorization, "promote", f"model:{name}@{body.version}")
         return change(
             lambda r: r.promote(name, body.version, actor, canary=body.canary, reason=body.reason)
         )
@@ -183,7 +195,7 @@ def build_api(
     async def register(
         name: str, body: RegisterBody, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        actor = require_admin(authorization)
+        actor = require_admin(authorization, "register", f"model:{name}@{body.version}")
         with runtime.bus.unit_of_work() as uow:
             registry = Registry(SqlRegistryStore(uow.session), uow.emit, runtime.service)
             row = registry.register_manual(
@@ -202,14 +214,14 @@ def build_api(
     async def approve(
         name: str, version: str, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        actor = require_admin(authorization)
+        actor = require_admin(authorization, "approve", f"model:{name}@{version}")
         return change(lambda r: r.approve(name, version, actor))
 
     @api.post(f"{PREFIX}/models/{{name}}/rollback")
     async def rollback(
         name: str, body: RollbackBody, authorization: str | None = Header(None)
     ) -> dict[str, Any]:
-        actor = require_admin(authorization)
+        actor = require_admin(authorization, "rollback", f"model:{name}")
         return change(lambda r: r.rollback(name, actor, body.to, body.reason))
 
     return api

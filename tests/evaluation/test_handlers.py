@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -25,7 +26,13 @@ ADMIN = "sk-test-admin"
 
 
 class Harness:
-    def __init__(self, tmp: Path, gates: GateConfig, behaviours: dict[str, fakes.Behaviour]):
+    def __init__(
+        self,
+        tmp: Path,
+        gates: GateConfig,
+        behaviours: dict[str, fakes.Behaviour],
+        **settings: Any,
+    ):
         self.tmp = tmp
         boot, _ = fakes.model_dir(tmp, "boot")
         self.settings = EvaluationSettings(
@@ -35,6 +42,7 @@ class Harness:
             bootstrap_model="m",
             bootstrap_path=Path(boot),
             bootstrap_samples=200,
+            **settings,
         )
         self.generator = fakes.FakeGenerator(
             {
@@ -149,7 +157,11 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
             actions = [(e["alias"], e["action"], e["version"]) for e in shown["history"]]
             assert ("champion", "rollback", "bootstrap") in actions
         audits = h.emitted(Topic.AUDIT_RECORDED)
-        assert [a.action for a in audits] == ["promote", "rollback"]
+        assert [(a.action, a.allowed) for a in audits] == [
+            ("promote", True),
+            ("rollback", False),  # the attempt without a key
+            ("rollback", True),
+        ]
 
 
 async def test_a_planted_slice_gap_is_blocked_with_the_slice_named(tmp_path: Path) -> None:
@@ -195,7 +207,10 @@ async def test_approval_holds_the_promotion_until_approved(tmp_path: Path) -> No
         assert [(p.model_version, p.previous_version) for p in promoted] == [("v2", "bootstrap")]
         assert promoted[0].actor.startswith("key:")
         audits = h.emitted(Topic.AUDIT_RECORDED)
-        assert [(a.action, a.target) for a in audits] == [("approve", "model:m@v2")]
+        assert [(a.action, a.target, a.allowed) for a in audits] == [
+            ("approve", "model:m@v2", False),
+            ("approve", "model:m@v2", True),
+        ]
 
 
 async def test_redelivered_training_event_is_registered_once(tmp_path: Path) -> None:
@@ -259,3 +274,24 @@ async def test_register_by_hand_then_promote_as_canary_and_champion(tmp_path: Pa
             "promote",
             "promote",
         ]
+
+
+async def test_a_version_whose_dataset_never_came_fails_with_the_reason(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path, GateConfig(), {"bootstrap": fakes.wrong, "v2": fakes.right}, dataset_wait_s=0
+    )
+    async with TestKafkaBroker(h.runtime.broker) as broker:
+        await h.trained(broker, "v2", "never-announced")
+        await h.runner.start()
+        try:
+            wait = 0
+            while not h.emitted(Topic.MODEL_EVALUATED) and wait < 200:
+                await asyncio.sleep(0.05)
+                wait += 1
+        finally:
+            await h.runner.stop()
+    [event] = h.emitted(Topic.MODEL_EVALUATED)
+    assert not event.passed
+    assert event.outcome == "blocked"
+    assert "tickets@never-announced was never announced" in event.reasons["evaluated"]
+    assert h.emitted(Topic.MODEL_PROMOTED) == []
