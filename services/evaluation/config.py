@@ -28,7 +28,7 @@ class GateConfig(BaseModel):
     max_fairness_gap: float | None = Field(
         0.3, ge=0, le=1, description="Largest accuracy gap allowed between slices (None: off)."
     )
-    min_slice_size: int = Field(3, ge=1, description="Smaller slices are reported, not gated.")
+    min_slice_size: int = Field(5, ge=1, description="Smaller slices are reported, not gated.")
     fairness_attributes: list[str] = Field(
         default_factory=list, description="Meta keys to slice on (empty: low-cardinality keys)."
     )

@@ -75,7 +75,7 @@ def largest_gap(slices: Mapping[str, Mapping[str, Any]]) -> tuple[float, str | N
     """The largest accuracy gap over every attribute, and a sentence naming its slices."""
     gap, where = 0.0, None
     for attribute, entry in slices.items():
-        if entry["worst"] is not None and entry["gap"] > gap:
+        if entry["worst"] is not None and (where is None or entry["gap"] > gap):
             gap = float(entry["gap"])
             where = f"{attribute}={entry['worst']} vs {attribute}={entry['best']}"
     return gap, where

@@ -105,6 +105,14 @@ def test_slices_gap_and_fairlearn_parity() -> None:
     assert fairness.largest_gap(out) == (1.0, "region=us vs region=eu")
 
 
+def test_equal_slices_have_a_zero_gap_not_no_comparison() -> None:
+    metas = [{"region": "eu"}, {"region": "us"}] * 3
+    out = fairness.by_slice([1.0] * 6, ["a"] * 6, ["a"] * 6, metas, attributes=["region"])
+    gap, where = fairness.largest_gap(out)
+    assert gap == 0.0
+    assert where is not None
+
+
 def test_slice_attributes_skip_constant_and_free_text_keys() -> None:
     metas = [{"region": r, "tier": "gold", "id": str(i)} for i, r in enumerate("ab" * 10)]
     assert fairness.slice_attributes(metas, None) == ["region"]
