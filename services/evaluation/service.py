@@ -12,10 +12,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import metrics
 from sqlmodel import Session
 
 from services.evaluation import gates, report
@@ -29,6 +31,16 @@ from shared.events import ClaimCheck, ModelEvaluated
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_meter = metrics.get_meter("llmops.evaluation")
+_evaluations = _meter.create_counter(
+    "llmops_evaluations", description="Evaluations by model and outcome."
+)
+_score = _meter.create_gauge(
+    "llmops_evaluation_score", description="Latest evaluation score by model and metric."
+)
+_duration = _meter.create_histogram(
+    "llmops_evaluation_duration", unit="s", description="Scoring time (generation included)."
+)
 
 
 class DatasetNotSeenError(Exception):
@@ -118,7 +130,9 @@ class EvaluationRunner:
                 )
             lineage = lineage_of(row)
         config = self.settings.gates_for(name)
+        started = time.perf_counter()
         result = self.evaluator.evaluate(candidate_dir, examples, config, champion_pair)
+        _duration.record(time.perf_counter() - started, {"model": name})
         return result, gates.decide(config, result), lineage
 
     def examples(self, row: ModelVersionRow, store: SqlRegistryStore) -> list[Example]:
@@ -216,6 +230,9 @@ class EvaluationRunner:
             elif outcome == "awaiting-approval":
                 row.status = "awaiting-approval"
                 uow.session.add(row)
+        _evaluations.add(1, {"model": name, "outcome": outcome})
+        for metric, value in result["scores"].items():
+            _score.set(value, {"model": name, "metric": metric})
         log.info("evaluated", extra={"model": name, "version": version, "outcome": outcome})
         return event
 
