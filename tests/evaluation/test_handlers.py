@@ -129,6 +129,7 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
             assert page.status_code == 200
             assert "no_regression" in page.text
             assert "/v1/registry/static/plotly.min.js" in page.text
+            assert page.text.count("Plotly.newPlot") == 3  # slices, confusion, vs champion
             assert (await http.get("/v1/registry/static/plotly.min.js")).status_code == 200
             card = (await http.get("/v1/registry/models/m/versions/v2/card.md")).text
             assert "## Fairness" in card
