@@ -36,6 +36,13 @@ class GateConfig(BaseModel):
         None, description="Largest p95 single-request latency in the load test (None: off)."
     )
     require_approval: bool = Field(False, description="Hold a passing candidate for approval.")
+    canary_share: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Promote a passing candidate as a challenger with this "
+        "traffic share first (widen with `llmops models promote`); None: champion at once.",
+    )
 
 
 class EvaluationSettings(ServiceSettings):

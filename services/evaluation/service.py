@@ -177,7 +177,11 @@ class EvaluationRunner:
         outcome = (
             "blocked"
             if not passed
-            else ("awaiting-approval" if config.require_approval else "promoted")
+            else "awaiting-approval"
+            if config.require_approval
+            else "canary"
+            if config.canary_share
+            else "promoted"
         )
         evaluated_at = datetime.now(UTC).isoformat()
         body = {
@@ -227,6 +231,14 @@ class EvaluationRunner:
             registry = Registry(store, uow.emit)
             if outcome == "promoted":
                 registry.promote(name, version, "evaluation-gates", reason="gates passed")
+            elif outcome == "canary":  # widened by `llmops models promote` (full traffic)
+                registry.promote(
+                    name,
+                    version,
+                    "evaluation-gates",
+                    canary=config.canary_share,
+                    reason="gates passed: canary first",
+                )
             elif outcome == "awaiting-approval":
                 row.status = "awaiting-approval"
                 uow.session.add(row)

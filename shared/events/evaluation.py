@@ -22,7 +22,7 @@ class ModelEvaluated(Event):
         default_factory=dict, description="Gate -> why it passed or failed, in one sentence."
     )
     outcome: str | None = Field(
-        None, description="promoted, awaiting-approval or blocked (what the registry did)."
+        None, description="promoted, canary, awaiting-approval or blocked (what the registry did)."
     )
     compared_with: str | None = Field(
         None, description="Champion version the paired regression tests ran against."

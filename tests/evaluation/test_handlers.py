@@ -296,3 +296,26 @@ async def test_a_version_whose_dataset_never_came_fails_with_the_reason(tmp_path
     assert event.outcome == "blocked"
     assert "tickets@never-announced was never announced" in event.reasons["evaluated"]
     assert h.emitted(Topic.MODEL_PROMOTED) == []
+
+
+async def test_a_canary_first_then_widened_by_hand(tmp_path: Path) -> None:
+    h = Harness(
+        tmp_path, GateConfig(canary_share=0.2), {"bootstrap": fakes.wrong, "v2": fakes.right}
+    )
+    async with TestKafkaBroker(h.runtime.broker) as broker:
+        dataset_version = await _setup(h, broker)
+        await h.trained(broker, "v2", dataset_version)
+        event = h.runner.run_one("m", "v2")
+        assert event.outcome == "canary"
+        async with h.http() as http:
+            widened = await http.post(
+                "/v1/registry/models/m/promote",
+                json={"version": "v2"},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            )
+            assert widened.status_code == 200, widened.text
+    promoted = h.emitted(Topic.MODEL_PROMOTED)
+    assert [(p.alias, p.traffic_share) for p in promoted] == [
+        ("challenger", 0.2),
+        ("champion", 1.0),
+    ]
