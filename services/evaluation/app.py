@@ -10,21 +10,27 @@ from faststream.asgi import AsgiFastStream
 from services.evaluation import handlers
 from services.evaluation.adapters import store  # noqa: F401 (tables before create_all)
 from services.evaluation.adapters.engine import ModelDirs, SubprocessGenerator
+from services.evaluation.adapters.judge_client import GatewayJudge
 from services.evaluation.api import build_api
 from services.evaluation.config import EvaluationSettings
 from services.evaluation.domain import Evaluator
-from services.evaluation.ports import Generator
+from services.evaluation.ports import Generator, Judge
 from services.evaluation.service import EvaluationRunner
 from shared.runtime import Runtime, build_runtime, make_app
 
 
 def build(
-    settings: EvaluationSettings | None = None, generator: Generator | None = None
+    settings: EvaluationSettings | None = None,
+    generator: Generator | None = None,
+    judge: Judge | None = None,
 ) -> tuple[Runtime, AsgiFastStream]:
     """The runtime and the ASGI app; ``generator`` replaces the vLLM child process (tests)."""
     settings = settings or EvaluationSettings()
     runtime = build_runtime(settings, "evaluation")
-    evaluator = Evaluator(generator or SubprocessGenerator(settings), settings)
+    judge = judge or (
+        GatewayJudge(settings.judge, settings.admin_secret()) if settings.judge else None
+    )
+    evaluator = Evaluator(generator or SubprocessGenerator(settings), settings, judge)
     runner = EvaluationRunner(runtime, settings, evaluator, ModelDirs(settings, runtime.artifacts))
     handlers.register(runtime.bus, settings.consumer_group, runner.kick)
     runtime.state.update(runner=runner, settings=settings)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
+from services.evaluation.judge import JudgeConfig
 from shared.settings import ServiceSettings
 
 DEFAULT_ADMIN_PORT = 9105
@@ -53,6 +54,9 @@ class EvaluationSettings(ServiceSettings):
     gates: GateConfig = Field(default_factory=GateConfig, description="Gates of every model.")
     model_gates: dict[str, GateConfig] = Field(
         default_factory=dict, description="Gates per model name (JSON), over `gates`."
+    )
+    judge: JudgeConfig | None = Field(
+        None, description="LLM-as-judge through the gateway (JSON); None: no judge."
     )
     golden_sets: list[Path] = Field(
         default_factory=list, description="JSON-lines files of LabeledExample rows, added."

@@ -14,7 +14,8 @@ import numpy as np
 
 from services.evaluation import fairness, metrics, regression
 from services.evaluation.config import EvaluationSettings, GateConfig
-from services.evaluation.ports import Generation, Generator
+from services.evaluation.judge import agreement
+from services.evaluation.ports import Generation, Generator, Judge
 from shared.datasets import LabeledExample
 
 
@@ -24,12 +25,14 @@ class Example:
     reference: str
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = "dataset"
+    task: str = "classification"
+    label: Any = None
 
 
 def examples_from(rows: Iterable[LabeledExample], split: str | None, source: str) -> list[Example]:
     """Labeled rows with an expected completion (of one split, when given)."""
     return [
-        Example(row.prompt, row.completion, dict(row.meta), source)
+        Example(row.prompt, row.completion, dict(row.meta), source, row.task, row.label)
         for row in rows
         if row.completion is not None and (split is None or row.split == split)
     ]
@@ -48,9 +51,12 @@ class Scored:
 
 
 class Evaluator:
-    def __init__(self, generator: Generator, settings: EvaluationSettings) -> None:
+    def __init__(
+        self, generator: Generator, settings: EvaluationSettings, judge: Judge | None = None
+    ) -> None:
         self.generator = generator
         self.settings = settings
+        self.judge = judge
 
     def score(self, model_dirs: list[str], examples: Sequence[Example]) -> list[Scored]:
         prompts = [self.settings.prompt_template.format(prompt=e.prompt) for e in examples]
@@ -80,6 +86,7 @@ class Evaluator:
         examples: Sequence[Example],
         config: GateConfig,
         champion: tuple[str, str] | None = None,
+        calibration: Sequence[Example] = (),
     ) -> dict[str, Any]:
         """Score the candidate (and the champion, ``(version, dir)``, on the same examples)."""
         if not examples:
@@ -89,6 +96,10 @@ class Evaluator:
         result = self.summarize(cand, examples, config)
         result["champion"] = None
         result["regression"] = []
+        if self.judge is not None and self.settings.judge is not None:
+            result["judge"] = self.judged(cand, examples, calibration)
+            if result["judge"]["mean"] is not None:
+                result["scores"]["judge_score"] = result["judge"]["mean"]
         if champion is not None:
             version, champ = champion[0], others[0]
             result["champion"] = {
@@ -143,6 +154,34 @@ class Evaluator:
                 {"prompt": e.prompt[:200], "reference": e.reference[:200], "output": o[:200]}
                 for e, o in list(zip(examples, raw, strict=True))[:20]
             ],
+        }
+
+    def judged(
+        self, cand: Scored, examples: Sequence[Example], calibration: Sequence[Example]
+    ) -> dict[str, Any]:
+        """The judge's agreement with human ratings, then its mean rating of the candidate."""
+        assert self.judge is not None
+        assert self.settings.judge is not None
+        config = self.settings.judge
+        human = [e.label for e in calibration]
+        rated = self.judge.rate([e.prompt for e in calibration], [e.reference for e in calibration])
+        agreed = agreement(rated, human, config.min_pairs)
+        trusted = agreed["kappa"] is not None and agreed["kappa"] >= config.min_kappa
+        ratings = (
+            self.judge.rate(
+                [e.prompt for e in examples], [o.strip() for o in cand.generation.outputs]
+            )
+            if trusted
+            else []
+        )
+        valid = [r for r in ratings if r is not None]
+        return {
+            "model": config.model,
+            **agreed,
+            "min_kappa": config.min_kappa,
+            "trusted": trusted,
+            "mean": float(np.mean(valid)) if valid else None,
+            "min_score": config.min_score,
         }
 
     def paired(self, cand: Scored, champ: Scored, alpha: float) -> list[regression.PairedResult]:

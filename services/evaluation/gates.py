@@ -72,4 +72,31 @@ def decide(config: GateConfig, result: Mapping[str, Any]) -> list[Verdict]:
             else f"p95 latency {latency:.1f} ms {'<=' if ok else '>'} {config.max_latency_ms} ms"
         )
         verdicts.append(Verdict("max_latency_ms", ok, latency, config.max_latency_ms, reason))
+    judge = result.get("judge")
+    if judge and judge.get("min_score") is not None:
+        verdicts.append(judge_verdict(judge))
     return verdicts
+
+
+def judge_verdict(judge: Mapping[str, Any]) -> Verdict:
+    """An untrusted judge (agreement with humans below min_kappa) decides nothing."""
+    threshold = float(judge["min_score"])
+    if not judge["trusted"]:
+        kappa = "unmeasured" if judge["kappa"] is None else f"{judge['kappa']:.2f}"
+        return Verdict(
+            "judge_score",
+            True,
+            None,
+            threshold,
+            f"judge {judge['model']} not used: kappa {kappa} with humans "
+            f"({judge['pairs']} pairs) < {judge['min_kappa']}",
+        )
+    mean = judge["mean"]
+    ok = mean is not None and mean >= threshold
+    return Verdict(
+        "judge_score",
+        ok,
+        mean,
+        threshold,
+        f"mean judge rating {mean} {'>=' if ok else '<'} {threshold} (kappa {judge['kappa']:.2f})",
+    )

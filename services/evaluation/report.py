@@ -147,6 +147,15 @@ def model_card(report: dict[str, Any], lineage: dict[str, Any]) -> str:
             f"(DP diff {_fmt(entry['demographic_parity_difference'])}, "
             f"EO diff {_fmt(entry['equalized_odds_difference'])}) |"
         )
+    if judge := result.get("judge"):
+        lines += [
+            "",
+            "## LLM judge",
+            f"- model {judge['model']}: kappa with human ratings {judge['kappa']} over "
+            f"{judge['pairs']} pairs (needs {judge['min_kappa']}): "
+            f"{'trusted' if judge['trusted'] else 'not used by any gate'}; "
+            f"mean rating {judge['mean']}",
+        ]
     lines += [
         "",
         "## Gates",

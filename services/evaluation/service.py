@@ -115,7 +115,9 @@ class EvaluationRunner:
             row = store.version(name, version)
             if row is None or row.status not in ("queued", "evaluating"):
                 return None
-            examples = self.examples(row, store)
+            everything = self.examples(row, store)
+            calibration = [e for e in everything if e.task == "rating"]
+            examples = [e for e in everything if e.task != "rating"]
             champion = store.alias(name, CHAMPION)
             champion_row = store.version(name, champion.version) if champion else None
             row.status, row.attempts = "evaluating", row.attempts + 1
@@ -131,7 +133,9 @@ class EvaluationRunner:
             lineage = lineage_of(row)
         config = self.settings.gates_for(name)
         started = time.perf_counter()
-        result = self.evaluator.evaluate(candidate_dir, examples, config, champion_pair)
+        result = self.evaluator.evaluate(
+            candidate_dir, examples, config, champion_pair, calibration=calibration
+        )
         _duration.record(time.perf_counter() - started, {"model": name})
         return result, gates.decide(config, result), lineage
 

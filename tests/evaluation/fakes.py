@@ -93,11 +93,40 @@ def model_dir(root: Path, name: str) -> tuple[str, ClaimCheck]:
     )
 
 
-def dataset_version(store: ArtifactStore, dataset: str = "tickets") -> DatasetVersioned:
+def rating_rows(n: int = 12) -> list[dict[str, Any]]:
+    """Rated answers (labeling's rating task): the judge's calibration set."""
+    return [
+        {
+            "record_id": f"rated{i}",
+            "split": "test",
+            "task": "rating",
+            "prompt": f"Rate ticket answer {i}\n",
+            "completion": "good answer" if i % 2 else "bad answer",
+            "label": 5 if i % 2 else 1,
+        }
+        for i in range(n)
+    ]
+
+
+class FakeJudge:
+    """Rates "good"/"billing" answers 5, anything else 1; or agrees with nobody."""
+
+    def __init__(self, sensible: bool = True) -> None:
+        self.sensible = sensible
+
+    def rate(self, prompts: list[str], outputs: list[str]) -> list[int | None]:
+        if not self.sensible:
+            return [3] * len(outputs)
+        return [5 if ("good" in o or "billing" in o) else 1 for o in outputs]
+
+
+def dataset_version(
+    store: ArtifactStore, dataset: str = "tickets", rows: list[dict[str, Any]] | None = None
+) -> DatasetVersioned:
     manifest, claim = cut_version(
         store,
         dataset,
-        ROWS,
+        rows or ROWS,
         labeled=True,
         producer="test",
         task="classification",

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from services.evaluation.app import build
 from services.evaluation.config import EvaluationSettings, GateConfig
+from services.evaluation.judge import JudgeConfig
 from shared.bus.store import OutboxEntry
 from shared.events import ModelTrained, WorkerHeartbeat, decode
 from shared.events.serving import ServedModel
@@ -31,6 +32,7 @@ class Harness:
         tmp: Path,
         gates: GateConfig,
         behaviours: dict[str, fakes.Behaviour],
+        judge_port: Any = None,
         **settings: Any,
     ):
         self.tmp = tmp
@@ -50,7 +52,7 @@ class Harness:
                 **{fakes.model_dir(tmp, v)[0]: b for v, b in behaviours.items()},
             }
         )
-        self.runtime, self.app = build(self.settings, generator=self.generator)
+        self.runtime, self.app = build(self.settings, generator=self.generator, judge=judge_port)
         self.runner = self.runtime.state["runner"]
 
     async def publish(self, broker: Any, event: Any) -> None:
@@ -319,3 +321,30 @@ async def test_a_canary_first_then_widened_by_hand(tmp_path: Path) -> None:
         ("challenger", 0.2),
         ("champion", 1.0),
     ]
+
+
+@pytest.mark.parametrize("sensible", [True, False])
+async def test_a_judge_gates_only_when_it_agrees_with_humans(
+    tmp_path: Path, sensible: bool
+) -> None:
+    h = Harness(
+        tmp_path,
+        GateConfig(),
+        {"bootstrap": fakes.wrong, "v2": fakes.right_but_few},
+        judge_port=fakes.FakeJudge(sensible),
+        judge=JudgeConfig(model="judge", min_score=4.5, min_kappa=0.5),
+    )
+    async with TestKafkaBroker(h.runtime.broker) as broker:
+        version = fakes.dataset_version(h.runtime.artifacts, rows=fakes.ROWS + fakes.rating_rows())
+        await h.publish(broker, version)
+        await h.trained(broker, "v2", version.version)
+        event = h.runner.run_one("m", "v2")
+    assert event.scores["accuracy"] < 0.5  # the rated rows are calibration, not test examples
+    if sensible:  # agrees with the humans: its low rating of v2 blocks it
+        assert not event.gates["judge_score"]
+        assert "kappa 1.00" in event.reasons["judge_score"]
+        assert event.scores["judge_score"] < 4.5
+    else:  # rates everything 3: no agreement, so no say
+        assert event.gates["judge_score"]
+        assert "not used" in event.reasons["judge_score"]
+        assert "judge_score" not in event.scores

@@ -153,3 +153,22 @@ def test_gates_explain_their_verdicts() -> None:
     assert "region=us" in verdicts["max_fairness_gap"].reason
     assert not verdicts["max_latency_ms"].passed
     assert math.isclose(verdicts["max_fairness_gap"].value or 0, 0.5)
+
+
+def test_judge_agreement_is_quadratic_kappa_and_needs_enough_pairs() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from services.evaluation.judge import agreement, parse_rating
+
+    judge = [5, 4, 1, 2, None, 3, 5, 1, 2, 4, 5]
+    human = [5, 5, 1, 1, 3, 3, 4, 1, 2, 4, None]
+    pairs = [(j, h) for j, h in zip(judge, human, strict=True) if j and h]
+    expected = cohen_kappa_score(
+        [p[0] for p in pairs], [p[1] for p in pairs], weights="quadratic", labels=[1, 2, 3, 4, 5]
+    )
+    got = agreement(judge, human, min_pairs=5)
+    assert got["pairs"] == 9
+    assert got["kappa"] == pytest.approx(expected)
+    assert agreement(judge, human, min_pairs=20)["kappa"] is None
+    assert parse_rating(" Rating: 4/5") == 4
+    assert parse_rating("no idea") is None
