@@ -1,12 +1,11 @@
-"""`llmops models | promote | rollback | keys ...`: drive serving from the command line.
+"""`llmops keys ...`: the gateway's API keys from the command line (admin key).
 
-Promotions and rollbacks are events on Kafka (every worker applies them); models and keys
-go through the gateway's HTTP API with an admin key (LLMOPS_ADMIN_KEY or <data_dir>/admin.key).
+Promotion and rollback belong to the model registry (`llmops models ...`, the evaluation
+service); `model_artifact` stays here for tools that package a model directory.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import tarfile
 import tempfile
@@ -18,12 +17,11 @@ import typer
 
 from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, run, settings, stdout_line
 from shared.client import PlatformClient
-from shared.events import ClaimCheck, Event, ModelPromoted, ModelRolledBack
+from shared.events import ClaimCheck, Event
 from shared.modelkit import (
     MODEL_DIR_MEDIA_TYPE,
     MODEL_TAR_MEDIA_TYPE,
     dir_digest,
-    is_model_dir,
 )
 from shared.storage import ArtifactStore
 
@@ -85,61 +83,6 @@ def model_artifact(path: Path, upload: bool) -> ClaimCheck:
         return ArtifactStore(settings().artifact_root).put_file(tarball, MODEL_TAR_MEDIA_TYPE)
 
 
-def models(url: GatewayOpt = "http://127.0.0.1:8000") -> None:
-    """Models the live workers serve, with their versions."""
-    for model in _call("GET", url, "/v1/models")["data"]:
-        stdout_line(f"{model['id']}\t{','.join(model.get('versions', []))}")
-
-
-def promote(  # noqa: PLR0917 (typer command: parameters are the CLI)
-    model: Annotated[str, typer.Argument(help="Model name clients ask for.")],
-    version: Annotated[str, typer.Argument(help="Version to serve.")],
-    path: Annotated[Path | None, typer.Option(help="Hugging Face model directory.")] = None,
-    canary: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="Serve as challenger with this share.")
-    ] = None,
-    upload: Annotated[bool, typer.Option(help="Copy into the artifact store (tarball).")] = False,
-    previous: Annotated[str | None, typer.Option(help="Version it replaces.")] = None,
-) -> None:
-    """Publish ModelPromoted: every worker loads the version, then switches live."""
-    artifact = None
-    if path is not None:
-        path = path.resolve()
-        if not is_model_dir(path):
-            console.print(f"[red]{path} is not a model directory (config.json, tokenizer.json)[/]")
-            raise typer.Exit(EXIT_INVALID)
-        artifact = model_artifact(path, upload)
-    _publish(
-        ModelPromoted(
-            model_name=model,
-            model_version=version,
-            artifact=artifact,
-            alias="challenger" if canary is not None else "champion",
-            traffic_share=1.0 if canary is None else canary,
-            previous_version=previous,
-            actor=getpass.getuser(),
-        )
-    )
-
-
-def rollback(
-    model: Annotated[str, typer.Argument(help="Model name.")],
-    to: Annotated[str, typer.Option("--to", help="Version to serve again.")],
-    from_: Annotated[str, typer.Option("--from", help="Version withdrawn.")] = "",
-    reason: Annotated[str, typer.Option(help="Why.")] = "manual",
-) -> None:
-    """Publish ModelRolledBack: workers return to an earlier version."""
-    _publish(
-        ModelRolledBack(
-            model_name=model,
-            from_version=from_,
-            to_version=to,
-            reason=reason,
-            actor=getpass.getuser(),
-        )
-    )
-
-
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="admin, engineer, annotator or viewer.")] = "engineer",
@@ -167,7 +110,4 @@ def keys_revoke(key_id: str, url: GatewayOpt = "http://127.0.0.1:8000") -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(models)
-    app.command()(promote)
-    app.command()(rollback)
     app.add_typer(keys_app, name="keys")

@@ -31,8 +31,6 @@ PLUGIN = ServicePlugin(
         Topic.INFERENCE_COMPLETED,
         Topic.FEEDBACK_RECEIVED,
         Topic.WORKER_HEARTBEAT,
-        Topic.MODEL_PROMOTED,
-        Topic.MODEL_ROLLED_BACK,
         Topic.AUDIT_RECORDED,
     ),
     cli="services.serving.cli:register",

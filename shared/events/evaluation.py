@@ -18,6 +18,19 @@ class ModelEvaluated(Event):
     gates: dict[str, bool] = Field(default_factory=dict, description="Gate -> passed.")
     passed: bool = Field(description="Whether every gate passed.")
     report: ClaimCheck | None = Field(None, description="Full report in the artifact store.")
+    reasons: dict[str, str] = Field(
+        default_factory=dict, description="Gate -> why it passed or failed, in one sentence."
+    )
+    outcome: str | None = Field(
+        None, description="promoted, canary, awaiting-approval or blocked (what the registry did)."
+    )
+    compared_with: str | None = Field(
+        None, description="Champion version the paired regression tests ran against."
+    )
+    report_url: str | None = Field(None, description="Where the service serves the HTML report.")
+    model_card: ClaimCheck | None = Field(
+        None, description="Model card (Markdown) in the artifact store."
+    )
 
 
 @register("llmops.model.promoted")
