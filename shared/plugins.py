@@ -74,6 +74,9 @@ class ServicePlugin:
     processes: tuple[ProcessSpec, ...] = ()
     produces: tuple[Topic, ...] = ()
     consumes: tuple[Topic, ...] = ()
+    topic_prefixes: tuple[str, ...] = ()
+    """Topics outside the catalogue the service creates, uses and deletes, by name prefix
+    (e.g. per-instance reply topics); the production ACLs grant them (shared/deploy/acl.py)."""
     cli: str | None = None
     """``module:function`` taking the ``llmops`` Typer app and adding the service's commands."""
     demo: str | None = None
