@@ -121,6 +121,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_ADMIN_KEY"),
         description="The first admin API key; unset = generated once into <data_dir>/admin.key.",
     )
+    startup_timeout_s: float | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_STARTUP_TIMEOUT_S"),
+        description="`llmops up`: seconds each process may take to become healthy "
+        "(default: its plug-in's; raise it on a slow or busy machine).",
+    )
     replication_factor: int = Field(
         1,
         validation_alias=_env("LLMOPS_REPLICATION_FACTOR"),

@@ -251,7 +251,9 @@ class Supervisor:
                 if self.check_health(child):
                     self.console.print(f"[green]healthy[/] {child.label}")
                     pending.remove(child)
-                elif time.monotonic() - child.started_at > child.spec.startup_timeout_s:
+                elif time.monotonic() - child.started_at > (
+                    self.settings.startup_timeout_s or child.spec.startup_timeout_s
+                ):
                     raise RuntimeError(f"{child.label} not healthy after start timeout")
             self.write_state()
             time.sleep(0.3)

@@ -36,6 +36,7 @@ ENV_DIR = Path(__file__).with_name("alembic")
 BUS_CHAIN = Path(__file__).resolve().parents[1] / "bus" / "migrations"
 SERVICE_VERSION_TABLE = "alembic_version"
 BUS_VERSION_TABLE = "alembic_version_bus"
+logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per revision is noise
 _IN_PROCESS = threading.Lock()  # alembic's context and op proxies are process-global
 
 

@@ -99,6 +99,7 @@ def test_two_anonymization_processes_share_the_work_and_take_over(data_dir: Path
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_ANONYMIZATION_PORT": str(free_port()),
+        "LLMOPS_STARTUP_TIMEOUT_S": "500",  # Presidio loads slowly on a busy 2-core machine
     }
     up = llmops(
         "up", "--detach", "--only", "anonymization", "--scale", "anonymization=2",
