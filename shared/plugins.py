@@ -47,6 +47,9 @@ class ProcessSpec:
     health_path: str = "/healthz"
     startup_timeout_s: float = 120.0
     serves_api: bool = False
+    replica_env: tuple[tuple[str, str], ...] = ()
+    """Environment of the extra processes of `llmops up --scale` (e.g. a second listener
+    only the first process opens); the first process never gets it."""
 
     @property
     def label(self) -> str:

@@ -50,6 +50,7 @@ def test_ingest_through_ingestion_and_anonymization_on_postgres(
         "LLMOPS_DATABASE_URL": database,
         "LLMOPS_INGESTION_PORT": str(free_port()),
         "LLMOPS_ANONYMIZATION_PORT": str(free_port()),
+        "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),
         "LLMOPS_STARTUP_TIMEOUT_S": "500",  # Presidio loads slowly on a busy 2-core machine
     }
     source = tmp_path / "tickets.jsonl"

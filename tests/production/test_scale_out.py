@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared import events as ev
+from shared.events.ingest import Record
 from shared.stack.supervisor import parse_scale
 from shared.topics import Topic
 from tests.integration.test_cli import llmops
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 def _batch(dataset: str, request_id: uuid.UUID) -> ev.RecordsIngested:
     text = f"Customer {dataset} wrote from {dataset}@example.com about an unpaid invoice."
-    record = ev.Record(record_id=uuid.uuid4().hex[:16], text=text, source="scale-test")
+    record = Record(record_id=uuid.uuid4().hex[:16], text=text, source="scale-test")
     return ev.RecordsIngested(
         dataset=dataset, request_id=request_id, batch_index=0, records=[record], count=1
     )
@@ -99,6 +100,7 @@ def test_two_anonymization_processes_share_the_work_and_take_over(data_dir: Path
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_ANONYMIZATION_PORT": str(free_port()),
+        "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),
         "LLMOPS_STARTUP_TIMEOUT_S": "500",  # Presidio loads slowly on a busy 2-core machine
     }
     up = llmops(
