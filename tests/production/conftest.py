@@ -18,7 +18,10 @@ def compose_config() -> dict[str, Any]:
     binary = shutil.which("docker-compose")
     if binary is None:
         subprocess.run(
-            "apt-get install -y -qq docker-compose >/dev/null 2>&1", shell=True, check=False
+            "(apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1",
+            shell=True,
+            check=False,
+            timeout=600,
         )
         binary = shutil.which("docker-compose")
     if binary is None:

@@ -13,7 +13,7 @@ import pytest
 from tests.integration.test_cli import llmops
 from tests.support.stack import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 
 TEXTS = [
     "Ticket 1: Alice Martin (alice.martin@example.com) cannot log in since Monday.",

@@ -93,6 +93,7 @@ def test_parse_scale_checks_names_and_counts() -> None:
             parse_scale(bad, procs)
 
 
+@pytest.mark.slow
 def test_two_anonymization_processes_share_the_work_and_take_over(data_dir: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
     env = {
