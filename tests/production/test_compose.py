@@ -78,17 +78,22 @@ def test_every_service_process_has_a_container(compose_config: dict[str, Any]) -
 
 
 def _settings_classes(plugin: ServicePlugin) -> list[type[BaseSettings]]:
-    package = plugin.processes[0].module.split(".")[:2] if plugin.processes else []
+    """ServiceSettings and the settings classes of the plug-in's ``config`` modules: beside
+    each process module (``services.serving.gateway.config``) or its package's."""
     classes: list[type[BaseSettings]] = [ServiceSettings]
-    try:
-        config = importlib.import_module(".".join([*package, "config"]))
-    except ImportError:
-        return classes
-    classes += [
-        value
-        for value in vars(config).values()
-        if isinstance(value, type) and issubclass(value, ServiceSettings)
-    ]
+    candidates: set[str] = set()
+    for spec in plugin.processes:
+        candidates |= {f"{spec.module}.config", f"{spec.module.rsplit('.', 1)[0]}.config"}
+    for name in sorted(candidates):
+        try:
+            config = importlib.import_module(name)
+        except ImportError:
+            continue
+        classes += [
+            value
+            for value in vars(config).values()
+            if isinstance(value, type) and issubclass(value, ServiceSettings)
+        ]
     return classes
 
 
