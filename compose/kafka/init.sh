@@ -35,11 +35,12 @@ acl() {  # acl PRINCIPAL RESOURCE PATTERN OPERATIONS NAME...
 user ingestion "${KAFKA_PASSWORD_INGESTION:?}"
 user anonymization "${KAFKA_PASSWORD_ANONYMIZATION:?}"
 user serving "${KAFKA_PASSWORD_SERVING:?}"
+user audit "${KAFKA_PASSWORD_AUDIT:?}"
 
 # topics: name, partitions, retention.ms (raw hops keep text briefly)
-topic llmops.ingest.requested.v1 3 604800000
+topic llmops.ingest.requested.v1 3 3600000
 topic llmops.ingest.requested.v1.dlq 1 1209600000
-topic llmops.records.ingested.v1 6 604800000
+topic llmops.records.ingested.v1 6 3600000
 topic llmops.records.ingested.v1.dlq 1 1209600000
 topic llmops.ingest.progressed.v1 3 604800000
 topic llmops.ingest.progressed.v1.dlq 1 1209600000
@@ -88,6 +89,10 @@ acl anonymization topic literal Describe,Read llmops.dataset.versioned.v1 llmops
 acl anonymization topic literal Describe,Read,Write llmops.erasure.requested.v1
 acl anonymization topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.erasure.completed.v1 llmops.erasure.requested.v1.dlq llmops.feedback.received.v1.dlq llmops.inference.completed.v1.dlq llmops.model.trained.v1.dlq llmops.records.anonymized.v1 llmops.records.ingested.v1.dlq
 acl anonymization topic prefixed Describe llmops.
+acl audit group prefixed Describe,Read audit
+acl audit topic literal Describe,Read llmops.audit.recorded.v1
+acl audit topic literal Describe,Write llmops.audit.recorded.v1.dlq
+acl audit topic prefixed Describe llmops.
 acl ingestion group prefixed Describe,Read ingestion
 acl ingestion topic literal Describe,Read llmops.ingest.requested.v1 llmops.records.anonymized.v1
 acl ingestion topic literal Describe,Read,Write llmops.erasure.completed.v1

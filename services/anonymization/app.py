@@ -15,6 +15,7 @@ from services.anonymization.adapters.keyfile import load_keyring
 from services.anonymization.config import AnonymizationSettings
 from services.anonymization.domain import Anonymizer, Operators
 from services.anonymization.keys import KeyRing
+from services.anonymization.known import KnownPolicy
 from services.anonymization.ports import PiiEngine
 from services.anonymization.service import AnonymizationService
 from shared.runtime import Runtime, build_runtime, make_app
@@ -46,7 +47,15 @@ def build(
     operators = Operators(
         keys, settings.operators, settings.default_operator, settings.token_length
     )
-    anonymizer = Anonymizer(lazy, operators, settings.subject_entities, settings.max_chunk_chars)
+    anonymizer = Anonymizer(
+        lazy,
+        operators,
+        settings.subject_entities,
+        max_chunk_chars=settings.max_chunk_chars,
+        known_policy=KnownPolicy(
+            enabled=settings.known_values, min_score=settings.known_values_min_score
+        ),
+    )
     service = AnonymizationService(
         anonymizer, runtime.artifacts, settings.claim_threshold_bytes, runtime.transit
     )

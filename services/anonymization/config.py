@@ -161,8 +161,18 @@ class AnonymizationSettings(ServiceSettings):
     recognizers_file: Path | None = Field(
         None, description="JSON file with more RecognizerSpec objects (a list)."
     )
-    token_length: int = Field(8, ge=6, le=32, description="Hex digits of pseudonym tokens.")
+    token_length: int = Field(
+        16, ge=16, le=32, description="Hex digits of pseudonym tokens (at least 64 bits)."
+    )
     max_chunk_chars: int = Field(100_000, description="Longer texts are analyzed in chunks.")
+    known_values: bool = Field(
+        True,
+        description="Anonymize an identifying value detected with confidence once wherever it "
+        "appears verbatim later (a keyed-hash index of known values, never plaintext).",
+    )
+    known_values_min_score: float = Field(
+        0.8, description="Detector score a value needs to enter the known-values index."
+    )
     claim_threshold_bytes: int = Field(
         512_000, description="Anonymized batches larger than this travel by claim check."
     )

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from services.anonymization import crypto
 from services.anonymization.keys import KeyRing
+from services.anonymization.known import KnownPolicy, candidates, choose
 
 if TYPE_CHECKING:
-    from services.anonymization.ports import PiiEngine, ReplaceFn
+    from services.anonymization.ports import KnownValues, PiiEngine, ReplaceFn, SubjectKeys
 
 OPERATORS = ("pseudonym", "mask", "redact", "hash", "encrypt", "keep")
 
@@ -78,7 +79,7 @@ class Operators:
         keys: KeyRing,
         per_type: Mapping[str, str] | None = None,
         default: str = "pseudonym",
-        token_length: int = 8,
+        token_length: int = 16,
     ) -> None:
         unknown = {op for op in [default, *(per_type or {}).values()] if op not in OPERATORS}
         if unknown:
@@ -91,10 +92,18 @@ class Operators:
     def name_for(self, entity_type: str) -> str:
         return self.per_type.get(entity_type, self.default)
 
-    def apply(self, entity_type: str, value: str, dek: bytes, record_id: str) -> str:
+    def apply(
+        self,
+        entity_type: str,
+        value: str,
+        dek: bytes,
+        record_id: str,
+        subject_key: bytes | None = None,
+    ) -> str:
+        """The replacement of ``value``; ``subject_key`` keys tokens of identifying values."""
         operator = self.name_for(entity_type)
         if operator == "pseudonym":
-            return self.keys.pseudonym(entity_type, value, self.token_length)
+            return self.keys.pseudonym(entity_type, value, self.token_length, subject_key)
         if operator == "mask":
             keep = 4 if len(value) > 8 else 0
             hidden = value[: len(value) - keep]
@@ -102,10 +111,36 @@ class Operators:
         if operator == "redact":
             return f"<{entity_type}>"
         if operator == "hash":
-            return f"<{entity_type}#{self.keys.keyed_hash(value)[:16]}>"
+            return f"<{entity_type}#{self.keys.keyed_hash(value, subject_key)[:16]}>"
         if operator == "encrypt":
             return f"<{entity_type}!{crypto.seal_token(dek, value, record_id.encode())}>"
         return value  # keep
+
+
+SubjectKeyFn = Callable[[str, str], "bytes | None"]
+
+
+@dataclass
+class _Batch:
+    """A batch in flight: per document its text so far, findings, values seen, data key."""
+
+    docs: Sequence[SourceDoc]
+    texts: list[str]
+    findings: list[list[Finding]]
+    seen: list[list[tuple[str, str, str]]]
+    deks: list[bytes]
+
+    def splice(self, index: int, start: int, end: int, out: str) -> None:
+        """Replace ``[start, end)`` of a document; findings after it shift."""
+        text = self.texts[index]
+        self.texts[index] = text[:start] + out + text[end:]
+        delta = len(out) - (end - start)
+        self.findings[index] = [
+            f
+            if f.start < end
+            else Finding(f.entity_type, f.start + delta, f.end + delta, f.score, f.operator)
+            for f in self.findings[index]
+        ]
 
 
 class Anonymizer:
@@ -120,15 +155,37 @@ class Anonymizer:
         engine: PiiEngine,
         operators: Operators,
         subject_entities: Sequence[str],
+        *,
         max_chunk_chars: int = 100_000,
+        known_policy: KnownPolicy | None = None,
     ) -> None:
         self.engine = engine
         self.operators = operators
         self.subject_entities = set(subject_entities)
         self.max_chunk_chars = max_chunk_chars
+        self.known_policy = known_policy or KnownPolicy()
 
-    def run(self, docs: Sequence[SourceDoc]) -> list[AnonymizedDoc]:
+    def run(
+        self,
+        docs: Sequence[SourceDoc],
+        subject_keys: SubjectKeys | None = None,
+        known: KnownValues | None = None,
+    ) -> list[AnonymizedDoc]:
+        """Anonymize a batch. With ``subject_keys`` (the vault), identifying values are
+        tokenized with their subject's own key, so erasure also stops recomputation. With
+        ``known``, identifying values detected with confidence anywhere (this batch or
+        before) are also replaced where the detector missed them."""
         deks = [crypto.new_key() for _ in docs]
+        cache: dict[str, bytes] = {}
+
+        def subject_key(entity_type: str, value: str) -> bytes | None:
+            if subject_keys is None or entity_type not in self.subject_entities:
+                return None
+            ref = self.operators.keys.subject_ref(value)
+            if ref not in cache:
+                cache.update(subject_keys.subject_keys({ref}))
+            return cache[ref]
+
         seen: list[list[tuple[str, str, str]]] = [[] for _ in docs]
         pieces: list[tuple[int, str]] = []
         for index, doc in enumerate(docs):
@@ -138,7 +195,13 @@ class Anonymizer:
             doc = docs[index]
 
             def replace(entity_type: str, value: str) -> str:
-                out = self.operators.apply(entity_type, value, deks[index], doc.record_id)
+                out = self.operators.apply(
+                    entity_type,
+                    value,
+                    deks[index],
+                    doc.record_id,
+                    subject_key(entity_type, value),
+                )
                 seen[index].append((entity_type, value, out))
                 return out
 
@@ -162,10 +225,55 @@ class Anonymizer:
                 for f in result.findings
             ]
             texts[index].append(result.text)
+        batch = _Batch(docs, ["".join(parts) for parts in texts], findings, seen, deks)
+        if known is not None and self.known_policy.enabled:
+            self._propagate_known(batch, known, subject_key)
         return [
-            self._finish(doc, "".join(texts[i]), findings[i], seen[i], deks[i])
+            self._finish(doc, batch.texts[i], findings[i], seen[i], deks[i])
             for i, doc in enumerate(docs)
         ]
+
+    def _propagate_known(
+        self, batch: _Batch, known: KnownValues, subject_key: SubjectKeyFn
+    ) -> None:
+        keys, policy = self.operators.keys, self.known_policy
+        learned: dict[str, tuple[str, str]] = {}
+        for text, spans, values in zip(batch.texts, batch.findings, batch.seen, strict=True):
+            scores = {text[f.start : f.end]: f.score for f in spans}
+            for etype, value, out in values:
+                if (
+                    etype in self.subject_entities
+                    and scores.get(out, 0.0) >= policy.min_score
+                    and len(value.strip()) >= policy.min_chars
+                ):
+                    learned[keys.known_value(value)] = (etype, keys.subject_ref(value))
+        if learned:
+            known.remember(learned)
+        per_doc = [list(candidates(text, policy.max_words)) for text in batch.texts]
+        hashes = {c.text: keys.known_value(c.text) for cands in per_doc for c in cands}
+        hits = known.lookup(set(hashes.values()))
+        for index, cands in enumerate(per_doc):
+            found = [(c, hits[hashes[c.text]]) for c in cands if hashes[c.text] in hits]
+            for cand, etype in choose(found):  # right to left: earlier offsets stay valid
+                out = self.operators.apply(
+                    etype,
+                    cand.text,
+                    batch.deks[index],
+                    batch.docs[index].record_id,
+                    subject_key(etype, cand.text),
+                )
+                batch.splice(index, cand.start, cand.end, out)
+                batch.seen[index].append((etype, cand.text, out))
+                batch.findings[index].append(
+                    Finding(
+                        etype,
+                        cand.start,
+                        cand.start + len(out),
+                        1.0,
+                        self.operators.name_for(etype),
+                    )
+                )
+            batch.findings[index].sort(key=lambda f: f.start)
 
     def _finish(
         self,

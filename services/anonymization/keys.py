@@ -54,6 +54,13 @@ class KeyRing:
         """Key-encryption key: wraps the per-subject keys stored in the vault."""
         return self._derive("vault-kek")
 
+    def known_value(self, value: str) -> str:
+        """Keyed hash of a detected value for the known-values index (never the value)."""
+        digest = hmac.new(
+            self._derive("known-value"), normalize_identifier(value).encode(), hashlib.sha256
+        )
+        return digest.hexdigest()[:32]
+
     def subject_ref(self, identifier: str) -> str:
         """Keyed hash of an identifier (email, name, phone...): the subject's id."""
         digest = hmac.new(
@@ -61,15 +68,28 @@ class KeyRing:
         )
         return digest.hexdigest()[:32]
 
-    def pseudonym(self, entity_type: str, value: str, length: int = 8) -> str:
-        """Consistent token: the same value of the same type gives the same token everywhere."""
+    def pseudonym(
+        self, entity_type: str, value: str, length: int = 16, subject_key: bytes | None = None
+    ) -> str:
+        """Consistent token: the same value of the same type gives the same token everywhere.
+
+        With ``subject_key`` (the data subject's own key from the vault) the token is derived
+        from that key: once the subject is erased (key destroyed) nobody, not even holders of
+        the platform key, can recompute it to find the person's records.
+        """
+        key = _purpose(subject_key, "pseudonym") if subject_key else self.pseudonym_key
         message = f"{entity_type}\x00{normalize_identifier(value)}".encode()
-        digest = hmac.new(self.pseudonym_key, message, hashlib.sha256).hexdigest()
+        digest = hmac.new(key, message, hashlib.sha256).hexdigest()
         return f"<{entity_type}_{digest[:length]}>"
 
-    def keyed_hash(self, value: str) -> str:
+    def keyed_hash(self, value: str, subject_key: bytes | None = None) -> str:
+        key = _purpose(subject_key, "keyed-hash") if subject_key else self.hash_key
         message = normalize_identifier(value).encode()
-        return hmac.new(self.hash_key, message, hashlib.sha256).hexdigest()
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _purpose(key: bytes, purpose: str) -> bytes:
+    return hmac.new(key, f"llmops/{purpose}".encode(), hashlib.sha256).digest()
 
 
 def parse_master_key(text: str) -> bytes:

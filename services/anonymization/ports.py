@@ -29,7 +29,23 @@ class ErasureOutcome:
     removed: dict[str, int] = field(default_factory=dict)
 
 
-class Vault(Protocol):
+class SubjectKeys(Protocol):
+    """Each data subject's own key (created on first sight, destroyed by erasure)."""
+
+    def subject_keys(self, subjects: set[str]) -> dict[str, bytes]: ...
+
+
+class KnownValues(Protocol):
+    """Keyed hashes of values detected with confidence: hash -> (entity type, subject)."""
+
+    def remember(self, values: dict[str, tuple[str, str]]) -> None: ...
+
+    def lookup(self, hashes: set[str]) -> dict[str, str]:
+        """Of these hashes, the known ones with their entity type."""
+        ...
+
+
+class Vault(SubjectKeys, KnownValues, Protocol):
     """Sealed originals, subject keys, the subject index and its lineage (one transaction)."""
 
     def save(self, entries: Sequence[VaultEntry], dataset: str) -> None: ...

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from services.anonymization import lineage
 from services.anonymization.domain import AnonymizedDoc, Anonymizer, SourceDoc
 from services.anonymization.ports import ArtifactReader, TransitReader, Vault
+from shared.claims import decode_batch, pack
 from shared.events import (
     AuditRecorded,
     ClaimCheck,
@@ -30,7 +29,6 @@ from shared.events import (
 )
 from shared.events.ingest import Record
 from shared.events.privacy import AnonymizedRecord, EntitySpan
-from shared.events.registry import format_errors
 
 log = logging.getLogger(__name__)
 SERVICE = "anonymization"
@@ -44,6 +42,7 @@ class Item:
     record_id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_id: str | None = None  # the source's own id (ticket t001): carried, not scanned
 
 
 def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
@@ -92,7 +91,7 @@ class AnonymizationService:
             for path, value in _leaves(item.metadata):
                 field_id = ".".join(str(p) for p in path)
                 docs.append(SourceDoc(f"{item.record_id}{FIELD_SEP}{field_id}", value))
-        results = {doc.record_id: doc for doc in self.anonymizer.run(docs)}
+        results = {doc.record_id: doc for doc in self.anonymizer.run(docs, vault, vault)}
         vault.save([doc.vault for doc in results.values() if doc.vault is not None], dataset)
         return [self._record(item, results) for item in items]
 
@@ -120,6 +119,7 @@ class AnonymizationService:
             entities=spans,
             subjects=sorted(s for s in subjects if not s.startswith("record:")),
             metadata=metadata,
+            source_id=item.source_id,
         )
 
     def _batch_event(
@@ -129,22 +129,12 @@ class AnonymizationService:
         for record in records:
             for span in record.entities:
                 counts[span.entity_type] = counts.get(span.entity_type, 0) + 1
-        body = "\n".join(r.model_dump_json() for r in records).encode()
-        if len(body) > self.claim_bytes:
-            claim = self.artifacts.put_bytes(body, media_type="application/jsonl")
-            return cause.caused(  # type: ignore[no-any-return]
-                RecordsAnonymized,
-                dataset=dataset,
-                records=[],
-                claim=claim,
-                count=len(records),
-                entity_counts=counts,
-                **fields,
-            )
+        inline, claim = pack(records, self.artifacts, self.claim_bytes)
         return cause.caused(  # type: ignore[no-any-return]
             RecordsAnonymized,
             dataset=dataset,
-            records=records,
+            records=inline,
+            claim=claim,
             count=len(records),
             entity_counts=counts,
             **fields,
@@ -154,24 +144,19 @@ class AnonymizationService:
         if event.claim is None:
             return list(event.records)
         try:
-            raw = self.transit.get_bytes(event.claim).decode("utf-8")
+            raw = self.transit.get_bytes(event.claim)
         except FileNotFoundError:
             raise ClaimMissingError(
                 f"claim-checked batch {event.claim.sha256[:16]} is not in the transit store "
                 "(never written there, or already consumed and deleted)"
             ) from None
-        try:
-            if raw.lstrip().startswith("["):
-                return [Record.model_validate(item) for item in json.loads(raw)]
-            return [Record.model_validate_json(line) for line in raw.splitlines() if line.strip()]
-        except ValidationError as exc:  # its message would quote raw text into logs and DLQ
-            detail = format_errors(exc)
-            raise ValueError(f"claim-checked batch is not a list of records: {detail}") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"claim-checked batch is not JSON: {exc.msg} at {exc.pos}") from None
+        return decode_batch(raw, Record)
 
     def on_records_ingested(self, event: RecordsIngested, vault: Vault) -> RecordsAnonymized:
-        items = [Item(r.record_id, r.text, dict(r.metadata)) for r in self.load_records(event)]
+        items = [
+            Item(r.record_id, r.text, dict(r.metadata), r.source_id)
+            for r in self.load_records(event)
+        ]
         records = self.anonymize(items, vault, event.dataset)
         return self._batch_event(
             event,

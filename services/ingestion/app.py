@@ -12,8 +12,10 @@ from faststream.asgi import AsgiFastStream
 from services.ingestion import handlers
 from services.ingestion.adapters.language import detect_language
 from services.ingestion.adapters.readers import read_source
+from services.ingestion.adapters.sql import SqlErasureStore, SqlJobStore
 from services.ingestion.config import IngestionSettings
 from services.ingestion.jobs import IngestRunner
+from services.ingestion.ports import ErasureStore, JobStore
 from shared.runtime import Runtime, build_runtime, make_app
 
 
@@ -29,15 +31,38 @@ def fingerprint_key(settings: IngestionSettings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def build(settings: IngestionSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
+def build(
+    settings: IngestionSettings | None = None,
+    *,
+    jobs: JobStore | None = None,
+    erasures: ErasureStore | None = None,
+) -> tuple[Runtime, AsgiFastStream]:
+    """The service; ``jobs`` and ``erasures`` default to the SQL adapters (tests: fakes)."""
     settings = settings or IngestionSettings()
     runtime = build_runtime(settings, "ingestion")
+    assert runtime.engine is not None
+    jobs = jobs or SqlJobStore(runtime.engine, runtime.service, runtime.artifacts)
+    relay = runtime.bus.relay
     runner = IngestRunner(
-        runtime, settings, read_source, detect_language, fingerprint_key(settings)
+        jobs,
+        settings,
+        reader=read_source,
+        detect_language=detect_language,
+        fingerprint_key=fingerprint_key(settings),
+        transit=runtime.transit,
+        on_committed=relay.kick if relay is not None else None,
     )
     runtime.state["runner"] = runner
+    runtime.state["jobs"] = jobs
     runtime.checks["runner"] = runner.alive
-    handlers.register(runtime.bus, settings.consumer_group, runner.kick, runtime.artifacts)
+    handlers.register(
+        runtime.bus,
+        settings.consumer_group,
+        jobs=jobs,
+        erasures=erasures or SqlErasureStore(),
+        on_job_stored=runner.kick,
+        artifacts=runtime.artifacts,
+    )
 
     @asynccontextmanager
     async def lifespan(_runtime: Runtime) -> AsyncIterator[None]:

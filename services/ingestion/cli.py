@@ -83,6 +83,14 @@ def print_report(report: IngestCompleted) -> None:
             out.print(f"  {where}: {error.reason}")
         if report.error_count > len(report.errors):
             out.print(f"  ... and {report.error_count - len(report.errors)} more")
+    filtered = sum(report.filtered.values())
+    if filtered:
+        out.print(f"{filtered} record(s) dropped by quality filters:")
+        for item in report.filtered_records:
+            where = f"{item.source}" + (f":{item.line}" if item.line else "")
+            out.print(f"  {where}: {item.rule}")
+        if filtered > len(report.filtered_records):
+            out.print(f"  ... and {filtered - len(report.filtered_records)} more")
     if report.failed:
         out.print(f"[red]request failed:[/] {report.failed}")
 
@@ -258,7 +266,9 @@ def list_versions(json_output: Annotated[bool, typer.Option("--json")] = False) 
 @datasets_app.command()
 def show(
     ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION (latest if no version).")],
-    record: Annotated[str | None, typer.Option(help="Lineage of one record id.")] = None,
+    record: Annotated[
+        str | None, typer.Option(help="Lineage of one record: its record id or source id.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Lineage rows to print.")] = 20,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -269,7 +279,11 @@ def show(
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_INVALID) from None
-    lineage = [e for e in iter_lineage(store, manifest) if record in (None, e["record_id"])]
+    lineage = [
+        e
+        for e in iter_lineage(store, manifest)
+        if record in (None, e["record_id"], e.get("source_id"))
+    ]
     if json_output:
         body = json.loads(manifest.model_dump_json(by_alias=True))
         body["lineage"] = lineage[:limit] if record is None else lineage
@@ -282,12 +296,13 @@ def show(
     )
     out.print(f"schema: {json.dumps(manifest.schema_)}")
     out.print(f"created by: {', '.join(manifest.created_by) or '-'}")
-    table = Table("record", "line", "request", "dropped duplicates", "source")
+    table = Table("record", "source id", "line", "request", "dropped duplicates", "source")
     table.columns[-1].overflow = "fold"
     for entry in lineage[:limit]:
         dups = ", ".join(f"{d['record_id'][:12]} ({d['status']})" for d in entry["duplicates"])
         table.add_row(
             entry["record_id"],
+            entry.get("source_id") or "-",
             str(entry["line"] or "-"),
             (entry["request_id"] or "-")[:8],
             dups or "-",

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.client import PlatformClient
+from shared.datasets import iter_lineage, load_manifest
 from shared.events import DatasetVersioned, IngestCompleted, IngestRequested
 from shared.events.ingest import FieldMapping, SourceSpec
+from shared.storage import ArtifactStore
 from shared.topics import Topic
 
 DATASET = "support-tickets"
@@ -80,7 +82,7 @@ def _ticket(rng: random.Random) -> dict[str, Any]:
 def write_corpus(directory: Path, count: int = 150, seed: int = 42) -> tuple[Path, int]:
     """The corpus file and how many bad lines it holds."""
     rng = random.Random(seed)
-    tickets = [_ticket(rng) for _ in range(count)]
+    tickets = [{"id": f"t{n:03}", **_ticket(rng)} for n in range(1, count + 1)]
     lines = [json.dumps(t).encode() for t in tickets]
     lines += [json.dumps(t).encode() for t in rng.sample(tickets, 10)]  # exact duplicates
     lines += [  # near duplicates: the same ticket sent again with a word more
@@ -106,7 +108,7 @@ def run(ctx: Any) -> None:
     request = IngestRequested(
         dataset=DATASET,
         sources=[SourceSpec(uri=str(path))],
-        mapping=FieldMapping(metadata_fields=["category"]),
+        mapping=FieldMapping(id_field="id", metadata_fields=["category"]),
         cut_version=True,
     )
 
@@ -134,6 +136,11 @@ def run(ctx: Any) -> None:
         f"dataset version {DATASET}@{versioned.version}: {versioned.records} records, "
         "cut from the anonymized text"
     )
+    store = ArtifactStore(ctx.settings.artifact_root)
+    manifest = load_manifest(store, versioned.manifest)
+    found = [e for e in iter_lineage(store, manifest) if e.get("source_id") == "t001"]
+    where = f"record {found[0]['record_id'][:12]}, line {found[0]['line']}" if found else "not kept"
+    ctx.say(f"ticket t001 in the version: {where} (llmops datasets show {DATASET} --record t001)")
     if report.failed or report.emitted == 0 or report.malformed != bad:
         raise RuntimeError(f"ingest did not go as expected: {report.model_dump_json()}")
     ctx.results.update(

@@ -8,27 +8,27 @@ the next version cut leaves erased records out.
 
 from __future__ import annotations
 
-from sqlmodel import Session
-
-from services.ingestion.adapters import store
+from services.ingestion.ports import ErasureStore
+from shared.bus.store import UnitOfWork
 from shared.events.privacy import ErasureCompleted
 
 ANSWERS_TO = "anonymization"
 
 
-def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCompleted | None:
+def answer(
+    store: ErasureStore, uow: UnitOfWork, event: ErasureCompleted
+) -> ErasureCompleted | None:
     """Ingestion's ErasureCompleted for anonymization's one; None for any other service's."""
     if event.service != ANSWERS_TO:
         return None
-    held = store.lineage_of(session, event.records)
-    record_ids = sorted(held)
-    versions = store.versions_containing(session, record_ids)
-    removed = store.forget(session, record_ids) if record_ids else {}
+    record_ids = sorted(store.held(uow, event.records))
+    versions = store.versions_containing(uow, record_ids)
+    removed = store.forget(uow, record_ids) if record_ids else {}
     return event.caused(  # type: ignore[no-any-return]
         ErasureCompleted,
         request_id=event.request_id,
         subject_ref=event.subject_ref,
-        service=service,
+        service=uow.producer,
         found=bool(record_ids),
         records=record_ids,
         dataset_versions=versions,

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from services.ingestion import erasure, versions
-from services.ingestion.adapters.store import IngestJob
+from services.ingestion.ports import ErasureStore, JobStore
 from shared.bus import EventBus, UnitOfWork
 from shared.events import ErasureCompleted, IngestRequested, RecordsAnonymized
 from shared.storage import ArtifactStore
@@ -14,20 +14,20 @@ from shared.topics import Topic
 
 
 def register(
-    bus: EventBus, group: str, on_job_stored: Callable[[], None], artifacts: ArtifactStore
+    bus: EventBus,
+    group: str,
+    *,
+    jobs: JobStore,
+    erasures: ErasureStore,
+    on_job_stored: Callable[[], None],
+    artifacts: ArtifactStore,
 ) -> None:
     async def on_ingest_requested(event: IngestRequested, uow: UnitOfWork) -> None:
-        uow.session.add(
-            IngestJob(
-                request_id=str(event.event_id),
-                dataset=event.dataset,
-                request_json=event.model_dump_json(),
-            )
-        )
+        jobs.add(uow, event)
         on_job_stored()
 
     async def on_erasure_completed(event: ErasureCompleted, uow: UnitOfWork) -> None:
-        reply = erasure.answer(uow.session, event, uow.producer)
+        reply = erasure.answer(erasures, uow, event)
         if reply is not None:
             uow.emit(reply)
 

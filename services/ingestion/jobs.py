@@ -1,38 +1,32 @@
 """The job runner: turns stored ingest requests into batches, chunk by chunk, resumably.
 
-A request is stored by its handler (with the inbox row). The runner then reads its
-sources in a worker thread. Each chunk of rows commits in ONE transaction: dedup index
-entries, lineage, the RecordsIngested batches (outbox, deterministic event ids) and the
-job's checkpoint (position in the source stream, counters). A process killed mid-request
-resumes at the last checkpoint: nothing is lost, nothing is emitted twice.
+A request is stored by its handler (with the inbox row). The runner, a background loop,
+then reads its sources in a worker thread. Each chunk of rows commits in ONE transaction
+of the job store: dedup index entries, lineage, the RecordsIngested batches (outbox,
+deterministic event ids) and the job's checkpoint (position in the source stream,
+counters). A process killed mid-request resumes at the last checkpoint: nothing is lost,
+nothing is emitted twice. The runner depends on ports only (``ports.JobStore``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, select
-
-from services.ingestion.adapters import store
 from services.ingestion.config import IngestionSettings
 from services.ingestion.domain.cleaning import CleaningConfig
 from services.ingestion.domain.dedup import DedupConfig
-from services.ingestion.domain.pipeline import Pipeline, RawRow, Report
-from services.ingestion.ports import LanguageDetector, SourceReader
-from services.ingestion.versions import complete_job
-from shared.bus.store import UnitOfWork
-from shared.events.envelope import ClaimCheck
+from services.ingestion.domain.pipeline import Pipeline, RawRow
+from services.ingestion.ports import Job, JobStore, LanguageDetector, Outgoing, SourceReader
+from shared.background import BackgroundLoop
+from shared.claims import BlobWriter, pack
 from shared.events.ingest import IngestProgressed, IngestRequested, Record, RecordsIngested
-from shared.runtime import Runtime
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -70,79 +64,63 @@ def resolve_configs(
 class IngestRunner:
     def __init__(
         self,
-        runtime: Runtime,
+        jobs: JobStore,
         settings: IngestionSettings,
+        *,
         reader: SourceReader,
         detect_language: LanguageDetector | None,
         fingerprint_key: bytes,
+        transit: BlobWriter,
+        on_committed: Callable[[], None] | None = None,
     ) -> None:
-        assert runtime.engine is not None
-        self.runtime = runtime
-        self.engine = runtime.engine
+        self.jobs = jobs
         self.settings = settings
         self.reader = reader
         self.detect_language = detect_language
         self.key = fingerprint_key
+        self.transit = transit  # raw text: anonymization empties it once it has read a batch
+        self.on_committed = on_committed  # e.g. wake the outbox relay (called on the loop)
         # where versions used to collect raw records (before they were cut from anonymized
         # ones): whatever an older release left there is raw text, removed at start
         self.legacy_spool = Path(settings.data_dir) / "ingestion" / "spool"
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop = BackgroundLoop(
+            "ingest-runner", self._step, interval_s=settings.poll_s, retry_s=1.0, max_retry_s=5.0
+        )
+        self._main: asyncio.AbstractEventLoop | None = None
         self._failures: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------
     def kick(self) -> None:
-        self._wake.set()
+        self.loop.kick()
 
     async def start(self) -> None:
         shutil.rmtree(self.legacy_spool, ignore_errors=True)
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.create_task(self._run(), name="ingest-runner")
+        self._main = asyncio.get_running_loop()
+        await self.loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.loop.stop()
 
     def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self.loop.alive()
 
-    async def _run(self) -> None:
-        while True:
-            request_id = self._next_job()
-            if request_id is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_s)
-                self._wake.clear()
-                continue
-            try:
-                await asyncio.to_thread(self.run_job, request_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures = self._failures[request_id] = self._failures.get(request_id, 0) + 1
-                log.exception("ingest job failed", extra={"request_id": request_id})
-                if failures >= MAX_ATTEMPTS:
-                    await asyncio.to_thread(self.fail_job, request_id, "internal error; see logs")
-                await asyncio.sleep(min(5.0, 0.5 * 2**failures))
+    async def _step(self) -> bool:
+        """Run the next job, if any; True when one ran (look for the next at once)."""
+        request_id = await asyncio.to_thread(self.jobs.next_job)
+        if request_id is None:
+            return False
+        try:
+            await asyncio.to_thread(self.run_job, request_id)
+        except Exception:
+            failures = self._failures[request_id] = self._failures.get(request_id, 0) + 1
+            if failures >= MAX_ATTEMPTS:
+                await asyncio.to_thread(self.fail_job, request_id, "internal error; see logs")
+            raise  # logged by the loop, retried after a backoff
+        return True
 
-    def _next_job(self) -> str | None:
-        with Session(self.engine) as session:
-            job = session.exec(
-                select(store.IngestJob)
-                .where(col(store.IngestJob.status).in_(["pending", "running"]))
-                .order_by(col(store.IngestJob.created_at))
-                .limit(1)
-            ).first()
-            return job.request_id if job else None
-
-    def _kick_relay(self) -> None:
-        relay = self.runtime.bus.relay
-        if relay is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(relay.kick)
+    def _committed(self) -> None:
+        if self.on_committed is not None and self._main is not None:
+            self._main.call_soon_threadsafe(self.on_committed)
 
     # -- the work (worker thread) ----------------------------------------------------
     def rows(self, request: IngestRequested) -> Iterator[RawRow]:
@@ -154,18 +132,15 @@ class IngestRunner:
             yield RawRow("request", None, error="no source and no inline record", file_level=True)
 
     def run_job(self, request_id: str) -> None:
-        with Session(self.engine) as session:
-            job = session.get(store.IngestJob, request_id)
-            assert job is not None
-            request = IngestRequested.model_validate_json(job.request_json)
-            position, report = job.position, Report.from_dict(job.report or {})
+        job = self.jobs.load(request_id)
+        request = job.request
         try:
             cleaning, dedup = resolve_configs(self.settings, request.cleaning)
         except ValueError as exc:
-            self.fail_job(request_id, str(exc))
+            self.jobs.finish(job, failed=str(exc))
+            self._committed()
             return
-        with Session(self.engine) as session:
-            exact, lsh = store.load_index(session, request.dataset, dedup)
+        exact, lsh = self.jobs.load_index(request.dataset, dedup)
         pipeline = Pipeline(
             request_id=request_id,
             mapping=request.mapping,
@@ -176,68 +151,45 @@ class IngestRunner:
             fingerprint_key=self.key,
             detect_language=self.detect_language,
         )
-        rows = itertools.islice(self.rows(request), position, None)  # resume after checkpoint
+        rows = itertools.islice(self.rows(request), job.position, None)  # resume at checkpoint
         while chunk := list(itertools.islice(rows, self.settings.chunk_rows)):
-            self._apply_chunk(request, pipeline, dedup, chunk, report)
-        with Session(self.engine) as session:
-            uow = UnitOfWork(session, self.runtime.service)
-            complete_job(uow, self.runtime.artifacts, request, report)
-            session.commit()
-        self._kick_relay()
-        log.info("ingest completed", extra={"request_id": request_id, **report.to_dict()})
+            self._apply_chunk(job, pipeline, dedup, chunk)
+        self.jobs.finish(job)
+        self._committed()
+        log.info("ingest completed", extra={"request_id": request_id, **job.report.to_dict()})
 
     def _apply_chunk(
-        self,
-        request: IngestRequested,
-        pipeline: Pipeline,
-        dedup: DedupConfig,
-        chunk: list[RawRow],
-        report: Report,
+        self, job: Job, pipeline: Pipeline, dedup: DedupConfig, chunk: list[RawRow]
     ) -> None:
-        request_id = str(request.event_id)
+        request, report = job.request, job.report
         result = pipeline.process(chunk, report)
-        with Session(self.engine) as session:
-            job = session.get(store.IngestJob, request_id)
-            assert job is not None
-            uow = UnitOfWork(session, self.runtime.service)
-            store.save_chunk(session, request.dataset, request_id, result, dedup)
-            size = self.settings.batch_records
-            for start in range(0, len(result.kept), size):
-                batch = result.kept[start : start + size]
-                uow.emit(self._batch_event(request, job.batch_index, batch, report.read))
-                job.batch_index += 1
-                report.batches += 1
-            topic = progress_topic()
-            if topic is not None:
-                uow.emit(
-                    request.caused(
-                        IngestProgressed,
-                        event_id=batch_event_id(request_id, f"progress-{job.position}"),
-                        dataset=request.dataset,
-                        request_id=request.event_id,
-                        read=report.read,
-                        emitted=report.emitted,
-                        source=chunk[-1].source,
-                    ),
-                    topic=topic,
-                )
-            job.position += len(chunk)
-            job.report = report.to_dict()
-            job.status = "running"
-            job.updated_at = datetime.now(UTC)
-            session.add(job)
-            session.commit()
-        self._kick_relay()
+        events: list[Outgoing] = []
+        size = self.settings.batch_records
+        for start in range(0, len(result.kept), size):
+            batch = result.kept[start : start + size]
+            events.append((self._batch_event(request, job.batch_index, batch, report.read), None))
+            job.batch_index += 1
+            report.batches += 1
+        topic = progress_topic()
+        if topic is not None:
+            progress = request.caused(
+                IngestProgressed,
+                event_id=batch_event_id(job.request_id, f"progress-{job.position}"),
+                dataset=request.dataset,
+                request_id=request.event_id,
+                read=report.read,
+                emitted=report.emitted,
+                source=chunk[-1].source,
+            )
+            events.append((progress, topic))
+        job.position += len(chunk)
+        self.jobs.save_chunk(job, result, dedup, events)
+        self._committed()
 
     def _batch_event(
         self, request: IngestRequested, index: int, batch: list[Record], read: int
     ) -> RecordsIngested:
-        fields: dict[str, Any] = {"records": batch}
-        body = "".join(r.model_dump_json() + "\n" for r in batch).encode()
-        if len(body) > self.settings.claim_bytes:
-            # raw text: the transit store, which anonymization empties once it has read it
-            claim: ClaimCheck = self.runtime.transit.put_bytes(body, "application/jsonl")
-            fields = {"records": [], "claim": claim}
+        records, claim = pack(batch, self.transit, self.settings.claim_bytes)
         return request.caused(  # type: ignore[no-any-return]
             RecordsIngested,
             event_id=batch_event_id(str(request.event_id), f"batch-{index}"),
@@ -246,16 +198,10 @@ class IngestRunner:
             batch_index=index,
             count=len(batch),
             read_so_far=read,
-            **fields,
+            records=records,
+            claim=claim,
         )
 
     def fail_job(self, request_id: str, reason: str) -> None:
-        with Session(self.engine) as session:
-            job = session.get(store.IngestJob, request_id)
-            assert job is not None
-            request = IngestRequested.model_validate_json(job.request_json)
-            report = Report.from_dict(job.report or {})
-            uow = UnitOfWork(session, self.runtime.service)
-            complete_job(uow, self.runtime.artifacts, request, report, failed=reason)
-            session.commit()
-        self._kick_relay()
+        self.jobs.finish(self.jobs.load(request_id), failed=reason)
+        self._committed()

@@ -2,7 +2,9 @@
 
 Each document belongs to a cluster. The first member is the original; exact copies differ
 only in case and spacing; near copies change about 2% of the words (substitute, delete or
-insert); hard negatives share a large part of an original but are new documents.
+insert); hard negatives share a large part of an original but are new documents:
+half of it, or (``siblings``) all but ``sibling_rate`` of its words, like two tickets
+filled into one template.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def generate(
     negatives: float = 0.1,
     words: tuple[int, int] = (60, 160),
     edit_rate: float = 0.02,
+    siblings: float = 0.0,
+    sibling_rate: float = 0.2,
 ) -> list[Doc]:
     """Documents in a shuffled order; ``cluster`` ids are the ground truth."""
     rng = random.Random(seed)
@@ -66,6 +70,11 @@ def generate(
         if rng.random() < negatives:  # shares ~half of the original: a different document
             half = base[: len(base) // 2] + [rng.choice(vocab) for _ in range(len(base) // 2)]
             docs.append(Doc(" ".join(half), originals + cluster, "negative"))
+        if siblings and rng.random() < siblings:  # the same template, other slot values
+            sibling = list(base)
+            for position in rng.sample(range(len(base)), round(len(base) * sibling_rate)):
+                sibling[position] = rng.choice(vocab)
+            docs.append(Doc(" ".join(sibling), 2 * originals + cluster, "negative"))
     rng.shuffle(docs)
     return docs
 

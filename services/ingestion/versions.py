@@ -22,10 +22,11 @@ from sqlmodel import Session, col, select
 from services.ingestion.adapters import store
 from services.ingestion.domain.pipeline import Report
 from shared.bus.store import UnitOfWork
+from shared.claims import unpack
 from shared.datasets import DatasetManifest, cut_version, iter_records
 from shared.events.ingest import IngestCompleted, IngestRequested
 from shared.events.labeling import DatasetVersioned
-from shared.events.privacy import RecordsAnonymized
+from shared.events.privacy import AnonymizedRecord, RecordsAnonymized
 from shared.storage import ArtifactStore
 
 
@@ -43,7 +44,9 @@ def _erased(session: Session, dataset: str) -> set[str]:
     )
 
 
-def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
+def _lineage(
+    session: Session, ids: list[str], source_ids: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         rows = store.lineage_of(session, part)
@@ -52,6 +55,7 @@ def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
             row = rows.get(rid)
             yield {
                 "record_id": rid,
+                "source_id": source_ids.get(rid),
                 "request_id": row.request_id if row else None,
                 "source": row.source if row else None,
                 "line": row.line if row else None,
@@ -68,7 +72,7 @@ def _lineage(session: Session, ids: list[str]) -> Iterator[dict[str, Any]]:
             }
 
 
-VERSION_FIELDS = ("record_id", "text", "metadata", "entities")
+VERSION_FIELDS = ("record_id", "source_id", "text", "metadata", "entities")
 
 
 def cut_request_version(
@@ -78,7 +82,13 @@ def cut_request_version(
     parent = store.latest_version(session, request.dataset)
     erased = _erased(session, request.dataset)
     ids: list[str] = []
+    source_ids: dict[str, str] = {}  # the source's own ids (ticket t001), for the lineage
     created_by = {request_id}
+
+    def keep(record: dict[str, Any]) -> None:
+        ids.append(record["record_id"])
+        if record.get("source_id") is not None:
+            source_ids[record["record_id"]] = str(record["source_id"])
 
     def records() -> Iterator[dict[str, Any]]:
         if parent is not None:
@@ -86,11 +96,11 @@ def cut_request_version(
             created_by.update(manifest.created_by)
             for record in iter_records(artifacts, manifest):
                 if record["record_id"] not in erased:
-                    ids.append(record["record_id"])
+                    keep(record)
                     yield record
         for record in store.iter_anonymized(session, request_id):
             if record["record_id"] not in erased:
-                ids.append(record["record_id"])
+                keep(record)
                 yield {name: record[name] for name in VERSION_FIELDS if name in record}
 
     manifest, claim = cut_version(
@@ -99,7 +109,7 @@ def cut_request_version(
         records(),
         parent=parent.version if parent else None,
         created_by=created_by,
-        lineage=_lineage(session, ids),
+        lineage=_lineage(session, ids, source_ids),
         producer="ingestion",
     )
     if session.get(store.VersionRow, manifest.version) is None:
@@ -167,11 +177,8 @@ def on_records_anonymized(
     request = _request_of(job)
     if not _waits_for_version(job, request):
         return None
-    if event.claim is not None:
-        lines = artifacts.get_bytes(event.claim).decode("utf-8").splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
-    else:
-        records = [r.model_dump(mode="json") for r in event.records]
+    batch = unpack(event.records, event.claim, artifacts, AnonymizedRecord)
+    records = [r.model_dump(mode="json") for r in batch]
     store.save_anonymized(session, job.request_id, event.batch_index, records)
     session.flush()
     session.refresh(job)  # the runner may have finished meanwhile (SQLite has no row locks)

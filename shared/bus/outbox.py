@@ -17,6 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from shared.background import BackgroundLoop
 from shared.bus.store import OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -37,40 +38,26 @@ class OutboxRelay:
         self.batch = batch
         self.poll_s = poll_s
         self.linger_s = linger_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # a short linger lets a busy handler commit a few more rows: one drain sends them
+        self._loop = BackgroundLoop(
+            "outbox-relay", self._step, interval_s=poll_s, linger_s=linger_s
+        )
 
     def kick(self) -> None:
-        self._wake.set()
+        self._loop.kick()
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         with contextlib.suppress(Exception):
             await self.drain()
 
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            # a short linger lets a busy handler commit a few more rows: one drain sends them
-            await asyncio.sleep(self.linger_s)
-            self._wake.clear()
-            try:
-                await self.drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; will retry")
-                await asyncio.sleep(self.poll_s)
+    async def _step(self) -> bool:
+        await self.drain()
+        return False
 
     async def drain(self) -> int:
         """Publish every pending row, oldest first; returns how many were sent."""

@@ -42,8 +42,10 @@ class ClaimCheck(Payload):
     """A pointer to a large payload kept in the artifact store."""
 
     uri: str = Field(description="Artifact URI (file path or fsspec URL).")
-    sha256: str = Field(description="sha256 of the artifact bytes, hex.")
-    size: int = Field(description="Size of the artifact in bytes.")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="sha256 of the artifact bytes, 64 lowercase hex."
+    )
+    size: int = Field(ge=0, description="Size of the artifact in bytes.")
     media_type: str = Field("application/jsonl", description="Format of the artifact.")
 
 

@@ -103,6 +103,14 @@ class IngestError(Payload):
     reason: str = Field(description="What was wrong, for a person.")
 
 
+class FilteredRecord(Payload):
+    """One row a quality filter dropped, with where it was (never its text)."""
+
+    source: str = Field(description="File or URL.")
+    line: int | None = Field(None, description="Line or row number, 1-based, if known.")
+    rule: str = Field(description="The filter that dropped it, e.g. too_short, top_2gram.")
+
+
 @register("llmops.ingest.completed")
 class IngestCompleted(Event):
     """Report of one ingest request."""
@@ -119,6 +127,10 @@ class IngestCompleted(Event):
     )
     cleaned: dict[str, int] = Field(
         default_factory=dict, description="Rows changed per cleaning step (kept rows too)."
+    )
+    filtered_records: list[FilteredRecord] = Field(
+        default_factory=list,
+        description="First filtered rows (capped like errors; `filtered` has every count).",
     )
     errors: list[IngestError] = Field(default_factory=list, description="First errors (capped).")
     error_count: int = Field(0, description="Total number of errors, beyond the cap too.")

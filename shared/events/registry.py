@@ -72,7 +72,17 @@ def upcast(payload: dict[str, Any]) -> dict[str, Any]:
     """Bring a payload to the latest registered version of its type."""
     event_type = payload["event_type"]
     target = latest(event_type).SCHEMA_VERSION
-    version = int(payload.get("schema_version") or 1)
+    raw_version = payload.get("schema_version") or 1
+    if isinstance(raw_version, bool) or not isinstance(raw_version, int | str):
+        raise EventDecodeError("invalid", f"schema_version: not a version: {raw_version!r}")
+    try:
+        version = int(raw_version)
+    except ValueError:
+        raise EventDecodeError(
+            "invalid", f"schema_version: not a version: {raw_version!r}"
+        ) from None
+    if version < 1:
+        raise EventDecodeError("invalid", f"schema_version: must be at least 1, got {version}")
     if version > target:
         raise EventDecodeError(
             "unknown-version", f"{event_type} v{version} is newer than this reader (v{target})"

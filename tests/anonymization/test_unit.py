@@ -27,11 +27,84 @@ def test_pseudonyms_are_consistent_keyed_and_typed():
     token = KEYS.pseudonym("PERSON", "Alice Johnson")
     assert token == KEYS.pseudonym("PERSON", "alice  johnson")
     assert token.startswith("<PERSON_")
-    assert len(token) == len("<PERSON_>") + 8
+    assert len(token) == len("<PERSON_>") + 16  # 64 bits: no collisions at corpus scale
     assert token != KeyRing(b"x" * 32).pseudonym("PERSON", "Alice Johnson")  # keyed
     assert token != KEYS.pseudonym("LOCATION", "Alice Johnson")
     assert KEYS.subject_ref("a@b.io") == KEYS.subject_ref("A@B.IO")
     assert KEYS.subject_ref("a@b.io") not in token
+
+
+class DictKeys:
+    """SubjectKeys fake: each subject's key made on first sight; erase() forgets it."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, bytes] = {}
+
+    def subject_keys(self, subjects: set[str]) -> dict[str, bytes]:
+        for subject in subjects - self.keys.keys():
+            self.keys[subject] = crypto.new_key()
+        return {s: self.keys[s] for s in subjects}
+
+
+def test_identifying_values_are_tokenized_with_their_subjects_own_key():
+    """Security finding 5: after erasure the pseudonym cannot be recomputed with the platform
+    key, so nobody can search the anonymized corpus for the erased person."""
+    engine = FakeEngine({"Alice Johnson": "PERSON", "Paris": "LOCATION"})
+    anonymizer = Anonymizer(engine, Operators(KEYS), ["PERSON"])
+    vault = DictKeys()
+    first, second = anonymizer.run(
+        [SourceDoc("r1", "Alice Johnson in Paris."), SourceDoc("r2", "Alice Johnson again")],
+        vault,
+    )
+    token = first.text.split(" in ")[0]
+    assert token.startswith("<PERSON_")
+    assert second.text.startswith(token)  # consistent across records: co-reference kept
+    assert token != KEYS.pseudonym("PERSON", "Alice Johnson")  # not the global-key token
+    assert "<LOCATION_" in first.text  # non-identifying types keep the global key
+    vault.keys.clear()  # erasure destroys the subject key
+    [after] = anonymizer.run([SourceDoc("r3", "Alice Johnson")], vault)
+    assert after.text != token
+
+
+class DictKnown:
+    """KnownValues fake: an in-memory keyed-hash index."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, tuple[str, str]] = {}
+
+    def remember(self, values: dict[str, tuple[str, str]]) -> None:
+        self.index.update(values)
+
+    def lookup(self, hashes: set[str]) -> dict[str, str]:
+        return {h: self.index[h][0] for h in hashes if h in self.index}
+
+
+def test_a_confidently_detected_value_is_anonymized_wherever_it_appears_later():
+    """Security finding: a name caught in several tickets leaked verbatim from an informal
+    one the detector missed ("hey its grace whitaker lol")."""
+    engine = FakeEngine({"Grace Whitaker": "PERSON"})  # case-sensitive: misses lower case
+    anonymizer = Anonymizer(engine, Operators(KEYS), ["PERSON"])
+    known, vault = DictKnown(), DictKeys()
+    early, missed = anonymizer.run(
+        [
+            SourceDoc("r0", "hey its grace whitaker lol, where is my refund"),
+            SourceDoc("r1", "Grace Whitaker reported the outage."),
+        ],
+        vault,
+        known,
+    )
+    token = missed.text.split()[0]
+    assert "grace" not in early.text.lower()  # same batch, earlier record: caught too
+    assert token in early.text
+    assert early.text.endswith(", where is my refund")
+    assert [early.text[f.start : f.end] for f in early.findings] == [token]
+    assert early.subjects == [KEYS.subject_ref("Grace Whitaker")]
+    [later] = anonymizer.run([SourceDoc("r2", "GRACE  WHITAKER called again")], vault, known)
+    assert later.text == f"{token} called again"
+    assert all("grace" not in key for key in known.index)  # keyed hashes, never plaintext
+    # an unrelated word is left alone, and nothing is learned from an absent index
+    [plain] = anonymizer.run([SourceDoc("r3", "Grace period ends")], vault, DictKnown())
+    assert plain.text == "Grace period ends"
 
 
 def test_master_key_forms():

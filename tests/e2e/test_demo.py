@@ -16,15 +16,19 @@ from tests.support.stack import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("admin_key", ["generated", "from-environment"])
+def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, admin_key: str) -> None:
+    """The demo works whether the admin key is generated or given as LLMOPS_ADMIN_KEY."""
     data_dir = tmp_path / "demo"
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "LLMOPS_ADMIN_KEY"},
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "COLUMNS": "200",
     }
+    if admin_key == "from-environment":
+        env["LLMOPS_ADMIN_KEY"] = "llm-from-the-environment-0123456789"
     result = subprocess.run(
         [sys.executable, "-m", "shared.cli.main", "demo"],
         capture_output=True,
@@ -45,6 +49,9 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
     for stage in ("bus", "ingestion", "anonymization", "serving"):
         assert f": {stage}" in output, f"stage {stage} did not run:\n{output[-4000:]}"
     assert not (data_dir / "stack.json").exists()
+    # a given key is used as is: nothing generated, and no secret in the output
+    assert (data_dir / "admin.key").exists() == (admin_key == "generated")
+    assert "llm-from-the-environment" not in output
     state_pids = [int(pid) for pid in re.findall(r"supervisor pid (\d+)", output)]
     assert state_pids
     assert not any(pid_alive(pid) for pid in state_pids)

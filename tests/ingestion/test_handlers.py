@@ -18,7 +18,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.ingestion.app import build
 from services.ingestion.config import IngestionSettings
-from shared.datasets import iter_records, load_manifest
+from shared.datasets import iter_lineage, iter_records, load_manifest
 from shared.events import (
     DatasetVersioned,
     ErasureCompleted,
@@ -29,7 +29,7 @@ from shared.events import (
     RecordsIngested,
     decode,
 )
-from shared.events.ingest import Record, SourceSpec
+from shared.events.ingest import FieldMapping, Record, SourceSpec
 from shared.events.privacy import AnonymizedRecord
 from shared.topics import Topic
 from tests.ingestion.files import EXPECTED_KEPT, write_bad_inputs
@@ -43,12 +43,19 @@ def fake_anonymized(text: str) -> str:
 
 class Service:
     def __init__(
-        self, data_dir: Path, database_url: str | None = None, *, anonymize: bool = True, **kw: Any
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        *,
+        anonymize: bool = True,
+        jobs: Any = None,
+        erasures: Any = None,
+        **kw: Any,
     ) -> None:
         settings = IngestionSettings(
             data_dir=data_dir, chunk_rows=4, batch_records=3, database_url=database_url, **kw
         )
-        self.runtime, _app = build(settings)
+        self.runtime, _app = build(settings, jobs=jobs, erasures=erasures)
         self.seen: dict[str, list[Event]] = {}
         for topic in (
             Topic.RECORDS_INGESTED,
@@ -79,7 +86,10 @@ class Service:
             batch_index=event.batch_index,
             records=[
                 AnonymizedRecord(
-                    record_id=r.record_id, text=fake_anonymized(r.text), metadata=r.metadata
+                    record_id=r.record_id,
+                    text=fake_anonymized(r.text),
+                    metadata=r.metadata,
+                    source_id=r.source_id,
                 )
                 for r in records
             ],
@@ -288,3 +298,44 @@ async def test_no_version_without_every_record_and_none_when_not_asked(data_dir:
 
     await run_with(service, body)
     assert service.events(Topic.DATASET_VERSIONED) == []
+
+
+async def test_a_version_keeps_source_ids_and_metadata(data_dir: Path) -> None:
+    """The user's ticket id and --meta fields reach the version's records and lineage."""
+    service = Service(data_dir)
+    mapping = FieldMapping(id_field="id", metadata_fields=["lang", "priority"])
+    first = IngestRequested(
+        dataset="tickets",
+        records=[
+            {"id": "t001", "text": "My parcel is late.", "lang": "en", "priority": 2},
+            {"id": 2, "text": "Refund me please.", "lang": "en", "priority": None},
+        ],
+        mapping=mapping,
+        cut_version=True,
+    )
+    second = IngestRequested(
+        dataset="tickets",
+        records=[{"id": "t003", "text": "The app crashes on start.", "lang": "de"}],
+        mapping=mapping,
+        cut_version=True,
+    )
+
+    async def body() -> None:
+        await service.publish(first)
+        await service.wait(Topic.DATASET_VERSIONED)
+        await service.publish(second)
+        await service.wait(Topic.DATASET_VERSIONED, 2)
+
+    await run_with(service, body)
+    versioned = service.events(Topic.DATASET_VERSIONED)[-1]
+    records = version_records(service, versioned)
+    assert [(r["source_id"], r["metadata"]) for r in records] == [
+        ("t001", {"lang": "en", "priority": 2}),
+        ("2", {"lang": "en", "priority": None}),
+        ("t003", {"lang": "de"}),
+    ]
+    manifest = load_manifest(service.runtime.artifacts, versioned.manifest)
+    lineage = {e["source_id"]: e for e in iter_lineage(service.runtime.artifacts, manifest)}
+    assert set(lineage) == {"t001", "2", "t003"}
+    assert lineage["t001"]["record_id"] == records[0]["record_id"]
+    assert lineage["t001"]["line"] == 1

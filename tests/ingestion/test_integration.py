@@ -175,7 +175,9 @@ def test_cli_ingest_reports_bad_lines_and_delivers_good_records(
         artifacts = ArtifactStore(str(stores / "artifacts"))
         held = list(iter_records(artifacts, load_manifest(artifacts, versioned.manifest)))
         assert sorted(r["record_id"] for r in held) == sorted(lineage)
-        assert all(set(r) <= {"record_id", "text", "metadata", "entities"} for r in held)
+        assert all(
+            set(r) <= {"record_id", "source_id", "text", "metadata", "entities"} for r in held
+        )
         assert not (data_dir / "ingestion" / "spool").exists()
     finally:
         service.stop()

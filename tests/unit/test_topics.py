@@ -37,3 +37,21 @@ def test_parse_accepts_aliases_and_refuses_unknown_names() -> None:
     assert Topic.parse("llmops.model.rolled-back.v1") is Topic.MODEL_ROLLED_BACK
     with pytest.raises(ValueError, match="unknown topic"):
         Topic.parse("model.exploded")
+
+
+def test_raw_hops_and_their_dlqs_have_short_retention() -> None:
+    """Security finding 3: raw text must not outlive its hop, in the DLQ twin neither."""
+    from shared.topics import RAW_RETENTION_MS, topic_configs
+
+    raw = [
+        Topic.INGEST_REQUESTED,
+        Topic.RECORDS_INGESTED,
+        Topic.INFERENCE_REQUESTED,
+        Topic.INFERENCE_COMPLETED,
+        Topic.FEEDBACK_RECEIVED,
+    ]
+    for topic in raw:
+        for name in (topic.value, topic.dlq):
+            assert int(topic_configs(name)["retention.ms"]) <= RAW_RETENTION_MS, name
+    assert topic_configs(Topic.RECORDS_ANONYMIZED.value) == {}
+    assert topic_configs(Topic.AUDIT_RECORDED.dlq) == {}

@@ -57,6 +57,15 @@ class KeyWrap(SQLModel, table=True):
     wrapped: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class KnownValue(SQLModel, table=True):
+    """The known-values index: keyed hashes of confidently detected identifying values."""
+
+    __tablename__ = "anon_known_value"
+    value_hash: str = Field(primary_key=True, max_length=64)
+    entity_type: str = Field(max_length=64)
+    subject_ref: str = Field(max_length=80, index=True)
+
+
 class RecordVersion(SQLModel, table=True):
     __tablename__ = "anon_record_version"
     record_id: str = Field(primary_key=True, max_length=200)
@@ -82,7 +91,7 @@ class SqlVault:
             return None
         return crypto.open_sealed(self.keys.kek, row.wrapped, subject_ref.encode())
 
-    def _subject_keys(self, subjects: set[str]) -> dict[str, bytes]:
+    def subject_keys(self, subjects: set[str]) -> dict[str, bytes]:
         """Keys of these subjects, created for those seen for the first time (bulk)."""
         rows = self.session.exec(
             select(SubjectKey).where(col(SubjectKey.subject_ref).in_(sorted(subjects)))
@@ -100,6 +109,28 @@ class SqlVault:
             self.session.execute(insert(SubjectKey), fresh)
         return keys
 
+    def remember(self, values: dict[str, tuple[str, str]]) -> None:
+        fresh = set(values) - set(self.lookup(set(values)))
+        if fresh:
+            rows = [
+                {"value_hash": h, "entity_type": values[h][0], "subject_ref": values[h][1]}
+                for h in sorted(fresh)
+            ]
+            self.session.execute(insert(KnownValue), rows)
+
+    def lookup(self, hashes: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ordered = sorted(hashes)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            rows = self.session.exec(
+                select(KnownValue.value_hash, KnownValue.entity_type).where(
+                    col(KnownValue.value_hash).in_(chunk)
+                )
+            ).all()
+            found.update(dict(rows))
+        return found
+
     def save(self, entries: Sequence[VaultEntry], dataset: str) -> None:
         """Seal a batch: a few bulk statements, whatever the batch size."""
         if not entries:
@@ -107,7 +138,7 @@ class SqlVault:
         record_ids = [entry.record_id for entry in entries]
         self.session.exec(delete(KeyWrap).where(col(KeyWrap.record_id).in_(record_ids)))  # type: ignore[call-overload]
         self.session.exec(delete(VaultRecord).where(col(VaultRecord.record_id).in_(record_ids)))  # type: ignore[call-overload]
-        keys = self._subject_keys({s for entry in entries for s in entry.subjects})
+        keys = self.subject_keys({s for entry in entries for s in entry.subjects})
         rows, wraps = [], []
         for entry in entries:
             rows.append(
@@ -162,6 +193,10 @@ class SqlVault:
                 removed["sealed_records"] += 1
         if key is not None:
             self.session.delete(key)
+        known = self.session.exec(
+            delete(KnownValue).where(col(KnownValue.subject_ref) == subject_ref)
+        )  # type: ignore[call-overload]
+        removed["known_values"] = int(known.rowcount or 0)
         if self.session.get(ErasedSubject, subject_ref) is None:
             self.session.add(ErasedSubject(subject_ref=subject_ref, request_id=request_id))
         self.session.flush()

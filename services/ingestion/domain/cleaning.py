@@ -1,7 +1,10 @@
 """Cleaning: normalization steps (counted when they change a text) and quality filters.
 
 Filters follow the spirit of Gopher (Rae et al. 2021) and FineWeb: duplicate-line
-fraction, share of the most frequent word n-gram, symbol ratio, length bounds.
+fraction, share of the most frequent word n-gram, symbol ratio, length bounds. The two
+repetition rules were made for long web documents: on a short ticket a name that also
+appears in the e-mail address and the signature is "the most frequent 2-gram". They apply
+from ``repetition_min_words`` words (100 by default; measured in docs/ingestion.md).
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ class CleaningConfig(BaseModel):
         default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16},
         description="n -> max share of characters covered by the most frequent word n-gram.",
     )
-    ngram_min_words: int = Field(
-        20, ge=1, description="Repetition filters apply to texts of at least this many words."
+    repetition_min_words: int = Field(
+        100,
+        ge=1,
+        description="The repetition filters (duplicate lines, top n-gram share) apply to "
+        "texts of at least this many words; shorter texts are too short for their statistics.",
     )
     max_symbol_ratio: float = Field(
         0.3, ge=0, le=1, description="Drop texts whose non-alphanumeric share exceeds this."
@@ -140,9 +146,9 @@ def quality_filter(
     words = _WORD.findall(text.lower())
     if len(words) < config.min_words:
         return "too_few_words"
-    if duplicate_line_fraction(text) > config.max_duplicate_line_fraction:
-        return "duplicate_lines"
-    if len(words) >= config.ngram_min_words:
+    if len(words) >= config.repetition_min_words:
+        if duplicate_line_fraction(text) > config.max_duplicate_line_fraction:
+            return "duplicate_lines"
         for n, limit in sorted(config.max_top_ngram_share.items()):
             if top_ngram_share(words, n) > limit:
                 return f"top_{n}gram"

@@ -28,10 +28,18 @@ class DedupConfig(BaseModel):
 
     exact: bool = Field(True, description="Drop exact duplicates (normalized text).")
     near: bool = Field(True, description="Drop near duplicates (MinHash + LSH).")
-    threshold: float = Field(0.7, gt=0, le=1, description="Jaccard similarity of near dups.")
+    threshold: float = Field(0.6, gt=0, le=1, description="Jaccard similarity of near dups.")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
     shingle_size: int = Field(3, ge=1, le=20, description="Words per shingle.")
     seed: int = Field(1, description="Seed of the permutations.")
+    bands: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="LSH bands (rows = num_perm // bands); default: the bands that minimize "
+        "0.1 x false positives + 0.9 x false negatives at the threshold (candidates are "
+        "verified, so a false candidate costs one comparison, a missed one a duplicate).",
+    )
 
 
 def words_of(text: str) -> list[str]:
@@ -105,8 +113,17 @@ def signatures(texts: Sequence[str], config: DedupConfig) -> np.ndarray:
     return out
 
 
-def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimizing false positives + false negatives (as datasketch does)."""
+FALSE_POSITIVE_WEIGHT = 0.1
+
+
+def lsh_params(
+    threshold: float, num_perm: int, fp_weight: float = FALSE_POSITIVE_WEIGHT
+) -> tuple[int, int]:
+    """(bands, rows) minimizing the weighted false positive + false negative areas.
+
+    datasketch weighs both 0.5; candidates here are verified by estimated Jaccard, so a
+    false positive only costs a comparison: recall weighs 0.9 (measured in docs/ingestion.md).
+    """
     grid = np.linspace(0.0, 1.0, 401)
     best, best_error = (1, num_perm), float("inf")
     for bands in range(1, num_perm + 1):
@@ -114,7 +131,8 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
             p = 1 - (1 - grid**rows) ** bands
             below, above = grid <= threshold, grid >= threshold
             error = float(
-                np.trapezoid(p[below], grid[below]) + np.trapezoid(1 - p[above], grid[above])
+                fp_weight * np.trapezoid(p[below], grid[below])
+                + (1 - fp_weight) * np.trapezoid(1 - p[above], grid[above])
             )
             if error < best_error:
                 best, best_error = (bands, rows), error
@@ -144,7 +162,11 @@ class LSHIndex:
     signatures: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.bands, self.rows = _cached_params(self.config.threshold, self.config.num_perm)
+        if self.config.bands is not None:
+            self.bands = min(self.config.bands, self.config.num_perm)
+            self.rows = self.config.num_perm // self.bands
+        else:
+            self.bands, self.rows = _cached_params(self.config.threshold, self.config.num_perm)
         self.tables = [{} for _ in range(self.bands)]
 
     def _keys(self, signature: np.ndarray) -> Iterable[tuple[int, bytes]]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from services.ingestion.domain.cleaning import CleaningConfig, LanguageDetector, clean
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex, fingerprint, signatures
-from shared.events.ingest import FieldMapping, IngestError, Record
+from shared.events.ingest import FieldMapping, FilteredRecord, IngestError, Record
 
 MAX_REPORTED_ERRORS = 100
 
@@ -60,11 +60,18 @@ class Report:
     errors: list[IngestError] = field(default_factory=list)
     error_count: int = 0
     batches: int = 0
+    filtered_records: list[FilteredRecord] = field(default_factory=list)
 
     def error(self, source: str, line: int | None, reason: str) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(IngestError(source=source, line=line, reason=reason))
+
+    def filter(self, source: str, line: int | None, rule: str) -> None:
+        """Count a filtered row; the first ones are listed with their rule, like errors."""
+        self.filtered[rule] += 1
+        if len(self.filtered_records) < MAX_REPORTED_ERRORS:
+            self.filtered_records.append(FilteredRecord(source=source, line=line, rule=rule))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,17 +83,22 @@ class Report:
             "filtered": dict(self.filtered),
             "cleaned": dict(self.cleaned),
             "errors": [e.model_dump() for e in self.errors],
+            "filtered_records": [f.model_dump() for f in self.filtered_records],
             "error_count": self.error_count,
             "batches": self.batches,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
+        lists = ("filtered", "cleaned", "errors", "filtered_records")
         return cls(
-            **{k: v for k, v in data.items() if k not in ("filtered", "cleaned", "errors")},
+            **{k: v for k, v in data.items() if k not in lists},
             filtered=Counter(data.get("filtered", {})),
             cleaned=Counter(data.get("cleaned", {})),
             errors=[IngestError.model_validate(e) for e in data.get("errors", [])],
+            filtered_records=[
+                FilteredRecord.model_validate(f) for f in data.get("filtered_records", [])
+            ],
         )
 
 
@@ -219,7 +231,7 @@ class Pipeline:
             cleaned = clean(text, self.cleaning, self.detect_language)
             report.cleaned.update(cleaned.changed)
             if cleaned.dropped_by is not None:
-                report.filtered[cleaned.dropped_by] += 1
+                report.filter(row.source, row.line, cleaned.dropped_by)
                 continue
             candidates.append((row, record_id(self.request_id, row.source, row.line), cleaned.text))
         # Exact duplicates first: only the first text of each fingerprint needs a MinHash.

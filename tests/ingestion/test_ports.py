@@ -1,0 +1,116 @@
+"""The use cases on hand-written fakes of their ports: jobs, checkpoints, erasure answers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.ingestion.adapters.readers import read_source
+from services.ingestion.config import IngestionSettings
+from services.ingestion.jobs import MAX_ATTEMPTS, IngestRunner
+from shared.events import ErasureCompleted, IngestCompleted, IngestRequested, RecordsIngested
+from shared.storage import ArtifactStore
+from shared.topics import Topic
+from tests.ingestion.fakes import CrashError, FakeErasureStore, FakeJobStore
+from tests.ingestion.test_handlers import Service, run_with
+
+pytestmark = pytest.mark.handlers
+TEXTS = [f"ticket {i}: the parcel {i} arrived damaged and late" for i in range(9)]
+
+
+def request(texts: list[str] = TEXTS) -> IngestRequested:
+    return IngestRequested(
+        dataset="t",
+        records=[{"text": t, "id": f"t{i:03}"} for i, t in enumerate(texts)],
+        mapping={"id_field": "id"},
+    )
+
+
+def runner(jobs: FakeJobStore, tmp_path: Path) -> IngestRunner:
+    settings = IngestionSettings(data_dir=tmp_path, chunk_rows=4, batch_records=3)
+    return IngestRunner(
+        jobs,
+        settings,
+        reader=read_source,
+        detect_language=None,
+        fingerprint_key=b"key",
+        transit=ArtifactStore(str(tmp_path / "transit")),
+    )
+
+
+def sent(jobs: FakeJobStore) -> list[tuple[uuid.UUID, list[str | None]]]:
+    return [(b.event_id, [r.source_id for r in b.records]) for b in jobs.of(RecordsIngested)]
+
+
+async def test_an_ingest_request_runs_on_the_job_store_port(data_dir: Path) -> None:
+    jobs = FakeJobStore()
+    service = Service(data_dir, jobs=jobs, erasures=FakeErasureStore({}), anonymize=False)
+    texts = [*TEXTS, TEXTS[0]]  # one exact duplicate
+
+    async def body() -> None:
+        await service.publish(request(texts))
+        deadline = asyncio.get_running_loop().time() + 30
+        while not jobs.of(IngestCompleted):
+            assert asyncio.get_running_loop().time() < deadline, "no report"
+            await asyncio.sleep(0.05)
+
+    await run_with(service, body)
+    (report,) = jobs.of(IngestCompleted)
+    assert (report.read, report.emitted, report.exact_duplicates) == (10, 9, 1)
+    ids = [sid for _eid, batch in sent(jobs) for sid in batch]
+    assert ids == [f"t{i:03}" for i in range(9)]
+    assert [len(b) for _eid, b in sent(jobs)] == [3, 1, 3, 1, 1]  # chunks of 4 rows, batches of 3
+
+
+async def test_erasure_is_answered_from_the_erasure_store_port(data_dir: Path) -> None:
+    erasures = FakeErasureStore({"r1": ["v1", "v2"], "r2": ["v2"]})
+    service = Service(data_dir, jobs=FakeJobStore(), erasures=erasures)
+    theirs = ErasureCompleted(
+        request_id=uuid.uuid4(),
+        subject_ref="subj",
+        service="anonymization",
+        found=True,
+        records=["r1", "unknown"],
+    )
+    other = theirs.model_copy(update={"event_id": uuid.uuid4(), "service": "training"})
+
+    async def body() -> None:
+        await service.publish(other)  # not anonymization's: no answer
+        await service.publish(theirs)
+        await service.wait(Topic.ERASURE_COMPLETED, 3)
+
+    await run_with(service, body)
+    (ours,) = [e for e in service.events(Topic.ERASURE_COMPLETED) if e.service == "ingestion"]
+    assert (ours.found, ours.records, ours.dataset_versions) == (True, ["r1"], ["v1", "v2"])
+    assert ours.causation_id == theirs.event_id
+    assert erasures.forgotten == ["r1"]
+
+
+def test_a_crashed_job_resumes_at_its_checkpoint_without_duplicates(tmp_path: Path) -> None:
+    clean, crashed = FakeJobStore(), FakeJobStore(crash_on_save={2})
+    same = request()
+    for jobs in (clean, crashed):
+        jobs.add(None, same)  # type: ignore[arg-type]
+    rid = str(same.event_id)
+    runner(clean, tmp_path).run_job(rid)
+    with pytest.raises(CrashError):
+        runner(crashed, tmp_path).run_job(rid)
+    assert crashed.load(rid).position == 4  # the first chunk's checkpoint survived
+    runner(crashed, tmp_path).run_job(rid)
+    assert sent(crashed) == sent(clean)  # same batches, same deterministic ids, once
+    assert crashed.of(IngestCompleted)[0].emitted == clean.of(IngestCompleted)[0].emitted == 9
+
+
+async def test_a_job_that_keeps_failing_is_failed_with_a_reason(tmp_path: Path) -> None:
+    jobs = FakeJobStore(crash_on_save=set(range(1, 10)))
+    jobs.add(None, request())  # type: ignore[arg-type]
+    work = runner(jobs, tmp_path)
+    for _attempt in range(MAX_ATTEMPTS):
+        with pytest.raises(CrashError):
+            await work._step()
+    (report,) = jobs.of(IngestCompleted)
+    assert report.failed == "internal error; see logs"
+    assert jobs.next_job() is None
