@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system test test-fast demo up down bench lint proto clean
+.PHONY: setup system test test-fast demo up down bench lint proto clean compose
 
 setup: $(STAMP)
 
@@ -61,6 +61,10 @@ lint: setup
 
 proto: setup
 	$(BIN)/python -m shared.contract write proto
+
+# compose/kafka/init.sh (topics, SCRAM users, ACLs) from the plug-ins: rerun after adding one.
+compose: setup
+	$(BIN)/python -m shared.deploy kafka-init
 
 clean:
 	rm -rf .llmops .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,7 @@ class PlatformClient:
             acks="all",
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=15_000,
+            **self.settings.kafka_client_options(),  # type: ignore[arg-type]
         )
         await self._producer.start()
         return self
@@ -83,6 +84,7 @@ class PlatformClient:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            **self.settings.kafka_client_options(),  # type: ignore[arg-type]
         )
         await consumer.start()
         try:

@@ -47,6 +47,9 @@ class ProcessSpec:
     health_path: str = "/healthz"
     startup_timeout_s: float = 120.0
     serves_api: bool = False
+    replica_env: tuple[tuple[str, str], ...] = ()
+    """Environment of the extra processes of `llmops up --scale` (e.g. a second listener
+    only the first process opens); the first process never gets it."""
 
     @property
     def label(self) -> str:
@@ -74,6 +77,9 @@ class ServicePlugin:
     processes: tuple[ProcessSpec, ...] = ()
     produces: tuple[Topic, ...] = ()
     consumes: tuple[Topic, ...] = ()
+    topic_prefixes: tuple[str, ...] = ()
+    """Topics outside the catalogue the service creates, uses and deletes, by name prefix
+    (e.g. per-instance reply topics); the production ACLs grant them (shared/deploy/acl.py)."""
     cli: str | None = None
     """``module:function`` taking the ``llmops`` Typer app and adding the service's commands."""
     demo: str | None = None

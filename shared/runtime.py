@@ -55,7 +55,12 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
     )
     broker = make_broker(settings, client_id=service)
     engine = (
-        engine_for(settings.database_url_for(service), service, raw_url=settings.database_url)
+        engine_for(
+            settings.database_url_for(service),
+            service,
+            raw_url=settings.database_url,
+            module=_process_module(service),
+        )
         if database
         else None
     )
@@ -76,6 +81,20 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         artifacts=ArtifactStore(settings.artifact_root),
         transit=ArtifactStore(settings.transit_root),
     )
+
+
+def _process_module(service: str) -> str | None:
+    """The module of the plug-in process a runtime name stands for (its migrations' home)."""
+    from shared.plugins import PluginError, discover
+
+    try:
+        specs = [spec for plugin in discover() for spec in plugin.processes]
+    except PluginError:
+        return None
+    for spec in specs:
+        if service in (spec.label, spec.name):
+            return spec.module
+    return None
 
 
 def _json(body: dict[str, Any], status: int = 200) -> tuple[int, bytes, str]:

@@ -30,6 +30,27 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_KAFKA_BOOTSTRAP"),
         description="Kafka bootstrap servers; unset means the embedded broker.",
     )
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        validation_alias=_env("LLMOPS_KAFKA_SECURITY_PROTOCOL"),
+        description="PLAINTEXT, SASL_PLAINTEXT or SASL_SSL (the production cluster).",
+    )
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512",
+        validation_alias=_env("LLMOPS_KAFKA_SASL_MECHANISM"),
+        description="SASL mechanism when the protocol is SASL_*: SCRAM-SHA-512/256 or PLAIN.",
+    )
+    kafka_username: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_KAFKA_USERNAME"),
+        description="SASL principal of this process (one per service in compose/).",
+    )
+    kafka_password: str | None = Field(
+        None,
+        repr=False,
+        validation_alias=_env("LLMOPS_KAFKA_PASSWORD"),
+        description="SASL password of that principal.",
+    )
     embedded_bootstrap: str = Field(
         DEFAULT_EMBEDDED_BOOTSTRAP,
         validation_alias=_env("LLMOPS_EMBEDDED_BOOTSTRAP"),
@@ -106,6 +127,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_ADMIN_KEY"),
         description="The first admin API key; unset = generated once into <data_dir>/admin.key.",
     )
+    startup_timeout_s: float | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_STARTUP_TIMEOUT_S"),
+        description="`llmops up`: seconds each process may take to become healthy "
+        "(default: its plug-in's; raise it on a slow or busy machine).",
+    )
     replication_factor: int = Field(
         1,
         validation_alias=_env("LLMOPS_REPLICATION_FACTOR"),
@@ -115,6 +142,17 @@ class ServiceSettings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or self.embedded_bootstrap
+
+    def kafka_client_options(self) -> dict[str, str]:
+        """Security keyword arguments for raw aiokafka clients (empty on PLAINTEXT)."""
+        if not self.kafka_security_protocol.startswith("SASL"):
+            return {}
+        return {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_username or "",
+            "sasl_plain_password": self.kafka_password or "",
+        }
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from shared import events as ev
+from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +180,20 @@ async def ensure_topics(
     replication_factor: int = 1,
     extra: list[tuple[str, int]] | None = None,
     timeout_s: float = 30.0,
+    client_options: dict[str, str] | None = None,
 ) -> list[str]:
-    """Create every missing topic (and DLQ twin); returns the ones created. Idempotent."""
+    """Create every missing topic (and DLQ twin); returns the ones created. Idempotent.
+
+    ``client_options``: SASL keyword arguments; by default those of the environment's
+    settings (``LLMOPS_KAFKA_SECURITY_PROTOCOL`` ...), empty on the embedded broker.
+    """
     wanted = all_topic_names() + (extra or [])
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    options = ServiceSettings().kafka_client_options() if client_options is None else client_options
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=10_000,
+        **options,  # type: ignore[arg-type]
+    )
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:

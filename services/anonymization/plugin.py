@@ -14,6 +14,8 @@ PLUGIN = ServicePlugin(
             "services.anonymization",
             9102,
             "LLMOPS_ANONYMIZATION_PORT",
+            # `up --scale`: the de-anonymization API (one port) stays on the first process
+            replica_env=(("LLMOPS_ANONYMIZATION_API_PORT", "0"),),
         ),
     ),
     consumes=(

@@ -25,7 +25,13 @@ PLUGIN = ServicePlugin(
             serves_api=True,
         ),
     ),
-    consumes=(Topic.INFERENCE_REQUESTED, Topic.MODEL_PROMOTED, Topic.MODEL_ROLLED_BACK),
+    consumes=(
+        Topic.INFERENCE_REQUESTED,
+        Topic.MODEL_PROMOTED,
+        Topic.MODEL_ROLLED_BACK,
+        Topic.WORKER_HEARTBEAT,  # the gateway routes by the workers' heartbeats
+    ),
+    topic_prefixes=("llmops.inference.replies.",),  # one reply topic per gateway instance
     produces=(
         Topic.INFERENCE_REQUESTED,
         Topic.INFERENCE_COMPLETED,

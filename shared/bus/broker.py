@@ -5,6 +5,7 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import REGISTRY
 
 from shared.settings import ServiceSettings
@@ -30,4 +31,20 @@ def make_broker(settings: ServiceSettings, client_id: str | None = None) -> Kafk
             KafkaPrometheusMiddleware(registry=REGISTRY, app_name=settings.service_name),
         ],
         logger=None,
+        security=kafka_security(settings),
+    )
+
+
+def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """SASL credentials for the production cluster (compose/); None on the embedded broker."""
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        return None
+    kinds = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    kind = kinds.get(settings.kafka_sasl_mechanism.upper())
+    if kind is None:
+        raise ValueError(f"unsupported SASL mechanism {settings.kafka_sasl_mechanism!r}")
+    return kind(
+        settings.kafka_username or "",
+        settings.kafka_password or "",
+        use_ssl=settings.kafka_security_protocol == "SASL_SSL",
     )

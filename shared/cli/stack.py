@@ -17,13 +17,26 @@ from shared.plugins import PluginError
 from shared.plugins import processes as plugin_processes
 from shared.stack.broker import BrokerNotFoundError
 from shared.stack.inspect import consumer_lag, process_health
-from shared.stack.supervisor import Supervisor, pid_alive, read_state, stop_detached
+from shared.stack.supervisor import (
+    Supervisor,
+    parse_scale,
+    pid_alive,
+    read_state,
+    stop_detached,
+)
 
 
 def up(
     only: Annotated[str | None, typer.Option(help="Comma-separated services to run.")] = None,
     detach: Annotated[bool, typer.Option(help="Return once every service is healthy.")] = False,
     timeout: Annotated[float, typer.Option(help="With --detach: seconds to wait.")] = 600,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            help="Processes per service, e.g. serving-worker=2,anonymization=2: replicas "
+            "join the same consumer groups and share the partitions."
+        ),
+    ] = None,
 ) -> None:
     """Start the broker (unless LLMOPS_KAFKA_BOOTSTRAP is set), topics, and every service."""
     cfg = settings()
@@ -35,13 +48,14 @@ def up(
         raise typer.Exit(1)
     try:
         processes = plugin_processes(set(only.split(",")) if only else None)
+        replicas = parse_scale(scale, processes)
     except (ValueError, PluginError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     if detach:
-        _up_detached(cfg.data_dir, only, timeout)
+        _up_detached(cfg.data_dir, only, timeout, scale)
         return
-    supervisor = Supervisor(cfg, processes, console=console)
+    supervisor = Supervisor(cfg, processes, console=console, scale=replicas)
     try:
         code = supervisor.run()
     except BrokerNotFoundError as exc:
@@ -50,11 +64,14 @@ def up(
     raise typer.Exit(code)
 
 
-def _up_detached(data_dir: os.PathLike[str], only: str | None, timeout: float) -> None:
+def _up_detached(
+    data_dir: os.PathLike[str], only: str | None, timeout: float, scale: str | None = None
+) -> None:
     cfg = settings()
     log_dir = cfg.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "shared.cli.main", "up"] + (["--only", only] if only else [])
+    args += ["--scale", scale] if scale else []
     with (log_dir / "supervisor.log").open("ab") as log:
         proc = subprocess.Popen(
             args,

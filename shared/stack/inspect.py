@@ -13,9 +13,16 @@ from shared.settings import ServiceSettings
 from shared.stack.supervisor import read_state
 
 
+def _security() -> dict[str, Any]:
+    """SASL options of the environment (the production cluster); empty on the embedded one."""
+    return dict(ServiceSettings().kafka_client_options())
+
+
 async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
     """topic -> {partitions, messages} (end minus beginning offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **_security()
+    )
     await consumer.start()
     try:
         topics = sorted(t for t in await consumer.topics() if not t.startswith("__"))
@@ -36,7 +43,7 @@ async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
 
 
 async def consumer_groups(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **_security())
     await admin.start()
     try:
         return sorted(
@@ -52,7 +59,7 @@ async def committed_offsets(
     """The group's committed offsets, through the consumer's OffsetFetch (the admin client's
     request version is not understood by every Kafka-protocol broker)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **_security()
     )
     await consumer.start()
     try:
@@ -65,7 +72,9 @@ async def committed_offsets(
 async def consumer_lag(bootstrap: str) -> dict[str, dict[str, int]]:
     """consumer group -> topic -> lag (messages after the committed offset)."""
     groups = await consumer_groups(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **_security()
+    )
     await consumer.start()
     try:
         topics = sorted(t for t in await consumer.topics() if t.startswith("llmops."))

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -74,10 +75,36 @@ def ensure_admin_key(settings: ServiceSettings) -> bool:
     return True
 
 
+def parse_scale(text: str | None, processes: list[ProcessSpec]) -> dict[str, int]:
+    """``serving-worker=2,anonymization=2`` -> {label or service: replicas}, checked."""
+    scale: dict[str, int] = {}
+    known = {p.label for p in processes} | {p.service for p in processes}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"--scale wants NAME=N with N >= 1, got {item!r}")
+        if name.strip() not in known:
+            raise ValueError(
+                f"--scale: {name.strip()!r} is not a running process or service "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        scale[name.strip()] = int(count)
+    return scale
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @dataclass
 class Child:
     spec: ProcessSpec
     color: str
+    replica: int = 1
+    """1 for the first process of a spec; 2.. for the extra ones of `up --scale`."""
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -85,6 +112,10 @@ class Child:
     started_at: float = 0.0
     pump: threading.Thread | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.spec.label if self.replica == 1 else f"{self.spec.label}-{self.replica}"
 
 
 class Supervisor:
@@ -95,13 +126,20 @@ class Supervisor:
         *,
         console: Console,
         echo_logs: bool = True,
+        scale: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.console = console
         self.echo_logs = echo_logs
         self.data_dir = settings.data_dir.resolve()
         self.log_dir = self.data_dir / "logs"
-        self.children = [Child(p, COLORS[i % len(COLORS)]) for i, p in enumerate(processes)]
+        self.children: list[Child] = []
+        for spec in processes:  # replicas of one spec: same group, ports of their own
+            count = (scale or {}).get(spec.label) or (scale or {}).get(spec.service) or 1
+            for replica in range(1, count + 1):
+                port = spec.resolved_port if replica == 1 else _free_port()
+                color = COLORS[len(self.children) % len(COLORS)]
+                self.children.append(Child(spec, color, replica=replica, port=port))
         self.broker: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self._print_lock = threading.Lock()
@@ -155,12 +193,16 @@ class Supervisor:
             **os.environ,
             "LLMOPS_KAFKA_BOOTSTRAP": self.settings.bootstrap_servers,
             "LLMOPS_DATA_DIR": str(self.data_dir),
-            "LLMOPS_ADMIN_PORT": str(spec.resolved_port),
+            "LLMOPS_ADMIN_PORT": str(child.port),
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }
+        if spec.port_env:  # a process reading its own port variable gets its replica's
+            env[spec.port_env] = str(child.port)
+        if child.replica > 1:
+            env.update(dict(spec.replica_env))
         if child.log is None:
-            child.log = (self.log_dir / f"{spec.label}.log").open("ab")
+            child.log = (self.log_dir / f"{child.label}.log").open("ab")
         child.proc = subprocess.Popen(
             [sys.executable, "-m", spec.module],
             env=env,
@@ -184,14 +226,14 @@ class Supervisor:
                 text = line.decode("utf-8", "replace").rstrip()
                 with self._print_lock:
                     self.console.print(
-                        f"[{child.color}]{child.spec.label:>14} |[/] {text}",
+                        f"[{child.color}]{child.label:>14} |[/] {text}",
                         markup=True,
                         highlight=False,
                         soft_wrap=True,
                     )
 
     def check_health(self, child: Child) -> bool:
-        url = f"http://127.0.0.1:{child.spec.resolved_port}{child.spec.health_path}"
+        url = f"http://127.0.0.1:{child.port}{child.spec.health_path}"
         try:
             child.healthy = httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
@@ -205,14 +247,16 @@ class Supervisor:
                 assert child.proc is not None
                 if child.proc.poll() is not None:
                     raise RuntimeError(
-                        f"{child.spec.label} exited with {child.proc.returncode} during start; "
-                        f"see {self.log_dir / (child.spec.label + '.log')}"
+                        f"{child.label} exited with {child.proc.returncode} during start; "
+                        f"see {self.log_dir / (child.label + '.log')}"
                     )
                 if self.check_health(child):
-                    self.console.print(f"[green]healthy[/] {child.spec.label}")
+                    self.console.print(f"[green]healthy[/] {child.label}")
                     pending.remove(child)
-                elif time.monotonic() - child.started_at > child.spec.startup_timeout_s:
-                    raise RuntimeError(f"{child.spec.label} not healthy after start timeout")
+                elif time.monotonic() - child.started_at > (
+                    self.settings.startup_timeout_s or child.spec.startup_timeout_s
+                ):
+                    raise RuntimeError(f"{child.label} not healthy after start timeout")
             self.write_state()
             time.sleep(0.3)
         self.write_state(ready=not self.stopping.is_set())
@@ -238,7 +282,7 @@ class Supervisor:
                     delay = min(MAX_BACKOFF_S, 2.0**child.restarts)
                     child.next_start = now + delay
                     self.console.print(
-                        f"[red]{child.spec.label} exited ({child.proc.returncode}); "
+                        f"[red]{child.label} exited ({child.proc.returncode}); "
                         f"restarting in {delay:.0f}s[/]"
                     )
                 elif now >= child.next_start:
@@ -288,10 +332,10 @@ class Supervisor:
             "data_dir": str(self.data_dir),
             "processes": [
                 {
-                    "label": c.spec.label,
+                    "label": c.label,
                     "service": c.spec.service,
                     "module": c.spec.module,
-                    "port": c.spec.resolved_port,
+                    "port": c.port,
                     "pid": c.proc.pid if c.proc else None,
                     "healthy": c.healthy,
                     "restarts": c.restarts,
@@ -311,9 +355,7 @@ class Supervisor:
         )
         for child in self.children:
             kind = "API + health" if child.spec.serves_api else "health/metrics"
-            self.console.print(
-                f"  {child.spec.label:<16} http://127.0.0.1:{child.spec.resolved_port}  ({kind})"
-            )
+            self.console.print(f"  {child.label:<16} http://127.0.0.1:{child.port}  ({kind})")
         self.console.print(f"  logs             {self.log_dir}")
 
 

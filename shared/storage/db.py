@@ -67,9 +67,21 @@ def create_tables(engine: Engine, attempts: int = 5) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
-def engine_for(settings_url: str, service: str, *, raw_url: str | None = None) -> Engine:
-    """Engine for one service, given the URL resolved from settings."""
+def engine_for(
+    settings_url: str, service: str, *, raw_url: str | None = None, module: str | None = None
+) -> Engine:
+    """Engine for one service, given the URL resolved from settings, its schema migrated.
+
+    The bus chain and the chain beside ``module`` (the process module, whose
+    ``migrations/`` folder holds the service's revisions) are applied first; ``create_all``
+    then adds the tables no chain knows (services without migrations yet).
+    """
+    from shared.storage.migrations import upgrade
+
     schema = None
     if not settings_url.startswith("sqlite") and "{service}" not in (raw_url or ""):
         schema = schema_name(service)
-    return make_engine(settings_url, schema=schema)
+    engine = make_engine(settings_url, schema=schema, create=False)
+    upgrade(engine, service, module)
+    create_tables(engine)
+    return engine

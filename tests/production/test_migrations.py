@@ -1,0 +1,168 @@
+"""Alembic chains per service, applied at start, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import MetaData, inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from shared.storage import make_engine
+from shared.storage.db import create_tables, engine_for, schema_name
+from shared.storage.migrations import module_chain
+
+pytestmark = pytest.mark.integration
+
+# process module -> the table prefix its chain owns
+CHAINS = {
+    "services.ingestion": "ingestion_",
+    "services.anonymization": "anon_",
+    "services.serving.gateway": "gateway_",
+    "services.serving.worker": "serving_",
+}
+APPS = {
+    "services.ingestion": "services.ingestion.app",
+    "services.anonymization": "services.anonymization.app",
+    "services.serving.gateway": "services.serving.gateway.app",
+    "services.serving.worker": "services.serving.worker.app",
+}
+
+Factory = Callable[[str, str | None], Engine]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def service_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    """engine_for(...) the way build_runtime calls it, on each backend; schemas dropped after."""
+    engines: list[Engine] = []
+    schemas: list[str] = []
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+
+    def build(service: str, module: str | None) -> Engine:
+        if request.param == "postgres":
+            schemas.append(schema_name(service))
+        engine = engine_for(url, service, raw_url=url, module=module)
+        engines.append(engine)
+        return engine
+
+    yield build
+    for engine in engines:
+        engine.dispose()
+    if schemas:
+        cleanup = make_engine(url, create=False)
+        with cleanup.begin() as conn:
+            for schema in set(schemas):
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        cleanup.dispose()
+
+
+def _name() -> str:
+    return f"mig_{uuid.uuid4().hex[:10]}"
+
+
+def _owned(prefixes: tuple[str, ...]) -> MetaData:
+    meta = MetaData()
+    for name, table in SQLModel.metadata.tables.items():
+        if name.startswith(prefixes):
+            table.to_metadata(meta)
+    return meta
+
+
+def _table_of(diff: object) -> str:
+    """The table a compare_metadata diff is about (other processes' tables are ignored)."""
+    if isinstance(diff, list):  # modify_* diffs come as lists of tuples
+        return _table_of(diff[0])
+    assert isinstance(diff, tuple)
+    target = diff[1]
+    if hasattr(target, "table"):  # Index, Constraint
+        return str(target.table.name)
+    if hasattr(target, "name") and diff[0].endswith("_table"):
+        return str(target.name)
+    return str(diff[2])  # (op, schema, table, ...)
+
+
+def _version(engine: Engine, table: str) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(
+            conn, opts={"version_table": table}
+        ).get_current_revision()
+
+
+@pytest.mark.parametrize("module", sorted(CHAINS))
+def test_chain_builds_exactly_the_models_tables(service_engine: Factory, module: str) -> None:
+    importlib.import_module(APPS[module])
+    assert module_chain(module) is not None
+    engine = service_engine(_name(), module)
+    prefixes = (CHAINS[module], "bus_")
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), _owned(prefixes))
+    ours = [d for d in diffs if _table_of(d).startswith(prefixes)]
+    assert ours == [], ours
+    assert _version(engine, "alembic_version_bus") == "bus_0001"
+    assert _version(engine, "alembic_version") is not None
+
+
+def test_revisions_alone_create_every_table(service_engine: Factory) -> None:
+    """Without the create_all fallback the chain still yields every model table."""
+    importlib.import_module(APPS["services.ingestion"])
+    engine = service_engine(_name(), "services.ingestion")
+    tables = set(inspect(engine).get_table_names())
+    expected = set(_owned(("ingestion_", "bus_")).tables)
+    assert expected <= tables
+    revision_files = (Path("services/ingestion/migrations/versions")).glob("*.py")
+    created = "".join(p.read_text() for p in revision_files)
+    assert all(f'"{name}"' in created for name in expected - {"bus_inbox", "bus_outbox"})
+
+
+def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path: Path) -> None:
+    importlib.import_module(APPS["services.anonymization"])
+    service = _name()
+    first = service_engine(service, None)  # the old way: bus chain + create_all only
+    with first.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version_bus"))  # as before any chain existed
+    create_tables(first)
+    again = service_engine(service, "services.anonymization")
+    assert _version(again, "alembic_version") == "anonymization_0001"
+    assert _version(again, "alembic_version_bus") == "bus_0001"
+
+
+def test_replicas_starting_together_migrate_once(
+    service_engine: Factory, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Two processes build the same service's engine at once: each waits its turn."""
+    service = _name()
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    if "postgres" in request.node.callspec.id:
+        url = request.getfixturevalue("pg_url")
+    script = (
+        "import sys\n"
+        "from shared.storage.db import engine_for\n"
+        "engine_for(sys.argv[1], sys.argv[2], raw_url=sys.argv[1], "
+        "module='services.serving.gateway')\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, url, service], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [(p.wait(120), p.stderr.read().decode() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0, 0], results
+    engine = service_engine(service, "services.serving.gateway")  # and drops the schema after
+    assert _version(engine, "alembic_version") == "gateway_0001"
+
+
+def test_a_service_without_migrations_falls_back_to_create_all(service_engine: Factory) -> None:
+    importlib.import_module(APPS["services.serving.worker"])
+    engine = service_engine(_name(), "shared.settings")  # a module with no migrations folder
+    tables = set(inspect(engine).get_table_names())
+    assert {"serving_snapshot", "bus_inbox", "bus_outbox", "alembic_version_bus"} <= tables
+    assert "alembic_version" not in tables

@@ -1,0 +1,152 @@
+"""`llmops up --scale`: two processes of a consumer service in one group on the embedded
+broker share the partitions; one killed, the other takes its partitions, nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from shared import events as ev
+from shared.events.ingest import Record
+from shared.stack.supervisor import parse_scale
+from shared.topics import Topic
+from tests.integration.test_cli import llmops
+from tests.support.stack import free_port, produce, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _batch(dataset: str, request_id: uuid.UUID) -> ev.RecordsIngested:
+    text = f"Customer {dataset} wrote from {dataset}@example.com about an unpaid invoice."
+    record = Record(record_id=uuid.uuid4().hex[:16], text=text, source="scale-test")
+    return ev.RecordsIngested(
+        dataset=dataset, request_id=request_id, batch_index=0, records=[record], count=1
+    )
+
+
+async def _publish(bootstrap: str, batches: list[ev.RecordsIngested]) -> None:
+    for batch in batches:
+        await produce(
+            bootstrap,
+            Topic.RECORDS_INGESTED.value,
+            [batch.to_bytes()],
+            key=batch.dataset.encode(),
+            headers=[("event_type", batch.EVENT_TYPE.encode())],
+        )
+
+
+async def _outputs(bootstrap: str, expected: set[str], timeout: float) -> list[dict[str, Any]]:
+    """Every RecordsAnonymized until each expected request id is there (or the timeout)."""
+    consumer = AIOKafkaConsumer(
+        Topic.RECORDS_ANONYMIZED.value,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    seen: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not expected <= {s["request_id"] for s in seen}:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            for part in (await consumer.getmany(timeout_ms=1000)).values():
+                seen += [json.loads(r.value) for r in part]
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def _received(port: int) -> float:
+    """Messages of records.ingested this process received (its Prometheus counter)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("faststream_received_messages_total")
+        and Topic.RECORDS_INGESTED.value in line
+    )
+
+
+@pytest.mark.unit
+def test_parse_scale_checks_names_and_counts() -> None:
+    from shared.plugins import processes
+
+    procs = processes()
+    assert parse_scale("serving-worker=2, anonymization=3", procs) == {
+        "serving-worker": 2,
+        "anonymization": 3,
+    }
+    assert parse_scale(None, procs) == {}
+    for bad in ("anonymization", "anonymization=0", "anonymization=x", "nope=2"):
+        with pytest.raises(ValueError, match="scale"):
+            parse_scale(bad, procs)
+
+
+@pytest.mark.slow
+def test_two_anonymization_processes_share_the_work_and_take_over(data_dir: Path) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    env = {
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
+        "LLMOPS_KAFKA_BOOTSTRAP": "",
+        "LLMOPS_ANONYMIZATION_PORT": str(free_port()),
+        "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),
+        "LLMOPS_STARTUP_TIMEOUT_S": "500",  # Presidio loads slowly on a busy 2-core machine
+    }
+    up = llmops(
+        "up", "--detach", "--only", "anonymization", "--scale", "anonymization=2",
+        env=env, timeout=600,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        state = json.loads((data_dir / "stack.json").read_text())
+        replicas = {p["label"]: p for p in state["processes"]}
+        assert set(replicas) == {"anonymization", "anonymization-2"}
+        ports = [p["port"] for p in replicas.values()]
+        assert len(set(ports)) == 2
+
+        # 1. work is shared: 12 datasets (keys) over 6 partitions, two members of one group
+        first = [_batch(f"scale{i}", uuid.uuid4()) for i in range(12)]
+        asyncio.run(_publish(bootstrap, first))
+        expected = {str(b.request_id) for b in first}
+        out = asyncio.run(_outputs(bootstrap, expected, timeout=240))
+        assert expected <= {o["request_id"] for o in out}
+        assert all(_received(port) > 0 for port in ports), [_received(p) for p in ports]
+
+        # 2. one is killed: the other takes its partitions over, nothing is lost
+        victim = replicas["anonymization-2"]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: not _alive(victim), timeout=30)
+        second = [_batch(f"scale{i}", uuid.uuid4()) for i in range(12)]
+        asyncio.run(_publish(bootstrap, second))
+        expected |= {str(b.request_id) for b in second}
+        out = asyncio.run(_outputs(bootstrap, expected, timeout=300))
+        produced = [o["request_id"] for o in out]
+        assert expected <= set(produced), expected - set(produced)
+        # once in effect: a redelivered batch yields the same output, never a different one
+        by_request: dict[str, set[str]] = {}
+        for o in out:
+            texts = json.dumps([r["text"] for r in o["records"]], sort_keys=True)
+            by_request.setdefault(o["request_id"], set()).add(texts)
+        assert all(len(v) == 1 for v in by_request.values())
+        assert not any("@example.com" in t for v in by_request.values() for t in v)
+    finally:
+        down = llmops("down", env=env, timeout=120)
+    assert down.returncode == 0, down.stderr
+
+
+def _alive(pid: int) -> bool:
+    from shared.stack.supervisor import pid_alive
+
+    return pid_alive(pid)
