@@ -34,7 +34,10 @@ acl() {  # acl PRINCIPAL RESOURCE PATTERN OPERATIONS NAME...
 # SCRAM principals
 user ingestion "${KAFKA_PASSWORD_INGESTION:?}"
 user anonymization "${KAFKA_PASSWORD_ANONYMIZATION:?}"
+user labeling "${KAFKA_PASSWORD_LABELING:?}"
+user evaluation "${KAFKA_PASSWORD_EVALUATION:?}"
 user serving "${KAFKA_PASSWORD_SERVING:?}"
+user monitoring "${KAFKA_PASSWORD_MONITORING:?}"
 user audit "${KAFKA_PASSWORD_AUDIT:?}"
 
 # topics: name, partitions, retention.ms (raw hops keep text briefly)
@@ -93,13 +96,29 @@ acl audit group prefixed Describe,Read audit
 acl audit topic literal Describe,Read llmops.audit.recorded.v1
 acl audit topic literal Describe,Write llmops.audit.recorded.v1.dlq
 acl audit topic prefixed Describe llmops.
+acl evaluation group prefixed Describe,Read evaluation
+acl evaluation topic literal Describe,Read llmops.dataset.versioned.v1 llmops.model.trained.v1 llmops.worker.heartbeat.v1
+acl evaluation topic literal Describe,Read,Write llmops.model.promoted.v1 llmops.model.rolled-back.v1
+acl evaluation topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.model.evaluated.v1 llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.worker.heartbeat.v1.dlq
+acl evaluation topic prefixed Describe llmops.
 acl ingestion group prefixed Describe,Read ingestion
 acl ingestion topic literal Describe,Read llmops.ingest.requested.v1 llmops.records.anonymized.v1
 acl ingestion topic literal Describe,Read,Write llmops.erasure.completed.v1
 acl ingestion topic literal Describe,Write llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1 llmops.ingest.progressed.v1 llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.ingested.v1
 acl ingestion topic prefixed Describe llmops.
+acl labeling group prefixed Describe,Read labeling
+acl labeling topic literal Describe,Read llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
+acl labeling topic literal Describe,Read,Write llmops.erasure.completed.v1
+acl labeling topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic prefixed Describe llmops.
+acl monitoring group prefixed Describe,Read monitoring
+acl monitoring topic literal Describe,Read llmops.dataset.versioned.v1 llmops.model.evaluated.v1 llmops.model.promoted.v1 llmops.model.rolled-back.v1 llmops.model.trained.v1 llmops.records.anonymized.v1 llmops.records.labeled.v1 llmops.training.progressed.v1 llmops.worker.heartbeat.v1
+acl monitoring topic literal Describe,Read,Write llmops.training.requested.v1
+acl monitoring topic literal Describe,Write llmops.alert.raised.v1 llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.drift.detected.v1 llmops.model.evaluated.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1.dlq llmops.training.progressed.v1.dlq llmops.training.requested.v1.dlq llmops.worker.heartbeat.v1.dlq
+acl monitoring topic prefixed Describe llmops.
 acl serving group prefixed Describe,Read serving
-acl serving topic literal Describe,Read,Write llmops.inference.requested.v1 llmops.model.promoted.v1 llmops.model.rolled-back.v1 llmops.worker.heartbeat.v1
+acl serving topic literal Describe,Read llmops.model.promoted.v1 llmops.model.rolled-back.v1
+acl serving topic literal Describe,Read,Write llmops.inference.requested.v1 llmops.worker.heartbeat.v1
 acl serving topic literal Describe,Write llmops.audit.recorded.v1 llmops.feedback.received.v1 llmops.inference.completed.v1 llmops.inference.requested.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl serving topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.
 acl serving topic prefixed Describe llmops.
