@@ -65,6 +65,7 @@ class EventBus:
         self.backoff_s = backoff_s
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.relay = OutboxRelay(broker, engine) if engine is not None else None
+        self.groups: dict[str, set[str]] = {}  # consumer group -> topics, for lag reports
 
     # -- subscribing -------------------------------------------------------------------
     def subscribe(
@@ -81,6 +82,7 @@ class EventBus:
         # One consumer group per (service, topic): subscribers of one service never make
         # each other rebalance, and a group's lag reads as one handler's backlog.
         group_id = group or f"{self.service}.{topic.value.removeprefix('llmops.')}"
+        self.groups.setdefault(group_id, set()).add(topic.value)
         if idempotent and self.engine is None:
             raise ValueError("an idempotent handler needs a database engine for its inbox")
         subscriber_kwargs.setdefault("auto_offset_reset", "earliest")
