@@ -1,8 +1,9 @@
 """The embedded log: tansu over a filesystem-backed S3 store, so events survive restarts.
 
 Tansu (the only Kafka-protocol broker that installs here) keeps its log either in memory or
-in an S3 bucket. ``s3rver`` (npm, MIT, installed by ``make setup`` under ``tools/s3rver``)
-serves a bucket from a plain directory: ``<data_dir>/log``. Tansu writes every produced
+in an S3 bucket. ``s3rver`` (npm, MIT, installed by ``make setup`` under ``tools/s3rver``;
+``tools/s3rver/server.js`` runs it with crash-safe writes) serves a bucket from a plain
+directory: ``<data_dir>/log``. Tansu writes every produced
 batch and every committed offset there before it answers, so topics, offsets and DLQs
 survive `llmops down` / `up` and a broker killed with SIGKILL (docs/backbone.md).
 
@@ -12,7 +13,6 @@ memory and says so: the log is then NOT durable.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -30,22 +30,18 @@ from shared.stack.broker import (
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "tansu"
+TOOL = ROOT / "tools" / "s3rver"
 NO_STORE_HELP = (
-    "s3rver was not found (run `make setup`, which installs it with npm under tools/s3rver, "
-    "or set LLMOPS_S3RVER_BIN)"
+    "s3rver was not found (Node.js and `make setup`, which installs it with npm under tools/s3rver)"
 )
 
 
-def s3rver_binary() -> Path | None:
-    """LLMOPS_S3RVER_BIN, the repository's tools/s3rver install, or PATH; None if absent."""
-    override = os.environ.get("LLMOPS_S3RVER_BIN")
-    if override:
-        return Path(override) if Path(override).is_file() else None
-    local = ROOT / "tools" / "s3rver" / "node_modules" / ".bin" / "s3rver"
-    if local.exists() and shutil.which("node"):
-        return local
-    found = shutil.which("s3rver")
-    return Path(found) if found else None
+def s3rver_binary() -> list[str] | None:
+    """The command that runs the log store, or None when Node.js or s3rver is missing."""
+    node = shutil.which("node")
+    if node is None or not (TOOL / "node_modules" / "s3rver" / "package.json").exists():
+        return None
+    return [node, str(TOOL / "server.js")]
 
 
 def free_port() -> int:
@@ -66,7 +62,7 @@ class EmbeddedLog:
     store: subprocess.Popen[bytes] | None = None
     store_port: int = 0
     reason: str = ""
-    _binary: Path | None = field(default=None, repr=False)
+    _binary: list[str] | None = field(default=None, repr=False)
 
     @property
     def durable(self) -> bool:
@@ -94,8 +90,7 @@ class EmbeddedLog:
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.store_port = self.store_port or free_port()
         address = f"127.0.0.1:{self.store_port}"
-        command = [str(self._binary), "-d", str(self.storage_dir), "-a", "127.0.0.1"]
-        command += ["-p", str(self.store_port), "-s", "--configure-bucket", BUCKET]
+        command = [*self._binary, str(self.storage_dir), str(self.store_port), BUCKET]
         self.store = start_process(
             command, address, self.log_dir / "log-store.log", name="log store (s3rver)"
         )
