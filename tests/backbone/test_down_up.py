@@ -20,7 +20,7 @@ from tests.backbone.test_durable_log import consume_and_commit, read_all
 from tests.integration.test_cli import llmops
 from tests.support.stack import free_port, produce, read_topic, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 INGESTION_GROUP = "ingestion"  # the group ingestion reports on /healthz for its requests
 

@@ -76,11 +76,14 @@ async def read_all(bootstrap: str, topic: str) -> list[bytes]:
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
+        begins = await consumer.beginning_offsets(parts)
+        upto = dict(begins)  # next offset per partition, from what was returned
         got: list[bytes] = []
         async with asyncio.timeout(60):
-            while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
+            while any(upto[tp] < ends[tp] for tp in parts):
+                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
                     got += [r.value for r in records]
+                    upto[tp] = records[-1].offset + 1 if records else upto[tp]
         return got
     finally:
         await consumer.stop()
