@@ -166,8 +166,10 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
         lag = run(consumer_lag(cfg.bootstrap_servers, reported_groups(rows)))
     except typer.Exit:
         lag = {}
+    log = (read_state(cfg) or {}).get("embedded_log")
     if json_output:
-        stdout_line(json.dumps({"bootstrap": cfg.bootstrap_servers, "processes": rows, "lag": lag}))
+        report = {"bootstrap": cfg.bootstrap_servers, "processes": rows, "lag": lag}
+        stdout_line(json.dumps({**report, "embedded_log": log}))
     else:
         table = Table("process", "status", "url", "pid", "restarts", "consumer lag")
         for row in rows:
@@ -187,6 +189,8 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
                 ", ".join(f"{t.removeprefix('llmops.')}={n}" for t, n in group_lag.items()) or "0",
             )
         out.print(table)
+        if log is not None:
+            _say_where_the_log_lives({"embedded_log": log})
     if not rows or any(r["status"] != "healthy" for r in rows):
         raise typer.Exit(1)
 
