@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
@@ -31,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.bus.outbox import OutboxRelay
-from shared.bus.store import InboxEntry, UnitOfWork, event_key
+from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
 from shared.events.envelope import Event
 from shared.events.registry import EventDecodeError, decode
 from shared.topics import Topic
@@ -175,7 +176,9 @@ class EventBus:
     ) -> int:
         """Apply every new event of the batch in one transaction; returns how many."""
         assert self.engine is not None
-        emitted = applied = 0
+        applied = 0
+        inbox: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
         with Session(self.engine) as session:
             seen: set[str] = set()
             if idempotent:
@@ -187,21 +190,28 @@ class EventBus:
                         )
                     ).all()
                 )
+            now = datetime.now(UTC)
             for record, event in decoded:
                 event_id = str(event.event_id)
                 if event_id in seen:
                     continue  # applied before, or twice in this batch
                 seen.add(event_id)
-                uow = UnitOfWork(session, self.service)
                 with _traced(topic, record):
-                    await handler(event, uow)
+                    await handler(event, UnitOfWork(session, self.service, pending=outbox))
                 if idempotent:
-                    session.add(
-                        InboxEntry(consumer=group, event_id=event_id, event_type=event.EVENT_TYPE)
+                    inbox.append(
+                        {
+                            "consumer": group,
+                            "event_id": event_id,
+                            "event_type": event.EVENT_TYPE,
+                            "handled_at": now,
+                        }
                     )
-                emitted += len(uow.emitted)
                 applied += 1
+            insert_rows(session, InboxEntry, inbox)
+            insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
             session.commit()
+        emitted = len(outbox)
         if emitted and self.relay is not None:
             self.relay.kick()
         return applied
