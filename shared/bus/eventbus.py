@@ -2,7 +2,13 @@
 
 For each message: decode (tolerant reader, upcasting) -> skip if this consumer group has
 applied the event before (inbox) -> run the handler in a unit of work -> commit state,
-inbox row and outbox rows together -> commit the Kafka offset. A handler that keeps
+inbox row and outbox rows together -> commit the Kafka offset.
+
+Messages come in fetched batches: every event of a batch is applied in order (per-key order
+holds) inside ONE database transaction with its inbox and outbox rows, and the offsets are
+committed once for the batch. If any handler of the batch fails, the transaction is rolled
+back and the batch is applied again one event per transaction, with retries and the DLQ,
+so a poison event costs only itself. A handler that keeps
 failing, or bytes that are not a valid event, go to ``<topic>.dlq`` with the reason and
 the original bytes and headers; the partition keeps flowing.
 """
@@ -14,18 +20,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
-from opentelemetry import metrics
+from opentelemetry import context, metrics, propagate, trace
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from shared.bus.outbox import OutboxRelay
-from shared.bus.store import InboxEntry, UnitOfWork, event_key
+from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
 from shared.events.envelope import Event
 from shared.events.registry import EventDecodeError, decode
 from shared.topics import Topic
@@ -39,6 +46,8 @@ _duration = _meter.create_histogram(
     "llmops_handler_duration", unit="s", description="Handler time per event."
 )
 
+_tracer = trace.get_tracer("llmops.bus")
+
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E, UnitOfWork], Awaitable[None]]
 
@@ -47,6 +56,10 @@ DLQ_HEADER_PREFIX = "x-llmops-dlq-"
 
 class EventBus:
     """Runtime of one service's messaging: subscriptions, outbox relay, DLQ, direct publish."""
+
+    # FastStream's batch subscriber sleeps this long after an empty fetch: it bounds the
+    # latency a batch subscriber adds at low load (and costs a wake-up per period when idle)
+    BATCH_TIMEOUT_MS = 3
 
     def __init__(
         self,
@@ -65,6 +78,7 @@ class EventBus:
         self.backoff_s = backoff_s
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.relay = OutboxRelay(broker, engine) if engine is not None else None
+        self.groups: dict[str, set[str]] = {}  # consumer group -> topics, for lag reports
 
     # -- subscribing -------------------------------------------------------------------
     def subscribe(
@@ -75,12 +89,18 @@ class EventBus:
         group: str | None = None,
         idempotent: bool = True,
         max_workers: int = 1,
+        batch: int = 100,
         **subscriber_kwargs: Any,
     ) -> Any:
-        """Subscribe ``handler(event, uow)`` to ``topic`` in a consumer group."""
+        """Subscribe ``handler(event, uow)`` to ``topic`` in a consumer group.
+
+        ``batch``: most events applied per database transaction and offset commit (1: one
+        transaction per event). Batching needs a database; ``max_workers > 1`` disables it.
+        """
         # One consumer group per (service, topic): subscribers of one service never make
         # each other rebalance, and a group's lag reads as one handler's backlog.
         group_id = group or f"{self.service}.{topic.value.removeprefix('llmops.')}"
+        self.groups.setdefault(group_id, set()).add(topic.value)
         if idempotent and self.engine is None:
             raise ValueError("an idempotent handler needs a database engine for its inbox")
         subscriber_kwargs.setdefault("auto_offset_reset", "earliest")
@@ -92,9 +112,15 @@ class EventBus:
         subscriber_kwargs.setdefault("rebalance_timeout_ms", 5000)
         if max_workers > 1:
             subscriber_kwargs["max_workers"] = max_workers
+        if batch > 1 and max_workers == 1 and self.engine is not None:
+            subscriber_kwargs.update(
+                batch=True, max_records=batch, batch_timeout_ms=self.BATCH_TIMEOUT_MS
+            )
 
         async def consume(message: KafkaMessage) -> None:
-            await self._consume(topic, group_id, handler, message, idempotent=idempotent)
+            raw = message.raw_message
+            records = list(raw) if isinstance(raw, tuple | list) else [raw]
+            await self._consume_batch(topic, group_id, handler, records, idempotent=idempotent)
 
         consume.__name__ = getattr(handler, "__name__", "consume")
         return self.broker.subscriber(
@@ -104,34 +130,116 @@ class EventBus:
             **subscriber_kwargs,
         )(consume)
 
-    async def _consume(
+    async def _consume_batch(
         self,
         topic: Topic,
         group: str,
         handler: Handler[Any],
-        message: KafkaMessage,
+        records: list[Any],
         *,
         idempotent: bool,
     ) -> None:
         attributes = {"topic": topic.value, "handler": getattr(handler, "__name__", "?")}
-        try:
-            event = decode(message.body, expected=topic.event)
-        except EventDecodeError as exc:
-            await self.dead_letter(topic, message, exc.reason, exc.detail, attempts=0)
-            _handled.add(1, {**attributes, "outcome": "dead-lettered"})
-            return
+        decoded: list[tuple[Any, Event]] = []
+        for record in records:
+            try:
+                decoded.append((record, decode(record.value, expected=topic.event)))
+            except EventDecodeError as exc:
+                await self._dead_letter_record(topic, record, exc.reason, exc.detail, attempts=0)
+                _handled.add(1, {**attributes, "outcome": "dead-lettered"})
+        if len(decoded) > 1 and self.engine is not None:
+            started = time.perf_counter()
+            try:
+                applied = await self._apply_batch(topic, group, handler, decoded, idempotent)
+            except Exception as exc:  # one event failed: redo them one per transaction
+                log.warning(
+                    "batch failed; applying its events one by one",
+                    extra={**attributes, "events": len(decoded), "error": repr(exc)},
+                )
+            else:
+                _handled.add(applied, {**attributes, "outcome": "applied"})
+                if len(decoded) > applied:
+                    _handled.add(len(decoded) - applied, {**attributes, "outcome": "duplicate"})
+                elapsed = (time.perf_counter() - started) / len(decoded)
+                _duration.record(elapsed, attributes)
+                return
+        for record, event in decoded:
+            await self._consume_one(topic, group, handler, record, event, idempotent=idempotent)
+
+    async def _apply_batch(
+        self,
+        topic: Topic,
+        group: str,
+        handler: Handler[Any],
+        decoded: list[tuple[Any, Event]],
+        idempotent: bool,
+    ) -> int:
+        """Apply every new event of the batch in one transaction; returns how many."""
+        assert self.engine is not None
+        applied = 0
+        inbox: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        with Session(self.engine) as session:
+            seen: set[str] = set()
+            if idempotent:
+                ids = [str(event.event_id) for _, event in decoded]
+                seen = set(
+                    session.exec(
+                        select(InboxEntry.event_id).where(
+                            InboxEntry.consumer == group, col(InboxEntry.event_id).in_(ids)
+                        )
+                    ).all()
+                )
+            now = datetime.now(UTC)
+            for record, event in decoded:
+                event_id = str(event.event_id)
+                if event_id in seen:
+                    continue  # applied before, or twice in this batch
+                seen.add(event_id)
+                with _traced(topic, record):
+                    await handler(event, UnitOfWork(session, self.service, pending=outbox))
+                if idempotent:
+                    inbox.append(
+                        {
+                            "consumer": group,
+                            "event_id": event_id,
+                            "event_type": event.EVENT_TYPE,
+                            "handled_at": now,
+                        }
+                    )
+                applied += 1
+            insert_rows(session, InboxEntry, inbox)
+            insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
+            session.commit()
+        emitted = len(outbox)
+        if emitted and self.relay is not None:
+            self.relay.kick()
+        return applied
+
+    async def _consume_one(
+        self,
+        topic: Topic,
+        group: str,
+        handler: Handler[Any],
+        record: Any,
+        event: Event,
+        *,
+        idempotent: bool,
+    ) -> None:
+        attributes = {"topic": topic.value, "handler": getattr(handler, "__name__", "?")}
         started = time.perf_counter()
         for attempt in range(1, self.attempts + 1):
             try:
-                applied = await self._apply(group, handler, event, idempotent=idempotent)
+                with _traced(topic, record):
+                    applied = await self._apply(group, handler, event, idempotent=idempotent)
                 outcome = "applied" if applied else "duplicate"
                 break
             except Exception as exc:
                 if attempt == self.attempts:
                     log.exception("handler failed; dead-lettering", extra=attributes)
-                    await self.dead_letter(
+                    await self._dead_letter_record(
                         topic,
-                        message,
+                        record,
                         "handler-failed",
                         f"{type(exc).__name__}: {exc}",
                         attempts=attempt,
@@ -190,6 +298,11 @@ class EventBus:
         """Send the original bytes and headers to ``<topic>.dlq`` with why."""
         raw = message.raw_message
         record = raw[0] if isinstance(raw, tuple) else raw
+        await self._dead_letter_record(topic, record, reason, detail, attempts=attempts)
+
+    async def _dead_letter_record(
+        self, topic: Topic, record: Any, reason: str, detail: str, *, attempts: int
+    ) -> None:
         headers = {
             name: value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
             for name, value in (record.headers or ())
@@ -253,6 +366,24 @@ class EventBus:
     async def stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
+
+
+@contextmanager
+def _traced(topic: Topic, record: Any) -> Any:
+    """One light span per event, child of the producer's context from the record's headers:
+    the trace continues through the handler and the events it emits (outbox headers)."""
+    carrier = {
+        name: value.decode("latin-1") if isinstance(value, bytes) else value
+        for name, value in (record.headers or ())
+        if name in ("traceparent", "tracestate")
+    }
+    token = context.attach(propagate.extract(carrier)) if carrier else None
+    try:
+        with _tracer.start_as_current_span(f"{topic.value} process", kind=trace.SpanKind.CONSUMER):
+            yield
+    finally:
+        if token is not None:
+            context.detach(token)
 
 
 class _NoSession:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate
-from sqlalchemy import Column, LargeBinary
+from sqlalchemy import Column, LargeBinary, insert
 from sqlmodel import JSON, Field, Session, SQLModel
 
 from shared.events.envelope import Event
@@ -49,27 +49,44 @@ def event_key(event: Event, topic: Topic) -> str | None:
     return None if value is None else str(value)
 
 
-def outbox_entry(event: Event, topic: Topic, key: str | None) -> OutboxEntry:
+def outbox_row(event: Event, topic: Topic, key: str | None) -> dict[str, Any]:
+    """The column values of an outbox row (plain dict: cheap to bulk-insert)."""
     headers: dict[str, str] = {}
     propagate.inject(headers)  # the trace continues from the span that emitted the event
     headers["event_type"] = event.EVENT_TYPE
     headers["schema_version"] = str(event.SCHEMA_VERSION)
-    return OutboxEntry(
-        topic=topic.value,
-        key=key if key is not None else event_key(event, topic),
-        event_id=str(event.event_id),
-        value=event.to_bytes(),
-        headers=headers,
-    )
+    return {
+        "topic": topic.value,
+        "key": key if key is not None else event_key(event, topic),
+        "event_id": str(event.event_id),
+        "value": event.to_bytes(),
+        "headers": headers,
+        "created_at": _now(),
+    }
+
+
+def outbox_entry(event: Event, topic: Topic, key: str | None) -> OutboxEntry:
+    return OutboxEntry(**outbox_row(event, topic, key))
+
+
+def insert_rows(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT (no ORM objects: the hot path of a batch)."""
+    if rows:
+        session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
 
 
 class UnitOfWork:
     """A database session whose emitted events commit together with the state change."""
 
-    def __init__(self, session: Session, producer: str) -> None:
+    def __init__(
+        self, session: Session, producer: str, *, pending: list[dict[str, Any]] | None = None
+    ) -> None:
         self.session = session
         self.producer = producer
         self.emitted: list[Event] = []
+        # given a list, emitted rows are collected there and the owner inserts them in bulk
+        # before it commits (EventBus batches); else each row is added to the session
+        self.pending = pending
 
     def emit(self, event: Event, *, key: str | None = None, topic: Topic | None = None) -> Event:
         """Queue an event in the outbox (same transaction); returns it as stored."""
@@ -78,6 +95,9 @@ class UnitOfWork:
         if event.producer == "unknown":
             event = event.model_copy(update={"producer": self.producer})
         target = topic or _Topic.for_event(event)
-        self.session.add(outbox_entry(event, target, key))
+        if self.pending is not None:
+            self.pending.append(outbox_row(event, target, key))
+        else:
+            self.session.add(outbox_entry(event, target, key))
         self.emitted.append(event)
         return event

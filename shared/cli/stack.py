@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaError
 from rich.table import Table
 
 from shared.cli.common import EXIT_UNAVAILABLE, console, out, run, settings, stdout_line
 from shared.plugins import PluginError
 from shared.plugins import processes as plugin_processes
+from shared.settings import ServiceSettings
 from shared.stack.broker import BrokerNotFoundError
-from shared.stack.inspect import consumer_lag, process_health
+from shared.stack.drain import describe, wait_caught_up
+from shared.stack.inspect import consumer_lag, process_health, reported_groups
 from shared.stack.supervisor import (
     Supervisor,
     parse_scale,
@@ -103,12 +107,72 @@ def _up_detached(
     raise typer.Exit(1)
 
 
-def down() -> None:
-    """Stop a stack started with `up --detach`; no process is left behind."""
-    if stop_detached(settings()):
+def down(
+    force: Annotated[
+        bool, typer.Option("--force", help="Stop even if consumer groups still lag.")
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for consumer groups to catch up.")
+    ] = 30,
+) -> None:
+    """Stop a stack started with `up --detach`; no process is left behind.
+
+    First waits (up to --wait seconds) until every running service's consumer group has
+    consumed what was published to it; refuses, naming the lagging groups, unless --force.
+    """
+    cfg = settings()
+    state = read_state(cfg)
+    if state and pid_alive(int(state["supervisor_pid"])):
+        _say_where_the_log_lives(state)
+        lagging = _drain(cfg, wait)
+        if lagging and not force:
+            console.print(
+                f"[red]refusing to stop:[/] consumer groups still lag after {wait:.0f}s: "
+                f"{describe(lagging)}\nwait longer (`--wait`), look at `llmops status`, or stop "
+                "anyway with `llmops down --force`"
+            )
+            raise typer.Exit(1)
+        if lagging:
+            durable = (state.get("embedded_log") or {}).get("durable", True)
+            fate = (
+                "they stay in the log and are consumed after `llmops up`"
+                if durable
+                else "[bold]they are lost[/]: the log is in memory"
+            )
+            console.print(f"[yellow]stopping with lag (--force):[/] {describe(lagging)}; {fate}")
+    if stop_detached(cfg):
         console.print("stack stopped")
     else:
         console.print("no stack is running")
+
+
+def _say_where_the_log_lives(state: dict[str, Any]) -> None:
+    log = state.get("embedded_log")
+    if log is None:
+        return  # an external Kafka cluster keeps its own log
+    if log.get("durable"):
+        console.print(f"event log kept in {log['path']}: `llmops up` resumes from it")
+    else:
+        console.print(
+            "[bold yellow]the embedded event log is in memory and NOT durable[/] "
+            f"({log.get('reason')}): stopping forgets every event in it"
+        )
+
+
+def _drain(cfg: ServiceSettings, wait: float) -> dict[str, int]:
+    groups = reported_groups(process_health(cfg))  # the running services' own groups
+
+    def progress(lagging: dict[str, int], left: float) -> None:
+        console.print(
+            f"waiting for {len(lagging)} consumer group(s) to catch up ({left:.0f}s left): "
+            f"{describe(lagging)}"
+        )
+
+    try:
+        return asyncio.run(wait_caught_up(cfg.bootstrap_servers, groups, wait, progress))
+    except KafkaError as exc:
+        console.print(f"[yellow]cannot read consumer lag ({exc}); not waiting for it[/]")
+        return {}
 
 
 def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -116,18 +180,21 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
     cfg = settings()
     rows = process_health(cfg)
     try:
-        lag = run(consumer_lag(cfg.bootstrap_servers))
+        lag = run(consumer_lag(cfg.bootstrap_servers, reported_groups(rows)))
     except typer.Exit:
         lag = {}
+    log = (read_state(cfg) or {}).get("embedded_log")
     if json_output:
-        stdout_line(json.dumps({"bootstrap": cfg.bootstrap_servers, "processes": rows, "lag": lag}))
+        report = {"bootstrap": cfg.bootstrap_servers, "processes": rows, "lag": lag}
+        stdout_line(json.dumps({**report, "embedded_log": log}))
     else:
         table = Table("process", "status", "url", "pid", "restarts", "consumer lag")
         for row in rows:
+            own = set(reported_groups([row]))
             group_lag = {
                 topic: n
                 for group, topics in lag.items()
-                if group == row["service"] or group.startswith(row["service"] + ".")
+                if group in own or group == row["service"] or group.startswith(row["service"] + ".")
                 for topic, n in topics.items()
             }
             table.add_row(
@@ -139,6 +206,8 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
                 ", ".join(f"{t.removeprefix('llmops.')}={n}" for t, n in group_lag.items()) or "0",
             )
         out.print(table)
+        if log is not None:
+            _say_where_the_log_lives({"embedded_log": log})
     if not rows or any(r["status"] != "healthy" for r in rows):
         raise typer.Exit(1)
 

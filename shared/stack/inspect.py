@@ -69,9 +69,18 @@ async def committed_offsets(
         await consumer.stop()
 
 
-async def consumer_lag(bootstrap: str) -> dict[str, dict[str, int]]:
-    """consumer group -> topic -> lag (messages after the committed offset)."""
-    groups = await consumer_groups(bootstrap)
+async def consumer_lag(
+    bootstrap: str, known: dict[str, list[str]] | None = None
+) -> dict[str, dict[str, int]]:
+    """consumer group -> topic -> lag (messages after the committed offset).
+
+    Groups are those the broker lists plus ``known`` (group -> topics, as running services
+    report them on /healthz): not every Kafka-protocol broker lists groups (the embedded one
+    on its durable storage does not). For a known group, a partition it never committed
+    counts from the beginning: with ``auto_offset_reset=earliest`` it will read all of it.
+    """
+    known = known or {}
+    groups = sorted(set(await consumer_groups(bootstrap)) | set(known))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, **_security()
     )
@@ -82,17 +91,33 @@ async def consumer_lag(bootstrap: str) -> dict[str, dict[str, int]]:
             TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
         ]
         ends = await consumer.end_offsets(parts) if parts else {}
+        begins = await consumer.beginning_offsets(parts) if parts else {}
     finally:
         await consumer.stop()
     lag: dict[str, dict[str, int]] = {}
     for group in groups:
         committed = await committed_offsets(bootstrap, group, parts)
+        subscribed = set(known.get(group, ()))
         per_topic: dict[str, int] = {}
-        for tp, offset in committed.items():
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - offset)
+        for tp in parts:
+            if tp in committed:
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, ends[tp] - committed[tp])
+            elif tp.topic in subscribed:
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + ends[tp] - begins[tp]
         if per_topic:
             lag[group] = per_topic
     return lag
+
+
+def reported_groups(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """group -> topics, from the /healthz details of ``process_health`` rows, or else what
+    the supervisor last saw there (a service that does not answer still owns its groups)."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        reported = (row.get("detail") or {}).get("consumer_groups") or row.get("consumer_groups")
+        for group, topics in (reported or {}).items():
+            groups[group] = sorted(set(groups.get(group, [])) | set(topics))
+    return groups
 
 
 def process_health(settings: ServiceSettings) -> list[dict[str, Any]]:

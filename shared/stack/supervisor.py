@@ -26,7 +26,7 @@ from rich.console import Console
 
 from shared.plugins import ProcessSpec
 from shared.settings import ServiceSettings
-from shared.stack.broker import start_broker
+from shared.stack.log import EmbeddedLog
 from shared.topics import ensure_topics
 
 STATE_FILE = "stack.json"
@@ -109,6 +109,7 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     healthy: bool = False
+    groups: dict[str, list[str]] = field(default_factory=dict)  # as its /healthz reports
     started_at: float = 0.0
     pump: threading.Thread | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
@@ -140,7 +141,7 @@ class Supervisor:
                 port = spec.resolved_port if replica == 1 else _free_port()
                 color = COLORS[len(self.children) % len(COLORS)]
                 self.children.append(Child(spec, color, replica=replica, port=port))
-        self.broker: subprocess.Popen[bytes] | None = None
+        self.log: EmbeddedLog | None = None
         self.stopping = threading.Event()
         self._print_lock = threading.Lock()
 
@@ -175,7 +176,20 @@ class Supervisor:
         bootstrap = self.settings.bootstrap_servers
         if self.settings.uses_embedded_broker:
             self.console.print(f"starting the embedded broker on {bootstrap}")
-            self.broker = start_broker(bootstrap, self.log_dir / "broker.log")
+            self.log = EmbeddedLog(
+                bootstrap,
+                self.data_dir / "log",
+                self.log_dir,
+                want_durable=self.settings.embedded_log != "memory",
+            )
+            self.log.start()
+            if self.log.durable:
+                self.console.print(f"event log: {self.log.storage_dir} (durable)")
+            else:
+                self.console.print(
+                    f"[bold yellow]event log in memory: NOT durable[/] ({self.log.reason}); "
+                    "`llmops down` or a broker crash loses every event not yet consumed"
+                )
         else:
             self.console.print(f"using the Kafka cluster at {bootstrap}")
         created_topics = asyncio.run(
@@ -235,8 +249,11 @@ class Supervisor:
     def check_health(self, child: Child) -> bool:
         url = f"http://127.0.0.1:{child.port}{child.spec.health_path}"
         try:
-            child.healthy = httpx.get(url, timeout=2).status_code == 200
-        except httpx.HTTPError:
+            response = httpx.get(url, timeout=2)
+            child.healthy = response.status_code == 200
+            if child.healthy and "json" in response.headers.get("content-type", ""):
+                child.groups = response.json().get("consumer_groups") or child.groups
+        except (httpx.HTTPError, ValueError):
             child.healthy = False
         return child.healthy
 
@@ -266,12 +283,10 @@ class Supervisor:
         last_health = 0.0
         while not self.stopping.wait(0.5):
             now = time.monotonic()
-            if self.broker is not None and self.broker.poll() is not None:
-                self.console.print("[red]the embedded broker died; restarting it[/]")
-                self.broker = start_broker(
-                    self.settings.bootstrap_servers, self.log_dir / "broker.log"
-                )
+            if self.log is not None and (restarted := self.log.restart_dead()):
+                self.console.print(f"[red]restarted the embedded {' and '.join(restarted)}[/]")
                 asyncio.run(ensure_topics(self.settings.bootstrap_servers))
+                self.write_state(ready=True)
             for child in self.children:
                 assert child.proc is not None
                 if child.proc.poll() is None:
@@ -312,12 +327,8 @@ class Supervisor:
                 os.killpg(child.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(5)
-        if self.broker is not None and self.broker.poll() is None:
-            self.broker.terminate()
-            try:
-                self.broker.wait(10)
-            except subprocess.TimeoutExpired:
-                self.broker.kill()
+        if self.log is not None:
+            self.log.stop()
         with contextlib.suppress(FileNotFoundError):
             state_path(self.settings).unlink()
         self.console.print("stack stopped")
@@ -328,7 +339,8 @@ class Supervisor:
             "supervisor_pid": os.getpid(),
             "ready": ready,
             "bootstrap": self.settings.bootstrap_servers,
-            "embedded_broker_pid": self.broker.pid if self.broker else None,
+            "embedded_broker_pid": self.log.broker.pid if self.log and self.log.broker else None,
+            "embedded_log": self.log.describe() if self.log else None,
             "data_dir": str(self.data_dir),
             "processes": [
                 {
@@ -339,6 +351,7 @@ class Supervisor:
                     "pid": c.proc.pid if c.proc else None,
                     "healthy": c.healthy,
                     "restarts": c.restarts,
+                    "consumer_groups": c.groups,
                 }
                 for c in self.children
             ],
@@ -368,6 +381,8 @@ def stop_detached(settings: ServiceSettings, timeout_s: float = 60.0) -> bool:
     pids = [p["pid"] for p in state["processes"] if p.get("pid")]
     if state.get("embedded_broker_pid"):
         pids.append(state["embedded_broker_pid"])
+    if (state.get("embedded_log") or {}).get("store_pid"):
+        pids.append(state["embedded_log"]["store_pid"])
     if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
