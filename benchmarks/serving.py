@@ -132,9 +132,9 @@ def merge(runs: list[Result]) -> Result:
 
 async def in_process(model: Path, concurrency: int, requests: int) -> float:
     """The engine alone (no HTTP, no Kafka): tokens/s ceiling."""
-    from services.serving.adapters.vllm_engine import VllmLoader
-    from services.serving.config import WorkerSettings
-    from services.serving.ports import Sampling
+    from services.serving.worker.adapters.vllm_engine import VllmLoader
+    from services.serving.worker.config import WorkerSettings
+    from services.serving.worker.ports import Sampling
 
     engine = await VllmLoader(WorkerSettings(max_model_len=256)).load(str(model))
     ids = engine.prompt_tokens(PROMPT)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from services.serving.ports import Delta, InvalidRequestError, Sampling
-from shared.events import Event
+from services.serving.worker.ports import Delta, InvalidRequestError, Sampling
+from shared.events import ClaimCheck, Event
 from shared.events.serving import ChatMessage, InferenceChunk
 
 
@@ -82,3 +82,14 @@ class FakeSink:
 
     def on(self, topic: str) -> list[Event | InferenceChunk]:
         return [e for t, e in self.sent if t == topic]
+
+
+class FakeLocator:
+    """Artifacts resolve to their URI (the fake engine loads any location)."""
+
+    def __init__(self) -> None:
+        self.resolved: list[str] = []
+
+    def resolve(self, artifact: ClaimCheck) -> str:
+        self.resolved.append(artifact.uri)
+        return artifact.uri

@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.serving.routing import CHALLENGER, ModelTable, Version
 from services.serving.worker.control import ModelControl
 from services.serving.worker.engines import EnginePool
 from services.serving.worker.inference import InferenceService
+from services.serving.worker.routing import CHALLENGER, ModelTable, Version
 from shared.events.serving import (
     ChatMessage,
     InferenceChunk,
     InferenceCompleted,
     InferenceRequested,
 )
-from tests.serving.fakes import FakeLoader, FakeSink
+from tests.serving.fakes import FakeLoader, FakeLocator, FakeSink
 from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.unit
 def _service(step_s: float = 0.0, draw: float = 0.5):
     loader, sink, table = FakeLoader(step_s), FakeSink(), ModelTable()
     pool = EnginePool(loader)
-    control = ModelControl(table, pool)
+    control = ModelControl(table, pool, FakeLocator())
     service = InferenceService(
         table, pool, sink, worker_id="w", completed_topic="done", draw=lambda: draw
     )

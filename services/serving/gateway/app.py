@@ -11,21 +11,22 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.serving.adapters.key_store import SqlKeyStore
-from services.serving.adapters.replies import ReplyRouter
-from services.serving.channels import (
+from services.serving.gateway.adapters.key_store import SqlKeyStore
+from services.serving.gateway.adapters.replies import ReplyRouter
+from services.serving.gateway.admin import KeyAdmin
+from services.serving.gateway.api_router import router
+from services.serving.gateway.config import GatewaySettings
+from services.serving.gateway.keys import Role
+from services.serving.gateway.protocol import APIError
+from services.serving.gateway.serving import Gateway
+from services.serving.gateway.workers import WorkerDirectory
+from services.serving.wire import (
     HEARTBEAT_TOPIC,
     create_reply_topic,
     delete_reply_topic,
     ensure_serving_topics,
     reply_topic,
 )
-from services.serving.config import GatewaySettings
-from services.serving.gateway.api_router import router
-from services.serving.gateway.keys import Role
-from services.serving.gateway.protocol import APIError
-from services.serving.gateway.serving import Gateway
-from services.serving.gateway.workers import WorkerDirectory
 from shared.runtime import Runtime, build_runtime
 from shared.telemetry import shutdown_telemetry
 
@@ -84,7 +85,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     app = FastAPI(title="llmops gateway", lifespan=lifespan, docs_url="/docs")
     app.state.ready = False
     app.state.gateway = gateway
-    app.state.key_store = store
+    app.state.key_admin = KeyAdmin(gateway, store, runtime.bus, settings)
     app.state.gateway_id = gateway_id
     app.include_router(router)
 

@@ -7,18 +7,24 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import metrics
 
-from services.serving.config import GatewaySettings
+from services.serving.gateway.config import GatewaySettings
 from services.serving.gateway.keys import Action, KeyInfo, RateLimiter, hash_key
-from services.serving.gateway.protocol import APIError, SamplingFields
+from services.serving.gateway.ports import KeyLookup, Publisher, Replies, Reply
+from services.serving.gateway.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    FeedbackRequest,
+    SamplingFields,
+)
 from services.serving.gateway.workers import WorkerDirectory
-from shared.events import Event
+from shared.events import Event, FeedbackReceived
 from shared.events.serving import (
     ChatMessage,
-    InferenceChunk,
     InferenceCompleted,
     InferenceRequested,
 )
@@ -37,28 +43,26 @@ WORKER_ERRORS = {
 }
 
 
-class KeyLookup(Protocol):
-    def lookup(self, secret: str) -> KeyInfo | None: ...
-
-
-class Publisher(Protocol):
-    async def publish(self, event: Event) -> Event: ...
-
-
-class Replies(Protocol):
-    def open(self, request_id: str) -> asyncio.Queue[Event | InferenceChunk]: ...
-
-    def close(self, request_id: str) -> None: ...
-
-
 @dataclass
 class Pending:
     request_id: str
     key: KeyInfo
     model: str
-    queue: asyncio.Queue[Event | InferenceChunk]
+    queue: asyncio.Queue[Reply]
     deadline: float  # monotonic
     started: float
+
+
+@dataclass
+class Answer:
+    """What ``Gateway.complete`` returns: the whole result, or a stream's first event and
+    the rest (chunks, then the final InferenceCompleted)."""
+
+    request_id: str
+    model_version: str
+    result: InferenceCompleted | None = None
+    first: Reply | None = None
+    rest: AsyncIterator[Reply] | None = None
 
 
 class Gateway:
@@ -84,6 +88,53 @@ class Gateway:
         self.limiter = RateLimiter(clock)
         self.clock = clock
         self._keys_cache: dict[str, tuple[KeyInfo | None, float]] = {}
+
+    # -- use cases ----------------------------------------------------------------------
+    async def complete(
+        self,
+        authorization: str | None,
+        body: CompletionRequest | ChatCompletionRequest,
+        timeout_s: float | None = None,
+    ) -> Answer:
+        """One completion: key, limits, validation, the Kafka round trip."""
+        key = self.authenticate(authorization, Action.INFER)
+        if isinstance(body, ChatCompletionRequest):
+            messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
+            self.validate(body, sum(len(m.content) for m in messages))
+            prompt: dict[str, Any] = {"messages": messages}
+        else:
+            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+            if len(prompts) != 1:
+                raise APIError(400, "Send one prompt per request.", param="prompt")
+            self.validate(body, len(prompts[0]))
+            prompt = {"prompt": prompts[0]}
+        self.admit(key)
+        pending = await self.submit(key, body, timeout_s=timeout_s, **prompt)
+        if not body.stream:
+            result = await self.result(pending)
+            return Answer(pending.request_id, result.model_version, result=result)
+        events = self.events(pending)
+        first = await anext(events)  # errors before the first token keep their HTTP status
+        version = str(getattr(first, "model_version", ""))
+        return Answer(pending.request_id, version, first=first, rest=events)
+
+    def list_models(self, authorization: str | None) -> dict[str, set[str]]:
+        self.authenticate(authorization, Action.LIST_MODELS)
+        return self.models()
+
+    async def feedback(self, authorization: str | None, body: FeedbackRequest) -> Event:
+        key = self.authenticate(authorization, Action.FEEDBACK)
+        if body.rating is None and not body.correction and not body.comment:
+            raise APIError(400, "Give a rating, a correction or a comment.", param="rating")
+        return await self.publisher.publish(
+            FeedbackReceived(
+                response_id=body.response_id,
+                rating=body.rating,
+                correction=body.correction,
+                comment=body.comment,
+                key_id=key.key_id,
+            )
+        )
 
     # -- admission ----------------------------------------------------------------------
     def authenticate(self, authorization: str | None, action: Action) -> KeyInfo:
@@ -202,7 +253,7 @@ class Gateway:
             raise
         return pending
 
-    async def next_event(self, pending: Pending) -> Event | InferenceChunk:
+    async def next_event(self, pending: Pending) -> Reply:
         if not pending.queue.empty():  # the hot path while streaming: no timer, no task
             return pending.queue.get_nowait()
         remaining = pending.deadline - self.clock()
@@ -217,7 +268,7 @@ class Gateway:
                 504, "The request outlived its deadline.", type_="timeout", code="deadline_exceeded"
             ) from None
 
-    async def events(self, pending: Pending) -> AsyncIterator[Event | InferenceChunk]:
+    async def events(self, pending: Pending) -> AsyncIterator[Reply]:
         """Chunks then the final InferenceCompleted (raises APIError on worker errors)."""
         first = True
         while True:

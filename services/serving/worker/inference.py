@@ -12,9 +12,9 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from services.serving.ports import InvalidRequestError, ReplySink, Sampling
-from services.serving.routing import CHAMPION, ModelTable
 from services.serving.worker.engines import EnginePool
+from services.serving.worker.ports import InvalidRequestError, ReplySink, Sampling
+from services.serving.worker.routing import CHAMPION, ModelTable
 from shared.events.serving import (
     GeneratedChoice,
     InferenceChunk,

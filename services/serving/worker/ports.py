@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.events import Event
+from shared.events import ClaimCheck, Event
 from shared.events.serving import ChatMessage, InferenceChunk
 
 
@@ -66,3 +66,9 @@ class ReplySink(Protocol):
     async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None: ...
 
     async def flush(self) -> None: ...
+
+
+class ModelLocator(Protocol):
+    """Turns a promoted model artifact into a location the engine loads (a local dir)."""
+
+    def resolve(self, artifact: ClaimCheck) -> str: ...

@@ -1,5 +1,6 @@
-"""Serving's own Kafka channels beside the platform catalogue: worker heartbeats and the
-per-gateway reply topics.
+"""The wire protocol between the gateway and the workers, the only code both import:
+serving's own Kafka channels beside the platform catalogue (worker heartbeats, the
+per-gateway reply topics) and how they are created.
 
 Each gateway instance owns ``llmops.inference.replies.<gateway-id>`` (one partition: chunks of
 a request stay in order), created at start and deleted at stop; ``InferenceRequested.reply_to``

@@ -8,8 +8,8 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from services.serving.config import WorkerSettings
-from services.serving.ports import Delta, InvalidRequestError, Sampling
+from services.serving.worker.config import WorkerSettings
+from services.serving.worker.ports import Delta, InvalidRequestError, Sampling
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
