@@ -37,12 +37,21 @@ class FakeEngine:
             words = self._words[: sampling.max_tokens]
             for i, word in enumerate(words):
                 await asyncio.sleep(self.step_s)
+                if request_id in self.aborted:  # as vLLM: one last output, then the end
+                    yield [
+                        Delta(index=n, text="", tokens=0, finish_reason="abort")
+                        for n in range(sampling.n)
+                    ]
+                    return
                 last = i == len(words) - 1
                 finish = (
                     ("length" if len(words) == sampling.max_tokens else "stop") if last else None
                 )
+                lp = None
+                if sampling.logprobs is not None:
+                    lp = [{"token": f"{word} ", "logprob": -0.5, "top": [[f"{word} ", -0.5]]}]
                 yield [
-                    Delta(index=n, text=f"{word} ", tokens=1, finish_reason=finish)
+                    Delta(index=n, text=f"{word} ", tokens=1, finish_reason=finish, logprobs=lp)
                     for n in range(sampling.n)
                 ]
         finally:

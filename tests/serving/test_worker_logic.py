@@ -137,3 +137,34 @@ def test_completed_event_is_tolerantly_decodable() -> None:
 
     event = InferenceCompleted(request_id="r", model="m", model_version="1")
     assert decode(event.to_bytes(), expected=InferenceCompleted) == event
+
+
+async def test_a_cancel_aborts_the_generation_and_reports_what_was_generated() -> None:
+    service, control, loader, sink = _service(step_s=0.02)
+    await control.promote(Version("m", "1", "/m1"), datetime.now(UTC))
+    running = asyncio.create_task(service.handle(_request(prompt="a b c d e f g h", stream=True)))
+    await until(lambda: len(sink.on("replies")) >= 2)  # two words streamed
+    assert await service.cancel("r1")
+    done = await running
+    assert done.finish_reason == "abort"
+    assert 2 <= done.completion_tokens < 8
+    assert loader.engines["/m1"].aborted == ["r1"]
+    assert service.pool.in_flight == 0
+    assert not await service.cancel("r1")  # not running any more: nothing to do
+
+
+async def test_logprobs_reach_the_reply_but_not_the_catalogue_and_unknown_params_fail() -> None:
+    service, control, _, sink = _service()
+    await control.promote(Version("m", "1", "/m1"), datetime.now(UTC))
+    done = await service.handle(_request(sampling={"max_tokens": 2, "logprobs": 1}))
+    assert done.choices[0].logprobs == [
+        {"token": "one ", "logprob": -0.5, "top": [["one ", -0.5]]},
+        {"token": "two ", "logprob": -0.5, "top": [["two ", -0.5]]},
+    ]
+    catalogue = sink.on("done")[0]
+    assert isinstance(catalogue, InferenceCompleted)
+    assert catalogue.choices[0].logprobs is None
+    assert catalogue.choices[0].text == done.choices[0].text
+    newer = await service.handle(_request(request_id="r2", sampling={"beam_width": 3}))
+    assert newer.error_type == "invalid_request"
+    assert "beam_width" in (newer.error or "")

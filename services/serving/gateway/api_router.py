@@ -10,14 +10,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from services.serving.gateway.admin import KeyAdmin
+from services.serving.gateway.embeddings import Embeddings
 from services.serving.gateway.protocol import (
     APIError,
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
     FeedbackRequest,
     KeyCreateRequest,
 )
-from services.serving.gateway.responses import completion_body, sse_stream
+from services.serving.gateway.responses import Shape, completion_body, sse_stream
 from services.serving.gateway.serving import Gateway
 from shared.telemetry import prometheus_payload
 
@@ -74,12 +76,18 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 async def _complete(request: Request, body: CompletionRequest | ChatCompletionRequest) -> Response:
     chat = isinstance(body, ChatCompletionRequest)
+    shape = Shape(
+        model=body.model,
+        chat=chat,
+        tool_call=isinstance(body, ChatCompletionRequest) and bool(body.forced_tools()),
+        logprobs=body.logprobs_count() is not None,
+    )
     answer = await _gateway(request).complete(
         request.headers.get("authorization"), body, timeout_s=_timeout(request)
     )
     if answer.result is not None:
         return JSONResponse(
-            completion_body(answer.result, body.model, chat),
+            completion_body(answer.result, shape),
             headers={
                 "x-llmops-model-version": answer.model_version,
                 "x-llmops-worker": answer.result.worker_id,
@@ -92,9 +100,7 @@ async def _complete(request: Request, body: CompletionRequest | ChatCompletionRe
         answer.first,
         answer.rest,
         request_id=answer.request_id,
-        model=body.model,
-        chat=chat,
-        n=body.n,
+        shape=shape,
         include_usage=include_usage,
     )
     return StreamingResponse(
@@ -112,6 +118,13 @@ async def completions(request: Request) -> Response:
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await _complete(request, await _parse(request, ChatCompletionRequest))
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await _parse(request, EmbeddingRequest)
+    use_case: Embeddings = request.app.state.embeddings
+    return await use_case.create(request.headers.get("authorization"), body)
 
 
 @router.post("/v1/feedback")
@@ -141,12 +154,13 @@ async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
 async def healthz(request: Request) -> JSONResponse:
     gateway = _gateway(request)
     ready = bool(request.app.state.ready)
-    workers = len(gateway.directory.live(time.time()))
+    live = gateway.directory.live(time.time())
     body = {
         "status": "ok" if ready else "starting",
         "service": "gateway",
         "checks": {"started": ready},
-        "workers": workers,
+        "workers": len(live),
+        "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 

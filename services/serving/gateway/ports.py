@@ -35,3 +35,19 @@ class Replies(Protocol):
     def open(self, request_id: str) -> asyncio.Queue[Reply]: ...
 
     def close(self, request_id: str) -> None: ...
+
+
+class Canceller(Protocol):
+    """Tells the workers a request's caller is gone (its generation should stop)."""
+
+    async def cancel(self, request_id: str) -> None: ...
+
+
+class Embedder(Protocol):
+    """Sentence embeddings for /v1/embeddings."""
+
+    name: str
+
+    async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """One vector per text, and the number of input tokens."""
+        ...

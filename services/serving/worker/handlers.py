@@ -9,6 +9,7 @@ from pathlib import Path
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
+from services.serving.wire import CANCEL_TOPIC, cancelled_request
 from services.serving.worker.adapters.state_store import snapshot_row
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
@@ -52,6 +53,19 @@ def register(
         auto_offset_reset="latest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )(on_inference_requested)
+
+    async def on_inference_cancelled(message: KafkaMessage) -> None:
+        request_id = cancelled_request(message.body)
+        if request_id is not None:
+            await inference.cancel(request_id)
+
+    # Every worker reads every cancel (no group), from now on: only live generations matter.
+    runtime.broker.subscriber(
+        CANCEL_TOPIC,
+        ack_policy=AckPolicy.ACK_FIRST,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )(on_inference_cancelled)
 
     def save(uow: UnitOfWork) -> None:
         uow.session.merge(snapshot_row(control.table.to_dict(), control.applied_until))
