@@ -328,16 +328,24 @@ def main() -> None:
         flush=True,
     )
     runs: dict[tuple[str, int], list[Result]] = {}
+    failures: list[str] = []
     for round_no in range(args.rounds):
         order = targets if round_no % 2 == 0 else targets[::-1]
         for target in order:  # one target alive at a time: started, measured, stopped
             name, start = TARGETS[target]
-            with start(work, model) as url:
-                for concurrency in levels:
-                    requests = max(per_level, concurrency * 4)
-                    result = asyncio.run(load(url, name, concurrency, requests))
-                    runs.setdefault((target, concurrency), []).append(result)
-                    print(f"round {round_no + 1}: {result.row()}", flush=True)
+            try:
+                with start(work, model) as url:
+                    for concurrency in levels:
+                        requests = max(per_level, concurrency * 4)
+                        result = asyncio.run(load(url, name, concurrency, requests))
+                        runs.setdefault((target, concurrency), []).append(result)
+                        print(f"round {round_no + 1}: {result.row()}", flush=True)
+            except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:  # report, go on
+                failures.append(f"- round {round_no + 1}: {name} failed: {exc!r}")
+                print(failures[-1], flush=True)
+    targets = [t for t in targets if all((t, c) in runs for c in levels)]
+    if "ours" not in targets or "vllm" not in targets:
+        raise SystemExit("the gateway or vLLM's server was not measured: " + str(failures))
     merged = {t: [merge(runs[(t, c)]) for c in levels] for t in targets}
     print("merged:\n" + "\n".join(r.row() for t in targets for r in merged[t]))
     ceiling = asyncio.run(in_process(model, 32, per_level * 2))
@@ -380,6 +388,7 @@ def main() -> None:
         "",
         "Ratios:",
         *lines,
+        *(["", "Targets that could not be measured:", *failures] if failures else []),
         "",
         "Goals (issue #16): >= 0.85x vLLM's server tokens/s at 1, 8 and 32; p50 TTFT within "
         "+25 ms at 1 and 1.5x at 32; >= 3x LiteLLM at 32.",
