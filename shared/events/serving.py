@@ -25,6 +25,11 @@ class GeneratedChoice(Payload):
     text: str = Field(description="Generated text (inference hop: raw until anonymized).")
     finish_reason: str | None = Field(None, description="stop, length, abort...")
     completion_tokens: int = Field(0, description="Tokens generated for this choice.")
+    logprobs: list[dict[str, Any]] | None = Field(
+        None,
+        description="Per generated token when asked for: token, logprob, top [[token, "
+        "logprob]]. Only on the gateway's reply topic (raw text), never on the catalogue.",
+    )
 
 
 class ServedModel(Payload):
@@ -65,6 +70,9 @@ class InferenceChunk(Payload):
     delta: str = Field(description="New text since the previous chunk of this choice (raw).")
     tokens: int = Field(0, description="Tokens the delta holds.")
     model_version: str = Field("", description="Version generating.")
+    logprobs: list[dict[str, Any]] | None = Field(
+        None, description="Per token of the delta when asked for: token, logprob, top."
+    )
 
 
 class InferenceChunks(Payload):

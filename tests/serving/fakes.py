@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from services.serving.ports import Delta, InvalidRequestError, Sampling
-from shared.events import Event
+from services.serving.worker.ports import Delta, InvalidRequestError, Sampling
+from shared.events import ClaimCheck, Event
 from shared.events.serving import ChatMessage, InferenceChunk
 
 
@@ -37,12 +37,21 @@ class FakeEngine:
             words = self._words[: sampling.max_tokens]
             for i, word in enumerate(words):
                 await asyncio.sleep(self.step_s)
+                if request_id in self.aborted:  # as vLLM: one last output, then the end
+                    yield [
+                        Delta(index=n, text="", tokens=0, finish_reason="abort")
+                        for n in range(sampling.n)
+                    ]
+                    return
                 last = i == len(words) - 1
                 finish = (
                     ("length" if len(words) == sampling.max_tokens else "stop") if last else None
                 )
+                lp = None
+                if sampling.logprobs is not None:
+                    lp = [{"token": f"{word} ", "logprob": -0.5, "top": [[f"{word} ", -0.5]]}]
                 yield [
-                    Delta(index=n, text=f"{word} ", tokens=1, finish_reason=finish)
+                    Delta(index=n, text=f"{word} ", tokens=1, finish_reason=finish, logprobs=lp)
                     for n in range(sampling.n)
                 ]
         finally:
@@ -82,3 +91,14 @@ class FakeSink:
 
     def on(self, topic: str) -> list[Event | InferenceChunk]:
         return [e for t, e in self.sent if t == topic]
+
+
+class FakeLocator:
+    """Artifacts resolve to their URI (the fake engine loads any location)."""
+
+    def __init__(self) -> None:
+        self.resolved: list[str] = []
+
+    def resolve(self, artifact: ClaimCheck) -> str:
+        self.resolved.append(artifact.uri)
+        return artifact.uri

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from services.serving.adapters.kafka_sink import KafkaReplySink
+from services.serving.worker.adapters.kafka_sink import KafkaReplySink
 from shared.events.serving import InferenceChunk, InferenceCompleted
 from tests.support.stack import until
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.serving.routing import CHALLENGER, ModelTable, UnknownVersionError, Version
+from services.serving.worker.routing import CHALLENGER, ModelTable, UnknownVersionError, Version
 
 pytestmark = pytest.mark.unit
 

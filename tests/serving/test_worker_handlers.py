@@ -9,10 +9,10 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.serving.adapters.state_store import load_snapshot
-from services.serving.config import WorkerSettings
-from services.serving.routing import Version
+from services.serving.worker.adapters.state_store import load_snapshot
 from services.serving.worker.app import build
+from services.serving.worker.config import WorkerSettings
+from services.serving.worker.routing import Version
 from shared.events import ClaimCheck, ModelPromoted, ModelRolledBack
 from shared.modelkit import MODEL_DIR_MEDIA_TYPE
 from shared.topics import Topic

@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.serving.routing import CHALLENGER, ModelTable, Version
 from services.serving.worker.control import ModelControl
 from services.serving.worker.engines import EnginePool
 from services.serving.worker.inference import InferenceService
+from services.serving.worker.routing import CHALLENGER, ModelTable, Version
 from shared.events.serving import (
     ChatMessage,
     InferenceChunk,
     InferenceCompleted,
     InferenceRequested,
 )
-from tests.serving.fakes import FakeLoader, FakeSink
+from tests.serving.fakes import FakeLoader, FakeLocator, FakeSink
 from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.unit
 def _service(step_s: float = 0.0, draw: float = 0.5):
     loader, sink, table = FakeLoader(step_s), FakeSink(), ModelTable()
     pool = EnginePool(loader)
-    control = ModelControl(table, pool)
+    control = ModelControl(table, pool, FakeLocator())
     service = InferenceService(
         table, pool, sink, worker_id="w", completed_topic="done", draw=lambda: draw
     )
@@ -137,3 +137,34 @@ def test_completed_event_is_tolerantly_decodable() -> None:
 
     event = InferenceCompleted(request_id="r", model="m", model_version="1")
     assert decode(event.to_bytes(), expected=InferenceCompleted) == event
+
+
+async def test_a_cancel_aborts_the_generation_and_reports_what_was_generated() -> None:
+    service, control, loader, sink = _service(step_s=0.02)
+    await control.promote(Version("m", "1", "/m1"), datetime.now(UTC))
+    running = asyncio.create_task(service.handle(_request(prompt="a b c d e f g h", stream=True)))
+    await until(lambda: len(sink.on("replies")) >= 2)  # two words streamed
+    assert await service.cancel("r1")
+    done = await running
+    assert done.finish_reason == "abort"
+    assert 2 <= done.completion_tokens < 8
+    assert loader.engines["/m1"].aborted == ["r1"]
+    assert service.pool.in_flight == 0
+    assert not await service.cancel("r1")  # not running any more: nothing to do
+
+
+async def test_logprobs_reach_the_reply_but_not_the_catalogue_and_unknown_params_fail() -> None:
+    service, control, _, sink = _service()
+    await control.promote(Version("m", "1", "/m1"), datetime.now(UTC))
+    done = await service.handle(_request(sampling={"max_tokens": 2, "logprobs": 1}))
+    assert done.choices[0].logprobs == [
+        {"token": "one ", "logprob": -0.5, "top": [["one ", -0.5]]},
+        {"token": "two ", "logprob": -0.5, "top": [["two ", -0.5]]},
+    ]
+    catalogue = sink.on("done")[0]
+    assert isinstance(catalogue, InferenceCompleted)
+    assert catalogue.choices[0].logprobs is None
+    assert catalogue.choices[0].text == done.choices[0].text
+    newer = await service.handle(_request(request_id="r2", sampling={"beam_width": 3}))
+    assert newer.error_type == "invalid_request"
+    assert "beam_width" in (newer.error or "")

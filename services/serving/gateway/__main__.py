@@ -2,8 +2,8 @@
 
 import uvicorn
 
-from services.serving.config import GatewaySettings
 from services.serving.gateway.app import build, port
+from services.serving.gateway.config import GatewaySettings
 
 if __name__ == "__main__":
     settings = GatewaySettings()

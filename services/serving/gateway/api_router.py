@@ -9,18 +9,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from services.serving.gateway.keys import Action, Role, new_secret
+from services.serving.gateway.admin import KeyAdmin
+from services.serving.gateway.embeddings import Embeddings
 from services.serving.gateway.protocol import (
     APIError,
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
     FeedbackRequest,
     KeyCreateRequest,
 )
-from services.serving.gateway.responses import completion_body, sse_stream
+from services.serving.gateway.responses import Shape, completion_body, sse_stream
 from services.serving.gateway.serving import Gateway
-from shared.events import AuditRecorded, FeedbackReceived
-from shared.events.serving import ChatMessage
 from shared.telemetry import prometheus_payload
 
 router = APIRouter()
@@ -29,6 +29,10 @@ M = TypeVar("M", bound=BaseModel)
 
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def _admin(request: Request) -> KeyAdmin:
+    return request.app.state.key_admin  # type: ignore[no-any-return]
 
 
 async def _parse(request: Request, model: type[M]) -> M:
@@ -54,8 +58,7 @@ def _timeout(request: Request) -> float | None:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    gateway = _gateway(request)
-    gateway.authenticate(request.headers.get("authorization"), Action.LIST_MODELS)
+    served = _gateway(request).list_models(request.headers.get("authorization"))
     return {
         "object": "list",
         "data": [
@@ -66,170 +69,98 @@ async def list_models(request: Request) -> dict[str, Any]:
                 "owned_by": "llmops",
                 "versions": sorted(versions),
             }
-            for name, versions in sorted(gateway.models().items())
+            for name, versions in sorted(served.items())
         ],
     }
 
 
-async def _complete(
-    request: Request, body: CompletionRequest | ChatCompletionRequest, chat: bool, **prompt: Any
-) -> Response:
-    gateway = _gateway(request)
-    pending = await gateway.submit(request.state.key, body, timeout_s=_timeout(request), **prompt)
-    if not body.stream:
-        result = await gateway.result(pending)
-        return JSONResponse(
-            completion_body(result, body.model, chat),
-            headers={
-                "x-llmops-model-version": result.model_version,
-                "x-llmops-worker": result.worker_id,
-            },
-        )
-    events = gateway.events(pending)
-    first = await anext(events)  # errors before the first token keep their HTTP status
-    version = str(getattr(first, "model_version", ""))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    stream = sse_stream(
-        first,
-        events,
-        request_id=pending.request_id,
+async def _complete(request: Request, body: CompletionRequest | ChatCompletionRequest) -> Response:
+    chat = isinstance(body, ChatCompletionRequest)
+    shape = Shape(
         model=body.model,
         chat=chat,
-        n=body.n,
+        tool_call=isinstance(body, ChatCompletionRequest) and bool(body.forced_tools()),
+        logprobs=body.logprobs_count() is not None,
+    )
+    answer = await _gateway(request).complete(
+        request.headers.get("authorization"), body, timeout_s=_timeout(request)
+    )
+    if answer.result is not None:
+        return JSONResponse(
+            completion_body(answer.result, shape),
+            headers={
+                "x-llmops-model-version": answer.model_version,
+                "x-llmops-worker": answer.result.worker_id,
+            },
+        )
+    assert answer.first is not None
+    assert answer.rest is not None
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    stream = sse_stream(
+        answer.first,
+        answer.rest,
+        request_id=answer.request_id,
+        shape=shape,
         include_usage=include_usage,
     )
     return StreamingResponse(
         stream,
         media_type="text/event-stream",
-        headers={"x-llmops-model-version": version, "cache-control": "no-cache"},
+        headers={"x-llmops-model-version": answer.model_version, "cache-control": "no-cache"},
     )
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    gateway = _gateway(request)
-    key = gateway.authenticate(request.headers.get("authorization"), Action.INFER)
-    body = await _parse(request, CompletionRequest)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if len(prompts) != 1:
-        raise APIError(400, "Send one prompt per request.", param="prompt")
-    gateway.validate(body, len(prompts[0]))
-    gateway.admit(key)
-    request.state.key = key
-    return await _complete(request, body, chat=False, prompt=prompts[0])
+    return await _complete(request, await _parse(request, CompletionRequest))
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    gateway = _gateway(request)
-    key = gateway.authenticate(request.headers.get("authorization"), Action.INFER)
-    body = await _parse(request, ChatCompletionRequest)
-    messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
-    gateway.validate(body, sum(len(m.content) for m in messages))
-    gateway.admit(key)
-    request.state.key = key
-    return await _complete(request, body, chat=True, messages=messages)
+    return await _complete(request, await _parse(request, ChatCompletionRequest))
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await _parse(request, EmbeddingRequest)
+    use_case: Embeddings = request.app.state.embeddings
+    return await use_case.create(request.headers.get("authorization"), body)
 
 
 @router.post("/v1/feedback")
 async def feedback(request: Request) -> dict[str, Any]:
-    gateway = _gateway(request)
-    key = gateway.authenticate(request.headers.get("authorization"), Action.FEEDBACK)
     body = await _parse(request, FeedbackRequest)
-    if body.rating is None and not body.correction and not body.comment:
-        raise APIError(400, "Give a rating, a correction or a comment.", param="rating")
-    event = await gateway.publisher.publish(
-        FeedbackReceived(
-            response_id=body.response_id,
-            rating=body.rating,
-            correction=body.correction,
-            comment=body.comment,
-            key_id=key.key_id,
-        )
-    )
+    event = await _gateway(request).feedback(request.headers.get("authorization"), body)
     return {"id": str(event.event_id), "object": "feedback", "status": "accepted"}
 
 
 @router.post("/v1/keys")
 async def create_key(request: Request) -> dict[str, Any]:
-    gateway = _gateway(request)
-    admin = gateway.authenticate(request.headers.get("authorization"), Action.MANAGE_KEYS)
     body = await _parse(request, KeyCreateRequest)
-    try:
-        role = Role(body.role)
-    except ValueError:
-        raise APIError(
-            400, f"role must be one of {[r.value for r in Role]}", param="role"
-        ) from None
-    secret = new_secret()
-    info = request.app.state.key_store.add(
-        secret,
-        body.name,
-        role,
-        body.rpm or gateway.settings.default_rpm,
-        body.tpm or gateway.settings.default_tpm,
-    )
-    await gateway.publisher.publish(
-        AuditRecorded(
-            action="key.create",
-            actor=admin.key_id,
-            allowed=True,
-            target=info.key_id,
-            details={"role": role.value},
-        )
-    )
-    return {
-        "key": secret,
-        "key_id": info.key_id,
-        "name": info.name,
-        "role": role.value,
-        "rpm": info.rpm,
-        "tpm": info.tpm,
-    }
+    return await _admin(request).create(request.headers.get("authorization"), body)
 
 
 @router.get("/v1/keys")
 async def list_keys(request: Request) -> dict[str, Any]:
-    _gateway(request).authenticate(request.headers.get("authorization"), Action.MANAGE_KEYS)
-    rows = request.app.state.key_store.list()
-    return {
-        "data": [
-            {
-                "key_id": k.key_id,
-                "name": k.name,
-                "role": k.role.value,
-                "rpm": k.rpm,
-                "tpm": k.tpm,
-                "created_at": created.isoformat(),
-                "revoked": revoked,
-            }
-            for k, created, revoked in rows
-        ]
-    }
+    return _admin(request).list(request.headers.get("authorization"))
 
 
 @router.delete("/v1/keys/{key_id}")
 async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
-    gateway = _gateway(request)
-    admin = gateway.authenticate(request.headers.get("authorization"), Action.MANAGE_KEYS)
-    if not request.app.state.key_store.revoke(key_id):
-        raise APIError(404, f"No key {key_id}.", code="not_found")
-    await gateway.publisher.publish(
-        AuditRecorded(action="key.revoke", actor=admin.key_id, allowed=True, target=key_id)
-    )
-    return {"key_id": key_id, "revoked": True}
+    return await _admin(request).revoke(request.headers.get("authorization"), key_id)
 
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
     gateway = _gateway(request)
     ready = bool(request.app.state.ready)
-    workers = len(gateway.directory.live(time.time()))
+    live = gateway.directory.live(time.time())
     body = {
         "status": "ok" if ready else "starting",
         "service": "gateway",
         "checks": {"started": ready},
-        "workers": workers,
+        "workers": len(live),
+        "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 

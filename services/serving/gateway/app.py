@@ -11,21 +11,25 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.serving.adapters.key_store import SqlKeyStore
-from services.serving.adapters.replies import ReplyRouter
-from services.serving.channels import (
-    HEARTBEAT_TOPIC,
-    create_reply_topic,
-    delete_reply_topic,
-    ensure_serving_topics,
-    reply_topic,
-)
-from services.serving.config import GatewaySettings
+from services.serving.gateway.adapters.cancels import KafkaCanceller
+from services.serving.gateway.adapters.key_store import SqlKeyStore
+from services.serving.gateway.adapters.replies import ReplyRouter
+from services.serving.gateway.adapters.sentence_embedder import SentenceEmbedder
+from services.serving.gateway.admin import KeyAdmin
 from services.serving.gateway.api_router import router
+from services.serving.gateway.config import GatewaySettings
+from services.serving.gateway.embeddings import Embeddings
 from services.serving.gateway.keys import Role
 from services.serving.gateway.protocol import APIError
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
+from services.serving.wire import (
+    HEARTBEAT_TOPIC,
+    create_channel,
+    delete_reply_topic,
+    ensure_serving_topics,
+    reply_topic,
+)
 from shared.runtime import Runtime, build_runtime
 from shared.telemetry import shutdown_telemetry
 
@@ -48,6 +52,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
         keys=store,
         publisher=runtime.bus,
         replies=replies,
+        cancels=KafkaCanceller(runtime.broker),
         directory=directory,
         reply_topic=topic,
     )
@@ -56,7 +61,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_serving_topics(bootstrap, settings.replication_factor)
-        await create_reply_topic(bootstrap, topic, settings.replication_factor)
+        await create_channel(bootstrap, topic, settings.replication_factor)
         if admin_key := settings.admin_secret():
             store.add(
                 admin_key,
@@ -84,7 +89,9 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     app = FastAPI(title="llmops gateway", lifespan=lifespan, docs_url="/docs")
     app.state.ready = False
     app.state.gateway = gateway
-    app.state.key_store = store
+    app.state.key_admin = KeyAdmin(gateway, store, runtime.bus, settings)
+    embedder = SentenceEmbedder(settings.embedding_model, settings.embedding_path)
+    app.state.embeddings = Embeddings(gateway, embedder)
     app.state.gateway_id = gateway_id
     app.include_router(router)
 

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import metrics
 
-from services.serving.config import GatewaySettings
-from services.serving.gateway.keys import Action, KeyInfo, RateLimiter, hash_key
-from services.serving.gateway.protocol import APIError, SamplingFields
+from services.serving.gateway.admission import Admission, requests_counter
+from services.serving.gateway.config import GatewaySettings
+from services.serving.gateway.keys import Action, KeyInfo
+from services.serving.gateway.ports import Canceller, KeyLookup, Publisher, Replies, Reply
+from services.serving.gateway.protocol import (
+    APIError,
+    ChatCompletionRequest,
+    CompletionRequest,
+    FeedbackRequest,
+    SamplingFields,
+)
 from services.serving.gateway.workers import WorkerDirectory
-from shared.events import Event
+from shared.events import Event, FeedbackReceived
 from shared.events.serving import (
     ChatMessage,
     InferenceChunk,
@@ -23,8 +32,9 @@ from shared.events.serving import (
     InferenceRequested,
 )
 
+log = logging.getLogger(__name__)
 _meter = metrics.get_meter("llmops.gateway")
-_requests = _meter.create_counter("llmops_gateway_requests", description="Requests by outcome.")
+_requests = requests_counter
 _tokens = _meter.create_counter("llmops_gateway_tokens", description="Tokens served by kind.")
 _ttft = _meter.create_histogram("llmops_gateway_ttft", unit="s", description="Time to 1st token.")
 _latency = _meter.create_histogram("llmops_gateway_latency", unit="s", description="Request time.")
@@ -37,32 +47,32 @@ WORKER_ERRORS = {
 }
 
 
-class KeyLookup(Protocol):
-    def lookup(self, secret: str) -> KeyInfo | None: ...
-
-
-class Publisher(Protocol):
-    async def publish(self, event: Event) -> Event: ...
-
-
-class Replies(Protocol):
-    def open(self, request_id: str) -> asyncio.Queue[Event | InferenceChunk]: ...
-
-    def close(self, request_id: str) -> None: ...
-
-
 @dataclass
 class Pending:
     request_id: str
     key: KeyInfo
     model: str
-    queue: asyncio.Queue[Event | InferenceChunk]
+    queue: asyncio.Queue[Reply]
     deadline: float  # monotonic
     started: float
+    done: bool = False
+    tokens_seen: int = 0
 
 
-class Gateway:
-    KEY_CACHE_S = 5.0
+@dataclass
+class Answer:
+    """What ``Gateway.complete`` returns: the whole result, or a stream's first event and
+    the rest (chunks, then the final InferenceCompleted)."""
+
+    request_id: str
+    model_version: str
+    result: InferenceCompleted | None = None
+    first: Reply | None = None
+    rest: AsyncIterator[Reply] | None = None
+
+
+class Gateway(Admission):
+    """The gateway's use cases; admission (keys, limits, validation) is its base class."""
 
     def __init__(
         self,
@@ -71,101 +81,64 @@ class Gateway:
         keys: KeyLookup,
         publisher: Publisher,
         replies: Replies,
+        cancels: Canceller,
         directory: WorkerDirectory,
         reply_topic: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
-        self.keys = keys
+        super().__init__(settings, keys, directory, clock)
         self.publisher = publisher
         self.replies = replies
-        self.directory = directory
+        self.cancels = cancels
+        self._settling: set[asyncio.Task[None]] = set()
         self.reply_topic = reply_topic
-        self.limiter = RateLimiter(clock)
-        self.clock = clock
-        self._keys_cache: dict[str, tuple[KeyInfo | None, float]] = {}
 
-    # -- admission ----------------------------------------------------------------------
-    def authenticate(self, authorization: str | None, action: Action) -> KeyInfo:
-        scheme, _, secret = (authorization or "").partition(" ")
-        key = self._lookup(secret.strip()) if scheme.lower() == "bearer" else None
-        if key is None:
-            raise APIError(
-                401, "Invalid API key.", type_="invalid_request_error", code="invalid_api_key"
-            )
-        if not key.may(action):
-            raise APIError(
-                403,
-                f"Role {key.role} may not {action}.",
-                type_="permission_error",
-                code="forbidden",
-            )
-        return key
+    # -- use cases ----------------------------------------------------------------------
+    async def complete(
+        self,
+        authorization: str | None,
+        body: CompletionRequest | ChatCompletionRequest,
+        timeout_s: float | None = None,
+    ) -> Answer:
+        """One completion: key, limits, validation, the Kafka round trip."""
+        key = self.authenticate(authorization, Action.INFER)
+        if isinstance(body, ChatCompletionRequest):
+            messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
+            self.validate(body, sum(len(m.content) for m in messages))
+            prompt: dict[str, Any] = {"messages": messages}
+        else:
+            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+            if len(prompts) != 1:
+                raise APIError(400, "Send one prompt per request.", param="prompt")
+            self.validate(body, len(prompts[0]))
+            prompt = {"prompt": prompts[0]}
+        self.admit(key)
+        pending = await self.submit(key, body, timeout_s=timeout_s, **prompt)
+        if not body.stream:
+            result = await self.result(pending)
+            return Answer(pending.request_id, result.model_version, result=result)
+        events = self.events(pending)
+        first = await anext(events)  # errors before the first token keep their HTTP status
+        version = str(getattr(first, "model_version", ""))
+        return Answer(pending.request_id, version, first=first, rest=events)
 
-    def _lookup(self, secret: str) -> KeyInfo | None:
-        """Keys from the store, cached a few seconds (a revocation applies within the TTL)."""
-        now = self.clock()
-        digest = hash_key(secret)
-        cached = self._keys_cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        key = self.keys.lookup(secret)
-        if len(self._keys_cache) > 10_000:
-            self._keys_cache.clear()
-        self._keys_cache[digest] = (key, now + self.KEY_CACHE_S)
-        return key
+    def list_models(self, authorization: str | None) -> dict[str, set[str]]:
+        self.authenticate(authorization, Action.LIST_MODELS)
+        return self.models()
 
-    def models(self) -> dict[str, set[str]]:
-        return self.directory.models(time.time())  # heartbeats carry wall-clock times
-
-    def validate(self, body: SamplingFields, prompt_chars: int) -> None:
-        cfg = self.settings
-        max_tokens = body.max_completion_tokens or body.max_tokens or cfg.default_max_tokens
-        if max_tokens > cfg.max_tokens_cap:
-            raise APIError(
-                400,
-                f"max_tokens {max_tokens} is over the cap {cfg.max_tokens_cap}.",
-                param="max_tokens",
-                code="max_tokens_too_large",
+    async def feedback(self, authorization: str | None, body: FeedbackRequest) -> Event:
+        key = self.authenticate(authorization, Action.FEEDBACK)
+        if body.rating is None and not body.correction and not body.comment:
+            raise APIError(400, "Give a rating, a correction or a comment.", param="rating")
+        return await self.publisher.publish(
+            FeedbackReceived(
+                response_id=body.response_id,
+                rating=body.rating,
+                correction=body.correction,
+                comment=body.comment,
+                key_id=key.key_id,
             )
-        if body.n > cfg.max_n:
-            raise APIError(400, f"n {body.n} is over the cap {cfg.max_n}.", param="n")
-        if prompt_chars > cfg.max_prompt_chars:
-            raise APIError(
-                400,
-                f"The prompt is {prompt_chars} characters; the limit is {cfg.max_prompt_chars}.",
-                param="prompt",
-                code="context_length_exceeded",
-            )
-        served = self.models()
-        if not served:
-            raise APIError(
-                503,
-                "No serving worker is available; try again shortly.",
-                type_="server_error",
-                code="no_worker",
-                headers={"Retry-After": "2"},
-            )
-        if body.model not in served:
-            raise APIError(
-                404,
-                f"The model `{body.model}` does not exist.",
-                param="model",
-                code="model_not_found",
-            )
-
-    def admit(self, key: KeyInfo) -> None:
-        refused = self.limiter.check(key)
-        if refused is not None:
-            which, retry_after = refused
-            _requests.add(1, {"outcome": "rate_limited"})
-            raise APIError(
-                429,
-                f"Rate limit reached for {which} per minute on this key.",
-                type_="rate_limit_exceeded",
-                code=f"rate_limit_{which}",
-                headers={"Retry-After": str(retry_after)},
-            )
+        )
 
     # -- the Kafka round trip -----------------------------------------------------------
     async def submit(
@@ -202,7 +175,7 @@ class Gateway:
             raise
         return pending
 
-    async def next_event(self, pending: Pending) -> Event | InferenceChunk:
+    async def next_event(self, pending: Pending) -> Reply:
         if not pending.queue.empty():  # the hot path while streaming: no timer, no task
             return pending.queue.get_nowait()
         remaining = pending.deadline - self.clock()
@@ -217,22 +190,52 @@ class Gateway:
                 504, "The request outlived its deadline.", type_="timeout", code="deadline_exceeded"
             ) from None
 
-    async def events(self, pending: Pending) -> AsyncIterator[Event | InferenceChunk]:
+    async def events(self, pending: Pending) -> AsyncIterator[Reply]:
         """Chunks then the final InferenceCompleted (raises APIError on worker errors)."""
         first = True
-        while True:
-            event = await self.next_event(pending)
-            if first:
-                _ttft.record(self.clock() - pending.started, {"model": pending.model})
-                first = False
-            if isinstance(event, InferenceCompleted):
-                self.finish(pending, event, "error" if event.error else "ok")
-                if event.error:
-                    status, type_ = WORKER_ERRORS.get(event.error_type or "", (500, "server_error"))
-                    raise APIError(status, event.error, type_=type_, code=event.error_type)
+        try:
+            while True:
+                event = await self.next_event(pending)
+                if first:
+                    _ttft.record(self.clock() - pending.started, {"model": pending.model})
+                    first = False
+                if isinstance(event, InferenceCompleted):
+                    self.finish(pending, event, "error" if event.error else "ok")
+                    if event.error:
+                        status, type_ = WORKER_ERRORS.get(
+                            event.error_type or "", (500, "server_error")
+                        )
+                        raise APIError(status, event.error, type_=type_, code=event.error_type)
+                    yield event
+                    return
+                if isinstance(event, InferenceChunk):
+                    pending.tokens_seen += event.tokens
                 yield event
-                return
-            yield event
+        finally:
+            if not pending.done:  # the caller left mid-stream
+                task = asyncio.get_running_loop().create_task(self._abandon(pending))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+
+    async def _abandon(self, pending: Pending, settle_s: float = 10.0) -> None:
+        """Stop the generation in its engine, then charge what was generated: the worker's
+        final (aborted) result if it comes in time, else the tokens streamed so far."""
+        try:
+            await self.cancels.cancel(pending.request_id)
+        except Exception as exc:  # the worker's deadline still ends the generation
+            log.warning("cancel not sent", extra={"error": repr(exc)})
+        completed: InferenceCompleted | None = None
+        try:
+            async with asyncio.timeout(settle_s):
+                while completed is None:
+                    event = await pending.queue.get()
+                    if isinstance(event, InferenceCompleted):
+                        completed = event
+                    elif isinstance(event, InferenceChunk):
+                        pending.tokens_seen += event.tokens
+        except TimeoutError:
+            self.limiter.charge(pending.key, pending.tokens_seen)
+        self.finish(pending, completed, "cancelled")
 
     async def result(self, pending: Pending) -> InferenceCompleted:
         async for event in self.events(pending):
@@ -241,6 +244,7 @@ class Gateway:
         raise APIError(500, "no result", type_="server_error")
 
     def finish(self, pending: Pending, completed: InferenceCompleted | None, outcome: str) -> None:
+        pending.done = True
         self.replies.close(pending.request_id)
         _requests.add(1, {"outcome": outcome})
         _latency.record(self.clock() - pending.started, {"outcome": outcome})

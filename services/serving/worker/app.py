@@ -14,19 +14,19 @@ from datetime import UTC
 from faststream.asgi import AsgiFastStream
 from sqlalchemy.exc import OperationalError
 
-from services.serving.adapters.kafka_sink import KafkaReplySink
-from services.serving.adapters.model_source import ModelSource
-from services.serving.adapters.state_store import load_snapshot
-from services.serving.adapters.vllm_engine import VllmLoader
-from services.serving.channels import ensure_serving_topics
-from services.serving.config import WorkerSettings
-from services.serving.ports import EngineLoader
-from services.serving.routing import ModelTable, Version
+from services.serving.wire import ensure_serving_topics
 from services.serving.worker import handlers
+from services.serving.worker.adapters.kafka_sink import KafkaReplySink
+from services.serving.worker.adapters.model_source import ModelSource
+from services.serving.worker.adapters.state_store import load_snapshot
+from services.serving.worker.adapters.vllm_engine import VllmLoader
+from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
 from services.serving.worker.engines import EnginePool
 from services.serving.worker.heartbeat import Heartbeat
 from services.serving.worker.inference import InferenceService
+from services.serving.worker.ports import EngineLoader
+from services.serving.worker.routing import ModelTable, Version
 from shared.runtime import Runtime, build_runtime, make_app
 from shared.topics import Topic
 
@@ -55,8 +55,8 @@ def build(
     sink = KafkaReplySink(settings.bootstrap_servers, client_id=f"serving-worker-{worker_id}")
     table = ModelTable()
     pool = EnginePool(loader or VllmLoader(settings))
-    control = ModelControl(table, pool, keep_previous=settings.keep_previous)
     source = ModelSource(handlers.models_dir(settings), runtime.artifacts)
+    control = ModelControl(table, pool, source, keep_previous=settings.keep_previous)
     inference = InferenceService(
         table, pool, sink, worker_id=worker_id, completed_topic=Topic.INFERENCE_COMPLETED.value
     )
@@ -66,7 +66,6 @@ def build(
         worker_id=worker_id,
         inference=inference,
         control=control,
-        source=source,
     )
     runtime.state.update(worker_id=worker_id, table=table, pool=pool, control=control)
     runtime.checks["engine"] = lambda: bool(pool.loaded())

@@ -6,8 +6,10 @@ import asyncio
 import logging
 from datetime import datetime
 
-from services.serving.routing import CHAMPION, ModelTable, UnknownVersionError, Version
 from services.serving.worker.engines import EnginePool
+from services.serving.worker.ports import ModelLocator
+from services.serving.worker.routing import CHAMPION, ModelTable, UnknownVersionError, Version
+from shared.events import ModelPromoted, ModelRolledBack
 
 log = logging.getLogger(__name__)
 
@@ -15,9 +17,17 @@ log = logging.getLogger(__name__)
 class ModelControl:
     """Switches versions live: the new engine loads first, the old one drains."""
 
-    def __init__(self, table: ModelTable, pool: EnginePool, *, keep_previous: bool = True) -> None:
+    def __init__(
+        self,
+        table: ModelTable,
+        pool: EnginePool,
+        locator: ModelLocator,
+        *,
+        keep_previous: bool = True,
+    ) -> None:
         self.table = table
         self.pool = pool
+        self.locator = locator
         self.keep_previous = keep_previous
         self.applied_until: datetime | None = None  # newest control event reflected in table
         self._lock = asyncio.Lock()
@@ -36,6 +46,32 @@ class ModelControl:
             await self.pool.ensure(version)
         for key in self.table.wanted(self.keep_previous) - self.pool.loaded():
             await self.pool.ensure(self.table.known[key])
+
+    async def apply_promotion(self, event: ModelPromoted) -> bool:
+        """Apply a promotion unless already reflected; True if the table changed."""
+        if self.is_stale(event.occurred_at):
+            return False
+        location = (
+            self.locator.resolve(event.artifact)
+            if event.artifact is not None
+            else self.location_of(event.model_name, event.model_version)
+        )
+        if location is None:
+            raise FileNotFoundError(f"{event.model_name} {event.model_version}: no artifact")
+        await self.promote(
+            Version(event.model_name, event.model_version, location),
+            event.occurred_at,
+            alias=event.alias,
+            share=event.traffic_share,
+        )
+        return True
+
+    async def apply_rollback(self, event: ModelRolledBack) -> bool:
+        """Apply a rollback unless already reflected; True if the table changed."""
+        if self.is_stale(event.occurred_at):
+            return False
+        await self.rollback(event.model_name, event.to_version, event.occurred_at)
+        return True
 
     async def promote(
         self,

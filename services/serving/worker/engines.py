@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from services.serving.ports import EngineLoader, TextEngine
-from services.serving.routing import Version
+from services.serving.worker.ports import EngineLoader, TextEngine
+from services.serving.worker.routing import Version
 
 log = logging.getLogger(__name__)
 

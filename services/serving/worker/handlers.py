@@ -9,10 +9,9 @@ from pathlib import Path
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from services.serving.adapters.model_source import ModelSource
-from services.serving.adapters.state_store import snapshot_row
-from services.serving.config import WorkerSettings
-from services.serving.routing import Version
+from services.serving.wire import CANCEL_TOPIC, cancelled_request
+from services.serving.worker.adapters.state_store import snapshot_row
+from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
 from services.serving.worker.inference import InferenceService
 from shared.bus import UnitOfWork
@@ -29,7 +28,6 @@ def register(
     worker_id: str,
     inference: InferenceService,
     control: ModelControl,
-    source: ModelSource,
 ) -> None:
     bus = runtime.bus
 
@@ -56,32 +54,29 @@ def register(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )(on_inference_requested)
 
+    async def on_inference_cancelled(message: KafkaMessage) -> None:
+        request_id = cancelled_request(message.body)
+        if request_id is not None:
+            await inference.cancel(request_id)
+
+    # Every worker reads every cancel (no group), from now on: only live generations matter.
+    runtime.broker.subscriber(
+        CANCEL_TOPIC,
+        ack_policy=AckPolicy.ACK_FIRST,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )(on_inference_cancelled)
+
     def save(uow: UnitOfWork) -> None:
         uow.session.merge(snapshot_row(control.table.to_dict(), control.applied_until))
 
     async def on_model_promoted(event: ModelPromoted, uow: UnitOfWork) -> None:
-        if control.is_stale(event.occurred_at):
-            return
-        location = (
-            source.resolve(event.artifact)
-            if event.artifact is not None
-            else control.location_of(event.model_name, event.model_version)
-        )
-        if location is None:
-            raise FileNotFoundError(f"{event.model_name} {event.model_version}: no artifact")
-        await control.promote(
-            Version(event.model_name, event.model_version, location),
-            event.occurred_at,
-            alias=event.alias,
-            share=event.traffic_share,
-        )
-        save(uow)
+        if await control.apply_promotion(event):
+            save(uow)
 
     async def on_model_rolled_back(event: ModelRolledBack, uow: UnitOfWork) -> None:
-        if control.is_stale(event.occurred_at):
-            return
-        await control.rollback(event.model_name, event.to_version, event.occurred_at)
-        save(uow)
+        if await control.apply_rollback(event):
+            save(uow)
 
     control_group = f"serving-worker-{worker_id}"
     bus.subscribe(Topic.MODEL_PROMOTED, on_model_promoted, group=control_group)

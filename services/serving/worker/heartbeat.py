@@ -6,11 +6,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from services.serving.channels import HEARTBEAT_TOPIC
-from services.serving.config import WorkerSettings
-from services.serving.ports import ReplySink
-from services.serving.routing import ModelTable
+from services.serving.wire import HEARTBEAT_TOPIC
+from services.serving.worker.config import WorkerSettings
 from services.serving.worker.engines import EnginePool
+from services.serving.worker.ports import ReplySink
+from services.serving.worker.routing import ModelTable
 from shared.events.serving import ServedModel, WorkerHeartbeat
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from services.serving.ports import InvalidRequestError, ReplySink, Sampling
-from services.serving.routing import CHAMPION, ModelTable
 from services.serving.worker.engines import EnginePool
+from services.serving.worker.ports import InvalidRequestError, ReplySink, Sampling
+from services.serving.worker.routing import CHAMPION, ModelTable
 from shared.events.serving import (
     GeneratedChoice,
     InferenceChunk,
@@ -28,7 +28,10 @@ _SAMPLING_FIELDS = {f.name for f in fields(Sampling)}
 
 
 def sampling_from(raw: dict[str, Any]) -> Sampling:
-    values = {k: v for k, v in raw.items() if k in _SAMPLING_FIELDS and v is not None}
+    unknown = sorted(set(raw) - _SAMPLING_FIELDS)
+    if unknown:  # a newer gateway asking for what this worker cannot do: say so
+        raise InvalidRequestError(f"this worker does not support {', '.join(unknown)}")
+    values = {k: v for k, v in raw.items() if v is not None}
     if isinstance(values.get("stop"), str):
         values["stop"] = [values["stop"]]
     try:
@@ -60,6 +63,16 @@ class InferenceService:
         self.worker_id = worker_id
         self.completed_topic = completed_topic
         self.draw = draw
+        self.running: dict[str, Any] = {}  # request id -> the engine generating it
+
+    async def cancel(self, request_id: str) -> bool:
+        """Abort a generation whose caller is gone; it ends with finish_reason "abort" and
+        is reported (and charged) with the tokens generated so far. False if not ours."""
+        engine = self.running.get(request_id)
+        if engine is None:
+            return False
+        await engine.abort(request_id)
+        return True
 
     async def handle(self, request: InferenceRequested) -> InferenceCompleted:
         """Serve one request; every outcome (errors included) ends in an InferenceCompleted."""
@@ -95,7 +108,7 @@ class InferenceService:
             **result,
         )
         await self.sink.send(request.reply_to, completed, request.request_id)
-        await self.sink.send(self.completed_topic, completed, request.request_id)
+        await self.sink.send(self.completed_topic, _without_logprobs(completed), request.request_id)
         return completed
 
     async def _generate(
@@ -108,7 +121,9 @@ class InferenceService:
         tokens: dict[int, int] = dict.fromkeys(range(sampling.n), 0)
         finish: dict[int, str | None] = dict.fromkeys(range(sampling.n))
         ttft_ms: float | None = None
+        logprobs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(sampling.n)}
         seq = 0
+        self.running[request.request_id] = engine
         try:
             async for deltas in engine.generate(prompt_ids, sampling, request.request_id):
                 if ttft_ms is None:
@@ -117,26 +132,31 @@ class InferenceService:
                     texts[delta.index].append(delta.text)
                     tokens[delta.index] += delta.tokens
                     finish[delta.index] = delta.finish_reason or finish[delta.index]
+                    logprobs[delta.index].extend(delta.logprobs or [])
                     if request.stream and (delta.text or delta.tokens):
-                        chunk = InferenceChunk(
+                        chunk = InferenceChunk.model_construct(  # trusted: no validation
                             request_id=request.request_id,
                             seq=seq,
                             index=delta.index,
                             delta=delta.text,
                             tokens=delta.tokens,
                             model_version=version,
+                            logprobs=delta.logprobs,
                         )
                         seq += 1
                         await self.sink.send(request.reply_to, chunk, request.request_id)
         except (asyncio.CancelledError, TimeoutError):
             await engine.abort(request.request_id)
             raise
+        finally:
+            self.running.pop(request.request_id, None)
         choices = [
             GeneratedChoice(
                 index=i,
                 text="".join(texts[i]),
                 finish_reason=finish[i],
                 completion_tokens=tokens[i],
+                logprobs=logprobs[i] if sampling.logprobs is not None else None,
             )
             for i in sorted(texts)
         ]
@@ -148,3 +168,11 @@ class InferenceService:
             "completion_tokens": sum(tokens.values()),
             "ttft_ms": ttft_ms,
         }
+
+
+def _without_logprobs(completed: InferenceCompleted) -> InferenceCompleted:
+    """The catalogue copy: logprob tokens are raw text pieces that anonymization never sees."""
+    if not any(c.logprobs for c in completed.choices):
+        return completed
+    choices = [c.model_copy(update={"logprobs": None}) for c in completed.choices]
+    return completed.model_copy(update={"choices": choices})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from shared.events import Event
+from shared.events import ClaimCheck, Event
 from shared.events.serving import ChatMessage, InferenceChunk
 
 
@@ -26,6 +26,15 @@ class Sampling:
     stop: list[str] = field(default_factory=list)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    # vLLM's extras
+    top_k: int | None = None
+    min_p: float = 0.0
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    repetition_penalty: float = 1.0
+    logit_bias: dict[str, float] | None = None
+    logprobs: int | None = None  # alternatives per token (0: only the chosen token's)
+    structured: dict[str, Any] | None = None  # {"json": schema} or {"json_object": True}
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class Delta:
     text: str
     tokens: int
     finish_reason: str | None = None
+    logprobs: list[dict[str, Any]] | None = None  # per token: token, logprob, top [[t, lp]]
 
 
 class TextEngine(Protocol):
@@ -66,3 +76,9 @@ class ReplySink(Protocol):
     async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None: ...
 
     async def flush(self) -> None: ...
+
+
+class ModelLocator(Protocol):
+    """Turns a promoted model artifact into a location the engine loads (a local dir)."""
+
+    def resolve(self, artifact: ClaimCheck) -> str: ...

@@ -12,17 +12,15 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.serving.gateway.workers import WorkerDirectory
+from services.serving.wire import decode_chunks
 from shared.events import Event, EventDecodeError, decode
 from shared.events.serving import (
-    CHUNKS_KIND,
     InferenceChunk,
-    InferenceChunks,
     InferenceCompleted,
     WorkerHeartbeat,
 )
 
 log = logging.getLogger(__name__)
-CHUNKS_PREFIX = b'{"kind":"' + CHUNKS_KIND.encode()
 Reply = Event | InferenceChunk
 HEARTBEAT_REPLAY = 500  # last heartbeats read at start (a few seconds of a busy cluster)
 
@@ -103,8 +101,9 @@ class ReplyRouter:
                     self._dispatch(tp.topic, record.value)
 
     def _dispatch(self, topic: str, value: bytes | None) -> None:
-        if value and value.startswith(CHUNKS_PREFIX):  # the hot path: one per engine step
-            for chunk in InferenceChunks.model_validate_json(value).chunks:
+        chunks = decode_chunks(value or b"")  # the hot path: one frame per engine step
+        if chunks is not None:
+            for chunk in chunks:
                 queue = self.pending.get(chunk.request_id)
                 if queue is not None:
                     queue.put_nowait(chunk)

@@ -8,8 +8,8 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from services.serving.config import WorkerSettings
-from services.serving.ports import Delta, InvalidRequestError, Sampling
+from services.serving.worker.config import WorkerSettings
+from services.serving.worker.ports import Delta, InvalidRequestError, Sampling
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class VllmEngine:
                         text=c.text,
                         tokens=len(c.token_ids),
                         finish_reason=c.finish_reason,
+                        logprobs=None if c.logprobs is None else _logprobs(c, sampling.logprobs),
                     )
                     for c in output.outputs
                 ]
@@ -66,8 +67,11 @@ class VllmEngine:
     @staticmethod
     def _params(sampling: Sampling, max_tokens: int) -> Any:
         from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
+        structured = None
+        if sampling.structured:
+            structured = StructuredOutputsParams(**sampling.structured, disable_any_whitespace=True)
         return SamplingParams(
             n=sampling.n,
             max_tokens=max(1, max_tokens),
@@ -77,6 +81,16 @@ class VllmEngine:
             stop=sampling.stop or None,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,
+            top_k=sampling.top_k or 0,
+            min_p=sampling.min_p,
+            min_tokens=sampling.min_tokens,
+            ignore_eos=sampling.ignore_eos,
+            repetition_penalty=sampling.repetition_penalty,
+            logit_bias={int(k): v for k, v in sampling.logit_bias.items()}
+            if sampling.logit_bias
+            else None,
+            logprobs=sampling.logprobs,
+            structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA,
         )
 
@@ -87,6 +101,26 @@ class VllmEngine:
         await asyncio.to_thread(self.engine.shutdown)
 
 
+def _logprobs(choice: Any, top: int | None) -> list[dict[str, Any]]:
+    """vLLM's per-token {token_id: Logprob} maps as plain data: the chosen token and its
+    ``top`` best alternatives, by rank."""
+    out: list[dict[str, Any]] = []
+    for token_id, alternatives in zip(choice.token_ids, choice.logprobs, strict=False):
+        chosen = alternatives.get(token_id)
+        ranked = sorted(
+            (lp for lp in alternatives.values() if lp.rank is not None and lp.rank <= (top or 0)),
+            key=lambda lp: lp.rank,
+        )
+        out.append(
+            {
+                "token": chosen.decoded_token if chosen is not None else "",
+                "logprob": max(chosen.logprob, -9999.0) if chosen is not None else -9999.0,
+                "top": [[lp.decoded_token or "", max(lp.logprob, -9999.0)] for lp in ranked],
+            }
+        )
+    return out
+
+
 class VllmLoader:
     """Builds one AsyncLLM per model version, with the settings of this worker."""
 
@@ -94,6 +128,7 @@ class VllmLoader:
         self.settings = settings
 
     async def load(self, location: str) -> VllmEngine:
+        from vllm.config import StructuredOutputsConfig
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -110,6 +145,10 @@ class VllmLoader:
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             max_num_seqs=max(cfg.max_in_flight, 8),
             disable_log_stats=True,
+            # Compact JSON: any-whitespace grammars let small models emit blanks forever.
+            structured_outputs_config=StructuredOutputsConfig(
+                backend="xgrammar", disable_any_whitespace=True
+            ),
             **extra,
         )
         log.info("loading model", extra={"location": location})

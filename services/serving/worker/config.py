@@ -1,4 +1,4 @@
-"""Settings of the two serving processes (worker and gateway)."""
+"""Settings of a serving worker process (`LLMOPS_WORKER_*`)."""
 
 from __future__ import annotations
 
@@ -37,24 +37,3 @@ class WorkerSettings(ServiceSettings):
     heartbeat_s: float = Field(1.0, description="Seconds between heartbeats.")
     request_group: str = Field("serving-worker", description="Group sharing inference requests.")
     fetch_max_wait_ms: int = Field(5, description="Consumer long-poll wait (latency vs CPU).")
-
-
-class GatewaySettings(ServiceSettings):
-    """`LLMOPS_GATEWAY_*`: one HTTP gateway process."""
-
-    model_config = SettingsConfigDict(env_prefix="LLMOPS_GATEWAY_", extra="ignore")
-
-    service_name: str = "gateway"
-    port: int = Field(0, description="HTTP port (API, /healthz, /metrics); 0: admin port or 8000.")
-    host: str = Field("127.0.0.1", description="Interface to listen on.")
-    id: str | None = Field(None, description="Instance id; names the reply topic.")
-    max_body_bytes: int = Field(1_000_000, description="Largest request body accepted.")
-    max_prompt_chars: int = Field(16_000, description="Longest prompt (all messages) accepted.")
-    max_tokens_cap: int = Field(1024, description="Largest max_tokens accepted.")
-    default_max_tokens: int = Field(64, description="max_tokens when the client gives none.")
-    max_n: int = Field(4, description="Largest n accepted.")
-    timeout_s: float = Field(60.0, description="Deadline of a request (-> 504).")
-    worker_timeout_s: float = Field(3.5, description="A worker silent this long is gone.")
-    default_rpm: int = Field(600, description="Requests per minute of a new key.")
-    default_tpm: int = Field(200_000, description="Tokens per minute of a new key.")
-    fetch_max_wait_ms: int = Field(5, description="Reply consumer long-poll wait.")

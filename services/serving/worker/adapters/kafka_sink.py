@@ -13,8 +13,9 @@ import contextlib
 
 from aiokafka import AIOKafkaProducer
 
+from services.serving.wire import encode_chunks
 from shared.events import Event
-from shared.events.serving import InferenceChunk, InferenceChunks
+from shared.events.serving import InferenceChunk
 
 
 class KafkaReplySink:
@@ -67,7 +68,7 @@ class KafkaReplySink:
     async def _send_chunks(self, topic: str) -> None:
         chunks = self._pending.pop(topic, None)
         if chunks:
-            await self.producer.send(topic, InferenceChunks(chunks=chunks).to_bytes())
+            await self.producer.send(topic, encode_chunks(chunks))
 
     async def flush(self) -> None:
         async with self._lock:

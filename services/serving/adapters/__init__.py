@@ -1,1 +1,0 @@
-"""Implementations of the serving ports: vLLM, Kafka replies, model sources, key store."""

@@ -1,0 +1,1 @@
+"""Adapters of the gateway ports: the SQL key store, the Kafka reply router."""

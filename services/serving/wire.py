@@ -1,0 +1,105 @@
+"""The wire protocol between the gateway and the workers, the only code both import:
+serving's own Kafka channels beside the platform catalogue (worker heartbeats, the
+per-gateway reply topics) and how they are created.
+
+Each gateway instance owns ``llmops.inference.replies.<gateway-id>`` (one partition: chunks of
+a request stay in order), created at start and deleted at stop; ``InferenceRequested.reply_to``
+names it. Heartbeats go to one compacted-in-spirit topic every worker and gateway share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.events.serving import CHUNKS_KIND, InferenceChunk
+from shared.topics import Topic, ensure_topics
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_TOPIC = Topic.WORKER_HEARTBEAT.value
+REPLY_PREFIX = "llmops.inference.replies."
+REPLY_RETENTION_MS = 600_000
+# Gateways ask workers to stop a generation nobody reads any more (client gone). Every worker
+# reads every cancel (no group); the one generating that request aborts it in its engine.
+CANCEL_TOPIC = "llmops.inference.cancels"
+CANCEL_KIND = b"llmops.inference.cancel"
+
+
+CHUNKS_PREFIX = b'{"kind":"' + CHUNKS_KIND.encode()
+
+
+def encode_chunks(chunks: list[InferenceChunk]) -> bytes:
+    """One frame (an ``InferenceChunks`` in JSON) for the chunks of one engine step."""
+    return json.dumps(
+        {"kind": CHUNKS_KIND, "chunks": [c.__dict__ for c in chunks]},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+
+
+def decode_chunks(frame: bytes) -> list[InferenceChunk] | None:
+    """The chunks of a frame, None if it is not one. The reply path is trusted (only workers
+    write a gateway's reply topic): no pydantic validation per chunk, the hot path."""
+    if not frame.startswith(CHUNKS_PREFIX):
+        return None
+    return [InferenceChunk.model_construct(**c) for c in json.loads(frame)["chunks"]]
+
+
+def cancel_frame(request_id: str) -> bytes:
+    return json.dumps({"kind": CANCEL_KIND.decode(), "request_id": request_id}).encode()
+
+
+def cancelled_request(frame: bytes) -> str | None:
+    """The request id of a cancel frame; None for anything else."""
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("kind") != CANCEL_KIND.decode():
+        return None
+    request_id = data.get("request_id")
+    return request_id if isinstance(request_id, str) else None
+
+
+def reply_topic(gateway_id: str) -> str:
+    return f"{REPLY_PREFIX}{gateway_id}"
+
+
+async def ensure_serving_topics(bootstrap: str, replication_factor: int = 1) -> None:
+    await ensure_topics(bootstrap, replication_factor=replication_factor)
+    await create_channel(bootstrap, CANCEL_TOPIC, replication_factor)
+
+
+async def create_channel(bootstrap: str, name: str, replication_factor: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        name,
+                        num_partitions=1,
+                        replication_factor=replication_factor,
+                        topic_configs={"retention.ms": str(REPLY_RETENTION_MS)},
+                    )
+                ]
+            )
+    finally:
+        await admin.close()
+
+
+async def delete_reply_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    try:
+        await admin.start()
+        await admin.delete_topics([name])
+    except KafkaError as exc:  # the broker may be gone already; retention cleans up
+        log.warning("reply topic not deleted", extra={"topic": name, "error": repr(exc)})
+    finally:
+        await admin.close()
