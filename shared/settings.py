@@ -199,3 +199,9 @@ def port_override(variable: str | None) -> int | None:
     """
     value = os.environ.get(variable) if variable else None
     return int(value) if value else None
+
+
+def kafka_client_options() -> dict[str, str]:
+    """SASL keyword arguments for a raw aiokafka client built outside a composition root
+    (a serving channel, a CLI reader): those of the environment, empty on PLAINTEXT."""
+    return ServiceSettings().kafka_client_options()

@@ -8,13 +8,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.events import EventDecodeError, decode
+from shared.settings import kafka_client_options
 from shared.topics import Topic
 
 
 async def collect(bootstrap: str, correlation_id: uuid.UUID) -> list[dict[str, Any]]:
     """Read every catalogue topic from its start to its current end (one consumer, no group)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        **kafka_client_options(),  # type: ignore[arg-type]
     )
     await consumer.start()
     found: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.events.serving import CHUNKS_KIND, InferenceChunk
+from shared.settings import kafka_client_options
 from shared.topics import Topic, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,11 @@ async def ensure_serving_topics(bootstrap: str, replication_factor: int = 1) -> 
 
 
 async def create_channel(bootstrap: str, name: str, replication_factor: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=10_000,
+        **kafka_client_options(),  # type: ignore[arg-type]
+    )
     await admin.start()
     try:
         with contextlib.suppress(TopicAlreadyExistsError):
@@ -95,7 +100,11 @@ async def create_channel(bootstrap: str, name: str, replication_factor: int = 1)
 
 
 async def delete_reply_topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=5_000,
+        **kafka_client_options(),  # type: ignore[arg-type]
+    )
     try:
         await admin.start()
         await admin.delete_topics([name])

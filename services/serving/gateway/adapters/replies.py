@@ -19,6 +19,7 @@ from shared.events.serving import (
     InferenceCompleted,
     WorkerHeartbeat,
 )
+from shared.settings import kafka_client_options
 
 log = logging.getLogger(__name__)
 Reply = Event | InferenceChunk
@@ -58,6 +59,7 @@ class ReplyRouter:
             enable_auto_commit=False,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **kafka_client_options(),  # type: ignore[arg-type]
         )
         await consumer.start()
         parts = [TopicPartition(self.reply_topic, 0)]

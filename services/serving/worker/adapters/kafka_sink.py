@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from services.serving.wire import encode_chunks
 from shared.events import Event
 from shared.events.serving import InferenceChunk
+from shared.settings import kafka_client_options
 
 
 class KafkaReplySink:
@@ -41,6 +42,7 @@ class KafkaReplySink:
             acks="all",
             linger_ms=0,
             max_request_size=8 * 1024 * 1024,
+            **kafka_client_options(),  # type: ignore[arg-type]
         )
         await self._producer.start()
 
