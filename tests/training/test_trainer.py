@@ -1,7 +1,11 @@
-"""The tiny model really learns; LoRA works; a killed run resumes to the same result."""
+"""The tiny model really learns; LoRA works; both load in vLLM; a killed run resumes exactly."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -9,16 +13,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from services.training.adapters.packaging import put_dir
 from services.training.domain.data import Splits
 from services.training.domain.evaluate import exact_match
-from services.training.domain.spec import build_spec
-from services.training.domain.trainer import load_base, train_trial
+from services.training.domain.spec import RunSpec, build_spec
+from services.training.domain.trainer import TrialResult, load_base, train_trial
 from services.training.ports import Progress
+from shared.storage import ArtifactStore
 
 pytestmark = pytest.mark.unit
+HERE = Path(__file__).parent
 
 
-def _spec(lora: bool = False, **hyper: object):  # type: ignore[no-untyped-def]
+def _spec(lora: bool = False, **hyper: object) -> RunSpec:
     return build_spec(
         model_name="m",
         dataset="d",
@@ -34,14 +41,46 @@ def _spec(lora: bool = False, **hyper: object):  # type: ignore[no-untyped-def]
     )
 
 
-def test_tiny_model_learns_the_classification_task(
-    tiny_base: Path, splits: Splits, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def full_run(
+    tiny_base: Path, splits: Splits, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrialResult, list[Progress]]:
     seen: list[Progress] = []
-    spec = _spec()
+    spec = _spec(max_steps=80, learning_rate=5e-3)
     result = train_trial(
-        spec, spec.hyperparameters, splits, str(tiny_base), tmp_path, sink=seen.append
+        spec,
+        spec.hyperparameters,
+        splits,
+        str(tiny_base),
+        tmp_path_factory.mktemp("full"),
+        sink=seen.append,
+        checkpoint_steps=80,
+        progress_every=10,
     )
+    return result, seen
+
+
+@pytest.fixture(scope="module")
+def lora_run(
+    tiny_base: Path, splits: Splits, tmp_path_factory: pytest.TempPathFactory
+) -> TrialResult:
+    spec = _spec(lora=True, max_steps=5, learning_rate=1e-2, per_device_train_batch_size=8)
+    small = Splits(train=splits.train, validation=splits.validation[:8])
+    return train_trial(
+        spec,
+        spec.hyperparameters,
+        small,
+        str(tiny_base),
+        tmp_path_factory.mktemp("lora"),
+        sink=lambda p: None,
+        checkpoint_steps=5,
+    )
+
+
+def test_tiny_model_learns_the_classification_task(
+    full_run: tuple[TrialResult, list[Progress]], splits: Splits
+) -> None:
+    result, seen = full_run
     model, tokenizer = load_base(str(result.model_dir))
     accuracy = exact_match(model, tokenizer, splits.test)
     majority = Counter(e.completion for e in splits.test).most_common(1)[0][1] / len(splits.test)
@@ -50,10 +89,46 @@ def test_tiny_model_learns_the_classification_task(
     assert result.metrics["eval_exact_match"] >= majority + 0.3
     steps = [p.step for p in seen if p.loss is not None]
     assert steps == sorted(steps)
-    assert steps[-1] == spec.hyperparameters.max_steps
+    assert steps[-1] == 80
     assert any(p.tokens_per_s for p in seen)
+    assert any(p.eval_loss is not None for p in seen)
     assert (result.model_dir / "model.safetensors").is_file()
     assert (result.model_dir / "generation_config.json").is_file()
+
+
+def test_lora_trains_an_adapter_and_merges_it(lora_run: TrialResult, tiny_base: Path) -> None:
+    assert lora_run.adapter_dir is not None
+    assert (lora_run.adapter_dir / "adapter_config.json").is_file()
+    merged = load_file(lora_run.model_dir / "model.safetensors")
+    assert not any("lora" in name for name in merged)
+    base = load_file(tiny_base / "model.safetensors")
+    changed = [n for n in base if n in merged and not torch.equal(base[n], merged[n])]
+    assert changed, "merging the adapter changed no weight"
+
+
+def test_full_and_lora_models_load_in_vllm_from_the_artifact_store(
+    full_run: tuple[TrialResult, list[Progress]], lora_run: TrialResult, tmp_path: Path
+) -> None:
+    from services.serving.adapters.model_source import ModelSource
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    source = ModelSource(tmp_path / "models", store)
+    dirs = [source.resolve(put_dir(store, r.model_dir)) for r in (full_run[0], lora_run)]
+    prompt = "Ticket: my refund for the invoice is late please help\nCategory:"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    done = subprocess.run(
+        [sys.executable, str(HERE / "vllm_check.py"), prompt, *dirs],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ANSWERS ")]
+    assert lines, done.stderr[-3000:]
+    answers = json.loads(lines[-1].removeprefix("ANSWERS "))
+    assert answers[dirs[0]].strip().startswith("billing")  # the full fine-tune learned it
+    assert answers[dirs[1]]  # the merged LoRA model loads and answers
 
 
 class Killed(Exception):
@@ -63,61 +138,31 @@ class Killed(Exception):
 def test_killed_run_resumes_to_the_same_weights(
     tiny_base: Path, splits: Splits, tmp_path: Path
 ) -> None:
-    spec = _spec(max_steps=20)
-    options = {"checkpoint_steps": 10, "progress_every": 5}
+    spec = _spec(max_steps=12, per_device_train_batch_size=8)
+    small = Splits(train=splits.train)
+    options = {"checkpoint_steps": 6, "progress_every": 3}
     unbroken = train_trial(
-        spec,
-        spec.hyperparameters,
-        splits,
-        str(tiny_base),
-        tmp_path / "a",
-        sink=lambda p: None,
-        **options,
-    )
+        spec, spec.hyperparameters, small, str(tiny_base), tmp_path / "a",
+        sink=lambda p: None, **options,
+    )  # fmt: skip
 
     def die_after_checkpoint(progress: Progress) -> None:
-        if progress.step >= 15:
+        if progress.step >= 9:
             raise Killed
 
     with pytest.raises(Killed):
         train_trial(
-            spec,
-            spec.hyperparameters,
-            splits,
-            str(tiny_base),
-            tmp_path / "b",
-            sink=die_after_checkpoint,
-            **options,
-        )
-    assert (tmp_path / "b" / "checkpoint-10").is_dir()
+            spec, spec.hyperparameters, small, str(tiny_base), tmp_path / "b",
+            sink=die_after_checkpoint, **options,
+        )  # fmt: skip
+    assert (tmp_path / "b" / "checkpoint-6").is_dir()
     resumed_steps: list[int] = []
     resumed = train_trial(
-        spec,
-        spec.hyperparameters,
-        splits,
-        str(tiny_base),
-        tmp_path / "b",
-        sink=lambda p: resumed_steps.append(p.step),
-        **options,
-    )
-    assert min(resumed_steps) > 10  # it did not start over
+        spec, spec.hyperparameters, small, str(tiny_base), tmp_path / "b",
+        sink=lambda p: resumed_steps.append(p.step), **options,
+    )  # fmt: skip
+    assert min(resumed_steps) > 6  # it went on from the checkpoint, not from the start
     a = load_file(unbroken.model_dir / "model.safetensors")
     b = load_file(resumed.model_dir / "model.safetensors")
     for name, tensor in a.items():
         torch.testing.assert_close(tensor, b[name], rtol=0, atol=1e-6)
-
-
-def test_lora_trains_an_adapter_and_merges_it(
-    tiny_base: Path, splits: Splits, tmp_path: Path
-) -> None:
-    spec = _spec(lora=True, max_steps=10, learning_rate=1e-2)
-    result = train_trial(
-        spec, spec.hyperparameters, splits, str(tiny_base), tmp_path, sink=lambda p: None
-    )
-    assert result.adapter_dir is not None
-    assert (result.adapter_dir / "adapter_config.json").is_file()
-    merged = load_file(result.model_dir / "model.safetensors")
-    assert not any("lora" in name for name in merged)
-    base = load_file(tiny_base / "model.safetensors")
-    changed = [n for n in base if n in merged and not torch.equal(base[n], merged[n])]
-    assert changed, "merging the adapter changed no weight"
