@@ -48,7 +48,7 @@ def run(ctx: Any) -> None:
                 dataset=dataset,
                 dataset_version=version,
                 base_model="tiny",
-                hyperparameters={"max_steps": 40},
+                hyperparameters={"max_steps": 80},
                 reason="demo",
             )
             if ctx.results.get("correlation_id"):

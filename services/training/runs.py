@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
+class ServiceStoppingError(RuntimeError):
+    """Raised in the training thread when the service shuts down."""
+
+
 class RunQueue:
     def __init__(
         self, runtime: Runtime, settings: TrainingSettings, optuna_storage: Callable[[], Any]
@@ -45,6 +50,7 @@ class RunQueue:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
 
     def kick(self) -> None:
         self._wake.set()
@@ -54,6 +60,9 @@ class RunQueue:
         self._task = asyncio.create_task(self._run(), name="training-runner")
 
     async def stop(self) -> None:
+        # the training thread cannot be cancelled: its next progress report raises, the run
+        # stays `running` and resumes from its last checkpoint at the next start
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -95,6 +104,8 @@ class RunQueue:
     # -- the worker thread ----------------------------------------------------------
     def emit(self, event: Event, update: Callable[[store.TrainingRun], None] | None = None) -> None:
         """Commit an event (and a change of the run) through the outbox, then wake the relay."""
+        if self._stopping.is_set():
+            raise ServiceStoppingError("the service is stopping; the run resumes at the next start")
         with Session(self.engine) as session:
             uow = UnitOfWork(session, self.runtime.service)
             uow.emit(event)

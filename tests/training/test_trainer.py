@@ -46,7 +46,7 @@ def full_run(
     tiny_base: Path, splits: Splits, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[TrialResult, list[Progress]]:
     seen: list[Progress] = []
-    spec = _spec(max_steps=80, learning_rate=5e-3)
+    spec = _spec(max_steps=80)
     result = train_trial(
         spec,
         spec.hyperparameters,

@@ -25,7 +25,7 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     learning_rate: float = Field(3e-3, gt=0, lt=1)
-    max_steps: int = Field(60, ge=1, le=1_000_000)
+    max_steps: int = Field(80, ge=1, le=1_000_000)
     per_device_train_batch_size: int = Field(16, ge=1, le=4096)
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     weight_decay: float = Field(0.0, ge=0, lt=1)
