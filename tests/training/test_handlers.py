@@ -136,7 +136,7 @@ async def test_bad_requests_fail_with_a_reason(
             )
             await service.publish(request)
             failed = await until(
-                lambda: [p for p in service.progress if p.status == "failed"], timeout=60
+                lambda: [p for p in service.progress if p.status == "failed"], timeout=240
             )
             assert failed[0].run_id == request.event_id
             assert reason in (failed[0].reason or ""), failed[0].reason
