@@ -166,3 +166,27 @@ def test_killed_run_resumes_to_the_same_weights(
     b = load_file(resumed.model_dir / "model.safetensors")
     for name, tensor in a.items():
         torch.testing.assert_close(tensor, b[name], rtol=0, atol=1e-6)
+
+
+def test_dpo_trains_on_a_preference_version(tiny_base: Path, tmp_path: Path) -> None:
+    from services.training import synthetic
+    from services.training.domain.data import split_examples
+    from shared.datasets import LabeledExample
+
+    rows = synthetic.preference_records(32)
+    splits = split_examples([LabeledExample.model_validate(r) for r in rows], "dpo")
+    spec = build_spec(
+        model_name="m", dataset="d", dataset_version="v", base_model="tiny",
+        version_task="preference", task=None, lora=False,
+        hyperparameters={"max_steps": 3, "per_device_train_batch_size": 8},
+        trials=0, sampler="tpe", space={},
+    )  # fmt: skip
+    assert spec.task == "dpo"
+    seen: list[Progress] = []
+    result = train_trial(
+        spec, spec.hyperparameters, splits, str(tiny_base), tmp_path, sink=seen.append,
+        checkpoint_steps=3, progress_every=1,
+    )  # fmt: skip
+    assert [p.step for p in seen if p.loss is not None] == [1, 2, 3]
+    assert "eval_loss" in result.metrics
+    assert (result.model_dir / "model.safetensors").is_file()

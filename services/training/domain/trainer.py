@@ -193,7 +193,8 @@ def train_trial(
     metrics: dict[str, float] = {"train_loss": float(output.training_loss)}
     if has_eval:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
-        metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+        if spec.task == "sft":  # a DPO eval loss is no language-model loss
+            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
     return _save(spec, trainer, tokenizer, splits=splits, work_dir=work_dir, metrics=metrics)
 
 
