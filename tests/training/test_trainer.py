@@ -107,14 +107,18 @@ def test_lora_trains_an_adapter_and_merges_it(lora_run: TrialResult, tiny_base: 
 
 
 def test_full_and_lora_models_load_in_vllm_from_the_artifact_store(
-    full_run: tuple[TrialResult, list[Progress]], lora_run: TrialResult, tmp_path: Path
+    full_run: tuple[TrialResult, list[Progress]],
+    lora_run: TrialResult,
+    splits: Splits,
+    tmp_path: Path,
 ) -> None:
     from services.serving.adapters.model_source import ModelSource
 
     store = ArtifactStore(str(tmp_path / "artifacts"))
     source = ModelSource(tmp_path / "models", store)
     dirs = [source.resolve(put_dir(store, r.model_dir)) for r in (full_run[0], lora_run)]
-    prompt = "Ticket: my refund for the invoice is late please help\nCategory:"
+    held_out = splits.test[0]  # in the task's distribution, never trained on
+    prompt = held_out.prompt
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     done = subprocess.run(
         [sys.executable, str(HERE / "vllm_check.py"), prompt, *dirs],
@@ -127,7 +131,8 @@ def test_full_and_lora_models_load_in_vllm_from_the_artifact_store(
     lines = [line for line in done.stdout.splitlines() if line.startswith("ANSWERS ")]
     assert lines, done.stderr[-3000:]
     answers = json.loads(lines[-1].removeprefix("ANSWERS "))
-    assert answers[dirs[0]].strip().startswith("billing")  # the full fine-tune learned it
+    expected = (held_out.completion or "").strip()
+    assert answers[dirs[0]].strip().startswith(expected)  # the full fine-tune learned it
     assert answers[dirs[1]]  # the merged LoRA model loads and answers
 
 
