@@ -1,0 +1,1 @@
+"""The training service: labeled dataset versions in, servable models with lineage out."""

@@ -1,0 +1,1 @@
+"""Adapters of the training service: its tables, the artifact packaging."""
