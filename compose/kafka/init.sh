@@ -35,6 +35,7 @@ acl() {  # acl PRINCIPAL RESOURCE PATTERN OPERATIONS NAME...
 user ingestion "${KAFKA_PASSWORD_INGESTION:?}"
 user anonymization "${KAFKA_PASSWORD_ANONYMIZATION:?}"
 user labeling "${KAFKA_PASSWORD_LABELING:?}"
+user training "${KAFKA_PASSWORD_TRAINING:?}"
 user evaluation "${KAFKA_PASSWORD_EVALUATION:?}"
 user serving "${KAFKA_PASSWORD_SERVING:?}"
 user monitoring "${KAFKA_PASSWORD_MONITORING:?}"
@@ -122,4 +123,8 @@ acl serving topic literal Describe,Read,Write llmops.inference.requested.v1 llmo
 acl serving topic literal Describe,Write llmops.audit.recorded.v1 llmops.feedback.received.v1 llmops.inference.completed.v1 llmops.inference.requested.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl serving topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.
 acl serving topic prefixed Describe llmops.
+acl training group prefixed Describe,Read training
+acl training topic literal Describe,Read llmops.dataset.versioned.v1 llmops.training.requested.v1
+acl training topic literal Describe,Write llmops.dataset.versioned.v1.dlq llmops.model.trained.v1 llmops.training.progressed.v1 llmops.training.requested.v1.dlq
+acl training topic prefixed Describe llmops.
 echo "kafka init done"
