@@ -112,7 +112,7 @@ def test_full_and_lora_models_load_in_vllm_from_the_artifact_store(
     splits: Splits,
     tmp_path: Path,
 ) -> None:
-    from services.serving.adapters.model_source import ModelSource
+    from services.serving.worker.adapters.model_source import ModelSource
 
     store = ArtifactStore(str(tmp_path / "artifacts"))
     source = ModelSource(tmp_path / "models", store)
