@@ -45,7 +45,9 @@ class ProcessSpec:
     port: int
     port_env: str | None = None
     health_path: str = "/healthz"
-    startup_timeout_s: float = 120.0
+    # Nine processes importing torch, transformers, spaCy and vLLM at once share the cores of
+    # one small machine: a quiet 2-core box needs minutes, not seconds, to bring them all up.
+    startup_timeout_s: float = 300.0
     serves_api: bool = False
     replica_env: tuple[tuple[str, str], ...] = ()
     """Environment of the extra processes of `llmops up --scale` (e.g. a second listener
