@@ -66,10 +66,21 @@ def _stages() -> list[tuple[str, Any]]:
 def demo(
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards.")] = False,
     fresh: Annotated[bool, typer.Option(help="Start from an empty data directory.")] = True,
+    only: Annotated[
+        str | None, typer.Option("--stages", help="Comma-separated stages (default: all).")
+    ] = None,
 ) -> None:
     """Run every stage of the loop that exists, on the embedded defaults."""
     from shared.cli.stack import _up_detached
 
+    chosen = _stages()
+    if only:
+        wanted = {name.strip() for name in only.split(",") if name.strip()}
+        unknown = wanted - {name for name, _ in chosen}
+        if unknown:
+            console.print(f"[red]unknown stage(s):[/] {', '.join(sorted(unknown))}")
+            raise typer.Exit(2)
+        chosen = [(name, stage) for name, stage in chosen if name in wanted]
     cfg = settings()
     state = read_state(cfg)
     started_here = not (state and pid_alive(int(state["supervisor_pid"])))
@@ -80,7 +91,7 @@ def demo(
         _up_detached(cfg.data_dir, None, 900)
     ctx = DemoContext(settings=cfg, work_dir=(cfg.data_dir / "demo").resolve())
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    stages = [("bus", bus_roundtrip), *_stages()]
+    stages = [("bus", bus_roundtrip), *chosen]
     failed = False
     try:
         for index, (name, stage) in enumerate(stages, 1):
