@@ -57,10 +57,12 @@ class ServiceSettings(BaseSettings):
         description="Listener of the embedded broker that `llmops up` starts.",
     )
     embedded_log: str = Field(
-        "durable",
+        "memory",
         validation_alias=_env("LLMOPS_EMBEDDED_LOG"),
-        description="Where the embedded broker keeps its log: `durable` (files under "
-        "<data_dir>/log, kept across `llmops down`/`up` and crashes) or `memory` (lost).",
+        description="Where the embedded broker keeps its log: `memory` (lost on `down`) or "
+        "`durable` (tansu's s3 engine on a local file-backed store under <data_dir>/log, kept "
+        "across `llmops down`/`up` and crashes). Opt-in for now: under the whole stack's load "
+        "its produce path returned UnknownError to the outbox relay.",
     )
     data_dir: Path = Field(
         Path(".llmops"),

@@ -180,7 +180,7 @@ class Supervisor:
                 bootstrap,
                 self.data_dir / "log",
                 self.log_dir,
-                want_durable=self.settings.embedded_log != "memory",
+                want_durable=self.settings.embedded_log == "durable",
             )
             self.log.start()
             if self.log.durable:

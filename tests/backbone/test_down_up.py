@@ -47,6 +47,7 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_EMBEDDED_LOG": "durable",
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
         "LLMOPS_KAFKA_BOOTSTRAP": "",
     }
