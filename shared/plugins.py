@@ -4,7 +4,7 @@ A service ships ``services/<name>/plugin.py`` with a module-level :class:`Servic
 registers it in ``pyproject.toml``::
 
     [project.entry-points."llmops.services"]
-    ingestion = "services.ingestion.plugin:PLUGIN"
+    <name> = "<package>.<name>.plugin:PLUGIN"      # e.g. ingestion, in services/
 
 `llmops up`, `status`, `demo` and the CLI discover services through that entry-point group
 (the convention of pytest plugins and Flask/Airflow providers), so this package never names a
