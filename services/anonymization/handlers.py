@@ -58,14 +58,16 @@ def register(
         uow.emit(_count(out, "feedback"))
 
     async def on_erasure_requested(event: ErasureRequested, uow: UnitOfWork) -> None:
-        for answer in service.on_erasure_requested(event, vault_for(uow.session)):
+        # off the event loop like the other handlers: the admin API shares this loop
+        vault = vault_for(uow.session)
+        for answer in await asyncio.to_thread(service.on_erasure_requested, event, vault):
             uow.emit(answer)
 
     async def on_dataset_versioned(event: DatasetVersioned, uow: UnitOfWork) -> None:
         await asyncio.to_thread(service.on_dataset_versioned, event, vault_for(uow.session))
 
     async def on_model_trained(event: ModelTrained, uow: UnitOfWork) -> None:
-        service.on_model_trained(event, vault_for(uow.session))
+        await asyncio.to_thread(service.on_model_trained, event, vault_for(uow.session))
 
     bus = runtime.bus
     bus.subscribe(Topic.RECORDS_INGESTED, on_records_ingested, group=group)
