@@ -15,6 +15,8 @@ from tests.support.stack import ServiceProcess, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ADMIN_KEY = "fuzz-admin-key-0123456789abcdef"
+# generous: a slow answer is not what this test looks for (CI runs it on a loaded 2-core box)
+CALL_TIMEOUT_S = 60
 FUZZ = settings(
     max_examples=25,
     deadline=None,
@@ -54,12 +56,14 @@ PUBLIC = {"/healthz", "/metrics"}  # liveness and Prometheus: no data behind the
 
 
 def _check(case: schemathesis.Case, base_url: str) -> None:
-    authorized = case.call(base_url=base_url, headers={"X-API-Key": ADMIN_KEY})
+    authorized = case.call(
+        base_url=base_url, headers={"X-API-Key": ADMIN_KEY}, timeout=CALL_TIMEOUT_S
+    )
     not_a_server_error_or_fail(authorized)
     if case.path in PUBLIC:
         return
     for headers in ({}, {"X-API-Key": "not-a-key"}, {"Authorization": "Bearer nope"}):
-        anonymous = case.call(base_url=base_url, headers=headers)
+        anonymous = case.call(base_url=base_url, headers=headers, timeout=CALL_TIMEOUT_S)
         not_a_server_error_or_fail(anonymous)
         assert anonymous.status_code >= 400, (case.path, headers, anonymous.text[:200])
 
