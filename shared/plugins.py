@@ -46,8 +46,9 @@ class ProcessSpec:
     port_env: str | None = None
     health_path: str = "/healthz"
     # Nine processes importing torch, transformers, spaCy and vLLM at once share the cores of
-    # one small machine: a quiet 2-core box needs minutes, not seconds, to bring them all up.
-    startup_timeout_s: float = 300.0
+    # one small machine: a quiet 2-core box needs minutes, not seconds, to bring them all up,
+    # and a busy one (the vLLM worker's engine core imports everything again) up to ten.
+    startup_timeout_s: float = 600.0
     serves_api: bool = False
     replica_env: tuple[tuple[str, str], ...] = ()
     """Environment of the extra processes of `llmops up --scale` (e.g. a second listener

@@ -14,7 +14,6 @@ PLUGIN = ServicePlugin(
             "services.monitoring",
             8200,
             "LLMOPS_MONITORING_PORT",
-            startup_timeout_s=240.0,  # loads all-MiniLM-L6-v2 before it reports healthy
             serves_api=True,
         ),
     ),

@@ -14,7 +14,6 @@ PLUGIN = ServicePlugin(
             "services.serving.worker",
             9106,
             "LLMOPS_WORKER_PORT",
-            startup_timeout_s=300.0,
         ),
         ProcessSpec(
             "serving",

@@ -86,7 +86,9 @@ def train(  # noqa: PLR0917 (typer maps parameters to options)
     ] = None,
     wait: Annotated[bool, typer.Option(help="Show progress; wait for the model.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait under --wait.")] = 3600.0,
+    timeout: Annotated[
+        float, typer.Option(help="Under --wait: give up after this many seconds without progress.")
+    ] = 900.0,
 ) -> None:
     """Ask the training service to train; exits non-zero if the run fails."""
     if ctx.invoked_subcommand is not None:
@@ -142,7 +144,7 @@ def train(  # noqa: PLR0917 (typer maps parameters to options)
     try:
         result = run(send())
     except TimeoutError:
-        console.print(f"[red]no result within {timeout:.0f}s[/] (is the training service up?)")
+        console.print(f"[red]no progress for {timeout:.0f}s[/] (is the training service up?)")
         raise typer.Exit(1) from None
     if result is None:
         stdout_line(json.dumps({"run_id": str(request.event_id)}))

@@ -7,6 +7,7 @@ cuts a small synthetic labeled version itself and announces it, as labeling woul
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from services.training import synthetic
@@ -48,12 +49,12 @@ def run(ctx: Any) -> None:
                 dataset=dataset,
                 dataset_version=version,
                 base_model="tiny",
-                hyperparameters={"max_steps": 80},
+                hyperparameters={"max_steps": 40},
                 reason="demo",
             )
             if ctx.results.get("correlation_id"):
                 request = request.model_copy(
-                    update={"correlation_id": ctx.results["correlation_id"]}
+                    update={"correlation_id": uuid.UUID(str(ctx.results["correlation_id"]))}
                 )
             await client.publish(request)
             ctx.say(f"training {MODEL_NAME} on {dataset}@{version} (run {request.event_id})")
@@ -63,7 +64,7 @@ def run(ctx: Any) -> None:
                     rate = f", {event.tokens_per_s:.0f} tokens/s" if event.tokens_per_s else ""
                     ctx.say(f"  step {event.step}/{event.total_steps}: loss {event.loss:.3f}{rate}")
 
-            return await follow_run(client, request.event_id, show, timeout_s=600)
+            return await follow_run(client, request.event_id, show, idle_timeout_s=600)
 
     result = asyncio.run(train())
     if isinstance(result, TrainingProgressed):
