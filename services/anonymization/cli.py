@@ -107,7 +107,10 @@ def erase(  # noqa: PLR0917
     subject: Annotated[str, typer.Option(help="The identifier: e-mail, name, phone, card...")],
     wait: Annotated[bool, typer.Option(help="Wait for the services' answers.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON report on stdout.")] = False,
-    retrain: Annotated[bool, typer.Option(help="Ask for a new dataset cut + retraining.")] = False,
+    retrain: Annotated[
+        bool,
+        typer.Option(help="Retrain the models trained on the subject's records, without them."),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for anonymization.")] = 60.0,
     others: Annotated[float, typer.Option(help="Seconds to wait for the other services.")] = 3.0,
     key: Annotated[str | None, typer.Option(help="API key (default: the admin key).")] = None,

@@ -223,6 +223,7 @@ class AnonymizationService:
             dataset_versions=outcome.dataset_versions,
             model_versions=outcome.model_versions,
             removed=outcome.removed,
+            retrain=event.retrain,
         )
         audit = event.caused(
             AuditRecorded,

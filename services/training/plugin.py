@@ -10,8 +10,8 @@ PLUGIN = ServicePlugin(
     processes=(
         ProcessSpec("training", "training", "services.training", 9104, "LLMOPS_TRAINING_PORT"),
     ),
-    consumes=(Topic.TRAINING_REQUESTED, Topic.DATASET_VERSIONED),
-    produces=(Topic.TRAINING_PROGRESSED, Topic.MODEL_TRAINED),
+    consumes=(Topic.TRAINING_REQUESTED, Topic.DATASET_VERSIONED, Topic.ERASURE_COMPLETED),
+    produces=(Topic.TRAINING_PROGRESSED, Topic.MODEL_TRAINED, Topic.AUDIT_RECORDED),
     cli="services.training.cli:register",
     demo="services.training.demo:run",
 )

@@ -287,6 +287,11 @@ class TrainingJob:
         def update(run: store.TrainingRun) -> None:
             run.status = "completed"
             run.model_version = version
-            run.result = {"metrics": result.metrics, "trial": trial, "artifact": artifact.uri}
+            run.result = {
+                "metrics": result.metrics,
+                "trial": trial,
+                "artifact": artifact.uri,
+                "dataset_version": manifest.version,  # what "latest" meant for this run
+            }
 
         self.emit(event, update)

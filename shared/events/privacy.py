@@ -71,3 +71,6 @@ class ErasureCompleted(Event):
     dataset_versions: list[str] = Field(default_factory=list, description="Versions affected.")
     model_versions: list[str] = Field(default_factory=list, description="Models trained on it.")
     removed: dict[str, int] = Field(default_factory=dict, description="What was removed, by kind.")
+    retrain: bool = Field(
+        False, description="The request asked for the affected models to be retrained."
+    )

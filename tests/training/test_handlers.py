@@ -20,7 +20,16 @@ from services.training import synthetic
 from services.training.adapters.store import Policy, SeenVersion, TrainingRun
 from services.training.app import build
 from services.training.config import TrainingSettings
-from shared.events import DatasetVersioned, Event, TrainingProgressed, TrainingRequested, decode
+from services.training.domain.data import split_examples
+from shared.datasets import LabeledExample
+from shared.events import (
+    DatasetVersioned,
+    ErasureCompleted,
+    Event,
+    TrainingProgressed,
+    TrainingRequested,
+    decode,
+)
 from shared.topics import Topic
 
 pytestmark = pytest.mark.handlers
@@ -145,3 +154,77 @@ async def test_bad_requests_fail_with_a_reason(
         finally:
             await queue.stop()
             await service.runtime.bus.stop()
+
+
+async def test_erasure_with_retrain_queues_one_run_per_affected_model_without_the_records(
+    data_dir: Path,
+) -> None:
+    """`llmops erase --retrain`: anonymization's answer names the models trained on the
+    subject's records; each gets a new run of its own request with those records left out."""
+    service = Service(data_dir)
+    original = TrainingRequested(
+        model_name="clf",
+        dataset="tickets",
+        dataset_version="latest",
+        base_model="tiny",
+        hyperparameters={"max_steps": 7},
+        lora=True,
+        exclude_records=["r0"],
+    )
+    with Session(service.runtime.engine) as session:
+        session.add(
+            TrainingRun(
+                run_id=str(original.event_id),
+                model_name="clf",
+                dataset="tickets",
+                request_json=original.model_dump_json(),
+                status="completed",
+                model_version="v1",
+                result={"dataset_version": "abc123"},
+            )
+        )
+        session.commit()
+    answer = ErasureCompleted(
+        request_id=uuid.uuid4(),
+        subject_ref="s" * 64,
+        service="anonymization",
+        found=True,
+        records=["r2", "r1"],
+        model_versions=["clf@v1", "elsewhere@v9"],
+        retrain=True,
+    )
+    ignored = [
+        answer.model_copy(update={"event_id": uuid.uuid4(), "retrain": False}),
+        answer.model_copy(update={"event_id": uuid.uuid4(), "service": "labeling"}),
+    ]
+    async with TestKafkaBroker(service.runtime.broker):
+        await service.runtime.bus.start()
+        try:
+            for event in [*ignored, answer, answer]:  # the answer redelivered: one run
+                await service.publish(event)
+            await until(lambda: [r for r in service.rows(TrainingRun) if r.status == "pending"])
+            await asyncio.sleep(0.5)  # let the redelivered and ignored answers through too
+            runs = [r for r in service.rows(TrainingRun) if r.status == "pending"]
+            assert len(runs) == 1
+            request = TrainingRequested.model_validate_json(runs[0].request_json)
+            assert request.reason == "erasure"
+            assert request.exclude_records == ["r0", "r1", "r2"]
+            assert (request.model_name, request.dataset, request.dataset_version) == (
+                "clf",
+                "tickets",
+                "abc123",  # the version the model was trained on, not "latest"
+            )
+            assert request.hyperparameters == {"max_steps": 7}
+            assert request.lora
+            assert request.causation_id == answer.event_id
+        finally:
+            await service.runtime.bus.stop()
+
+
+def test_excluded_records_are_left_out_of_every_split() -> None:
+    rows = synthetic.records({"train": 6, "validation": 2, "test": 2})
+    examples = [LabeledExample.model_validate(row) for row in rows]
+    erased = {rows[0]["record_id"], rows[7]["record_id"]}
+    splits = split_examples(examples, "sft", frozenset(erased))
+    kept = {e.record_id for e in [*splits.train, *splits.validation, *splits.test]}
+    assert kept == {row["record_id"] for row in rows} - erased

@@ -22,7 +22,9 @@ from shared.runtime import Runtime
 
 class ErasureBody(BaseModel):
     subject: str = Field(min_length=1, max_length=512, description="E-mail, name, phone, card...")
-    retrain: bool = Field(False, description="Ask for a new dataset cut + retraining.")
+    retrain: bool = Field(
+        False, description="Retrain the models trained on the subject's records, without them."
+    )
 
 
 class DeanonymizeRequest(BaseModel):
