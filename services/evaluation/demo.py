@@ -93,7 +93,9 @@ async def _run(ctx: Any) -> ModelEvaluated:
         evaluated: ModelEvaluated = await client.wait_for(
             Topic.MODEL_EVALUATED,
             lambda e: e.model_name == name and e.model_version == version,
-            timeout_s=600,
+            # vLLM's offline batch for candidate and champion, then the metrics: minutes on
+            # a busy 2-core machine (the service's own limit per generation run is 900 s)
+            timeout_s=1200,
         )
         return evaluated
 

@@ -101,7 +101,8 @@ def demo(
             console.print(f"    [green]done[/] in {time.perf_counter() - started:.1f}s")
     except Exception as exc:
         failed = True
-        console.print(f"[red]demo failed:[/] {type(exc).__name__}: {exc}")
+        why = str(exc) or "timed out waiting for the stage's result"
+        console.print(f"[red]demo failed[/] in stage {name}: {type(exc).__name__}: {why}")
         console.print(f"logs: {cfg.data_dir / 'logs'}")
     finally:
         if started_here and not keep:

@@ -60,11 +60,12 @@ def register(
             await inference.cancel(request_id)
 
     # Every worker reads every cancel (no group), from now on: only live generations matter.
+    # A cancel stops tokens nobody reads; 100 ms later is fine, and polling less costs less.
     runtime.broker.subscriber(
         CANCEL_TOPIC,
         ack_policy=AckPolicy.ACK_FIRST,
         auto_offset_reset="latest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=max(settings.fetch_max_wait_ms, 100),
     )(on_inference_cancelled)
 
     def save(uow: UnitOfWork) -> None:
