@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -69,6 +70,18 @@ def cancelled_request(frame: bytes) -> str | None:
 
 def reply_topic(gateway_id: str) -> str:
     return f"{REPLY_PREFIX}{gateway_id}"
+
+
+GATEWAY_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"  # Kafka topic characters, short
+_GATEWAY_ID = re.compile(GATEWAY_ID_PATTERN)
+
+
+def is_reply_topic(name: str) -> bool:
+    """Whether ``name`` is a gateway's reply topic (``reply_topic()``'s shape): the only
+    place a worker may write a request's chunks and result to."""
+    return name.startswith(REPLY_PREFIX) and bool(
+        _GATEWAY_ID.fullmatch(name.removeprefix(REPLY_PREFIX))
+    )
 
 
 async def ensure_serving_topics(bootstrap: str, replication_factor: int = 1) -> None:
