@@ -45,11 +45,25 @@ def encode_chunks(chunks: list[InferenceChunk]) -> bytes:
 
 
 def decode_chunks(frame: bytes) -> list[InferenceChunk] | None:
-    """The chunks of a frame, None if it is not one. The reply path is trusted (only workers
-    write a gateway's reply topic): no pydantic validation per chunk, the hot path."""
+    """The chunks of a frame, None if it is not one; ValueError if it is a broken one. No
+    pydantic validation per chunk (the hot path): only the shape the gateway relies on."""
     if not frame.startswith(CHUNKS_PREFIX):
         return None
-    return [InferenceChunk.model_construct(**c) for c in json.loads(frame)["chunks"]]
+    chunks = json.loads(frame).get("chunks")
+    if not isinstance(chunks, list) or not all(_chunk_shaped(c) for c in chunks):
+        raise ValueError("malformed chunks frame")
+    return [InferenceChunk.model_construct(**c) for c in chunks]
+
+
+def _chunk_shaped(chunk: object) -> bool:
+    return (
+        isinstance(chunk, dict)
+        and isinstance(chunk.get("request_id"), str)
+        and isinstance(chunk.get("delta"), str)
+        and isinstance(chunk.get("seq"), int)
+        and isinstance(chunk.get("index", 0), int)
+        and isinstance(chunk.get("tokens", 0), int)
+    )
 
 
 def cancel_frame(request_id: str) -> bytes:
