@@ -7,11 +7,13 @@ of ``read_source`` for bad input, and no line is held in memory beyond ``max_lin
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from typing import IO, Any
 
 import fsspec
+from fsspec.spec import AbstractBufferedFile
 
 from services.ingestion.domain.pipeline import RawRow
 from shared.events.ingest import SourceSpec
@@ -91,8 +93,17 @@ def read_source(spec: SourceSpec, *, max_line_bytes: int) -> Iterator[RawRow]:
             yield RawRow(label, None, error=f"read failed: {exc}", file_level=True)
 
 
+def _sized_lines(handle: IO[bytes]) -> IO[bytes]:
+    """A handle whose ``readline`` takes a size: fsspec's remote files (s3, http, ...) have a
+    ``readline()`` without one, so they read through a standard buffer instead."""
+    if isinstance(handle, AbstractBufferedFile):
+        return io.BufferedReader(handle, buffer_size=1 << 20)  # type: ignore[arg-type]
+    return handle
+
+
 def iter_lines(handle: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
     """(line number, bytes without EOL or None when too long, size in bytes)."""
+    handle = _sized_lines(handle)
     number = 0
     while True:
         line = handle.readline(max_bytes + 1)
