@@ -16,6 +16,7 @@ import fsspec
 from fsspec.spec import AbstractBufferedFile
 
 from services.ingestion.domain.pipeline import RawRow
+from services.ingestion.policy import SourcePolicy
 from shared.events.ingest import SourceSpec
 
 BOM = b"\xef\xbb\xbf"
@@ -55,18 +56,33 @@ def expand(uri: str) -> tuple[Any, list[str], str | None]:
         return None, [], f"cannot open: {type(exc).__name__}: {exc}"
 
 
+def _protocol(fs: Any) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]  # type: ignore[no-any-return]
+
+
+def _is_local(fs: Any) -> bool:
+    return _protocol(fs) in ("file", "local")
+
+
 def _label(fs: Any, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
+    return path if _is_local(fs) else f"{_protocol(fs)}://{path}"
 
 
-def read_source(spec: SourceSpec, *, max_line_bytes: int) -> Iterator[RawRow]:
+def read_source(
+    spec: SourceSpec, *, max_line_bytes: int, policy: SourcePolicy | None = None
+) -> Iterator[RawRow]:
+    """The rows of one source. With a ``policy``, the source is checked before anything is
+    looked at, and every local file it expands to (resolved) right before it is opened."""
+    if policy is not None:
+        policy.check(spec.uri)
     fs, paths, error = expand(spec.uri)
     if error is not None:
         yield RawRow(spec.uri, None, error=error, file_level=True)
         return
     for path in paths:
         label = _label(fs, path)
+        if policy is not None and _is_local(fs):
+            policy.check_local(path)  # a symlink or a glob leading out: SourceDeniedError
         fmt = spec.format if spec.format != "auto" else detect_format(path)
         try:
             with fs.open(path, "rb", compression="infer") as handle:
