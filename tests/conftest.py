@@ -7,12 +7,26 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.stack import embedded_kafka
+from tests.support.stack import ROOT, embedded_kafka
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 PG_URL = os.environ.get("LLMOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ingestion_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests write the files they ingest under pytest's temp dir (or use the repository's):
+    the ingestion source policy allows those roots, as an operator would set them. Child
+    processes inherit it."""
+    roots = os.pathsep.join([str(tmp_path_factory.getbasetemp().resolve()), str(ROOT)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(
+            "LLMOPS_INGESTION_ALLOWED_ROOTS",
+            os.environ.get("LLMOPS_INGESTION_ALLOWED_ROOTS", roots),
+        )
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,13 @@ def build(
             if settings.api_port:
                 from services.anonymization.adapters.api import build_api, serve_api
 
-                api = build_api(rt, vault_for, settings.admin_secret, keys.subject_ref)
+                api = build_api(
+                    rt,
+                    vault_for,
+                    settings.admin_secret,
+                    keys.subject_ref,
+                    max_body_bytes=settings.api_max_body_bytes,
+                )
                 await stack.enter_async_context(
                     serve_api(api, settings.api_host, settings.api_port)
                 )

@@ -178,6 +178,9 @@ class AnonymizationSettings(ServiceSettings):
     )
     api_host: str = Field("127.0.0.1", description="Host of the de-anonymization API.")
     api_port: int = Field(9112, description="Port of the de-anonymization API (0: off).")
+    api_max_body_bytes: int = Field(
+        64_000, ge=1024, description="Largest request body of that API (413 beyond it)."
+    )
     pseudonym_key: str | None = Field(
         None,
         validation_alias=_alias("LLMOPS_PSEUDONYM_KEY"),

@@ -113,7 +113,12 @@ def ingest(  # noqa: PLR0917 (typer maps parameters to options)
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the report.")] = 600.0,
 ) -> None:
-    """Ask the ingestion service to read sources into a dataset."""
+    """Ask the ingestion service to read sources into a dataset.
+
+    The service reads local files only under its allowed roots (default: the directory
+    `llmops up` ran in) or <data_dir>/inbox/, and URLs only of allowed schemes (none by
+    default): LLMOPS_INGESTION_ALLOWED_ROOTS / LLMOPS_INGESTION_ALLOWED_SCHEMES.
+    """
     try:
         if fmt not in FORMATS or text_mode not in ("line", "file"):
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}; --text-mode line|file")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.ingestion.domain.cleaning import CleaningConfig
 from services.ingestion.domain.dedup import DedupConfig
+from services.ingestion.policy import SourcePolicy
 from shared.settings import ServiceSettings
 
 DEFAULT_ADMIN_PORT = 9101
@@ -47,3 +53,40 @@ class IngestionSettings(ServiceSettings):
         "anonymized records (for versions) <group>-versions.",
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for work.")
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [Path.cwd()],
+        description="Local directories sources may be read from (`:`-separated, or a JSON "
+        "list); <data_dir>/inbox is always allowed, the rest of the data dir never. Default: "
+        "the directory the service was started in (where `llmops up` ran).",
+    )
+    allowed_schemes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="URL schemes sources may use besides local paths (comma-separated, e.g. "
+        "`s3,https`). Default: none. http(s) lets requesters make the service fetch URLs.",
+    )
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("allowed_schemes", mode="before")
+    @classmethod
+    def _split_schemes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def inbox(self) -> Path:
+        """Where files to ingest can always be dropped: <data_dir>/inbox."""
+        return self.data_dir / "inbox"
+
+    def source_policy(self) -> SourcePolicy:
+        return SourcePolicy.of(self.allowed_roots, self.allowed_schemes, self.data_dir, self.inbox)

@@ -1,9 +1,10 @@
 """Demo stage: ingest a small support-ticket corpus with bad lines and duplicates.
 
-Writes the corpus into the demo's work dir, sends an IngestRequested through the SDK
-client (as `llmops ingest --wait --version` does), prints the report, waits for the
-version (cut from the anonymized records, so the anonymization service must be up), and
-leaves the dataset name, version and counts in ``ctx.results`` for the stages after it.
+Writes the corpus into the data dir's ``inbox/`` (the source policy always allows it),
+sends an IngestRequested through the SDK client (as `llmops ingest --wait --version` does),
+prints the report, waits for the version (cut from the anonymized records, so the
+anonymization service must be up), and leaves the dataset name, version and counts in
+``ctx.results`` for the stages after it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def write_corpus(directory: Path, count: int = 150, seed: int = 42) -> tuple[Pat
 
 
 def run(ctx: Any) -> None:
-    path, bad = write_corpus(Path(ctx.work_dir) / "ingestion")
+    # the inbox: the one place in the data dir the source policy lets ingestion read
+    path, bad = write_corpus(Path(ctx.settings.data_dir).resolve() / "inbox" / "demo")
     ctx.say(f"wrote {path} ({bad} bad lines, some duplicates)")
     request = IngestRequested(
         dataset=DATASET,

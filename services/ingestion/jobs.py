@@ -23,9 +23,11 @@ from services.ingestion.config import IngestionSettings
 from services.ingestion.domain.cleaning import CleaningConfig
 from services.ingestion.domain.dedup import DedupConfig
 from services.ingestion.domain.pipeline import Pipeline, RawRow
+from services.ingestion.policy import SourceDeniedError, SourcePolicy
 from services.ingestion.ports import Job, JobStore, LanguageDetector, Outgoing, SourceReader
 from shared.background import BackgroundLoop
 from shared.claims import BlobWriter, pack
+from shared.events import AuditRecorded
 from shared.events.ingest import IngestProgressed, IngestRequested, Record, RecordsIngested
 from shared.topics import Topic
 
@@ -72,10 +74,12 @@ class IngestRunner:
         fingerprint_key: bytes,
         transit: BlobWriter,
         on_committed: Callable[[], None] | None = None,
+        policy: SourcePolicy | None = None,
     ) -> None:
         self.jobs = jobs
         self.settings = settings
         self.reader = reader
+        self.policy = policy or settings.source_policy()  # what requests may make it read
         self.detect_language = detect_language
         self.key = fingerprint_key
         self.transit = transit  # raw text: anonymization empties it once it has read a batch
@@ -95,6 +99,8 @@ class IngestRunner:
 
     async def start(self) -> None:
         shutil.rmtree(self.legacy_spool, ignore_errors=True)
+        self.settings.inbox.mkdir(parents=True, exist_ok=True)
+        log.info("ingestion source policy", extra=self.policy.describe())
         self._main = asyncio.get_running_loop()
         await self.loop.start()
 
@@ -125,7 +131,9 @@ class IngestRunner:
     # -- the work (worker thread) ----------------------------------------------------
     def rows(self, request: IngestRequested) -> Iterator[RawRow]:
         for spec in request.sources:
-            yield from self.reader(spec, max_line_bytes=self.settings.max_line_bytes)
+            yield from self.reader(
+                spec, max_line_bytes=self.settings.max_line_bytes, policy=self.policy
+            )
         for index, fields in enumerate(request.records, 1):
             yield RawRow("inline", index, fields=fields)
         if not request.sources and not request.records:
@@ -140,6 +148,12 @@ class IngestRunner:
             self.jobs.finish(job, failed=str(exc))
             self._committed()
             return
+        try:
+            for spec in request.sources:  # all of them, before a single row is read
+                self.policy.check(spec.uri)
+        except SourceDeniedError as exc:
+            self._deny(job, exc)
+            return
         exact, lsh = self.jobs.load_index(request.dataset, dedup)
         pipeline = Pipeline(
             request_id=request_id,
@@ -152,8 +166,12 @@ class IngestRunner:
             detect_language=self.detect_language,
         )
         rows = itertools.islice(self.rows(request), job.position, None)  # resume at checkpoint
-        while chunk := list(itertools.islice(rows, self.settings.chunk_rows)):
-            self._apply_chunk(job, pipeline, dedup, chunk)
+        try:
+            while chunk := list(itertools.islice(rows, self.settings.chunk_rows)):
+                self._apply_chunk(job, pipeline, dedup, chunk)
+        except SourceDeniedError as exc:  # a file a directory or glob led to, out of bounds
+            self._deny(job, exc)
+            return
         self.jobs.finish(job)
         self._committed()
         log.info("ingest completed", extra={"request_id": request_id, **job.report.to_dict()})
@@ -200,6 +218,24 @@ class IngestRunner:
             read_so_far=read,
             records=records,
             claim=claim,
+        )
+
+    def _deny(self, job: Job, denied: SourceDeniedError) -> None:
+        """Fail the job with the rule it broke, and audit the attempt (who, which source)."""
+        request = job.request
+        audit = request.caused(
+            AuditRecorded,
+            action="ingest.source_denied",
+            actor=request.producer,
+            allowed=False,
+            target=f"dataset:{request.dataset}",
+            details={"request_id": str(request.event_id), "source": denied.source},
+        )
+        self.jobs.finish(job, failed=str(denied), also=[(audit, None)])
+        self._committed()
+        log.warning(
+            "ingest source denied",
+            extra={"request_id": job.request_id, "source": denied.source, "actor": audit.actor},
         )
 
     def fail_job(self, request_id: str, reason: str) -> None:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex
 from services.ingestion.domain.pipeline import ChunkResult, RawRow, Report
+from services.ingestion.policy import SourcePolicy
 from shared.bus.store import UnitOfWork
 from shared.events.envelope import Event
 from shared.events.ingest import IngestRequested, SourceSpec
@@ -21,9 +22,13 @@ Outgoing = tuple[Event, Topic | None]  # an event and its topic (None: the event
 
 
 class SourceReader(Protocol):
-    """Streams the rows of one source; bad input becomes rows with an error, never raises."""
+    """Streams the rows of one source; bad input becomes rows with an error. The one thing
+    it raises: ``SourceDeniedError`` when the source, or a file it expands to (a symlink
+    in a directory, a glob), is outside ``policy``."""
 
-    def __call__(self, spec: SourceSpec, *, max_line_bytes: int) -> Iterator[RawRow]: ...
+    def __call__(
+        self, spec: SourceSpec, *, max_line_bytes: int, policy: SourcePolicy | None = None
+    ) -> Iterator[RawRow]: ...
 
 
 class LanguageDetector(Protocol):
@@ -70,8 +75,9 @@ class JobStore(Protocol):
     ) -> None:
         """Index entries, lineage, the events and the job's checkpoint, atomically."""
 
-    def finish(self, job: Job, failed: str | None = None) -> None:
-        """Emit the report, mark the job done (or failed), cut its version when due."""
+    def finish(self, job: Job, failed: str | None = None, also: Sequence[Outgoing] = ()) -> None:
+        """Emit the report (and ``also``, e.g. an audit event), mark the job done (or
+        failed), cut its version when due."""
 
 
 class ErasureStore(Protocol):

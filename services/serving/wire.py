@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -44,11 +45,25 @@ def encode_chunks(chunks: list[InferenceChunk]) -> bytes:
 
 
 def decode_chunks(frame: bytes) -> list[InferenceChunk] | None:
-    """The chunks of a frame, None if it is not one. The reply path is trusted (only workers
-    write a gateway's reply topic): no pydantic validation per chunk, the hot path."""
+    """The chunks of a frame, None if it is not one; ValueError if it is a broken one. No
+    pydantic validation per chunk (the hot path): only the shape the gateway relies on."""
     if not frame.startswith(CHUNKS_PREFIX):
         return None
-    return [InferenceChunk.model_construct(**c) for c in json.loads(frame)["chunks"]]
+    chunks = json.loads(frame).get("chunks")
+    if not isinstance(chunks, list) or not all(_chunk_shaped(c) for c in chunks):
+        raise ValueError("malformed chunks frame")
+    return [InferenceChunk.model_construct(**c) for c in chunks]
+
+
+def _chunk_shaped(chunk: object) -> bool:
+    return (
+        isinstance(chunk, dict)
+        and isinstance(chunk.get("request_id"), str)
+        and isinstance(chunk.get("delta"), str)
+        and isinstance(chunk.get("seq"), int)
+        and isinstance(chunk.get("index", 0), int)
+        and isinstance(chunk.get("tokens", 0), int)
+    )
 
 
 def cancel_frame(request_id: str) -> bytes:
@@ -69,6 +84,18 @@ def cancelled_request(frame: bytes) -> str | None:
 
 def reply_topic(gateway_id: str) -> str:
     return f"{REPLY_PREFIX}{gateway_id}"
+
+
+GATEWAY_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"  # Kafka topic characters, short
+_GATEWAY_ID = re.compile(GATEWAY_ID_PATTERN)
+
+
+def is_reply_topic(name: str) -> bool:
+    """Whether ``name`` is a gateway's reply topic (``reply_topic()``'s shape): the only
+    place a worker may write a request's chunks and result to."""
+    return name.startswith(REPLY_PREFIX) and bool(
+        _GATEWAY_ID.fullmatch(name.removeprefix(REPLY_PREFIX))
+    )
 
 
 async def ensure_serving_topics(bootstrap: str, replication_factor: int = 1) -> None:

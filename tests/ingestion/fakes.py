@@ -71,11 +71,12 @@ class FakeJobStore:
             job.status = "running"
             self.jobs[job.request_id] = copy.deepcopy(job)
 
-    def finish(self, job: Job, failed: str | None = None) -> None:
+    def finish(self, job: Job, failed: str | None = None, also: Sequence[Outgoing] = ()) -> None:
         with self._lock:
             stored = self.jobs[job.request_id]
             if stored.status in ("done", "failed"):
                 return
+            self.emitted += [event for event, _topic in also]
             self.emitted.append(
                 job.request.caused(
                     IngestCompleted,

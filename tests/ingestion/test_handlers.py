@@ -167,7 +167,7 @@ async def test_invalid_overrides_fail_the_request_with_a_reason(data_dir: Path) 
 
 
 async def bad_inputs_flow(service: Service, data_dir: Path, dataset: str) -> None:
-    files = write_bad_inputs(data_dir / "in", huge_mb=5)
+    files = write_bad_inputs(data_dir / "inbox", huge_mb=5)  # always allowed
     request = IngestRequested(
         dataset=dataset,
         sources=[

@@ -9,14 +9,17 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.serving.wire import reply_topic
 from services.serving.worker.adapters.state_store import load_snapshot
 from services.serving.worker.app import build
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.routing import Version
 from shared.events import ClaimCheck, ModelPromoted, ModelRolledBack
+from shared.events.serving import InferenceRequested
 from shared.modelkit import MODEL_DIR_MEDIA_TYPE
 from shared.topics import Topic
-from tests.serving.fakes import FakeLoader
+from tests.serving.fakes import FakeLoader, FakeSink
+from tests.support.stack import until
 
 pytestmark = pytest.mark.handlers
 
@@ -64,3 +67,43 @@ async def test_promotion_rollback_and_a_bad_promotion(tmp_path: Path) -> None:
     snapshot = load_snapshot(runtime.engine)
     assert snapshot is not None
     assert snapshot.body["routes"]["m"]["champion"]["version"] == "bootstrap"
+
+
+async def test_a_request_whose_reply_to_is_not_a_reply_topic_is_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    """reply_to names where the worker writes: anything but a gateway's reply topic (an
+    audit topic, another service's input) is refused whole, nothing generated or written."""
+    settings = WorkerSettings(data_dir=tmp_path, handler_attempts=1, retry_backoff_s=0.001)
+    sink = FakeSink()
+    runtime, _app = build(settings, loader=FakeLoader(), replies=sink)
+    await runtime.state["control"].promote(Version("m", "1", "/m1"), datetime.now(UTC))
+    dead: list[dict[str, str]] = []
+
+    @runtime.broker.subscriber(Topic.INFERENCE_REQUESTED.dlq)
+    async def on_dead(message: KafkaMessage) -> None:
+        dead.append(dict(message.headers))
+
+    def request(reply_to: str) -> bytes:
+        return InferenceRequested(
+            request_id=f"r-{len(sink.sent)}-{len(dead)}",
+            model="m",
+            prompt="one two",
+            reply_to=reply_to,
+            stream=True,
+        ).to_bytes()
+
+    async with TestKafkaBroker(runtime.broker) as broker:
+        for target in (Topic.AUDIT_RECORDED.value, "llmops.inference.replies.", "x" * 300):
+            await broker.publish(request(target), Topic.INFERENCE_REQUESTED.value)
+        await until(lambda: len(dead) == 3)
+        assert sink.sent == []  # no chunk, no result, not even on the catalogue topic
+        assert {d["x-llmops-dlq-reason"] for d in dead} == {"reply-to-not-allowed"}
+        assert "not a gateway reply topic" in dead[0]["x-llmops-dlq-error"]
+
+        await broker.publish(request(reply_topic("gw-1")), Topic.INFERENCE_REQUESTED.value)
+        await until(lambda: sink.on(Topic.INFERENCE_COMPLETED.value))
+        assert [type(e).__name__ for e in sink.on(reply_topic("gw-1"))][-1] == (
+            "InferenceCompleted"
+        )
+    assert len(dead) == 3

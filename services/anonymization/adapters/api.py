@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from services.anonymization.crypto import UnreadableError
 from services.anonymization.handlers import VaultFactory
 from shared.events import AuditRecorded, ErasureRequested
+from shared.http import BodyLimit
 from shared.runtime import Runtime
 
 
@@ -43,13 +44,17 @@ def build_api(
     vault_for: VaultFactory,
     admin_key: Callable[[], str | None],
     subject_ref: Callable[[str], str],
+    *,
+    max_body_bytes: int = 64_000,
 ) -> FastAPI:
     """The privileged API: erasure requests and de-anonymization (admin role, audited).
 
     Erasure goes through here so that no other process needs the pseudonym key: the service
-    derives the subject reference and publishes the request itself.
+    derives the subject reference and publishes the request itself. Bodies are bounded while
+    they are read, before the key is even looked at (``BodyLimit``).
     """
     api = FastAPI(title="llmops anonymization", docs_url=None, redoc_url=None)
+    api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     def audit(actor: str, allowed: bool, record_id: str, outcome: str, reason: str) -> None:
         with runtime.bus.unit_of_work() as uow:

@@ -7,13 +7,16 @@ of ``read_source`` for bad input, and no line is held in memory beyond ``max_lin
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from typing import IO, Any
 
 import fsspec
+from fsspec.spec import AbstractBufferedFile
 
 from services.ingestion.domain.pipeline import RawRow
+from services.ingestion.policy import SourcePolicy
 from shared.events.ingest import SourceSpec
 
 BOM = b"\xef\xbb\xbf"
@@ -53,18 +56,33 @@ def expand(uri: str) -> tuple[Any, list[str], str | None]:
         return None, [], f"cannot open: {type(exc).__name__}: {exc}"
 
 
+def _protocol(fs: Any) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]  # type: ignore[no-any-return]
+
+
+def _is_local(fs: Any) -> bool:
+    return _protocol(fs) in ("file", "local")
+
+
 def _label(fs: Any, path: str) -> str:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return path if protocol in ("file", "local") else f"{protocol}://{path}"
+    return path if _is_local(fs) else f"{_protocol(fs)}://{path}"
 
 
-def read_source(spec: SourceSpec, *, max_line_bytes: int) -> Iterator[RawRow]:
+def read_source(
+    spec: SourceSpec, *, max_line_bytes: int, policy: SourcePolicy | None = None
+) -> Iterator[RawRow]:
+    """The rows of one source. With a ``policy``, the source is checked before anything is
+    looked at, and every local file it expands to (resolved) right before it is opened."""
+    if policy is not None:
+        policy.check(spec.uri)
     fs, paths, error = expand(spec.uri)
     if error is not None:
         yield RawRow(spec.uri, None, error=error, file_level=True)
         return
     for path in paths:
         label = _label(fs, path)
+        if policy is not None and _is_local(fs):
+            policy.check_local(path)  # a symlink or a glob leading out: SourceDeniedError
         fmt = spec.format if spec.format != "auto" else detect_format(path)
         try:
             with fs.open(path, "rb", compression="infer") as handle:
@@ -91,8 +109,17 @@ def read_source(spec: SourceSpec, *, max_line_bytes: int) -> Iterator[RawRow]:
             yield RawRow(label, None, error=f"read failed: {exc}", file_level=True)
 
 
+def _sized_lines(handle: IO[bytes]) -> IO[bytes]:
+    """A handle whose ``readline`` takes a size: fsspec's remote files (s3, http, ...) have a
+    ``readline()`` without one, so they read through a standard buffer instead."""
+    if isinstance(handle, AbstractBufferedFile):
+        return io.BufferedReader(handle, buffer_size=1 << 20)  # type: ignore[arg-type]
+    return handle
+
+
 def iter_lines(handle: IO[bytes], max_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
     """(line number, bytes without EOL or None when too long, size in bytes)."""
+    handle = _sized_lines(handle)
     number = 0
     while True:
         line = handle.readline(max_bytes + 1)

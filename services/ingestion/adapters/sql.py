@@ -78,10 +78,12 @@ class SqlJobStore:
             session.add(row)
             session.commit()
 
-    def finish(self, job: Job, failed: str | None = None) -> None:
+    def finish(self, job: Job, failed: str | None = None, also: Sequence[Outgoing] = ()) -> None:
         with Session(self.engine) as session:
             uow = UnitOfWork(session, self.producer)
             complete_job(uow, self.artifacts, job.request, job.report, failed=failed)
+            for event, topic in also:
+                uow.emit(event, topic=topic)
             session.commit()
         job.status = "failed" if failed else "done"
 

@@ -21,6 +21,7 @@ from services.serving.gateway.protocol import (
 )
 from services.serving.gateway.responses import Shape, completion_body, sse_stream
 from services.serving.gateway.serving import Gateway
+from shared.http import BodyTooLargeError, read_body
 from shared.telemetry import prometheus_payload
 
 router = APIRouter()
@@ -37,12 +38,10 @@ def _admin(request: Request) -> KeyAdmin:
 
 async def _parse(request: Request, model: type[M]) -> M:
     limit = _gateway(request).settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"Request body over {limit} bytes.", code="body_too_large")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise APIError(413, f"Request body over {limit} bytes.", code="body_too_large")
+    try:
+        raw = await read_body(request, limit)  # a chunked body is cut off at the limit
+    except BodyTooLargeError:
+        raise APIError(413, f"Request body over {limit} bytes.", code="body_too_large") from None
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -153,12 +152,14 @@ async def revoke_key(request: Request, key_id: str) -> dict[str, Any]:
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
     gateway = _gateway(request)
-    ready = bool(request.app.state.ready)
+    started = bool(request.app.state.ready)
+    replies = bool(started and request.app.state.reply_loop())  # dead: no reply would arrive
+    ready = started and replies
     live = gateway.directory.live(time.time())
     body = {
-        "status": "ok" if ready else "starting",
+        "status": "ok" if ready else ("failing" if started else "starting"),
         "service": "gateway",
-        "checks": {"started": ready},
+        "checks": {"started": started, "reply_loop": replies},
         "workers": len(live),
         "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats
     }

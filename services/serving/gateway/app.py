@@ -93,6 +93,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     embedder = SentenceEmbedder(settings.embedding_model, settings.embedding_path)
     app.state.embeddings = Embeddings(gateway, embedder)
     app.state.gateway_id = gateway_id
+    app.state.reply_loop = replies.alive
     app.include_router(router)
 
     @app.exception_handler(APIError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.serving.wire import GATEWAY_ID_PATTERN
 from shared.settings import ServiceSettings
 
 
@@ -16,7 +17,11 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = Field(0, description="HTTP port (API, /healthz, /metrics); 0: admin port or 8000.")
     host: str = Field("127.0.0.1", description="Interface to listen on.")
-    id: str | None = Field(None, description="Instance id; names the reply topic.")
+    id: str | None = Field(
+        None,
+        pattern=rf"^{GATEWAY_ID_PATTERN}$",
+        description="Instance id; names the reply topic (letters, digits, `._-`).",
+    )
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted.")
     max_prompt_chars: int = Field(16_000, description="Longest prompt (all messages) accepted.")
     max_tokens_cap: int = Field(1024, description="Largest max_tokens accepted.")

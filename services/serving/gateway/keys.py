@@ -66,6 +66,7 @@ class _Window:
     requests: deque[float] = field(default_factory=deque)
     tokens: deque[tuple[float, int]] = field(default_factory=deque)
     token_sum: int = 0
+    streaming: int = 0  # tokens of live streams, not charged yet (settled when they end)
 
 
 class RateLimiter:
@@ -92,11 +93,24 @@ class RateLimiter:
         if len(window.requests) >= key.rpm:
             wait = window.requests[0] + self.WINDOW_S - now
             return "requests", max(1, math.ceil(wait))
-        if window.token_sum >= key.tpm:
-            wait = window.tokens[0][0] + self.WINDOW_S - now
+        if window.token_sum + window.streaming >= key.tpm:
+            wait = window.tokens[0][0] + self.WINDOW_S - now if window.tokens else self.WINDOW_S
             return "tokens", max(1, math.ceil(wait))
         window.requests.append(now)
         return None
+
+    def stream(self, key: KeyInfo, tokens: int) -> bool:
+        """Count ``tokens`` a live stream of ``key`` just received: False once the key's
+        tokens of the last minute, every live stream's included, are over its limit."""
+        window = self._window(key.key_id, self.clock())
+        window.streaming += tokens
+        return window.token_sum + window.streaming <= key.tpm
+
+    def settle(self, key: KeyInfo, streamed: int, used: int) -> None:
+        """A request ended: its live-stream count goes, what it used is charged."""
+        window = self.windows.setdefault(key.key_id, _Window())
+        window.streaming = max(0, window.streaming - streamed)
+        self.charge(key, used)
 
     def charge(self, key: KeyInfo, tokens: int) -> None:
         if tokens <= 0:

@@ -208,8 +208,14 @@ class Gateway(Admission):
                         raise APIError(status, event.error, type_=type_, code=event.error_type)
                     yield event
                     return
-                if isinstance(event, InferenceChunk):
-                    pending.tokens_seen += event.tokens
+                if isinstance(event, InferenceChunk) and not self._count(pending, event.tokens):
+                    raise APIError(  # the stream ends here; the generation is cancelled
+                        429,
+                        "Token limit per minute of this key reached while streaming; "
+                        "the generation was stopped.",
+                        type_="rate_limit_exceeded",
+                        code="rate_limit_tokens",
+                    )
                 yield event
         finally:
             if not pending.done:  # the caller left mid-stream
@@ -232,10 +238,15 @@ class Gateway(Admission):
                     if isinstance(event, InferenceCompleted):
                         completed = event
                     elif isinstance(event, InferenceChunk):
-                        pending.tokens_seen += event.tokens
+                        self._count(pending, event.tokens)
         except TimeoutError:
-            self.limiter.charge(pending.key, pending.tokens_seen)
+            pass  # charged with the tokens streamed so far
         self.finish(pending, completed, "cancelled")
+
+    def _count(self, pending: Pending, tokens: int) -> bool:
+        """Tokens streamed to ``pending``; False once its key is over its token limit."""
+        pending.tokens_seen += tokens
+        return self.limiter.stream(pending.key, tokens)
 
     async def result(self, pending: Pending) -> InferenceCompleted:
         async for event in self.events(pending):
@@ -244,13 +255,17 @@ class Gateway(Admission):
         raise APIError(500, "no result", type_="server_error")
 
     def finish(self, pending: Pending, completed: InferenceCompleted | None, outcome: str) -> None:
+        """The request is over: its queue freed, its tokens charged (the worker's count,
+        else what was streamed before a timeout or an abandon)."""
         pending.done = True
         self.replies.close(pending.request_id)
         _requests.add(1, {"outcome": outcome})
         _latency.record(self.clock() - pending.started, {"outcome": outcome})
+        used = pending.tokens_seen
         if completed is not None:
             used = completed.prompt_tokens + completed.completion_tokens
-            self.limiter.charge(pending.key, used)
+        self.limiter.settle(pending.key, pending.tokens_seen, used)
+        if completed is not None:
             _tokens.add(completed.prompt_tokens, {"kind": "prompt"})
             _tokens.add(completed.completion_tokens, {"kind": "completion"})
 

@@ -25,7 +25,7 @@ from services.serving.worker.control import ModelControl
 from services.serving.worker.engines import EnginePool
 from services.serving.worker.heartbeat import Heartbeat
 from services.serving.worker.inference import InferenceService
-from services.serving.worker.ports import EngineLoader
+from services.serving.worker.ports import EngineLoader, ReplySink
 from services.serving.worker.routing import ModelTable, Version
 from shared.runtime import Runtime, build_runtime, make_app
 from shared.topics import Topic
@@ -47,8 +47,12 @@ def _build_runtime(settings: WorkerSettings) -> Runtime:
 
 
 def build(
-    settings: WorkerSettings | None = None, loader: EngineLoader | None = None
+    settings: WorkerSettings | None = None,
+    loader: EngineLoader | None = None,
+    replies: ReplySink | None = None,
 ) -> tuple[Runtime, AsgiFastStream]:
+    """The worker; ``loader`` and ``replies`` (where chunks and results go) default to vLLM
+    and the Kafka sink (tests: fakes)."""
     settings = settings or WorkerSettings()
     runtime = _build_runtime(settings)
     worker_id = handlers.new_worker_id(settings)
@@ -58,7 +62,11 @@ def build(
     source = ModelSource(handlers.models_dir(settings), runtime.artifacts)
     control = ModelControl(table, pool, source, keep_previous=settings.keep_previous)
     inference = InferenceService(
-        table, pool, sink, worker_id=worker_id, completed_topic=Topic.INFERENCE_COMPLETED.value
+        table,
+        pool,
+        replies or sink,
+        worker_id=worker_id,
+        completed_topic=Topic.INFERENCE_COMPLETED.value,
     )
     handlers.register(
         runtime,

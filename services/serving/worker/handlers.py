@@ -9,7 +9,7 @@ from pathlib import Path
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from services.serving.wire import CANCEL_TOPIC, cancelled_request
+from services.serving.wire import CANCEL_TOPIC, cancelled_request, is_reply_topic
 from services.serving.worker.adapters.state_store import snapshot_row
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
@@ -40,6 +40,12 @@ def register(
             )
             return
         assert isinstance(event, InferenceRequested)
+        if not is_reply_topic(event.reply_to):  # never write a reply anywhere else
+            detail = f"reply_to {event.reply_to[:200]!r} is not a gateway reply topic"
+            await bus.dead_letter(
+                Topic.INFERENCE_REQUESTED, message, "reply-to-not-allowed", detail, attempts=0
+            )
+            return
         await inference.handle(event)
 
     # Ack-first with a task pool: one consumer keeps up to max_in_flight requests generating

@@ -94,16 +94,36 @@ class ReplyRouter:
                 for record in records:
                     self._dispatch(tp.topic, record.value)
 
+    def alive(self) -> bool:
+        """The reply loop runs (``/healthz`` goes red when it died: no reply would arrive)."""
+        return self._task is not None and not self._task.done()
+
     async def _run(self) -> None:
         assert self._consumer is not None
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=1000)
-            for tp, records in batch.items():
-                for record in records:
-                    self._dispatch(tp.topic, record.value)
+        try:
+            while True:
+                batch = await self._consumer.getmany(timeout_ms=1000)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._dispatch(tp.topic, record.value)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reply loop stopped")  # alive() is False from now on
+            raise
 
     def _dispatch(self, topic: str, value: bytes | None) -> None:
-        chunks = decode_chunks(value or b"")  # the hot path: one frame per engine step
+        """Route one record; a record that cannot be read is logged and skipped, never fatal
+        (one bad frame must not cut every request of this gateway off its replies)."""
+        try:
+            self._route(topic, value or b"")
+        except Exception as exc:
+            log.warning(
+                "unreadable reply skipped", extra={"topic": topic, "error": type(exc).__name__}
+            )
+
+    def _route(self, topic: str, value: bytes) -> None:
+        chunks = decode_chunks(value)  # the hot path: one frame per engine step
         if chunks is not None:
             for chunk in chunks:
                 queue = self.pending.get(chunk.request_id)
@@ -111,7 +131,7 @@ class ReplyRouter:
                     queue.put_nowait(chunk)
             return
         try:
-            event = decode(value or b"")
+            event = decode(value)
         except EventDecodeError as exc:
             log.warning("undecodable reply", extra={"topic": topic, "reason": exc.reason})
             return
@@ -126,7 +146,7 @@ class ReplyRouter:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged when it died
                 await self._task
         if self._consumer is not None:
             await self._consumer.stop()

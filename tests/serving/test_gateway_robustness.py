@@ -1,0 +1,196 @@
+"""Finding 6 of issue 13, one test per item: a malformed reply cannot stop the reply loop
+(and /healthz goes red when that loop is gone), the token limit holds while streaming, and
+request bodies are limited while they are read (chunked ones included)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.serving.gateway.adapters.replies import ReplyRouter
+from services.serving.gateway.api_router import router
+from services.serving.gateway.config import GatewaySettings
+from services.serving.gateway.keys import KeyInfo, Role
+from services.serving.gateway.protocol import APIError
+from services.serving.gateway.responses import Shape, sse_stream
+from services.serving.gateway.serving import Gateway
+from services.serving.gateway.workers import WorkerDirectory
+from services.serving.wire import encode_chunks
+from shared.events.serving import InferenceChunk, InferenceCompleted
+from tests.serving.test_gateway_logic import FakeBus, FakeReplies, _chat
+from tests.support.stack import until
+
+pytestmark = pytest.mark.unit
+
+REPLIES = "llmops.inference.replies.gw"
+
+
+class FakeConsumer:
+    """Hands out the given batches, then nothing (or raises ``fail`` once they are out)."""
+
+    def __init__(self, batches: list[list[bytes]], fail: Exception | None = None) -> None:
+        self.batches = batches
+        self.fail = fail
+
+    async def getmany(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+        if self.batches:
+            values = self.batches.pop(0)
+            return {TopicPartition(REPLIES, 0): [SimpleNamespace(value=v) for v in values]}
+        if self.fail is not None:
+            raise self.fail
+        await asyncio.sleep(0.01)
+        return {}
+
+    async def stop(self) -> None:
+        return None
+
+
+def _router(consumer: FakeConsumer) -> ReplyRouter:
+    replies = ReplyRouter("unused:9092", REPLIES, "heartbeats", WorkerDirectory())
+    replies._consumer = consumer  # type: ignore[assignment]
+    replies._task = asyncio.create_task(replies._run())
+    return replies
+
+
+async def test_malformed_replies_are_skipped_and_the_loop_goes_on() -> None:
+    good = encode_chunks([InferenceChunk(request_id="r1", seq=0, delta="hi", tokens=1)])
+    done = InferenceCompleted(request_id="r1", model="m", model_version="1").to_bytes()
+    broken = [
+        b'{"kind":"llmops.inference.chunks"',  # cut off
+        b'{"kind":"llmops.inference.chunks","chunks":[{"seq":0}]}',  # no request id
+        b'{"kind":"llmops.inference.chunks","chunks":[7]}',
+        b'{"kind":"llmops.inference.chunks","chunks":{"a":1}}',
+        b"\xff\xfe not json at all",
+        None,
+    ]
+    replies = _router(FakeConsumer([broken, [good, done]]))  # type: ignore[list-item]
+    queue = replies.open("r1")
+    try:
+        await until(lambda: queue.qsize() == 2)
+        assert replies.alive()
+        chunk, completed = queue.get_nowait(), queue.get_nowait()
+        assert isinstance(chunk, InferenceChunk)
+        assert chunk.delta == "hi"
+        assert isinstance(completed, InferenceCompleted)
+    finally:
+        await replies.stop()
+
+
+async def test_healthz_goes_red_when_the_reply_loop_dies() -> None:
+    replies = _router(FakeConsumer([], fail=RuntimeError("consumer gone")))
+    app = FastAPI()
+    app.include_router(router)
+    app.state.gateway = SimpleNamespace(directory=WorkerDirectory())
+    app.state.ready = True
+    app.state.reply_loop = replies.alive
+    await until(lambda: not replies.alive())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as http:
+        health = await http.get("/healthz")
+    assert health.status_code == 503
+    assert health.json()["checks"]["reply_loop"] is False
+    await replies.stop()  # stopping a dead loop is quiet (its end was logged)
+
+
+def _gateway(tpm: int) -> tuple[Gateway, FakeBus, KeyInfo]:
+    bus = FakeBus()
+    gateway = Gateway(
+        GatewaySettings(),
+        keys=None,  # type: ignore[arg-type]
+        publisher=bus,
+        replies=FakeReplies(),
+        cancels=bus,
+        directory=WorkerDirectory(),
+        reply_topic=REPLIES,
+    )
+    return gateway, bus, KeyInfo(key_id="k1", name="k", role=Role.ENGINEER, rpm=100, tpm=tpm)
+
+
+async def test_the_token_limit_stops_a_stream_that_passes_it() -> None:
+    gateway, bus, key = _gateway(tpm=5)
+    pending = await gateway.submit(key, _chat(stream=True), prompt="hi")
+    for seq in range(4):  # 12 tokens on their way; the key may use 5 a minute
+        pending.queue.put_nowait(
+            InferenceChunk(request_id=pending.request_id, seq=seq, delta="abc ", tokens=3)
+        )
+    events = gateway.events(pending)
+    stream = sse_stream(
+        await anext(events),
+        events,
+        request_id=pending.request_id,
+        shape=Shape("m", chat=True),
+        include_usage=False,
+    )
+    frames = [frame async for frame in stream]
+    errors = [json.loads(f[6:]) for f in frames if f.startswith(b'data: {"error"')]
+    assert errors
+    assert errors[0]["error"]["code"] == "rate_limit_tokens"
+    assert sum(b'"content":"abc "' in f for f in frames) == 1  # the 2nd chunk never went out
+    await until(lambda: bus.cancelled == [pending.request_id])  # its generation is stopped
+    aborted = InferenceCompleted(
+        request_id=pending.request_id,
+        model="m",
+        model_version="1",
+        prompt_tokens=2,
+        completion_tokens=9,
+    )
+    pending.queue.put_nowait(aborted)
+    await until(lambda: pending.done)
+    assert gateway.limiter.windows["k1"].token_sum == 11  # charged what was generated
+    assert gateway.limiter.windows["k1"].streaming == 0
+    assert gateway.limiter.check(key) == ("tokens", 60)  # and the next request waits
+
+
+async def test_live_streams_of_one_key_count_against_each_other() -> None:
+    gateway, _bus, key = _gateway(tpm=10)
+    first = await gateway.submit(key, _chat(stream=True), prompt="hi")
+    first.queue.put_nowait(InferenceChunk(request_id=first.request_id, seq=0, delta="a", tokens=8))
+    events = gateway.events(first)
+    assert isinstance(await anext(events), InferenceChunk)
+    second = await gateway.submit(key, _chat(stream=True), prompt="hi")
+    second.queue.put_nowait(
+        InferenceChunk(request_id=second.request_id, seq=0, delta="b", tokens=3)
+    )
+    with pytest.raises(APIError) as refused:
+        await anext(gateway.events(second))  # 8 + 3 live tokens: over 10
+    assert refused.value.status == 429
+    await events.aclose()
+
+
+def _api(max_body_bytes: int) -> FastAPI:
+    app = FastAPI()
+    app.include_router(router)
+    app.state.gateway = SimpleNamespace(settings=GatewaySettings(max_body_bytes=max_body_bytes))
+
+    @app.exception_handler(APIError)
+    async def api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    return app
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit_not_read_whole() -> None:
+    sent: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:  # no Content-Length: chunked
+        for _ in range(100):
+            sent.append(1)
+            yield b"x" * 1000
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_api(4000)), base_url="http://gw"
+    ) as http:
+        response = await http.post("/v1/chat/completions", content=body())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert len(sent) <= 6  # read up to the limit, then refused (not 100 kB buffered first)
