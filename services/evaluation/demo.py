@@ -113,4 +113,5 @@ def run(ctx: Any) -> None:
         "model_name": event.model_name,
         "model_version": event.model_version,
         "passed": event.passed,
+        "outcome": event.outcome,
     }

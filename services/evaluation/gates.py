@@ -51,7 +51,12 @@ def decide(config: GateConfig, result: Mapping[str, Any]) -> list[Verdict]:
             )
             reason = f"significant regression: {reason}"
         else:
-            reason = "no significant regression against champion " + str(result.get("champion"))
+            champion = (result.get("champion") or {}).get("version", "?")
+            compared = ", ".join(
+                f"{t['metric']} {t['candidate']:.3f} vs {t['champion']:.3f} (p={t['p_value']:.3g})"
+                for t in tests
+            )
+            reason = f"no significant regression against champion {champion}: {compared}"
         verdicts.append(Verdict("no_regression", not worse, len(worse), 0, reason))
     if config.max_fairness_gap is not None:
         gap, where = largest_gap(result.get("fairness") or {})

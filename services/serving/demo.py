@@ -25,14 +25,35 @@ def _wait_for_models(client: OpenAI, timeout_s: float = 180.0) -> list[Any]:
         time.sleep(1)
 
 
+def _versions(model: Any) -> list[str]:
+    return list((model.model_extra or {}).get("versions", []))
+
+
+def _wait_for_version(client: OpenAI, name: str, version: str, timeout_s: float) -> list[Any]:
+    """The workers hot-swap to a promoted version on ModelPromoted: loading it into a new
+    vLLM engine takes a while, during which the previous version keeps answering."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        models = _wait_for_models(client)
+        if any(m.id == name and version in _versions(m) for m in models):
+            return models
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the workers did not load the promoted {name} {version} in time")
+        time.sleep(1)
+
+
 def run(ctx: Any) -> None:
     base = os.environ.get("LLMOPS_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
     client = OpenAI(base_url=f"{base}/v1", api_key=ctx.admin_key, max_retries=2)
     models = _wait_for_models(client)
     model = models[0].id
-    listed = ", ".join(
-        f"{m.id} ({','.join((m.model_extra or {}).get('versions', []))})" for m in models
-    )
+    promoted = ctx.results.get("evaluation") or {}
+    if promoted.get("outcome") == "promoted":
+        model, version = promoted["model_name"], promoted["model_version"]
+        if not any(m.id == model and version in _versions(m) for m in models):
+            ctx.say(f"waiting for the workers to hot-swap to the promoted {model} {version}...")
+            models = _wait_for_version(client, model, version, timeout_s=600)
+    listed = ", ".join(f"{m.id} ({','.join(_versions(m))})" for m in models)
     ctx.say(f"models: {listed}")
 
     started = time.perf_counter()

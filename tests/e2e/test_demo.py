@@ -73,6 +73,12 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"model llmops-tiny@\S+: ", output), output[-4000:]
     outcome = re.search(r"outcome: (promoted|canary|awaiting-approval|blocked) ", output)
     assert outcome, output[-4000:]
+    if outcome.group(1) == "promoted":  # and then served: the workers hot-swapped to it
+        evaluated = re.search(r"evaluating llmops-tiny (\S+) against", output)
+        served = re.search(r"completion: \d+ tokens in \d+ ms from version (\S+)", output)
+        assert evaluated, output[-4000:]
+        assert served, output[-4000:]
+        assert served.group(1) == evaluated.group(1)
     # a given key is used as is: nothing generated, and no secret in the output
     assert not (data_dir / "admin.key").exists()
     assert "llm-from-the-environment" not in output
