@@ -41,12 +41,18 @@ def _decisions(url: str, model: str) -> list[dict[str, Any]]:
     return [r for r in rows if r["model_name"] == model]
 
 
-def _wait_decision(url: str, model: str, before: int, timeout_s: float) -> dict[str, Any] | None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _wait_decision(
+    url: str, model: str, before: int, timeout_s: float, say: Any = None
+) -> dict[str, Any] | None:
+    started = time.monotonic()
+    next_note = started + 30
+    while time.monotonic() < started + timeout_s:
         rows = _decisions(url, model)
         if len(rows) > before:
             return rows[0]
+        if say is not None and time.monotonic() > next_note:
+            say(f"  {time.monotonic() - started:.0f}s: waiting for the anonymized burst")
+            next_note += 30
         time.sleep(1)
     return None
 
@@ -86,7 +92,9 @@ def run(ctx: Any) -> None:
         before = len(_decisions(url, served))
         try:
             _through_gateway(ctx, served, n)
-            decision = _wait_decision(url, served, before, 45)
+            # every request is anonymized (Presidio) before monitoring sees it: minutes for
+            # two windows of traffic on a busy 2-core machine
+            decision = _wait_decision(url, served, before, 300, ctx.say)
         except Exception as exc:  # show the rest of the loop even if serving is struggling
             ctx.say(f"gateway burst failed ({type(exc).__name__}: {exc}); publishing instead")
     if decision is None:
