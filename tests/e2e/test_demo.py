@@ -37,6 +37,7 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, admin_key: str)
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "COLUMNS": "200",
+        "LLMOPS_REQUIRE_AUTHORITY": "true",  # as for a user: every command must be signed
     }
     args = ["demo", "--stages", LOOP_STAGES]
     if admin_key == "from-environment":
@@ -70,6 +71,13 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path, admin_key: str)
             )
     assert result.returncode == 0, output[-12000:]
     assert "demo complete" in output
+    refused = [  # every command the stages and services issued was signed and allowed
+        line
+        for log in sorted(logs.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "dead-lettered" in line and "unauthorized" in line
+    ]
+    assert not refused, refused[:5]
     expected = (
         ["bus", *KEY_STAGES.split(",")]
         if admin_key == "from-environment"
