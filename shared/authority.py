@@ -258,9 +258,11 @@ class Verifier:
     def check(self, raw: bytes | str | dict[str, Any]) -> tuple[str, str | None]:
         """(principal, why it is refused | None) of a command's original payload."""
         try:
-            payload = raw if isinstance(raw, dict) else json.loads(raw)
-        except ValueError:
+            payload = raw if isinstance(raw, dict) else json.loads(raw or b"")
+        except (ValueError, TypeError):
             return "unknown", "not JSON"
+        if not isinstance(payload, dict):
+            return "unknown", "not an event"
         event_type = str(payload.get("event_type"))
         authority = payload.get("authority")
         if not isinstance(authority, dict):

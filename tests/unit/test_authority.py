@@ -100,6 +100,14 @@ def test_a_wrong_key_is_rejected(verifier: Verifier) -> None:
     assert verifier.check(payload)[1] == "bad signature"
 
 
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [(None, "not JSON"), (b"\xff", "not JSON"), (b"[1]", "not an event"), (b"{}", "unsigned")],
+)
+def test_garbage_is_refused_not_raised(verifier: Verifier, raw: bytes | None, why: str) -> None:
+    assert verifier.check(raw) == ("unknown", why)  # type: ignore[arg-type]
+
+
 def test_unsigned_and_unknown_principals_are_rejected(
     verifier: Verifier, keys: dict[str, str]
 ) -> None:
