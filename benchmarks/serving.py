@@ -35,7 +35,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from shared.modelkit import ensure_tiny_model  # noqa: E402
-from tests.support.stack import ServiceProcess, embedded_kafka, free_port, wait_until  # noqa: E402
+from tests.support.stack import (  # noqa: E402
+    ServiceProcess,
+    authority_env,
+    embedded_kafka,
+    free_port,
+    wait_until,
+)
 
 MODEL = "llmops-tiny"
 MAX_MODEL_LEN = 512
@@ -185,6 +191,7 @@ def ours(work: Path, model: Path) -> Iterator[str]:
             "LLMOPS_WORKER_KV_CACHE_MIB": str(KV_CACHE_MIB),
             "LLMOPS_LOG_LEVEL": "WARNING",
         }
+        env.update(authority_env(work / "data", KEY, "serving"))  # as under `llmops up`
         worker = ServiceProcess("services.serving.worker", env, work / "worker.log").start(300)
         gateway = ServiceProcess("services.serving.gateway", env, work / "gateway.log")
         try:

@@ -16,6 +16,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry import propagate, trace
 
+from shared.authority import Signer, signer_for
 from shared.events import Event, EventDecodeError, decode
 from shared.settings import ServiceSettings
 from shared.topics import Topic
@@ -24,9 +25,13 @@ _tracer = trace.get_tracer("llmops.client")
 
 
 class PlatformClient:
-    def __init__(self, settings: ServiceSettings, producer_name: str = "cli") -> None:
+    def __init__(
+        self, settings: ServiceSettings, producer_name: str = "cli", signer: Signer | None = None
+    ) -> None:
         self.settings = settings
         self.producer_name = producer_name
+        # commands are signed with the caller's credential: the admin key's signing key
+        self.signer = signer or signer_for(settings, user=True)
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> Self:
@@ -51,6 +56,8 @@ class PlatformClient:
         assert self._producer is not None, "use `async with PlatformClient(...)`"
         if event.producer == "unknown":
             event = event.model_copy(update={"producer": self.producer_name})
+        if self.signer is not None:
+            event = self.signer.sign_command(event)
         target = topic or Topic.for_event(event)
         if key is None:
             value = getattr(event, target.spec.key, None)

@@ -19,6 +19,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
+from shared.authority import Verifier, signer_for
 from shared.bus import EventBus, make_broker
 from shared.settings import ServiceSettings
 from shared.storage import ArtifactStore, engine_for
@@ -71,7 +72,13 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         attempts=settings.handler_attempts,
         backoff_s=settings.retry_backoff_s,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        signer=signer_for(settings),
+        verifier=Verifier(settings) if settings.require_authority else None,
     )
+    if settings.require_authority and not settings.authority_key:
+        log.warning(
+            "no service signing key (LLMOPS_AUTHORITY_KEY): commands it issues are unsigned"
+        )
     return Runtime(
         service=service,
         settings=settings,

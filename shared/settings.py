@@ -138,6 +138,35 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_ADMIN_KEY"),
         description="The first admin API key; unset = generated once into <data_dir>/admin.key.",
     )
+    require_authority: bool = Field(
+        True,
+        validation_alias=_env("LLMOPS_REQUIRE_AUTHORITY"),
+        description="Consumers of command topics accept only commands signed by a registered "
+        "principal allowed to issue them (docs/security.md); false accepts unsigned commands.",
+    )
+    authority_public_key: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_PUBLIC_KEY"),
+        description="The admin public key (base64url) that signs the principal registry "
+        "(default: <data_dir>/authority.pub, written by `llmops up`).",
+    )
+    authority_registry: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_REGISTRY"),
+        description="The admin-signed principal registry (default: <data_dir>/authority.json, "
+        "written by `llmops up`).",
+    )
+    authority_principal: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_PRINCIPAL"),
+        description="This service's principal, e.g. `service:monitoring` (set by `llmops up`).",
+    )
+    authority_key: str | None = Field(
+        None,
+        repr=False,
+        validation_alias=_env("LLMOPS_AUTHORITY_KEY"),
+        description="This service's own signing key (set by `llmops up` for that service only).",
+    )
     startup_timeout_s: float | None = Field(
         None,
         validation_alias=_env("LLMOPS_STARTUP_TIMEOUT_S"),

@@ -11,6 +11,10 @@ from tests.support.stack import ROOT, embedded_kafka
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Most tests publish hand-built, unsigned commands to one service. Command authority is
+# tested where it is the subject (tests/security/test_authority*.py, which turn it on);
+# run a module with LLMOPS_REQUIRE_AUTHORITY=true to exercise it through real processes.
+os.environ.setdefault("LLMOPS_REQUIRE_AUTHORITY", "false")
 
 PG_URL = os.environ.get("LLMOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

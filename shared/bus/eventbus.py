@@ -31,9 +31,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from shared.authority import Signer, Verifier, is_command
 from shared.bus.outbox import OutboxRelay
 from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
 from shared.events.envelope import Event
+from shared.events.monitoring import AuditRecorded
 from shared.events.registry import EventDecodeError, decode
 from shared.topics import Topic
 
@@ -70,6 +72,8 @@ class EventBus:
         attempts: int = 4,
         backoff_s: float = 0.2,
         fetch_max_wait_ms: int = 25,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.broker = broker
         self.engine = engine
@@ -77,6 +81,8 @@ class EventBus:
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.signer = signer  # signs the commands this service issues
+        self.verifier = verifier  # None: commands are not checked (LLMOPS_REQUIRE_AUTHORITY=0)
         self.relay = OutboxRelay(broker, engine) if engine is not None else None
         self.groups: dict[str, set[str]] = {}  # consumer group -> topics, for lag reports
 
@@ -147,6 +153,10 @@ class EventBus:
             except EventDecodeError as exc:
                 await self._dead_letter_record(topic, record, exc.reason, exc.detail, attempts=0)
                 _handled.add(1, {**attributes, "outcome": "dead-lettered"})
+        if self.verifier is not None and is_command(topic.event.EVENT_TYPE):
+            decoded = [
+                (record, event) for record, event in decoded if await self.admit(topic, record)
+            ]
         if len(decoded) > 1 and self.engine is not None:
             started = time.perf_counter()
             try:
@@ -197,7 +207,9 @@ class EventBus:
                     continue  # applied before, or twice in this batch
                 seen.add(event_id)
                 with _traced(topic, record):
-                    await handler(event, UnitOfWork(session, self.service, pending=outbox))
+                    await handler(
+                        event, UnitOfWork(session, self.service, pending=outbox, signer=self.signer)
+                    )
                 if idempotent:
                     inbox.append(
                         {
@@ -258,12 +270,12 @@ class EventBus:
         self, group: str, handler: Handler[Any], event: Event, *, idempotent: bool
     ) -> bool:
         if self.engine is None:
-            await handler(event, UnitOfWork(_NoSession(), self.service))  # type: ignore[arg-type]
+            await handler(event, UnitOfWork(_NoSession(), self.service, signer=self.signer))  # type: ignore[arg-type]
             return True
         with Session(self.engine) as session:
             if idempotent and self._seen_in(session, group, event):
                 return False
-            uow = UnitOfWork(session, self.service)
+            uow = UnitOfWork(session, self.service, signer=self.signer)
             await handler(event, uow)
             if idempotent:
                 session.add(
@@ -291,6 +303,36 @@ class EventBus:
     def _seen_in(session: Session, group: str, event: Event) -> bool:
         entry: InboxEntry | None = session.get(InboxEntry, (group, str(event.event_id)))
         return entry is not None
+
+    async def admit(self, topic: Topic, record: Any) -> bool:
+        """Whether a command record carries the authority its topic needs. If not, it goes
+        to the DLQ with reason ``unauthorized`` and an ``AuditRecorded(allowed=False)`` is
+        published; the caller must then apply nothing."""
+        if self.verifier is None:
+            return True
+        principal, why = self.verifier.check(record.value)
+        if why is None:
+            return True
+        await self._dead_letter_record(topic, record, "unauthorized", why, attempts=0)
+        _handled.add(1, {"topic": topic.value, "handler": "authority", "outcome": "unauthorized"})
+        try:
+            await self.publish(
+                AuditRecorded(
+                    action="command.rejected",
+                    actor=principal[:200],
+                    allowed=False,
+                    target=topic.value,
+                    details={
+                        "reason": why[:500],
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "consumer": self.service,
+                    },
+                )
+            )
+        except Exception:  # the DLQ row is the record of truth; never stall the partition
+            log.exception("could not publish the audit of a rejected command")
+        return False
 
     async def dead_letter(
         self, topic: Topic, message: KafkaMessage, reason: str, detail: str, *, attempts: int
@@ -336,6 +378,8 @@ class EventBus:
         """Publish directly (no outbox): for stateless producers such as the gateway."""
         if event.producer == "unknown":
             event = event.model_copy(update={"producer": self.service})
+        if self.signer is not None:
+            event = self.signer.sign_command(event)
         target = topic or Topic.for_event(event)
         key = key if key is not None else event_key(event, target)
         await self.broker.publish(
@@ -352,7 +396,7 @@ class EventBus:
         if self.engine is None:
             raise RuntimeError("this bus has no database")
         with Session(self.engine) as session:
-            uow = UnitOfWork(session, self.service)
+            uow = UnitOfWork(session, self.service, signer=self.signer)
             yield uow
             session.commit()
         if uow.emitted and self.relay is not None:

@@ -12,6 +12,7 @@ from sqlmodel import JSON, Field, Session, SQLModel
 from shared.events.envelope import Event
 
 if TYPE_CHECKING:
+    from shared.authority import Signer
     from shared.topics import Topic
 
 
@@ -79,10 +80,16 @@ class UnitOfWork:
     """A database session whose emitted events commit together with the state change."""
 
     def __init__(
-        self, session: Session, producer: str, *, pending: list[dict[str, Any]] | None = None
+        self,
+        session: Session,
+        producer: str,
+        *,
+        pending: list[dict[str, Any]] | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.session = session
         self.producer = producer
+        self.signer = signer  # commands emitted here are signed with the service's key
         self.emitted: list[Event] = []
         # given a list, emitted rows are collected there and the owner inserts them in bulk
         # before it commits (EventBus batches); else each row is added to the session
@@ -94,6 +101,8 @@ class UnitOfWork:
 
         if event.producer == "unknown":
             event = event.model_copy(update={"producer": self.producer})
+        if self.signer is not None:
+            event = self.signer.sign_command(event)
         target = topic or _Topic.for_event(event)
         if self.pending is not None:
             self.pending.append(outbox_row(event, target, key))

@@ -49,6 +49,19 @@ class ClaimCheck(Payload):
     media_type: str = Field("application/jsonl", description="Format of the artifact.")
 
 
+class Authority(Payload):
+    """Who issued a command, and their Ed25519 signature over the event (shared/authority.py).
+
+    Optional on every event; command topics require it (``LLMOPS_REQUIRE_AUTHORITY``)."""
+
+    principal: str = Field(description="Who signed: `admin`, a user, or `service:<name>`.")
+    role: str = Field(description="Role of the principal, as registered: admin, operator, service.")
+    key_id: str = Field(description="Id of the signing key: 16 hex of sha256(public key).")
+    signature: str = Field(
+        "", description="Ed25519 signature (base64url) over the canonical event bytes."
+    )
+
+
 class Event(BaseModel):
     """Envelope shared by every event.
 
@@ -74,6 +87,9 @@ class Event(BaseModel):
     )
     causation_id: uuid.UUID | None = Field(
         None, description="event_id of the event that caused this one."
+    )
+    authority: Authority | None = Field(
+        None, description="Principal and signature of a command; absent on facts."
     )
 
     @model_validator(mode="before")

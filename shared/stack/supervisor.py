@@ -24,7 +24,8 @@ from typing import IO, Any
 import httpx
 from rich.console import Console
 
-from shared.plugins import ProcessSpec
+from shared.authority import COMMANDS, provision, service_principal
+from shared.plugins import ProcessSpec, discover
 from shared.settings import ServiceSettings
 from shared.stack.log import EmbeddedLog
 from shared.topics import ensure_topics
@@ -73,6 +74,20 @@ def ensure_admin_key(settings: ServiceSettings) -> bool:
     path.touch(mode=0o600)
     path.write_text("llm-" + secrets.token_urlsafe(24) + "\n")
     return True
+
+
+def provision_authority(settings: ServiceSettings) -> dict[str, str]:
+    """Write the admin public key and the admin-signed principal registry under the data
+    dir; return each service's own signing key. A service may issue the commands its
+    plug-in declares it produces."""
+    secret = settings.admin_secret()
+    if secret is None:
+        raise RuntimeError("no admin key to derive the authority keys from")
+    grants = {
+        plugin.name: {t.event.EVENT_TYPE for t in plugin.produces if t.event.EVENT_TYPE in COMMANDS}
+        for plugin in discover()
+    }
+    return provision(secret, settings.data_dir.resolve(), grants)
 
 
 def parse_scale(text: str | None, processes: list[ProcessSpec]) -> dict[str, int]:
@@ -142,6 +157,7 @@ class Supervisor:
                 color = COLORS[len(self.children) % len(COLORS)]
                 self.children.append(Child(spec, color, replica=replica, port=port))
         self.log: EmbeddedLog | None = None
+        self.service_keys: dict[str, str] = {}
         self.stopping = threading.Event()
         self._print_lock = threading.Lock()
 
@@ -173,6 +189,7 @@ class Supervisor:
                 f"[bold yellow]admin API key created:[/] {self.settings.admin_key_path} "
                 "(readable by you only; `cat` it for OPENAI_API_KEY)"
             )
+        self.service_keys = provision_authority(self.settings)
         bootstrap = self.settings.bootstrap_servers
         if self.settings.uses_embedded_broker:
             self.console.print(f"starting the embedded broker on {bootstrap}")
@@ -211,6 +228,9 @@ class Supervisor:
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
         }
+        if spec.service in self.service_keys:  # its own signing key, no one else's
+            env["LLMOPS_AUTHORITY_PRINCIPAL"] = service_principal(spec.service)
+            env["LLMOPS_AUTHORITY_KEY"] = self.service_keys[spec.service]
         if spec.port_env:  # a process reading its own port variable gets its replica's
             env[spec.port_env] = str(child.port)
         if child.replica > 1:

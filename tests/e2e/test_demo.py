@@ -32,6 +32,7 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_ADMIN_KEY": "llm-from-the-environment-0123456789",
         "COLUMNS": "200",
+        "LLMOPS_REQUIRE_AUTHORITY": "true",  # as for a user: every command must be signed
     }
     args = ["demo"]
     try:
@@ -62,6 +63,13 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
             )
     assert result.returncode == 0, output[-12000:]
     assert "demo complete" in output
+    refused = [  # every command the stages and services issued was signed and allowed
+        line
+        for log in sorted(logs.glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "dead-lettered" in line and "unauthorized" in line
+    ]
+    assert not refused, refused[:5]
     stages = [
         "bus", "ingestion", "anonymization", "labeling", "training", "evaluation", "serving",
         "monitoring", "audit",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.events import IngestRequested
 from shared.stack.supervisor import pid_alive
+from shared.topics import Topic
 from tests.integration.test_cli import llmops
-from tests.support.stack import free_port, wait_until
+from tests.support.stack import free_port, produce, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +24,8 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
+        "LLMOPS_REQUIRE_AUTHORITY": "true",  # as for a user
+        "LLMOPS_INGESTION_PORT": str(free_port()),  # never a running stack's 9101
     }
     up = llmops("up", "--detach", "--only", "ingestion", env=env, timeout=300)
     assert up.returncode == 0, up.stderr
@@ -34,6 +39,17 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
         assert (data_dir / "admin.key").stat().st_mode & 0o077 == 0
         # the secret itself is never printed nor logged
         assert (data_dir / "admin.key").read_text().strip() not in supervisor_log + up.stderr
+
+        # command authority: a public key and a signed registry, no secret in them; the
+        # service gets its own signing key, not the admin key
+        secret = (data_dir / "admin.key").read_text().strip()
+        registry = (data_dir / "authority.json").read_text()
+        assert "service:ingestion" in json.loads(registry)["principals"]
+        assert secret not in registry + (data_dir / "authority.pub").read_text()
+        child_env = Path(f"/proc/{state['processes'][0]['pid']}/environ").read_bytes()
+        assert b"LLMOPS_AUTHORITY_PRINCIPAL=service:ingestion" in child_env
+        assert b"LLMOPS_AUTHORITY_KEY=" in child_env
+        assert secret.encode() not in child_env
 
         status = llmops("status", "--json", env=env)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -73,6 +89,41 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
             )
 
         wait_until(caught_up, timeout=60, interval=1)
+        done = llmops(
+            "consume",
+            "ingest.completed",
+            "--from-beginning",
+            "--max",
+            "1",
+            "--timeout",
+            "10",
+            env=env,
+        )
+        assert json.loads(done.stdout)["emitted"] == 1, done.stdout + done.stderr  # signed: applied
+
+        # the same command, unsigned, from a plain Kafka client: dead-lettered, not applied
+        unsigned = IngestRequested(dataset="stack-test", records=[{"text": "unsigned"}])
+        asyncio.run(
+            produce(
+                env["LLMOPS_EMBEDDED_BOOTSTRAP"],
+                Topic.INGEST_REQUESTED.value,
+                [unsigned.to_bytes()],
+            )
+        )
+        dead = llmops(
+            "consume",
+            "ingest.requested.dlq",
+            "--from-beginning",
+            "--max",
+            "1",
+            "--timeout",
+            "30",
+            env=env,
+        )
+        record = json.loads(dead.stdout)
+        assert json.loads(record["value"])["event_id"] == str(unsigned.event_id)
+        assert record["headers"]["x-llmops-dlq-reason"] == "unauthorized"
+        assert record["headers"]["x-llmops-dlq-error"] == "unsigned"
 
         # a service that dies is restarted by the supervisor
         victim = state["processes"][0]["pid"]

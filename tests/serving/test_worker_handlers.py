@@ -14,8 +14,8 @@ from services.serving.worker.adapters.state_store import load_snapshot
 from services.serving.worker.app import build
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.routing import Version
-from shared.events import ClaimCheck, ModelPromoted, ModelRolledBack
-from shared.events.serving import InferenceRequested
+from shared.authority import Signer, provision, service_principal
+from shared.events import ClaimCheck, InferenceRequested, ModelPromoted, ModelRolledBack
 from shared.modelkit import MODEL_DIR_MEDIA_TYPE
 from shared.topics import Topic
 from tests.serving.fakes import FakeLoader, FakeSink
@@ -107,3 +107,50 @@ async def test_a_request_whose_reply_to_is_not_a_reply_topic_is_dead_lettered(
             "InferenceCompleted"
         )
     assert len(dead) == 3
+
+
+async def test_commands_without_authority_change_nothing(tmp_path: Path) -> None:
+    """A forged promotion does not load its directory; an unsigned inference request is not
+    generated. Both are dead-lettered as unauthorized; evaluation's signed promotion applies."""
+    keys = provision("llm-worker-test", tmp_path, {"evaluation": {ModelPromoted.EVENT_TYPE}})
+    settings = WorkerSettings(data_dir=tmp_path, require_authority=True, handler_attempts=1)
+    loader = FakeLoader()
+    runtime, _app = build(settings, loader=loader)
+    table, control = runtime.state["table"], runtime.state["control"]
+    await control.promote(Version("m", "bootstrap", "/boot"), datetime(2020, 1, 1, tzinfo=UTC))
+    dead: list[dict[str, str]] = []
+
+    for topic in (Topic.MODEL_PROMOTED, Topic.INFERENCE_REQUESTED):
+
+        @runtime.broker.subscriber(topic.dlq, group_id=f"dead-{topic.name}")
+        async def on_dead(message: KafkaMessage) -> None:
+            dead.append(dict(message.headers))
+
+    evil = _model_dir(tmp_path / "evil")
+    artifact = ClaimCheck(uri=str(evil), sha256="0" * 64, size=2, media_type=MODEL_DIR_MEDIA_TYPE)
+    forged = Signer.admin("guessed").sign(
+        ModelPromoted(model_name="m", model_version="evil", artifact=artifact)
+    )
+    request = InferenceRequested(
+        request_id="r1", model="m", prompt="hi", reply_to="llmops.inference.replies.x"
+    )
+    good_dir = _model_dir(tmp_path / "v2")
+    good = Signer.from_text(service_principal("evaluation"), "service", keys["evaluation"]).sign(
+        ModelPromoted(
+            model_name="m",
+            model_version="v2",
+            artifact=artifact.model_copy(update={"uri": str(good_dir)}),
+        )
+    )
+    async with TestKafkaBroker(runtime.broker) as broker:
+        await broker.publish(forged.to_bytes(), Topic.MODEL_PROMOTED.value)
+        await broker.publish(request.to_bytes(), Topic.INFERENCE_REQUESTED.value)
+        assert loader.loaded == ["/boot"]
+        await broker.publish(good.to_bytes(), Topic.MODEL_PROMOTED.value)
+        assert loader.loaded == ["/boot", str(good_dir)]
+        assert table.choose("m", 0.5)[0].version == "v2"
+    assert sorted((d["x-llmops-dlq-topic"], d["x-llmops-dlq-error"]) for d in dead) == [
+        (Topic.INFERENCE_REQUESTED.value, "unsigned"),
+        (Topic.MODEL_PROMOTED.value, f"key {forged.authority.key_id!r} is not admin's"),  # type: ignore[union-attr]
+    ]
+    assert {d["x-llmops-dlq-reason"] for d in dead} == {"unauthorized"}

@@ -17,7 +17,10 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.authority import service_principal
+from shared.settings import ServiceSettings
 from shared.stack.broker import start_broker
+from shared.stack.supervisor import provision_authority
 from shared.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +58,17 @@ def embedded_kafka(log_dir: Path) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def authority_env(data_dir: Path, admin_secret: str, service: str) -> dict[str, str]:
+    """What `llmops up` gives one service's processes: the admin-signed principal registry
+    under ``data_dir``, the service's own signing key, and verification turned on."""
+    keys = provision_authority(ServiceSettings(data_dir=data_dir, admin_key=admin_secret))
+    return {
+        "LLMOPS_REQUIRE_AUTHORITY": "true",
+        "LLMOPS_AUTHORITY_PRINCIPAL": service_principal(service),
+        "LLMOPS_AUTHORITY_KEY": keys[service],
+    }
 
 
 class ServiceProcess:

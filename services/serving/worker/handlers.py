@@ -32,6 +32,11 @@ def register(
     bus = runtime.bus
 
     async def on_inference_requested(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        if not await bus.admit(
+            Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw
+        ):
+            return
         try:
             event = decode(message.body, expected=InferenceRequested)
         except EventDecodeError as exc:

@@ -1,0 +1,290 @@
+"""Verifiable authority for commands on the bus: Ed25519 signatures, principals, policy.
+
+Root of trust: the admin key (``ServiceSettings.admin_secret()``). From it HKDF derives
+
+* the admin signing key (label ``admin``): the CLI and the SDK sign with it;
+* one signing key per service (label ``service:<plug-in name>``), handed by ``llmops up`` to
+  that service's processes only (``LLMOPS_AUTHORITY_KEY``); services never get the admin key
+  from the supervisor.
+
+``llmops up`` writes the admin PUBLIC key to ``<data_dir>/authority.pub`` and a registry of
+principals (public key, role, the commands a service may issue) to
+``<data_dir>/authority.json``, signed by the admin key. Consumers of command topics verify
+each command against that registry (``Verifier``); the bus dead-letters what fails with
+reason ``unauthorized``.
+
+The signed bytes are the event's JSON with ``authority.signature`` left out, keys sorted,
+no whitespace (``canonical``); any producer can reproduce them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from shared.events import (
+    ErasureRequested,
+    Event,
+    InferenceRequested,
+    IngestRequested,
+    ModelPromoted,
+    ModelRolledBack,
+    TrainingRequested,
+)
+from shared.events.envelope import Authority
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+ADMIN = "admin"
+SERVICE_ROLE = "service"
+_HKDF_SALT = b"llmops/authority/v1"
+
+COMMANDS: dict[str, frozenset[str]] = {
+    IngestRequested.EVENT_TYPE: frozenset({"admin", "operator"}),
+    ErasureRequested.EVENT_TYPE: frozenset({"admin"}),
+    TrainingRequested.EVENT_TYPE: frozenset({"admin", "operator"}),
+    ModelPromoted.EVENT_TYPE: frozenset({"admin"}),
+    ModelRolledBack.EVENT_TYPE: frozenset({"admin"}),
+    InferenceRequested.EVENT_TYPE: frozenset({"admin"}),
+}
+"""Command event type -> roles of people allowed to issue it. Service principals (role
+``service``) may issue exactly the commands their registry entry grants: what their plug-in
+declares it produces (e.g. monitoring: training requests; evaluation: promotions and
+rollbacks; serving: inference requests; anonymization: erasures from its admin API)."""
+
+
+def is_command(event_type: str) -> bool:
+    return event_type in COMMANDS
+
+
+def service_principal(name: str) -> str:
+    return f"service:{name}"
+
+
+# -- keys --------------------------------------------------------------------------------
+def derive_key(secret: str, label: str) -> Ed25519PrivateKey:
+    """A deterministic Ed25519 key: HKDF-SHA256(secret, info=label), domain-separated."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=label.encode()).derive(
+        secret.encode()
+    )
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def public_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes_raw()
+
+
+def key_id(public: bytes) -> str:
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def private_text(key: Ed25519PrivateKey) -> str:
+    """The private key as one line (base64url of the 32-byte seed) for a setting."""
+    return _b64(key.private_bytes_raw())
+
+
+def canonical(payload: dict[str, Any]) -> bytes:
+    """The bytes a signature covers: the event JSON without ``authority.signature``."""
+    body = dict(payload)
+    authority = body.get("authority")
+    if isinstance(authority, dict):
+        body["authority"] = {k: v for k, v in authority.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+# -- signing -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Signer:
+    principal: str
+    role: str
+    key: Ed25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def admin(cls, secret: str) -> Signer:
+        return cls(ADMIN, ADMIN, derive_key(secret, ADMIN))
+
+    @classmethod
+    def from_text(cls, principal: str, role: str, key_text: str) -> Signer:
+        return cls(principal, role, Ed25519PrivateKey.from_private_bytes(_unb64(key_text)))
+
+    @property
+    def key_id(self) -> str:
+        return key_id(public_bytes(self.key))
+
+    def sign(self, event: Event) -> Event:
+        """The event with this principal's authority and signature."""
+        unsigned = Authority(principal=self.principal, role=self.role, key_id=self.key_id)
+        event = event.model_copy(update={"authority": unsigned})
+        signature = self.key.sign(canonical(event.model_dump(mode="json")))
+        signed = unsigned.model_copy(update={"signature": _b64(signature)})
+        return event.model_copy(update={"authority": signed})
+
+    def sign_command(self, event: Event) -> Event:
+        """Sign ``event`` if it is a command not signed yet; facts pass unchanged."""
+        if event.authority is None and is_command(event.EVENT_TYPE):
+            return self.sign(event)
+        return event
+
+
+def signer_for(settings: ServiceSettings, *, user: bool = False) -> Signer | None:
+    """This process' signer: its own service key (``LLMOPS_AUTHORITY_KEY``), or with
+    ``user=True`` (the CLI and SDK) the admin key's."""
+    if settings.authority_key and settings.authority_principal:
+        return Signer.from_text(settings.authority_principal, SERVICE_ROLE, settings.authority_key)
+    if user and (secret := settings.admin_secret()):
+        return Signer.admin(secret)
+    return None
+
+
+# -- the registry of principals ------------------------------------------------------------
+@dataclass(frozen=True)
+class Principal:
+    public_key: bytes
+    role: str
+    grants: frozenset[str] = frozenset()
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def issue_registry(secret: str, principals: dict[str, Principal]) -> dict[str, Any]:
+    """The registry document, signed by the admin key."""
+    body = {
+        "principals": {
+            name: {"public_key": _b64(p.public_key), "role": p.role, "grants": sorted(p.grants)}
+            for name, p in sorted(principals.items())
+        }
+    }
+    admin = derive_key(secret, ADMIN)
+    return {**body, "signature": _b64(admin.sign(canonical(body)))}
+
+
+def read_registry(document: dict[str, Any], admin_public: bytes) -> dict[str, Principal]:
+    """Principals of a registry document whose admin signature checks out."""
+    body = {k: v for k, v in document.items() if k != "signature"}
+    try:
+        Ed25519PublicKey.from_public_bytes(admin_public).verify(
+            _unb64(str(document.get("signature", ""))), canonical(body)
+        )
+        return {
+            name: Principal(_unb64(p["public_key"]), str(p["role"]), frozenset(p["grants"]))
+            for name, p in body["principals"].items()
+        }
+    except (InvalidSignature, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RegistryError(
+            f"the principal registry is not signed by the admin key ({type(exc).__name__})"
+        ) from None
+
+
+def provision(secret: str, data_dir: Path, service_grants: dict[str, set[str]]) -> dict[str, str]:
+    """Write ``authority.pub`` and the signed ``authority.json`` under ``data_dir``; return
+    each service's private key text (its ``LLMOPS_AUTHORITY_KEY``)."""
+    principals = {ADMIN: Principal(public_bytes(derive_key(secret, ADMIN)), ADMIN)}
+    keys: dict[str, str] = {}
+    for name, grants in service_grants.items():
+        key = derive_key(secret, service_principal(name))
+        principals[service_principal(name)] = Principal(
+            public_bytes(key), SERVICE_ROLE, frozenset(grants)
+        )
+        keys[name] = private_text(key)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "authority.pub").write_text(_b64(principals[ADMIN].public_key) + "\n")
+    registry = issue_registry(secret, principals)
+    (data_dir / "authority.json").write_text(json.dumps(registry, indent=1) + "\n")
+    return keys
+
+
+# -- verifying ---------------------------------------------------------------------------
+class Verifier:
+    """Checks commands against the admin-signed registry (re-read when its file changes)."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self._registry_path = settings.authority_registry or settings.data_dir / "authority.json"
+        self._stamp: float | None = None
+        self._principals: dict[str, Principal] | None = None
+        self._problem = "no principal registry"
+
+    def _admin_public(self) -> bytes:
+        text = self.settings.authority_public_key
+        if not text:
+            path = self.settings.data_dir / "authority.pub"
+            try:
+                text = path.read_text().strip()
+            except OSError:
+                raise RegistryError(f"no admin public key ({path} missing)") from None
+        try:
+            return _unb64(text.strip())
+        except ValueError:
+            raise RegistryError("the admin public key is not base64url") from None
+
+    def principals(self) -> dict[str, Principal] | None:
+        try:
+            stamp = self._registry_path.stat().st_mtime
+        except OSError:
+            self._problem = f"no principal registry ({self._registry_path} missing)"
+            return None
+        if stamp != self._stamp:
+            try:
+                document = json.loads(self._registry_path.read_text())
+                self._principals = read_registry(document, self._admin_public())
+            except (RegistryError, OSError, ValueError) as exc:
+                self._principals, self._problem = None, str(exc)
+                log.error("principal registry rejected", extra={"error": str(exc)})
+            self._stamp = stamp
+        return self._principals
+
+    def check(self, raw: bytes | str | dict[str, Any]) -> tuple[str, str | None]:
+        """(principal, why it is refused | None) of a command's original payload."""
+        try:
+            payload = raw if isinstance(raw, dict) else json.loads(raw or b"")
+        except (ValueError, TypeError):
+            return "unknown", "not JSON"
+        if not isinstance(payload, dict):
+            return "unknown", "not an event"
+        event_type = str(payload.get("event_type"))
+        authority = payload.get("authority")
+        if not isinstance(authority, dict):
+            return "unknown", "unsigned"
+        principal = str(authority.get("principal", "unknown"))
+        principals = self.principals()
+        if principals is None:
+            return principal, self._problem
+        entry = principals.get(principal)
+        if entry is None:
+            return principal, f"unknown principal {principal!r}"
+        if authority.get("key_id") != key_id(entry.public_key):
+            return principal, f"key {authority.get('key_id')!r} is not {principal}'s"
+        if authority.get("role") != entry.role:
+            return principal, f"{principal} does not hold role {authority.get('role')!r}"
+        try:
+            Ed25519PublicKey.from_public_bytes(entry.public_key).verify(
+                _unb64(str(authority.get("signature", ""))), canonical(payload)
+            )
+        except (InvalidSignature, ValueError):
+            return principal, "bad signature"
+        allowed = event_type in entry.grants or entry.role in COMMANDS.get(event_type, ())
+        if not allowed:
+            return principal, f"{principal} (role {entry.role}) may not issue {event_type}"
+        return principal, None

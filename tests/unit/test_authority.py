@@ -1,0 +1,234 @@
+"""Command authority: keys, signatures, the admin-signed registry and the role table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.authority import (
+    ADMIN,
+    COMMANDS,
+    Signer,
+    Verifier,
+    derive_key,
+    private_text,
+    provision,
+    service_principal,
+    signer_for,
+)
+from shared.events import (
+    AuditRecorded,
+    ErasureRequested,
+    IngestRequested,
+    ModelPromoted,
+    TrainingRequested,
+)
+from shared.events.ingest import SourceSpec
+from shared.settings import ServiceSettings
+
+pytestmark = pytest.mark.unit
+
+SECRET = "llm-test-admin-secret"
+GRANTS = {"monitoring": {TrainingRequested.EVENT_TYPE}, "evaluation": {ModelPromoted.EVENT_TYPE}}
+
+
+@pytest.fixture
+def keys(data_dir: Path) -> dict[str, str]:
+    return provision(SECRET, data_dir, {k: set(v) for k, v in GRANTS.items()})
+
+
+@pytest.fixture
+def verifier(data_dir: Path, keys: dict[str, str]) -> Verifier:
+    return Verifier(ServiceSettings(data_dir=data_dir))
+
+
+def ingest() -> IngestRequested:
+    return IngestRequested(dataset="d", sources=[SourceSpec(uri="/data/tickets.jsonl")])
+
+
+def promoted() -> ModelPromoted:
+    return ModelPromoted(model_name="m", model_version="v2")
+
+
+def service(name: str, keys: dict[str, str]) -> Signer:
+    return Signer.from_text(service_principal(name), "service", keys[name])
+
+
+def test_signed_command_verifies(verifier: Verifier) -> None:
+    signed = Signer.admin(SECRET).sign(ingest())
+    assert signed.authority is not None
+    assert signed.authority.principal == ADMIN
+    assert signed.authority.signature
+    assert verifier.check(signed.to_bytes()) == (ADMIN, None)
+
+
+def test_keys_are_deterministic_and_domain_separated() -> None:
+    assert private_text(derive_key(SECRET, "admin")) == private_text(derive_key(SECRET, "admin"))
+    assert private_text(derive_key(SECRET, "admin")) != private_text(
+        derive_key(SECRET, "service:admin")
+    )
+    assert private_text(derive_key(SECRET, "admin")) != private_text(derive_key("other", "admin"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("dataset", "other"), ("producer", "mallory"), ("causation_id", None)],
+)
+def test_a_tampered_field_is_rejected(verifier: Verifier, field: str, value: object) -> None:
+    payload = json.loads(Signer.admin(SECRET).sign(ingest()).to_bytes())
+    payload[field] = value if value is not None else "00000000-0000-0000-0000-000000000001"
+    assert verifier.check(json.dumps(payload).encode())[1] == "bad signature"
+
+
+def test_a_changed_source_is_rejected(verifier: Verifier) -> None:
+    payload = json.loads(Signer.admin(SECRET).sign(ingest()).to_bytes())
+    payload["sources"][0]["uri"] = "/etc/hostname"
+    assert verifier.check(payload)[1] == "bad signature"
+
+
+def test_a_wrong_key_is_rejected(verifier: Verifier) -> None:
+    forged = Signer.admin("not-the-admin-secret").sign(ingest())
+    assert "is not admin's" in str(verifier.check(forged.to_bytes())[1])
+    # the right key id copied, the signature still from another key
+    real = Signer.admin(SECRET).sign(ingest())
+    assert forged.authority is not None
+    assert real.authority is not None
+    payload = json.loads(forged.to_bytes())
+    payload["authority"]["key_id"] = real.authority.key_id
+    assert verifier.check(payload)[1] == "bad signature"
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [(None, "not JSON"), (b"\xff", "not JSON"), (b"[1]", "not an event"), (b"{}", "unsigned")],
+)
+def test_garbage_is_refused_not_raised(verifier: Verifier, raw: bytes | None, why: str) -> None:
+    assert verifier.check(raw) == ("unknown", why)  # type: ignore[arg-type]
+
+
+def test_unsigned_and_unknown_principals_are_rejected(
+    verifier: Verifier, keys: dict[str, str]
+) -> None:
+    assert verifier.check(ingest().to_bytes()) == ("unknown", "unsigned")
+    stranger = Signer.from_text("service:mallory", "service", keys["monitoring"])
+    assert verifier.check(stranger.sign(ingest()).to_bytes())[1] == (
+        "unknown principal 'service:mallory'"
+    )
+
+
+def test_a_claimed_role_must_be_the_registered_one(keys: dict[str, str], data_dir: Path) -> None:
+    verifier = Verifier(ServiceSettings(data_dir=data_dir))
+    uppity = Signer.from_text(service_principal("monitoring"), ADMIN, keys["monitoring"])
+    assert "does not hold role 'admin'" in str(
+        verifier.check(uppity.sign(promoted()).to_bytes())[1]
+    )
+
+
+def test_services_issue_only_their_granted_commands(
+    verifier: Verifier, keys: dict[str, str]
+) -> None:
+    monitoring, evaluation = service("monitoring", keys), service("evaluation", keys)
+    assert (
+        verifier.check(
+            monitoring.sign(
+                TrainingRequested(model_name="m", dataset="d", dataset_version="v1", base_model="b")
+            ).to_bytes()
+        )[1]
+        is None
+    )
+    assert verifier.check(evaluation.sign(promoted()).to_bytes())[1] is None
+    refused = verifier.check(monitoring.sign(promoted()).to_bytes())[1]
+    assert refused == "service:monitoring (role service) may not issue llmops.model.promoted"
+    assert verifier.check(evaluation.sign(ErasureRequested(subject_ref="s")).to_bytes())[1]
+
+
+def test_role_table() -> None:
+    assert COMMANDS[ErasureRequested.EVENT_TYPE] == {"admin"}
+    assert COMMANDS[IngestRequested.EVENT_TYPE] == {"admin", "operator"}
+    assert COMMANDS[TrainingRequested.EVENT_TYPE] == {"admin", "operator"}
+    assert "service" not in set().union(*COMMANDS.values())  # services only through grants
+    assert AuditRecorded.EVENT_TYPE not in COMMANDS
+
+
+def test_a_registry_not_signed_by_the_admin_key_trusts_no_one(
+    data_dir: Path, keys: dict[str, str]
+) -> None:
+    registry = json.loads((data_dir / "authority.json").read_text())
+    registry["principals"]["service:monitoring"]["grants"].append(ModelPromoted.EVENT_TYPE)
+    (data_dir / "authority.json").write_text(json.dumps(registry))
+    verifier = Verifier(ServiceSettings(data_dir=data_dir))
+    why = verifier.check(service("monitoring", keys).sign(promoted()).to_bytes())[1]
+    assert why is not None
+    assert "not signed by the admin key" in why
+    assert verifier.check(Signer.admin(SECRET).sign(ingest()).to_bytes())[1] == why
+
+
+def test_no_registry_refuses_everything(data_dir: Path) -> None:
+    verifier = Verifier(ServiceSettings(data_dir=data_dir))
+    assert "no principal registry" in str(
+        verifier.check(Signer.admin(SECRET).sign(ingest()).to_bytes())[1]
+    )
+
+
+def test_the_public_key_setting_overrides_the_file(data_dir: Path, keys: dict[str, str]) -> None:
+    other = provision("another-admin", data_dir / "other", {})
+    assert other == {}
+    settings = ServiceSettings(
+        data_dir=data_dir, authority_public_key=(data_dir / "other" / "authority.pub").read_text()
+    )
+    why = Verifier(settings).check(Signer.admin(SECRET).sign(ingest()).to_bytes())[1]
+    assert why is not None
+    assert "not signed by the admin key" in why
+
+
+def test_facts_are_not_signed_and_signed_commands_stay_signed(keys: dict[str, str]) -> None:
+    signer = service("monitoring", keys)
+    fact = AuditRecorded(action="a", actor="b", allowed=True)
+    assert signer.sign_command(fact).authority is None
+    signed = Signer.admin(SECRET).sign(ingest())
+    assert signer.sign_command(signed) is signed
+
+
+def test_signer_for_settings(data_dir: Path, keys: dict[str, str]) -> None:
+    assert signer_for(ServiceSettings(data_dir=data_dir)) is None
+    user = signer_for(ServiceSettings(data_dir=data_dir, admin_key=SECRET), user=True)
+    assert user is not None
+    assert user.principal == ADMIN
+    own = signer_for(
+        ServiceSettings(
+            data_dir=data_dir,
+            admin_key=SECRET,
+            authority_principal="service:monitoring",
+            authority_key=keys["monitoring"],
+        ),
+        user=True,
+    )
+    assert own is not None
+    assert own.principal == "service:monitoring"
+    assert keys["monitoring"] not in repr(ServiceSettings(authority_key=keys["monitoring"]))
+
+
+def test_llmops_up_grants_each_service_the_commands_its_plugin_produces(data_dir: Path) -> None:
+    from shared.stack.supervisor import provision_authority
+
+    keys = provision_authority(ServiceSettings(data_dir=data_dir, admin_key=SECRET))
+    registry = json.loads((data_dir / "authority.json").read_text())["principals"]
+    grants = {name: set(entry["grants"]) for name, entry in registry.items()}
+    assert grants["admin"] == set()
+    assert registry["admin"]["role"] == "admin"
+    assert grants["service:monitoring"] == {TrainingRequested.EVENT_TYPE}
+    assert grants["service:evaluation"] == {ModelPromoted.EVENT_TYPE, "llmops.model.rolled-back"}
+    assert grants["service:serving"] == {"llmops.inference.requested"}
+    assert grants["service:anonymization"] == {ErasureRequested.EVENT_TYPE}
+    assert grants["service:ingestion"] == set()
+    assert SECRET not in (data_dir / "authority.json").read_text()
+    verifier = Verifier(ServiceSettings(data_dir=data_dir))
+    for name, key in keys.items():  # each service's key is the one registered for it
+        signer = Signer.from_text(service_principal(name), "service", key)
+        why = verifier.check(signer.sign(ingest()).to_bytes())[1]
+        assert why == f"service:{name} (role service) may not issue llmops.ingest.requested"
+    assert verifier.check(service("monitoring", keys).sign(ingest()).to_bytes())[1] == (
+        "service:monitoring (role service) may not issue llmops.ingest.requested"
+    )
