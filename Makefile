@@ -37,7 +37,7 @@ system:
 	fi
 
 test: setup system
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "unit or handlers" $(PYTEST_ARGS)
