@@ -38,7 +38,11 @@ def example(spec: ProjectSpec, task: TaskRow, record: RecordRow, split: str) -> 
         "task": spec.task,
         "label": label,
         "provenance": task.provenance or "human",
-        "meta": {k: v for k, v in record.meta.items() if k != "prompt"},
+        "meta": {
+            **{k: v for k, v in record.meta.items() if k != "prompt"},
+            # keyed subject refs: training lists them in ModelTrained for erasure reports
+            **({"subjects": list(record.subjects)} if record.subjects else {}),
+        },
         **fields,
     }
 

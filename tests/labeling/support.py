@@ -42,12 +42,21 @@ PROJECT = {
 }
 
 
-def anonymized(dataset: str, rows: list[tuple[str, str, str]], **kw: Any) -> RecordsAnonymized:
+def anonymized(
+    dataset: str,
+    rows: list[tuple[str, str, str]],
+    subjects: dict[str, list[str]] | None = None,
+    **kw: Any,
+) -> RecordsAnonymized:
     return RecordsAnonymized(
         dataset=dataset,
         records=[
             AnonymizedRecord(
-                record_id=f"rid-{sid}", text=text, source_id=sid, metadata={"category": cat}
+                record_id=f"rid-{sid}",
+                text=text,
+                source_id=sid,
+                metadata={"category": cat},
+                subjects=(subjects or {}).get(sid, []),
             )
             for sid, text, cat in rows
         ],

@@ -189,7 +189,8 @@ async def test_labeled_cut_is_deterministic_stratified_and_has_lineage(data_dir:
     rows = [(f"s{i}", f"ticket number {i}", ["billing", "shipping"][i % 2]) for i in range(40)]
     async with running(data_dir) as h:
         await setup_project(h, {**PROJECT, "rules": [], "overlap": 1, "cut_every": 0})
-        await h.publish(anonymized("support", rows))
+        subjects = {f"s{i}": [f"subject-{i}"] for i in range(0, 40, 2)}  # every other record
+        await h.publish(anonymized("support", rows, subjects))
         ann = h.as_(await h.annotator("ann"))
         truth = {f"rid-{sid}": cat for sid, _t, cat in rows}
         while (
@@ -222,7 +223,11 @@ async def test_labeled_cut_is_deterministic_stratified_and_has_lineage(data_dir:
         assert example.prompt.startswith("Which team should handle this ticket?")
         assert example.completion == f" {truth[example.record_id]}"
         assert example.provenance == "human"
-        assert example.meta == {"category": truth[example.record_id]}
+        for example in examples:  # the keyed subject refs travel on, for erasure lineage
+            expected = {"category": truth[example.record_id]}
+            if (refs := subjects.get(example.record_id.removeprefix("rid-"))) is not None:
+                expected["subjects"] = refs
+            assert example.meta == expected
         assert manifest.details["annotators"] == ["ann"]
         assert manifest.details["provenance"] == {"human": 40}
         lineage = list(iter_lineage(h.runtime.artifacts, manifest))
