@@ -124,7 +124,7 @@ acl serving topic literal Describe,Write llmops.audit.recorded.v1 llmops.feedbac
 acl serving topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.
 acl serving topic prefixed Describe llmops.
 acl training group prefixed Describe,Read training
-acl training topic literal Describe,Read llmops.dataset.versioned.v1 llmops.training.requested.v1
-acl training topic literal Describe,Write llmops.dataset.versioned.v1.dlq llmops.model.trained.v1 llmops.training.progressed.v1 llmops.training.requested.v1.dlq
+acl training topic literal Describe,Read llmops.dataset.versioned.v1 llmops.erasure.completed.v1 llmops.training.requested.v1
+acl training topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.erasure.completed.v1.dlq llmops.model.trained.v1 llmops.training.progressed.v1 llmops.training.requested.v1.dlq
 acl training topic prefixed Describe llmops.
 echo "kafka init done"
