@@ -40,6 +40,15 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
 
 
+@pytest.fixture(scope="module")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of this module's own. A service that reads its topics from the beginning on the
+    session's broker first works through every earlier test's backlog (thousands of records
+    for anonymization): minutes of CPU that starve what the test is about."""
+    with embedded_kafka(tmp_path_factory.mktemp("private-kafka")) as bootstrap:
+        yield bootstrap
+
+
 def _pg_reachable() -> bool:
     try:
         with psycopg.connect(PG_URL.replace("+psycopg", ""), connect_timeout=3):

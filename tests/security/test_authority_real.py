@@ -27,6 +27,13 @@ from tests.support.stack import ServiceProcess, authority_env, produce, read_top
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def kafka(private_kafka: str) -> str:
+    """This module's own broker (see tests/conftest.py: private_kafka)."""
+    return private_kafka
+
+
 SECRET = "llm-integration-admin-secret"
 
 

@@ -14,6 +14,13 @@ from tests.support.stack import ServiceProcess, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module")
+def kafka(private_kafka: str) -> str:
+    """This module's own broker (see tests/conftest.py: private_kafka)."""
+    return private_kafka
+
+
 ADMIN_KEY = "fuzz-admin-key-0123456789abcdef"
 # generous: a slow answer is not what this test looks for (CI runs it on a loaded 2-core box)
 CALL_TIMEOUT_S = 60
