@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import server as moto_server
+from s3fs import S3FileSystem
 
 from shared.settings import ServiceSettings
 from shared.storage import ArtifactIntegrityError, ArtifactStore
@@ -23,6 +24,7 @@ def s3_endpoint() -> Iterator[str]:
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    S3FileSystem.clear_instance_cache()  # none made for another module's server (its port)
     endpoint = f"http://127.0.0.1:{port}"
     saved = {
         k: os.environ.get(k)
@@ -43,6 +45,7 @@ def s3_endpoint() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+        S3FileSystem.clear_instance_cache()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 
 from moto import server as moto_server
+from s3fs import S3FileSystem
 
 from tests.support.stack import free_port
 
@@ -23,6 +24,9 @@ def moto_s3() -> Iterator[str]:
     port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # s3fs caches its filesystems by arguments: one made for an earlier server (another
+    # module's) would be handed out again, pointing at a port nobody listens on any more
+    S3FileSystem.clear_instance_cache()
     endpoint = f"http://127.0.0.1:{port}"
     env = {"AWS_ENDPOINT_URL": endpoint, **CREDENTIALS}
     saved = {k: os.environ.get(k) for k in env}
@@ -31,6 +35,7 @@ def moto_s3() -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+        S3FileSystem.clear_instance_cache()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
