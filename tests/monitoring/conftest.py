@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +63,9 @@ def _exporter() -> InMemorySpanExporter:
     return exporter
 
 
-async def _feed(bootstrap: str, correlation_id: uuid.UUID) -> list[tuple[str, str]]:
+async def _feed(
+    bootstrap: str, correlation_id: uuid.UUID, setup_seen: Callable[[], object]
+) -> list[tuple[str, str]]:
     exporter = _exporter()
     loop = {"correlation_id": correlation_id}
     run_id = uuid.uuid4()
@@ -120,7 +122,12 @@ async def _feed(bootstrap: str, correlation_id: uuid.UUID) -> list[tuple[str, st
     ]
     tracer = trace.get_tracer("test")
     async with PlatformClient(ServiceSettings(kafka_bootstrap=bootstrap), "test") as client:
-        for event in [*setup, *quiet, *feedback]:
+        for event in setup:
+            await client.publish(event)
+        # each topic has its own consumer: the labels must be in before the traffic that
+        # the retraining decision weighs them against
+        await asyncio.to_thread(setup_seen)
+        for event in [*quiet, *feedback]:
             await client.publish(event)
         with tracer.start_as_current_span("drifted burst"):
             for event in drifted:
@@ -167,7 +174,15 @@ def loaded(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loa
     process.start(timeout=240)
     url = f"http://127.0.0.1:{process.port}"
     correlation_id = uuid.uuid4()
-    spans = asyncio.run(_feed(kafka, correlation_id))
+
+    def setup_seen() -> object:
+        def labels_counted() -> bool:
+            models = httpx.get(f"{url}/api/status").json()["models"]
+            return any(m["model_name"] == "tickets-clf" and m["new_labels"] >= 3 for m in models)
+
+        return wait_until(labels_counted, timeout=120, interval=0.5)
+
+    spans = asyncio.run(_feed(kafka, correlation_id, setup_seen))
     try:
         wait_until(
             lambda: len(httpx.get(f"{url}/api/decisions").json()) >= 2, timeout=180, interval=0.5
