@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system test test-fast demo up down bench lint proto clean compose
+.PHONY: setup system test test-slow test-chaos test-all test-fast demo up down bench lint proto clean compose
 
 setup: $(STAMP)
 
@@ -36,7 +36,18 @@ system:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# make test: every tier but the suites that take minutes each (slow: the whole-demo e2e, the
+# production stacks, vLLM gateway suites, HTTP fuzzing) and the chaos ones; ~20 min here.
 test: setup system
+	$(BIN)/python -m pytest -m "not slow and not chaos" --durations=30 $(PYTEST_ARGS)
+
+test-slow: setup system
+	$(BIN)/python -m pytest -m "slow and not chaos" --durations=30 $(PYTEST_ARGS)
+
+test-chaos: setup system
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+
+test-all: setup system
 	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 test-fast: setup
