@@ -8,12 +8,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import server as moto_server
-from s3fs import S3FileSystem
 
 from shared.settings import ServiceSettings
 from shared.storage import ArtifactIntegrityError, ArtifactStore
-from tests.support.stack import free_port
+from tests.support.s3 import moto_s3
 
 pytestmark = pytest.mark.integration
 
@@ -21,36 +19,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 HTTP API on 127.0.0.1 (moto), credentials through the standard AWS_* vars."""
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    S3FileSystem.clear_instance_cache()  # none made for another module's server (its port)
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-        )
-    }
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="llmops-test",
-        AWS_SECRET_ACCESS_KEY="llmops-test-secret",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    try:
+    with moto_s3() as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        S3FileSystem.clear_instance_cache()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture
