@@ -64,7 +64,7 @@ def _exporter() -> InMemorySpanExporter:
 
 
 async def _feed(
-    bootstrap: str, correlation_id: uuid.UUID, setup_seen: Callable[[], object]
+    bootstrap: str, correlation_id: uuid.UUID, seen: Callable[[int], object]
 ) -> list[tuple[str, str]]:
     exporter = _exporter()
     loop = {"correlation_id": correlation_id}
@@ -122,11 +122,14 @@ async def _feed(
     ]
     tracer = trace.get_tracer("test")
     async with PlatformClient(ServiceSettings(kafka_bootstrap=bootstrap), "test") as client:
-        for event in setup:
+        # each topic has its own consumer: the model must be known before its labels are
+        # counted, and the labels counted before the traffic the decision weighs them against
+        for event in setup[:2]:
             await client.publish(event)
-        # each topic has its own consumer: the labels must be in before the traffic that
-        # the retraining decision weighs them against
-        await asyncio.to_thread(setup_seen)
+        await asyncio.to_thread(seen, 0)
+        for event in setup[2:]:
+            await client.publish(event)
+        await asyncio.to_thread(seen, 3)
         for event in [*quiet, *feedback]:
             await client.publish(event)
         with tracer.start_as_current_span("drifted burst"):
@@ -175,14 +178,16 @@ def loaded(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loa
     url = f"http://127.0.0.1:{process.port}"
     correlation_id = uuid.uuid4()
 
-    def setup_seen() -> object:
-        def labels_counted() -> bool:
+    def seen(labels: int) -> object:
+        def known() -> bool:
             models = httpx.get(f"{url}/api/status").json()["models"]
-            return any(m["model_name"] == "tickets-clf" and m["new_labels"] >= 3 for m in models)
+            return any(
+                m["model_name"] == "tickets-clf" and m["new_labels"] >= labels for m in models
+            )
 
-        return wait_until(labels_counted, timeout=120, interval=0.5)
+        return wait_until(known, timeout=120, interval=0.5)
 
-    spans = asyncio.run(_feed(kafka, correlation_id, setup_seen))
+    spans = asyncio.run(_feed(kafka, correlation_id, seen))
     try:
         wait_until(
             lambda: len(httpx.get(f"{url}/api/decisions").json()) >= 2, timeout=180, interval=0.5
