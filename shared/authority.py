@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.events import (
+    ApiKeyChanged,
     ErasureRequested,
     Event,
     InferenceRequested,
@@ -57,11 +58,13 @@ COMMANDS: dict[str, frozenset[str]] = {
     ModelPromoted.EVENT_TYPE: frozenset({"admin"}),
     ModelRolledBack.EVENT_TYPE: frozenset({"admin"}),
     InferenceRequested.EVENT_TYPE: frozenset({"admin"}),
+    ApiKeyChanged.EVENT_TYPE: frozenset({"admin"}),  # a key fact, signed like a command
 }
 """Command event type -> roles of people allowed to issue it. Service principals (role
 ``service``) may issue exactly the commands their registry entry grants: what their plug-in
 declares it produces (e.g. monitoring: training requests; evaluation: promotions and
-rollbacks; serving: inference requests; anonymization: erasures from its admin API)."""
+rollbacks; serving: inference requests and the API key registry's records; anonymization:
+erasures from its admin API)."""
 
 
 def is_command(event_type: str) -> bool:

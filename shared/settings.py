@@ -167,6 +167,13 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_AUTHORITY_KEY"),
         description="This service's own signing key (set by `llmops up` for that service only).",
     )
+    key_registry_max_staleness_s: float = Field(
+        30.0,
+        validation_alias=_env("LLMOPS_KEY_REGISTRY_MAX_STALENESS_S"),
+        description="A service whose view of the API key registry has not heard from the "
+        "broker for this long refuses every issued key (only the root key works): the most a "
+        "missed revocation can be used (docs/security.md, Keys).",
+    )
     startup_timeout_s: float | None = Field(
         None,
         validation_alias=_env("LLMOPS_STARTUP_TIMEOUT_S"),

@@ -41,6 +41,7 @@ class Topic(StrEnum):
     DRIFT_DETECTED = "llmops.drift.detected.v1"
     ALERT_RAISED = "llmops.alert.raised.v1"
     AUDIT_RECORDED = "llmops.audit.recorded.v1"
+    API_KEYS = "llmops.api-key.changed.v1"
 
     @property
     def spec(self) -> TopicSpec:
@@ -83,6 +84,7 @@ class TopicSpec:
     key: str
     description: str
     retention_ms: int | None = None  # short retention for the hops that carry raw text
+    compacted: bool = False  # keep the latest record per key for good (state, not a log)
 
 
 # Hops that carry raw text (personal data) keep it an hour at most, and so do their DLQs.
@@ -153,6 +155,13 @@ SPECS: dict[Topic, TopicSpec] = {
     Topic.DRIFT_DETECTED: TopicSpec(ev.DriftDetected, 1, "model_name", "Drift alerts."),
     Topic.ALERT_RAISED: TopicSpec(ev.AlertRaised, 1, "name", "SLO and health alerts."),
     Topic.AUDIT_RECORDED: TopicSpec(ev.AuditRecorded, 1, "action", "Privileged actions."),
+    Topic.API_KEYS: TopicSpec(
+        ev.ApiKeyChanged,
+        1,
+        "key_id",
+        "The API key registry: each key's latest state (hashes only; compacted).",
+        compacted=True,
+    ),
 }
 
 
@@ -167,8 +176,11 @@ def all_topic_names() -> list[tuple[str, int]]:
 
 def topic_configs(name: str) -> dict[str, str]:
     """Per-topic configuration; a DLQ twin keeps its topic's retention (it holds the same
-    bytes, so the raw hops' short retention must hold there too)."""
+    bytes, so the raw hops' short retention must hold there too). A compacted topic keeps
+    each key's latest record (its DLQ twin is an ordinary log)."""
     for topic in Topic:
+        if name == topic.value and topic.spec.compacted:
+            return {"cleanup.policy": "compact"}
         if name in (topic.value, topic.dlq) and topic.spec.retention_ms:
             return {"retention.ms": str(topic.spec.retention_ms)}
     return {}

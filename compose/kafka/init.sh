@@ -17,10 +17,10 @@ user() {
   k kafka-configs.sh --alter --entity-type users --entity-name "$1" \
     --add-config "SCRAM-SHA-512=[iterations=8192,password=$2]"
 }
-topic() {
+topic() {  # topic NAME PARTITIONS RETENTION_MS [CLEANUP_POLICY]
   k kafka-topics.sh --create --if-not-exists --topic "$1" --partitions "$2" \
     --replication-factor "$RF" --config "min.insync.replicas=$MIN_ISR" \
-    --config "retention.ms=$3"
+    --config "retention.ms=$3" --config "cleanup.policy=${4:-delete}"
 }
 acl() {  # acl PRINCIPAL RESOURCE PATTERN OPERATIONS NAME...
   local who="$1" kind="$2" pattern="$3" ops="$4"; shift 4
@@ -41,7 +41,7 @@ user serving "${KAFKA_PASSWORD_SERVING:?}"
 user monitoring "${KAFKA_PASSWORD_MONITORING:?}"
 user audit "${KAFKA_PASSWORD_AUDIT:?}"
 
-# topics: name, partitions, retention.ms (raw hops keep text briefly)
+# topics: name, partitions, retention.ms (raw hops keep text briefly), cleanup policy
 topic llmops.ingest.requested.v1 3 3600000
 topic llmops.ingest.requested.v1.dlq 1 1209600000
 topic llmops.records.ingested.v1 6 3600000
@@ -86,21 +86,23 @@ topic llmops.alert.raised.v1 1 604800000
 topic llmops.alert.raised.v1.dlq 1 1209600000
 topic llmops.audit.recorded.v1 1 604800000
 topic llmops.audit.recorded.v1.dlq 1 1209600000
+topic llmops.api-key.changed.v1 1 604800000 compact
+topic llmops.api-key.changed.v1.dlq 1 1209600000
 
 # ACLs: what each service consumes and produces (its plug-in declaration)
 acl anonymization group prefixed Describe,Read anonymization
-acl anonymization topic literal Describe,Read llmops.dataset.versioned.v1 llmops.feedback.received.v1 llmops.inference.completed.v1 llmops.model.trained.v1 llmops.records.ingested.v1
+acl anonymization topic literal Describe,Read llmops.api-key.changed.v1 llmops.dataset.versioned.v1 llmops.feedback.received.v1 llmops.inference.completed.v1 llmops.model.trained.v1 llmops.records.ingested.v1
 acl anonymization topic literal Describe,Read,Write llmops.erasure.requested.v1
-acl anonymization topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.erasure.completed.v1 llmops.erasure.requested.v1.dlq llmops.feedback.received.v1.dlq llmops.inference.completed.v1.dlq llmops.model.trained.v1.dlq llmops.records.anonymized.v1 llmops.records.ingested.v1.dlq
+acl anonymization topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.erasure.completed.v1 llmops.erasure.requested.v1.dlq llmops.feedback.received.v1.dlq llmops.inference.completed.v1.dlq llmops.model.trained.v1.dlq llmops.records.anonymized.v1 llmops.records.ingested.v1.dlq
 acl anonymization topic prefixed Describe llmops.
 acl audit group prefixed Describe,Read audit
-acl audit topic literal Describe,Read llmops.audit.recorded.v1
-acl audit topic literal Describe,Write llmops.audit.recorded.v1.dlq
+acl audit topic literal Describe,Read llmops.api-key.changed.v1 llmops.audit.recorded.v1
+acl audit topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1.dlq
 acl audit topic prefixed Describe llmops.
 acl evaluation group prefixed Describe,Read evaluation
-acl evaluation topic literal Describe,Read llmops.dataset.versioned.v1 llmops.model.trained.v1 llmops.worker.heartbeat.v1
+acl evaluation topic literal Describe,Read llmops.api-key.changed.v1 llmops.dataset.versioned.v1 llmops.model.trained.v1 llmops.worker.heartbeat.v1
 acl evaluation topic literal Describe,Read,Write llmops.model.promoted.v1 llmops.model.rolled-back.v1
-acl evaluation topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.model.evaluated.v1 llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.worker.heartbeat.v1.dlq
+acl evaluation topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.model.evaluated.v1 llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl evaluation topic prefixed Describe llmops.
 acl ingestion group prefixed Describe,Read ingestion
 acl ingestion topic literal Describe,Read llmops.ingest.requested.v1 llmops.records.anonymized.v1
@@ -108,19 +110,19 @@ acl ingestion topic literal Describe,Read,Write llmops.erasure.completed.v1
 acl ingestion topic literal Describe,Write llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1 llmops.ingest.progressed.v1 llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.ingested.v1
 acl ingestion topic prefixed Describe llmops.
 acl labeling group prefixed Describe,Read labeling
-acl labeling topic literal Describe,Read llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
+acl labeling topic literal Describe,Read llmops.api-key.changed.v1 llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
 acl labeling topic literal Describe,Read,Write llmops.erasure.completed.v1
-acl labeling topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
 acl labeling topic prefixed Describe llmops.
 acl monitoring group prefixed Describe,Read monitoring
-acl monitoring topic literal Describe,Read llmops.dataset.versioned.v1 llmops.model.evaluated.v1 llmops.model.promoted.v1 llmops.model.rolled-back.v1 llmops.model.trained.v1 llmops.records.anonymized.v1 llmops.records.labeled.v1 llmops.training.progressed.v1 llmops.worker.heartbeat.v1
+acl monitoring topic literal Describe,Read llmops.api-key.changed.v1 llmops.dataset.versioned.v1 llmops.model.evaluated.v1 llmops.model.promoted.v1 llmops.model.rolled-back.v1 llmops.model.trained.v1 llmops.records.anonymized.v1 llmops.records.labeled.v1 llmops.training.progressed.v1 llmops.worker.heartbeat.v1
 acl monitoring topic literal Describe,Read,Write llmops.training.requested.v1
-acl monitoring topic literal Describe,Write llmops.alert.raised.v1 llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.drift.detected.v1 llmops.model.evaluated.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1.dlq llmops.training.progressed.v1.dlq llmops.training.requested.v1.dlq llmops.worker.heartbeat.v1.dlq
+acl monitoring topic literal Describe,Write llmops.alert.raised.v1 llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.drift.detected.v1 llmops.model.evaluated.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1.dlq llmops.training.progressed.v1.dlq llmops.training.requested.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl monitoring topic prefixed Describe llmops.
 acl serving group prefixed Describe,Read serving
 acl serving topic literal Describe,Read llmops.model.promoted.v1 llmops.model.rolled-back.v1
-acl serving topic literal Describe,Read,Write llmops.inference.requested.v1 llmops.worker.heartbeat.v1
-acl serving topic literal Describe,Write llmops.audit.recorded.v1 llmops.feedback.received.v1 llmops.inference.completed.v1 llmops.inference.requested.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.worker.heartbeat.v1.dlq
+acl serving topic literal Describe,Read,Write llmops.api-key.changed.v1 llmops.inference.requested.v1 llmops.worker.heartbeat.v1
+acl serving topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.feedback.received.v1 llmops.inference.completed.v1 llmops.inference.requested.v1.dlq llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl serving topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.
 acl serving topic prefixed Describe llmops.
 acl training group prefixed Describe,Read training

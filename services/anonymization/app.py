@@ -18,6 +18,7 @@ from services.anonymization.keys import KeyRing
 from services.anonymization.known import KnownPolicy
 from services.anonymization.ports import PiiEngine
 from services.anonymization.service import AnonymizationService
+from shared.keys import KeyRegistry
 from shared.runtime import Runtime, build_runtime, make_app
 
 DEFAULT_PORT = 9102
@@ -61,7 +62,13 @@ def build(
     )
     vault_for = partial(vault_factory, keys=keys)
     handlers.register(runtime, service, vault_for, settings.consumer_group)
-    runtime.state.update(service=service, keys=keys, vault_for=vault_for, engine=lazy)
+    api_keys = KeyRegistry(settings)  # the platform's key registry, for the admin API
+    if settings.api_port:
+        api_keys.attach(runtime.broker)
+        runtime.checks["key_registry"] = api_keys.loaded
+    runtime.state.update(
+        service=service, keys=keys, vault_for=vault_for, engine=lazy, api_keys=api_keys
+    )
     runtime.checks["pii_engine"] = lambda: lazy.target is not None
 
     @contextlib.asynccontextmanager
@@ -77,7 +84,7 @@ def build(
                 api = build_api(
                     rt,
                     vault_for,
-                    settings.admin_secret,
+                    api_keys,
                     keys.subject_ref,
                     max_body_bytes=settings.api_max_body_bytes,
                 )

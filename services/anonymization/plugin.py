@@ -25,6 +25,7 @@ PLUGIN = ServicePlugin(
         Topic.ERASURE_REQUESTED,
         Topic.DATASET_VERSIONED,
         Topic.MODEL_TRAINED,
+        Topic.API_KEYS,  # the API key registry its HTTP API checks keys against
     ),
     produces=(
         Topic.RECORDS_ANONYMIZED,

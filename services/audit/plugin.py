@@ -9,7 +9,7 @@ PLUGIN = ServicePlugin(
     description="Append-only, hash-chained trail of every privileged action.",
     order=80,
     processes=(ProcessSpec("audit", "audit", "services.audit", DEFAULT_PORT, "LLMOPS_AUDIT_PORT"),),
-    consumes=(Topic.AUDIT_RECORDED,),
+    consumes=(Topic.AUDIT_RECORDED, Topic.API_KEYS),  # API keys: its HTTP API checks them
     cli="services.audit.cli:register",
     demo="services.audit.demo:run",
 )

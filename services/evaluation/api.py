@@ -1,4 +1,6 @@
-"""The registry's HTTP API on the service's admin port: reads open, changes need the admin key.
+"""The registry's HTTP API on the service's admin port: reads open, changes need an admin
+key of the platform's one key registry (shared/keys.py; the root key or an issued admin key,
+never a revoked one).
 
 Promotion, approval and rollback are requests to this service (not events anyone may
 publish): the registry checks the key, the version and its state, answers at once with a
@@ -7,8 +9,6 @@ clear error (404/409 JSON naming what is wrong), and emits the events itself, au
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 from importlib import resources
@@ -23,6 +23,8 @@ from services.evaluation import report
 from services.evaluation.adapters.store import ModelVersionRow, SqlRegistryStore
 from services.evaluation.registry import Registry, RegistryError
 from shared.events import AuditRecorded, ClaimCheck
+from shared.keys import KeyDeniedError, KeyRegistry, presented_key
+from shared.keys import actor_of as _key_actor
 from shared.runtime import Runtime
 
 PREFIX = "/v1/registry"
@@ -46,8 +48,11 @@ class RollbackBody(BaseModel):
     reason: str = Field("manual", max_length=500)
 
 
+CHANGE_ROLE = "admin"
+
+
 def actor_of(key: str) -> str:
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return _key_actor(key)
 
 
 def version_view(row: ModelVersionRow) -> dict[str, Any]:
@@ -69,9 +74,7 @@ def version_view(row: ModelVersionRow) -> dict[str, Any]:
     }
 
 
-def build_api(
-    runtime: Runtime, admin_key: Callable[[], str | None], on_registered: Callable[[], None]
-) -> FastAPI:
+def build_api(runtime: Runtime, keys: KeyRegistry, on_registered: Callable[[], None]) -> FastAPI:
     api = FastAPI(title="llmops registry", docs_url=None, redoc_url=None)
     engine = runtime.engine
     assert engine is not None
@@ -82,9 +85,10 @@ def build_api(
 
     def require_admin(authorization: str | None, action: str, target: str) -> str:
         """The actor of an admin request; a refused attempt is audited too."""
-        key = (authorization or "").removeprefix("Bearer ").strip()
-        expected = admin_key()
-        if not key or not expected or not hmac.compare_digest(key, expected):
+        try:
+            return keys.require(authorization, None, CHANGE_ROLE).actor
+        except KeyDeniedError as denied:
+            key = presented_key(authorization)
             actor = actor_of(key) if key else "anonymous"
             with runtime.bus.unit_of_work() as uow:
                 uow.emit(
@@ -93,11 +97,11 @@ def build_api(
                         actor=actor,
                         allowed=False,
                         target=target[:300],
-                        details={"reason": "not admin"},
+                        details={"reason": denied.message[:200]},
                     )
                 )
-            raise RegistryError(401 if not key else 403, "this needs the admin key")
-        return actor_of(key)
+            message = f"this needs an admin key: {denied.message}"
+            raise RegistryError(denied.status, message) from None
 
     @api.get(f"{PREFIX}/models")
     def list_models() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from services.evaluation.config import EvaluationSettings
 from services.evaluation.domain import Evaluator
 from services.evaluation.ports import Generator, Judge
 from services.evaluation.service import EvaluationRunner
+from shared.keys import KeyRegistry
 from shared.runtime import Runtime, build_runtime, make_app
 
 
@@ -46,5 +47,8 @@ def build(
 
     app = make_app(runtime, lifespan=lifespan)
     # /healthz and /metrics match exactly; every other path goes to the registry API
-    app.not_found = build_api(runtime, settings.admin_secret, runner.kick)  # type: ignore[method-assign]
+    keys = KeyRegistry(settings)  # the platform's API keys: changes need an admin key
+    keys.attach(runtime.broker)
+    runtime.checks["key_registry"] = keys.loaded
+    app.not_found = build_api(runtime, keys, runner.kick)  # type: ignore[method-assign]
     return runtime, app

@@ -22,6 +22,7 @@ from services.labeling.config import LabelingSettings
 from services.labeling.curator import Curator
 from services.labeling.schema import LabelError
 from services.labeling.service import ConflictError, Labeling, NotFoundError
+from shared.keys import KeyRegistry
 from shared.runtime import Runtime, build_runtime, health
 from shared.telemetry import prometheus_payload, shutdown_telemetry
 
@@ -38,6 +39,9 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     handlers.register(
         runtime.bus, settings.consumer_group, curator, ingest_versions=settings.ingest_versions
     )
+    registry = KeyRegistry(settings)  # the platform's API keys (annotator role and above)
+    registry.attach(runtime.broker)
+    runtime.checks["key_registry"] = registry.loaded
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +64,7 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     app.state.bus = runtime.bus
     app.state.labeling = labeling
     app.state.curator = curator
-    app.state.keys = KeyRing(runtime.engine, settings.admin_secret)
+    app.state.keys = KeyRing(runtime.engine, registry)
     app.include_router(router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")

@@ -1,25 +1,30 @@
-"""Who is calling: the platform admin key, or an annotator key this service issued.
+"""Who is calling: a key of the platform's one registry (shared/keys.py; the gateway's
+keys, ``llmops keys create NAME --role annotator``) of role annotator or above, or an
+annotator key this service issued itself (``llmops label annotators create``).
 
-Annotator keys are stored as sha256 hashes (high-entropy random keys: no salt needed); a
-shared key registry replaces this once the security work lands. The key comes from
-``Authorization: Bearer``, ``X-API-Key`` or the UI's session cookie.
+Registry keys: viewer and user keys are refused, annotator keys label, operator and admin
+keys also manage projects, adjudicate and issue annotator keys; the root admin key is one of
+them, and a key revoked in the registry is refused here within a fetch. This service's own
+annotator keys are stored as sha256 hashes (high-entropy random keys: no salt needed). The
+key comes from ``Authorization: Bearer``, ``X-API-Key`` or the UI's session cookie.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.labeling.adapters.store import AnnotatorRow
+from shared.keys import KeyRegistry, at_least
 
 COOKIE = "llmops_labeling_key"
-ROLES = ("annotator", "admin")
+ROLES = ("annotator", "admin")  # of the keys this service issues
+LEAST_ROLE = "annotator"  # of a registry key to use the UI and API
+ADMIN_ROLE = "operator"  # of a registry key to manage projects, adjudicate, issue keys
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return at_least(self.role, ADMIN_ROLE)
 
 
 def key_hash(key: str) -> str:
@@ -37,16 +42,20 @@ def key_hash(key: str) -> str:
 
 
 class KeyRing:
-    def __init__(self, engine: Engine, admin_key: Callable[[], str | None]) -> None:
+    def __init__(self, engine: Engine, registry: KeyRegistry) -> None:
         self.engine = engine
-        self.admin_key = admin_key
+        self.registry = registry
 
     def resolve(self, key: str | None) -> Principal | None:
         if not key:
             return None
-        admin = self.admin_key()
-        if admin and hmac.compare_digest(key.encode(), admin.encode()):
-            return Principal("admin", "admin")
+        issued = self.registry.resolve(key)
+        if issued is not None:
+            if not issued.at_least(LEAST_ROLE):
+                return None
+            return Principal("admin" if issued.root else issued.name, issued.role)
+        if key_hash(key)[:12] in self.registry.view.revoked:
+            return None
         with Session(self.engine) as session:
             row = session.exec(
                 select(AnnotatorRow).where(AnnotatorRow.key_hash == key_hash(key))

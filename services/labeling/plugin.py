@@ -22,6 +22,7 @@ PLUGIN = ServicePlugin(
         Topic.INGEST_REQUESTED,
         Topic.INGEST_COMPLETED,
         Topic.ERASURE_COMPLETED,
+        Topic.API_KEYS,  # the API key registry its HTTP API checks keys against
     ),
     produces=(
         Topic.RECORDS_LABELED,

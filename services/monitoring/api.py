@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from services.monitoring.adapters.store import (
 )
 from services.monitoring.policy import Outcome
 from services.monitoring.windows import summarize
+from shared.keys import KeyDeniedError
 from shared.runtime import health
 from shared.telemetry import prometheus_payload
 
@@ -31,6 +31,9 @@ _PAGE = (Path(__file__).parent / "static" / "dashboard.html").read_text()
 
 def _plotly_js() -> Path:
     return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
+
+
+APPROVE_ROLE = "operator"
 
 
 def _state(request: Request) -> Any:
@@ -146,13 +149,15 @@ def decisions(request: Request, limit: int = 100) -> list[dict[str, Any]]:
 
 @router.post("/api/decisions/{decision_id}/approve")
 def approve(decision_id: int, request: Request) -> dict[str, Any]:
-    """An operator approves a retraining that waits for approval (admin key required)."""
+    """An operator approves a retraining that waits for approval (a key of role operator or
+    above from the platform's key registry, X-API-Key or Bearer)."""
     state = _state(request)
-    given = request.headers.get("x-api-key") or request.headers.get("authorization", "")
-    given = given.removeprefix("Bearer ").strip()
-    secret = state.runtime.settings.admin_secret()
-    if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
-        raise HTTPException(401, "an admin API key is required (X-API-Key or Bearer)")
+    try:
+        who = state.keys.require(
+            request.headers.get("authorization"), request.headers.get("x-api-key"), APPROVE_ROLE
+        )
+    except KeyDeniedError as denied:
+        raise HTTPException(denied.status, denied.message) from None
     with state.runtime.bus.unit_of_work() as uow:
         repo = SqlRepository(uow.session)
         pending = repo.decision(decision_id)
@@ -160,10 +165,10 @@ def approve(decision_id: int, request: Request) -> dict[str, Any]:
             raise HTTPException(404, f"no decision {decision_id}")
         if pending.outcome != Outcome.AWAITING_APPROVAL.value or pending.approved_by:
             raise HTTPException(409, f"decision {decision_id} is {pending.outcome}, not awaiting")
-        pending.approved_by = "admin"
+        pending.approved_by = who.name
         repo.add(pending)
         events = state.service.trigger(
-            repo, pending.model_name, pending.trigger, None, approved_by="admin"
+            repo, pending.model_name, pending.trigger, None, approved_by=who.name
         )
         for event in events:
             uow.emit(event)

@@ -17,6 +17,7 @@ from services.monitoring.config import MonitoringSettings
 from services.monitoring.pipeline import PipelinePoller
 from services.monitoring.ports import Embedder
 from services.monitoring.service import MonitoringService
+from shared.keys import KeyRegistry
 from shared.runtime import Runtime, build_runtime
 from shared.telemetry import shutdown_telemetry
 
@@ -49,6 +50,9 @@ def build(
         settings.slo_dlq_growth,
     )
     runtime.checks["embedder"] = lambda: service.embedder is not None or not settings.embeddings
+    keys = KeyRegistry(settings)  # the platform's API keys: approvals need an operator key
+    keys.attach(runtime.broker)
+    runtime.checks["key_registry"] = keys.loaded
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +79,7 @@ def build(
     app.state.runtime = runtime
     app.state.service = service
     app.state.poller = poller
+    app.state.keys = keys
     app.include_router(api.router)
     return runtime, app
 

@@ -28,6 +28,7 @@ PLUGIN = ServicePlugin(
         Topic.MODEL_PROMOTED,
         Topic.MODEL_ROLLED_BACK,
         Topic.WORKER_HEARTBEAT,
+        Topic.API_KEYS,  # the API key registry its HTTP API checks keys against
     ),
     produces=(
         Topic.DRIFT_DETECTED,

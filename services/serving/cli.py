@@ -29,7 +29,11 @@ GatewayOpt = Annotated[
     str,
     typer.Option(envvar="LLMOPS_GATEWAY_URL", help="Gateway base URL."),
 ]
-keys_app = typer.Typer(help="API keys of the gateway (admin only).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="The platform's API keys (admin only): one registry for every HTTP API, issued by "
+    "the gateway (docs/security.md, Keys).",
+    no_args_is_help=True,
+)
 
 
 def _admin_key() -> str:
@@ -85,14 +89,24 @@ def model_artifact(path: Path, upload: bool) -> ClaimCheck:
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin, engineer, annotator or viewer.")] = "engineer",
-    name: Annotated[str, typer.Option(help="A label for the key.")] = "key",
+    principal: Annotated[
+        str | None, typer.Argument(help="Whom the key is for (its name).", show_default=False)
+    ] = None,
+    *,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="viewer < user < annotator < operator < admin (engineer: older name of user)."
+        ),
+    ] = "user",
+    name: Annotated[str, typer.Option(help="Same as the NAME argument.")] = "key",
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     url: GatewayOpt = "http://127.0.0.1:8000",
 ) -> None:
-    """Create a key; the secret is printed once (only its hash is stored)."""
-    body = {"role": role, "name": name, "rpm": rpm, "tpm": tpm}
+    """Create a key; the secret is printed once (only its hash is stored, and published to
+    the key registry every service checks)."""
+    body = {"role": role, "name": principal or name, "rpm": rpm, "tpm": tpm}
     stdout_line(json.dumps(_call("POST", url, "/v1/keys", body)))
 
 
@@ -105,7 +119,7 @@ def keys_list(url: GatewayOpt = "http://127.0.0.1:8000") -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, url: GatewayOpt = "http://127.0.0.1:8000") -> None:
-    """Revoke a key by id."""
+    """Revoke a key by id (the root key's too): refused by every HTTP API from then on."""
     stdout_line(json.dumps(_call("DELETE", url, f"/v1/keys/{key_id}")))
 
 

@@ -29,6 +29,7 @@ PLUGIN = ServicePlugin(
         Topic.MODEL_PROMOTED,
         Topic.MODEL_ROLLED_BACK,
         Topic.WORKER_HEARTBEAT,  # the gateway routes by the workers' heartbeats
+        Topic.API_KEYS,  # the API key registry its HTTP API checks keys against
     ),
     topic_prefixes=("llmops.inference.replies.",),  # one reply topic per gateway instance
     produces=(
@@ -37,6 +38,7 @@ PLUGIN = ServicePlugin(
         Topic.FEEDBACK_RECEIVED,
         Topic.WORKER_HEARTBEAT,
         Topic.AUDIT_RECORDED,
+        Topic.API_KEYS,  # the gateway issues the platform's API keys (shared/keys.py)
     ),
     cli="services.serving.cli:register",
     demo="services.serving.demo:run",

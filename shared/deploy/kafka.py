@@ -36,10 +36,10 @@ user() {
   k kafka-configs.sh --alter --entity-type users --entity-name "$1" \\
     --add-config "SCRAM-SHA-512=[iterations=8192,password=$2]"
 }
-topic() {
+topic() {  # topic NAME PARTITIONS RETENTION_MS [CLEANUP_POLICY]
   k kafka-topics.sh --create --if-not-exists --topic "$1" --partitions "$2" \\
     --replication-factor "$RF" --config "min.insync.replicas=$MIN_ISR" \\
-    --config "retention.ms=$3"
+    --config "retention.ms=$3" --config "cleanup.policy=${4:-delete}"
 }
 acl() {  # acl PRINCIPAL RESOURCE PATTERN OPERATIONS NAME...
   local who="$1" kind="$2" pattern="$3" ops="$4"; shift 4
@@ -57,13 +57,15 @@ def password_variable(service: str) -> str:
     return "KAFKA_PASSWORD_" + service.upper().replace("-", "_")
 
 
-def topic_rows() -> list[tuple[str, int, int]]:
-    """(name, partitions, retention.ms) of every catalogue topic and its DLQ twin."""
-    rows: list[tuple[str, int, int]] = []
+def topic_rows() -> list[tuple[str, int, int, str]]:
+    """(name, partitions, retention.ms, cleanup.policy) of every catalogue topic and its DLQ
+    twin. A compacted topic (the key registry) keeps each key's latest record for good."""
+    rows: list[tuple[str, int, int, str]] = []
     for topic in Topic:
         retention = topic.spec.retention_ms or DEFAULT_RETENTION_MS
-        rows.append((topic.value, topic.partitions, retention))
-        rows.append((topic.value + DLQ_SUFFIX, 1, DLQ_RETENTION_MS))
+        policy = "compact" if topic.spec.compacted else "delete"
+        rows.append((topic.value, topic.partitions, retention, policy))
+        rows.append((topic.value + DLQ_SUFFIX, 1, DLQ_RETENTION_MS, "delete"))
     return rows
 
 
@@ -90,8 +92,13 @@ def render_init_script(
     plugins = list(plugins)
     out = [HEADER % {"rf": replication_factor, "min_isr": min_isr}, "# SCRAM principals"]
     out += [f'user {p.name} "${{{password_variable(p.name)}:?}}"' for p in plugins]
-    out.append("\n# topics: name, partitions, retention.ms (raw hops keep text briefly)")
-    out += [f"topic {name} {parts} {retention}" for name, parts, retention in topic_rows()]
+    out.append(
+        "\n# topics: name, partitions, retention.ms (raw hops keep text briefly), cleanup policy"
+    )
+    out += [
+        f"topic {name} {parts} {retention}" + (f" {policy}" if policy != "delete" else "")
+        for name, parts, retention, policy in topic_rows()
+    ]
     out.append("\n# ACLs: what each service consumes and produces (its plug-in declaration)")
     out += acl_lines(all_grants(plugins))
     out.append('echo "kafka init done"\n')

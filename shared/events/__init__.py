@@ -8,6 +8,7 @@ from shared.events.ingest import (
     IngestRequested,
     RecordsIngested,
 )
+from shared.events.keys import ApiKeyChanged
 from shared.events.labeling import DatasetVersioned, RecordsLabeled
 from shared.events.monitoring import AlertRaised, AuditRecorded, DriftDetected
 from shared.events.privacy import ErasureCompleted, ErasureRequested, RecordsAnonymized
@@ -22,6 +23,7 @@ from shared.events.training import ModelTrained, TrainingProgressed, TrainingReq
 
 __all__ = [
     "AlertRaised",
+    "ApiKeyChanged",
     "AuditRecorded",
     "ClaimCheck",
     "DatasetVersioned",

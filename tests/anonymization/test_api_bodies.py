@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from services.anonymization.adapters.api import build_api
+from shared.keys import KeyRegistry, KeyView
+from shared.settings import ServiceSettings
 
 pytestmark = pytest.mark.unit
 ADMIN = "the-admin-key"
@@ -33,7 +35,7 @@ def _client(bus: RecordingBus) -> httpx.AsyncClient:
     api = build_api(
         SimpleNamespace(bus=bus, engine=None),  # type: ignore[arg-type]
         no_vault,  # type: ignore[arg-type]
-        lambda: ADMIN,
+        KeyRegistry(ServiceSettings(require_authority=False), KeyView(lambda: ADMIN)),
         lambda subject: subject,
         max_body_bytes=2048,
     )
@@ -62,5 +64,5 @@ async def test_oversized_bodies_are_refused_before_auth_and_parsing() -> None:
     assert "2048" in chunked.json()["detail"]
     assert len(pulled) <= 4  # cut off at the limit, not read whole
     assert declared.status_code == 413  # refused on its declared length, nothing read
-    assert small.status_code == 403  # a bounded body goes on to the key check
+    assert small.status_code == 401  # a bounded body goes on to the key check (no key)
     assert [(a.action, a.allowed) for a in bus.emitted] == [("deanonymize", False)]

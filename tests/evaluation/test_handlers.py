@@ -201,7 +201,7 @@ async def test_approval_holds_the_promotion_until_approved(tmp_path: Path) -> No
                 "/v1/registry/models/m/versions/v2/approve",
                 headers={"Authorization": "Bearer nope"},
             )
-            assert wrong_key.status_code == 403
+            assert wrong_key.status_code == 401  # not a key of the registry
             ok = await http.post("/v1/registry/models/m/versions/v2/approve", headers=auth)
             assert ok.status_code == 200, ok.text
             twice = await http.post("/v1/registry/models/m/versions/v2/approve", headers=auth)

@@ -220,7 +220,7 @@ def test_llmops_up_grants_each_service_the_commands_its_plugin_produces(data_dir
     assert registry["admin"]["role"] == "admin"
     assert grants["service:monitoring"] == {TrainingRequested.EVENT_TYPE}
     assert grants["service:evaluation"] == {ModelPromoted.EVENT_TYPE, "llmops.model.rolled-back"}
-    assert grants["service:serving"] == {"llmops.inference.requested"}
+    assert grants["service:serving"] == {"llmops.inference.requested", "llmops.api-key.changed"}
     assert grants["service:anonymization"] == {ErasureRequested.EVENT_TYPE}
     assert grants["service:ingestion"] == set()
     assert SECRET not in (data_dir / "authority.json").read_text()

@@ -1,11 +1,10 @@
-"""The de-anonymization HTTP API: admin role only, every attempt audited."""
+"""The de-anonymization HTTP API: admin role only (keys of the platform's one registry,
+shared/keys.py: revoked keys are refused), every attempt audited."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -18,7 +17,11 @@ from services.anonymization.crypto import UnreadableError
 from services.anonymization.handlers import VaultFactory
 from shared.events import AuditRecorded, ErasureRequested
 from shared.http import BodyLimit
+from shared.keys import ApiPrincipal, KeyDeniedError, KeyRegistry, actor_of, presented_key
 from shared.runtime import Runtime
+
+PRIVILEGED_ROLE = "admin"
+"""De-anonymization and erasure need an admin key (docs/security.md, Keys)."""
 
 
 class ErasureBody(BaseModel):
@@ -33,16 +36,10 @@ class DeanonymizeRequest(BaseModel):
     reason: str = Field("", description="Why, for the audit trail (no personal data).")
 
 
-def actor_of(key: str | None) -> str:
-    if not key:
-        return "anonymous"
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
 def build_api(
     runtime: Runtime,
     vault_for: VaultFactory,
-    admin_key: Callable[[], str | None],
+    keys: KeyRegistry,
     subject_ref: Callable[[str], str],
     *,
     max_body_bytes: int = 64_000,
@@ -68,9 +65,12 @@ def build_api(
                 )
             )
 
-    def is_admin(key: str | None) -> bool:
-        expected = admin_key()
-        return bool(key and expected and hmac.compare_digest(key.encode(), expected.encode()))
+    def check(authorization: str | None, x_api_key: str | None) -> ApiPrincipal | JSONResponse:
+        """The caller if its key is live and admin; else the JSON refusal (401 or 403)."""
+        try:
+            return keys.require(authorization, x_api_key, PRIVILEGED_ROLE)
+        except KeyDeniedError as denied:
+            return JSONResponse({"error": denied.message}, status_code=denied.status)
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -97,10 +97,10 @@ def build_api(
         authorization: str | None = Header(None),
         x_api_key: str | None = Header(None),
     ) -> JSONResponse:
-        key = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
-        if not is_admin(key):
-            return JSONResponse({"error": "erasure needs the admin role"}, status_code=403)
-        answer = await asyncio.to_thread(request_erasure, actor_of(key), body)
+        who = check(authorization, x_api_key)
+        if isinstance(who, JSONResponse):
+            return who
+        answer = await asyncio.to_thread(request_erasure, who.actor, body)
         return JSONResponse(answer, status_code=202)
 
     @api.post("/v1/deanonymize")
@@ -109,11 +109,13 @@ def build_api(
         authorization: str | None = Header(None),
         x_api_key: str | None = Header(None),
     ) -> JSONResponse:
-        key = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
-        actor = actor_of(key)
-        if not is_admin(key):
-            await asyncio.to_thread(audit, actor, False, body.record_id, "forbidden", body.reason)
-            return JSONResponse({"error": "de-anonymization needs the admin role"}, status_code=403)
+        who = check(authorization, x_api_key)
+        if isinstance(who, JSONResponse):
+            actor = actor_of(presented_key(authorization, x_api_key))
+            outcome = "unauthenticated" if who.status_code == 401 else "forbidden"
+            await asyncio.to_thread(audit, actor, False, body.record_id, outcome, body.reason)
+            return who
+        actor = who.actor
         status, payload = await asyncio.to_thread(restore, body.record_id)
         outcome = {200: "restored", 404: "unknown", 410: "erased"}[status]
         await asyncio.to_thread(audit, actor, True, body.record_id, outcome, body.reason)

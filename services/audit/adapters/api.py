@@ -1,10 +1,9 @@
-"""The audit trail over HTTP (admin key): list and verify."""
+"""The audit trail over HTTP: list and verify, for keys of role operator or above (the
+platform's one key registry, shared/keys.py; revoked keys are refused)."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -15,18 +14,22 @@ from sqlmodel import Session
 
 from services.audit.adapters.store import SqlAuditLog
 from services.audit.domain import verify
+from shared.keys import KeyDeniedError, KeyRegistry
+
+READ_ROLE = "operator"
 
 
-def build_api(engine: Engine, admin_key: Callable[[], str | None], max_page: int) -> FastAPI:
+def build_api(engine: Engine, keys: KeyRegistry, max_page: int) -> FastAPI:
     api = FastAPI(title="llmops audit", docs_url=None, redoc_url=None)
 
-    def allowed(authorization: str | None, x_api_key: str | None) -> bool:
-        key = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
-        expected = admin_key()
-        return bool(key and expected and hmac.compare_digest(key.encode(), expected.encode()))
-
-    def forbidden() -> JSONResponse:
-        return JSONResponse({"error": "the audit trail needs the admin role"}, status_code=403)
+    def refused(authorization: str | None, x_api_key: str | None) -> JSONResponse | None:
+        """None if the caller's key is live and operator or above; else the JSON refusal."""
+        try:
+            keys.require(authorization, x_api_key, READ_ROLE)
+        except KeyDeniedError as denied:
+            message = f"the audit trail needs role {READ_ROLE} or above: {denied.message}"
+            return JSONResponse({"error": message}, status_code=denied.status)
+        return None
 
     def listing(action: str | None, actor: str | None, limit: int) -> list[dict[str, Any]]:
         with Session(engine) as session:
@@ -47,8 +50,8 @@ def build_api(engine: Engine, admin_key: Callable[[], str | None], max_page: int
         authorization: str | None = Header(None),
         x_api_key: str | None = Header(None),
     ) -> JSONResponse | dict[str, Any]:
-        if not allowed(authorization, x_api_key):
-            return forbidden()
+        if (refusal := refused(authorization, x_api_key)) is not None:
+            return refusal
         rows = await asyncio.to_thread(listing, action, actor, min(limit, max_page))
         return {"entries": rows}
 
@@ -56,8 +59,8 @@ def build_api(engine: Engine, admin_key: Callable[[], str | None], max_page: int
     async def verify_chain(
         authorization: str | None = Header(None), x_api_key: str | None = Header(None)
     ) -> JSONResponse | dict[str, Any]:
-        if not allowed(authorization, x_api_key):
-            return forbidden()
+        if (refusal := refused(authorization, x_api_key)) is not None:
+            return refusal
         return await asyncio.to_thread(check)
 
     return api

@@ -1,4 +1,8 @@
-"""The key-admin use case: create, list and revoke API keys, each change audited."""
+"""The key-admin use case: create, list and revoke API keys, each change audited.
+
+The gateway is the issuer of the platform's one key registry (shared/keys.py): a change goes
+to its store, to its own view at once, and to the registry topic as a signed
+``ApiKeyChanged`` that every other service's view applies within a fetch."""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.serving.gateway.config import GatewaySettings
-from services.serving.gateway.keys import Action, Role, new_secret
+from services.serving.gateway.keys import Action, KeyInfo, Role, new_secret
 from services.serving.gateway.ports import KeyStore, Publisher
 from services.serving.gateway.protocol import APIError, KeyCreateRequest
 from services.serving.gateway.serving import Gateway
-from shared.events import AuditRecorded
+from shared.events import ApiKeyChanged, AuditRecorded
+from shared.keys import KeyView, changed
 
 
 @dataclass
@@ -19,6 +24,21 @@ class KeyAdmin:
     store: KeyStore
     publisher: Publisher
     settings: GatewaySettings
+    view: KeyView | None = None  # this gateway's registry view: changes apply here at once
+
+    async def announce(self, record: ApiKeyChanged) -> None:
+        """Apply a key's record to this gateway's view and publish it to the registry."""
+        if self.view is not None:
+            self.view.apply(record)
+        await self.publisher.publish(record)
+
+    async def republish(self) -> int:
+        """Every stored key's record again (at start: the registry topic may have been lost
+        with an in-memory broker; records are states, so repeating them is harmless)."""
+        records = self.store.records()
+        for record in records:
+            await self.announce(record)
+        return len(records)
 
     async def create(self, authorization: str | None, body: KeyCreateRequest) -> dict[str, Any]:
         admin = self.gateway.authenticate(authorization, Action.MANAGE_KEYS)
@@ -35,6 +55,9 @@ class KeyAdmin:
             role,
             body.rpm or self.settings.default_rpm,
             body.tpm or self.settings.default_tpm,
+        )
+        await self.announce(
+            changed(secret, info.name, role.value, info.rpm, info.tpm, actor=admin.key_id)
         )
         await self.publisher.publish(
             AuditRecorded(
@@ -72,9 +95,13 @@ class KeyAdmin:
         }
 
     async def revoke(self, authorization: str | None, key_id: str) -> dict[str, Any]:
-        admin = self.gateway.authenticate(authorization, Action.MANAGE_KEYS)
+        admin: KeyInfo = self.gateway.authenticate(authorization, Action.MANAGE_KEYS)
         if not self.store.revoke(key_id):
             raise APIError(404, f"No key {key_id}.", code="not_found")
+        record = self.store.record(key_id)
+        if record is not None:
+            await self.announce(record.model_copy(update={"revoked": True, "actor": admin.key_id}))
+        self.gateway.forget_keys()  # this gateway's key cache: refused from the next request
         await self.publisher.publish(
             AuditRecorded(action="key.revoke", actor=admin.key_id, allowed=True, target=key_id)
         )

@@ -65,6 +65,10 @@ class Admission:
         self._keys_cache[digest] = (key, now + self.KEY_CACHE_S)
         return key
 
+    def forget_keys(self) -> None:
+        """Drop the key cache (after a revocation made here)."""
+        self._keys_cache.clear()
+
     def models(self) -> dict[str, set[str]]:
         return self.directory.models(time.time())  # heartbeats carry wall-clock times
 

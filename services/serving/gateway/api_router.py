@@ -154,12 +154,14 @@ async def healthz(request: Request) -> JSONResponse:
     gateway = _gateway(request)
     started = bool(request.app.state.ready)
     replies = bool(started and request.app.state.reply_loop())  # dead: no reply would arrive
-    ready = started and replies
+    registry = getattr(request.app.state, "key_registry", None)
+    keys = bool(started and (registry is None or registry.loaded()))  # the key registry read
+    ready = started and replies and keys
     live = gateway.directory.live(time.time())
     body = {
         "status": "ok" if ready else ("failing" if started else "starting"),
         "service": "gateway",
-        "checks": {"started": started, "reply_loop": replies},
+        "checks": {"started": started, "reply_loop": replies, "key_registry": keys},
         "workers": len(live),
         "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats
     }

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.serving.gateway.adapters.cancels import KafkaCanceller
-from services.serving.gateway.adapters.key_store import SqlKeyStore
+from services.serving.gateway.adapters.key_store import RegistryLookup, SqlKeyStore
 from services.serving.gateway.adapters.replies import ReplyRouter
 from services.serving.gateway.adapters.sentence_embedder import SentenceEmbedder
 from services.serving.gateway.admin import KeyAdmin
@@ -30,6 +30,7 @@ from services.serving.wire import (
     ensure_serving_topics,
     reply_topic,
 )
+from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM, KeyRegistry
 from shared.runtime import Runtime, build_runtime
 from shared.telemetry import shutdown_telemetry
 
@@ -47,9 +48,11 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
         settings.bootstrap_servers, topic, HEARTBEAT_TOPIC, directory, settings.fetch_max_wait_ms
     )
     store = SqlKeyStore(runtime.engine)
+    registry = KeyRegistry(settings)
+    registry.attach(runtime.broker)
     gateway = Gateway(
         settings,
-        keys=store,
+        keys=RegistryLookup(registry),
         publisher=runtime.bus,
         replies=replies,
         cancels=KafkaCanceller(runtime.broker),
@@ -63,15 +66,11 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
         await ensure_serving_topics(bootstrap, settings.replication_factor)
         await create_channel(bootstrap, topic, settings.replication_factor)
         if admin_key := settings.admin_secret():
-            store.add(
-                admin_key,
-                "admin (LLMOPS_ADMIN_KEY)",
-                Role.ADMIN,
-                rpm=1_000_000,
-                tpm=1_000_000_000,
-            )
+            # the root key, listed and revocable like any key; a revoked one stays revoked
+            store.ensure(admin_key, ROOT_NAME, Role.ADMIN, rpm=ROOT_RPM, tpm=ROOT_TPM)
         await runtime.broker.start()
         await runtime.bus.start()
+        await key_admin.republish()
         await replies.start()
         app.state.ready = True
         log.info("gateway ready", extra={"gateway_id": gateway_id, "reply_topic": topic})
@@ -89,7 +88,9 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     app = FastAPI(title="llmops gateway", lifespan=lifespan, docs_url="/docs")
     app.state.ready = False
     app.state.gateway = gateway
-    app.state.key_admin = KeyAdmin(gateway, store, runtime.bus, settings)
+    key_admin = KeyAdmin(gateway, store, runtime.bus, settings, registry.view)
+    app.state.key_admin = key_admin
+    app.state.key_registry = registry
     embedder = SentenceEmbedder(settings.embedding_model, settings.embedding_path)
     app.state.embeddings = Embeddings(gateway, embedder)
     app.state.gateway_id = gateway_id

@@ -1,20 +1,40 @@
-"""API keys and limits: roles, hashing, per-key requests- and tokens-per-minute. Pure."""
+"""API keys and limits: roles, per-key requests- and tokens-per-minute. Pure.
+
+Hashing and the role order are the platform's one key registry's (shared/keys.py); this
+module adds what the gateway does with a key: which of its actions each role may take, and
+the per-key limits."""
 
 from __future__ import annotations
 
-import hashlib
 import math
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shared.keys import KEY_PREFIX, ApiPrincipal, hash_key, key_id_of, new_secret
+
+__all__ = [
+    "KEY_PREFIX",
+    "Action",
+    "KeyInfo",
+    "RateLimiter",
+    "Role",
+    "hash_key",
+    "key_id_of",
+    "new_secret",
+]
+
 
 class Role(StrEnum):
+    """The registry's roles (shared/keys.py: viewer < user < annotator < operator < admin);
+    ``engineer`` is the gateway's older name of a model user."""
+
     ADMIN = "admin"
+    OPERATOR = "operator"
     ENGINEER = "engineer"
+    USER = "user"
     ANNOTATOR = "annotator"
     VIEWER = "viewer"
 
@@ -28,25 +48,12 @@ class Action(StrEnum):
 
 PERMISSIONS: dict[Role, set[Action]] = {
     Role.ADMIN: set(Action),
+    Role.OPERATOR: {Action.LIST_MODELS, Action.INFER, Action.FEEDBACK},
     Role.ENGINEER: {Action.LIST_MODELS, Action.INFER, Action.FEEDBACK},
+    Role.USER: {Action.LIST_MODELS, Action.INFER, Action.FEEDBACK},
     Role.ANNOTATOR: {Action.LIST_MODELS, Action.FEEDBACK},
     Role.VIEWER: {Action.LIST_MODELS},
 }
-
-KEY_PREFIX = "sk-llmops-"
-
-
-def new_secret() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(secret: str) -> str:
-    """Keys are 256-bit random: a plain sha256 is enough (no dictionary to attack)."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def key_id_of(secret: str) -> str:
-    return hash_key(secret)[:12]
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,15 @@ class KeyInfo:
 
     def may(self, action: Action) -> bool:
         return action in PERMISSIONS[self.role]
+
+    @classmethod
+    def of(cls, principal: ApiPrincipal) -> KeyInfo | None:
+        """The gateway's view of a registry principal (None for a role it does not know)."""
+        try:
+            role = Role(principal.role)
+        except ValueError:
+            return None
+        return cls(principal.key_id, principal.name, role, principal.rpm, principal.tpm)
 
 
 @dataclass

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
 from services.serving.gateway.keys import KeyInfo, Role
-from shared.events import Event
+from shared.events import ApiKeyChanged, Event
 from shared.events.serving import InferenceChunk
 
 Reply = Event | InferenceChunk
@@ -23,6 +24,10 @@ class KeyStore(KeyLookup, Protocol):
     def list(self) -> list[tuple[KeyInfo, datetime, bool]]: ...
 
     def revoke(self, key_id: str) -> bool: ...
+
+    def record(self, key_id: str) -> ApiKeyChanged | None: ...
+
+    def records(self) -> Sequence[ApiKeyChanged]: ...
 
 
 class Publisher(Protocol):

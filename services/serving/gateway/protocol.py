@@ -226,7 +226,7 @@ class FeedbackRequest(OpenAIModel):
 
 class KeyCreateRequest(OpenAIModel):
     name: str = Field("key", max_length=100)
-    role: str = "engineer"
+    role: str = "user"
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
 

@@ -1,4 +1,6 @@
-"""API keys in the gateway's database: only their sha256 is stored."""
+"""API keys in the gateway's database, the issuer's record of the registry: only their
+sha256 is stored. Every change is also published to the registry topic (``KeyAdmin``), and
+the whole store again at each start (``records``), so the topic can be rebuilt from here."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from services.serving.gateway.keys import KeyInfo, Role, hash_key, key_id_of
+from shared.events import ApiKeyChanged
+from shared.keys import KeyRegistry, changed
 
 
 class ApiKey(SQLModel, table=True):
@@ -25,6 +29,18 @@ class ApiKey(SQLModel, table=True):
 
 def _info(row: ApiKey) -> KeyInfo:
     return KeyInfo(key_id=row.key_id, name=row.name, role=Role(row.role), rpm=row.rpm, tpm=row.tpm)
+
+
+def _record(row: ApiKey) -> ApiKeyChanged:
+    return changed(
+        row.key_hash,
+        row.name,
+        row.role,
+        row.rpm,
+        row.tpm,
+        revoked=row.revoked_at is not None,
+        hashed=True,
+    )
 
 
 class SqlKeyStore:
@@ -48,6 +64,26 @@ class SqlKeyStore:
             session.refresh(row)
             return _info(row)
 
+    def ensure(self, secret: str, name: str, role: Role, rpm: int, tpm: int) -> bool:
+        """Store a key unless its hash is there already (a revoked key stays revoked: the
+        root key is ensured at each start and must not come back that way). True if added."""
+        with Session(self.engine) as session:
+            if session.get(ApiKey, hash_key(secret)) is not None:
+                return False
+        self.add(secret, name, role, rpm, tpm)
+        return True
+
+    def records(self) -> list[ApiKeyChanged]:
+        """Every key's registry record (revoked ones included), oldest first."""
+        with Session(self.engine) as session:
+            rows = session.exec(select(ApiKey).order_by(ApiKey.created_at)).all()  # type: ignore[arg-type]
+            return [_record(r) for r in rows]
+
+    def record(self, key_id: str) -> ApiKeyChanged | None:
+        with Session(self.engine) as session:
+            row = session.exec(select(ApiKey).where(ApiKey.key_id == key_id)).first()
+            return None if row is None else _record(row)
+
     def lookup(self, secret: str) -> KeyInfo | None:
         with Session(self.engine) as session:
             row = session.get(ApiKey, hash_key(secret))
@@ -66,3 +102,15 @@ class SqlKeyStore:
                 session.add(row)
             session.commit()
             return bool(rows)
+
+
+class RegistryLookup:
+    """The gateway's key lookup: the platform's key registry (shared/keys.py), the same
+    view every other API checks, so a key revoked anywhere is refused here too."""
+
+    def __init__(self, registry: KeyRegistry) -> None:
+        self.registry = registry
+
+    def lookup(self, secret: str) -> KeyInfo | None:
+        principal = self.registry.resolve(secret)
+        return None if principal is None else KeyInfo.of(principal)
