@@ -198,7 +198,8 @@ class KeyRegistry:
             group_id=None,  # no group: every process reads the whole registry at start
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,  # nothing to commit without a group
-        )(on_key_changed)
+        )
+        self.subscriber(on_key_changed)
 
     def receive(self, raw: bytes | None, *, partition: int = 0, offset: int = -1) -> bool:
         """Apply one record of the topic; False if it was refused (logged, not applied)."""
@@ -235,7 +236,9 @@ class KeyRegistry:
             return True
         consumer = self._consumer()
         if consumer is None:
-            return getattr(self.subscriber, "consumer", None) is not None  # an in-memory broker
+            # FastStream's in-memory test broker runs subscribers without a Kafka consumer;
+            # a real one has its consumer a moment after it runs (the view is empty till then)
+            return bool(getattr(self.subscriber, "running", False))
         assignment = consumer.assignment()
         if not assignment:
             return False

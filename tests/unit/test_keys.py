@@ -54,10 +54,12 @@ def test_issued_keys_resolve_by_hash_and_revocation_is_for_good() -> None:
     secret = new_secret()
     issued = changed(secret, "ann", "annotator", 60, 1000)
     assert secret not in issued.model_dump_json()  # only the hash travels
-    assert issued.key_hash == hash_key(secret) and issued.key_id == key_id_of(secret)
+    assert issued.key_hash == hash_key(secret)
+    assert issued.key_id == key_id_of(secret)
     view.apply(issued)
     who = view.resolve(secret)
-    assert who is not None and (who.name, who.role, who.rpm) == ("ann", "annotator", 60)
+    assert who is not None
+    assert (who.name, who.role, who.rpm) == ("ann", "annotator", 60)
     assert view.resolve("sk-llmops-other") is None
     view.apply(issued.model_copy(update={"revoked": True}))
     assert view.resolve(secret) is None
@@ -65,20 +67,25 @@ def test_issued_keys_resolve_by_hash_and_revocation_is_for_good() -> None:
     view.apply(changed(secret, "ann", "admin", 60, 1000))
     assert view.resolve(secret) is None
     entry = view.get(issued.key_id)
-    assert entry is not None and entry.revoked
+    assert entry is not None
+    assert entry.revoked
 
 
 def test_the_root_key_works_from_the_start_and_can_be_revoked() -> None:
     view = KeyView(lambda: ROOT)
     root = view.resolve(ROOT)
-    assert root is not None and root.root and root.role == "admin"
+    assert root is not None
+    assert root.root
+    assert root.role == "admin"
     assert view.resolve(ROOT + "x") is None
     admin = new_secret()
     view.apply(changed(admin, "second admin", "admin", 10, 10))
     view.apply(changed(ROOT, "admin (root key)", "admin", 1, 1, revoked=True))
     assert view.resolve(ROOT) is None  # revoked everywhere the registry reaches
     second = view.resolve(admin)
-    assert second is not None and second.role == "admin" and not second.root
+    assert second is not None
+    assert second.role == "admin"
+    assert not second.root
 
 
 def test_require_says_401_for_unknown_or_revoked_and_403_for_a_low_role() -> None:
@@ -89,7 +96,8 @@ def test_require_says_401_for_unknown_or_revoked_and_403_for_a_low_role() -> Non
     assert registry.require(None, annotator, "annotator").name == "ann"
     with pytest.raises(KeyDeniedError) as low:
         registry.require(None, annotator, "admin")
-    assert low.value.status == 403 and "annotator" in low.value.message
+    assert low.value.status == 403
+    assert "annotator" in low.value.message
     with pytest.raises(KeyDeniedError) as missing:
         registry.require(None, None, "viewer")
     assert missing.value.status == 401

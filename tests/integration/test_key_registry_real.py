@@ -1,0 +1,115 @@
+"""The key registry's view against the real embedded broker: a service reads the compacted
+topic from the beginning at each start (no consumer group), says when it has read it all,
+and applies a revocation published while it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.serving.gateway.app import build as build_gateway
+from services.serving.gateway.config import GatewaySettings
+from shared.bus import make_broker
+from shared.events import ApiKeyChanged
+from shared.keys import ROOT_NAME, KeyRegistry, changed, new_secret
+from shared.settings import ServiceSettings
+from shared.topics import Topic
+from tests.support.stack import until
+
+pytestmark = pytest.mark.integration
+
+
+async def _publish(settings: ServiceSettings, *records: ApiKeyChanged) -> None:
+    broker = make_broker(settings, client_id="test-key-issuer")
+    await broker.start()
+    try:
+        for record in records:
+            await broker.publish(
+                record.to_bytes(), Topic.API_KEYS.value, key=record.key_id.encode()
+            )
+    finally:
+        await broker.stop()
+
+
+async def _started_view(settings: ServiceSettings, name: str) -> tuple[KeyRegistry, object]:
+    registry = KeyRegistry(settings)
+    broker = make_broker(settings, client_id=name)
+    registry.attach(broker)
+    assert not registry.loaded()  # not read yet: issued keys are refused meanwhile
+    await broker.start()
+    await until(registry.loaded, timeout=30)
+    return registry, broker
+
+
+async def test_a_view_replays_the_registry_at_each_start_and_follows_revocations(
+    kafka: str,
+) -> None:
+    settings = ServiceSettings(kafka_bootstrap=kafka, require_authority=False)
+    kept, revoked_later = new_secret(), new_secret()
+    await _publish(
+        settings,
+        changed(kept, "kept", "operator", 1, 1),
+        changed(revoked_later, "later", "annotator", 1, 1),
+    )
+    first, broker = await _started_view(settings, "test-key-view-1")
+    try:
+        assert first.fresh()
+        assert first.resolve(kept) is not None
+        assert first.resolve(revoked_later) is not None
+        await _publish(settings, changed(revoked_later, "later", "annotator", 1, 1, revoked=True))
+        await until(lambda: first.resolve(revoked_later) is None, timeout=30)
+    finally:
+        await broker.stop()  # type: ignore[attr-defined]
+
+    restarted, broker = await _started_view(settings, "test-key-view-2")
+    try:
+        principal = restarted.resolve(kept)
+        assert principal is not None
+        assert principal.role == "operator"
+        assert restarted.resolve(revoked_later) is None
+    finally:
+        await broker.stop()  # type: ignore[attr-defined]
+
+
+async def test_a_key_the_gateway_issues_and_revokes_reaches_another_service(
+    kafka: str, tmp_path: Path
+) -> None:
+    """The whole path over the real broker: `llmops keys create|revoke` (the gateway's key
+    admin API) -> the registry topic -> another service's view."""
+    root = "root-key-of-this-test"
+    gateway_settings = GatewaySettings(
+        kafka_bootstrap=kafka, data_dir=tmp_path, admin_key=root, require_authority=False
+    )
+    _runtime, app = build_gateway(gateway_settings)
+    other, broker = await _started_view(
+        ServiceSettings(kafka_bootstrap=kafka, admin_key=root, require_authority=False),
+        "test-key-view-other",
+    )
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://gw") as http,
+        ):
+            await until(app.state.key_registry.loaded, timeout=30)
+            root_auth = {"authorization": f"Bearer {root}"}
+            made = await http.post(
+                "/v1/keys", json={"name": "ann", "role": "annotator"}, headers=root_auth
+            )
+            assert made.status_code == 200, made.text
+            secret, key_id = made.json()["key"], made.json()["key_id"]
+            await until(lambda: other.resolve(secret) is not None, timeout=30)
+            principal = other.resolve(secret)
+            assert principal is not None
+            assert (principal.name, principal.role) == ("ann", "annotator")
+            listed = (await http.get("/v1/keys", headers=root_auth)).json()["data"]
+            assert {k["name"] for k in listed} >= {ROOT_NAME, "ann"}
+            gone = await http.delete(f"/v1/keys/{key_id}", headers=root_auth)
+            assert gone.status_code == 200, gone.text
+            await until(lambda: other.resolve(secret) is None, timeout=30)
+            refused = await http.get("/v1/models", headers={"authorization": f"Bearer {secret}"})
+            assert refused.status_code == 401
+    finally:
+        await broker.stop()  # type: ignore[attr-defined]
