@@ -165,7 +165,7 @@ def deanonymize(
             out.print(f"  {name}: {value}")
     else:
         console.print(f"[red]{response.status_code}:[/] {body.get('error')}")
-    if response.status_code == 403:
+    if response.status_code in (401, 403):  # no live key, or not an admin one
         raise typer.Exit(EXIT_INVALID)
     if response.status_code != 200:
         raise typer.Exit(EXIT_FAILED)

@@ -30,13 +30,13 @@ async def principal(request: Request) -> Principal:
     key = key or request.headers.get("x-api-key") or request.cookies.get(COOKIE)
     found = request.app.state.keys.resolve(key)
     if found is None:
-        raise HTTPException(401, "an API key of role annotator or admin is required")
+        raise HTTPException(401, "a live API key of role annotator or above is required")
     return found  # type: ignore[no-any-return]
 
 
 async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if not who.is_admin:
-        raise HTTPException(403, "this action needs the admin role")
+        raise HTTPException(403, "this action needs role operator or above")
     return who
 
 

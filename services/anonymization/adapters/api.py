@@ -70,7 +70,8 @@ def build_api(
         try:
             return keys.require(authorization, x_api_key, PRIVILEGED_ROLE)
         except KeyDeniedError as denied:
-            return JSONResponse({"error": denied.message}, status_code=denied.status)
+            message = f"de-anonymization and erasure need the admin role: {denied.message}"
+            return JSONResponse({"error": message}, status_code=denied.status)
 
     @api.get("/healthz")
     async def healthz() -> dict[str, str]:
