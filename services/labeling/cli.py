@@ -15,7 +15,11 @@ from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, stdo
 
 label_app = typer.Typer(help="Labeling: projects, annotators, dataset cuts.", no_args_is_help=True)
 project_app = typer.Typer(help="Labeling projects.", no_args_is_help=True)
-annotators_app = typer.Typer(help="Annotator API keys.", no_args_is_help=True)
+annotators_app = typer.Typer(
+    help="Annotator keys valid in labeling only; for one key across the platform use "
+    "`llmops keys create NAME --role annotator`.",
+    no_args_is_help=True,
+)
 label_app.add_typer(project_app, name="project")
 label_app.add_typer(annotators_app, name="annotators")
 
@@ -81,7 +85,8 @@ def add_annotator(
     name: Annotated[str, typer.Argument(help="Annotator name.")],
     role: Annotated[str, typer.Option(help="annotator or admin.")] = "annotator",
 ) -> None:
-    """Issue a key for NAME (printed once; only its hash is stored)."""
+    """Issue a key for NAME valid in labeling only (printed once; only its hash is stored).
+    `llmops keys create NAME --role annotator` gives a key of the platform's one registry."""
     body = call("POST", "/api/annotators", json={"name": name, "role": role}).json()
     console.print(f"key for {body['name']} ({body['role']}); it is shown once:")
     stdout_line(body["key"])

@@ -17,6 +17,8 @@ import pytest
 from sqlmodel import SQLModel, create_engine
 
 from services.anonymization.adapters.api import build_api
+from services.audit.adapters import store as _audit_tables  # noqa: F401 (registers the tables)
+from services.audit.adapters.api import build_api as build_audit_api
 from services.serving.gateway.adapters.key_store import ApiKey, RegistryLookup, SqlKeyStore
 from services.serving.gateway.admin import KeyAdmin
 from services.serving.gateway.config import GatewaySettings
@@ -28,6 +30,7 @@ from shared.authority import Signer, provision
 from shared.events import ApiKeyChanged, AuditRecorded, Event
 from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM, KeyRegistry, KeyView, changed, new_secret
 from shared.settings import ServiceSettings
+from shared.storage import make_engine
 from shared.topics import Topic
 from tests.labeling.support import ADMIN as LABELING_ADMIN
 from tests.labeling.support import running
@@ -234,3 +237,22 @@ async def test_labeling_takes_registry_keys_of_annotator_role_and_drops_revoked_
         ui = await h.http.get("/ui", cookies={"llmops_labeling_key": annotator})
         assert ui.status_code == 303  # a revoked key's session is over too: back to sign-in
         assert ui.headers["location"] == "/login"
+
+
+# -- the audit trail ----------------------------------------------------------------------------
+async def test_the_audit_trail_is_read_with_operator_keys_of_the_registry(tmp_path: Path) -> None:
+    registry = KeyRegistry(ServiceSettings(require_authority=False), KeyView(lambda: ROOT))
+    annotator, operator = new_secret(), new_secret()
+    registry.view.apply(changed(annotator, "ann", "annotator", 1, 1))
+    registry.view.apply(changed(operator, "ops", "operator", 1, 1))
+    api = build_audit_api(make_engine(f"sqlite:///{tmp_path / 'audit.db'}"), registry, 100)
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as http:
+        assert (await http.get("/v1/audit", headers={"x-api-key": operator})).status_code == 200
+        low = await http.get("/v1/audit/verify", headers={"x-api-key": annotator})
+        assert low.status_code == 403
+        assert "operator" in low.json()["error"]
+        assert (await http.get("/v1/audit")).status_code == 401
+        registry.view.apply(changed(operator, "ops", "operator", 1, 1, revoked=True))
+        assert (await http.get("/v1/audit", headers={"x-api-key": operator})).status_code == 401
+        assert (await http.get("/v1/audit", headers={"x-api-key": ROOT})).status_code == 200
