@@ -90,7 +90,8 @@ def model_artifact(path: Path, upload: bool) -> ClaimCheck:
 @keys_app.command("create")
 def keys_create(
     principal: Annotated[
-        str | None, typer.Argument(help="Whom the key is for (its name).", show_default=False)
+        str | None,
+        typer.Argument(metavar="NAME", help="Whom the key is for (its name).", show_default=False),
     ] = None,
     *,
     role: Annotated[

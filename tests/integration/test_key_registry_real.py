@@ -4,11 +4,17 @@ and applies a revocation published while it runs."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from typer.testing import CliRunner
 
+from services.serving.cli import keys_app
 from services.serving.gateway.app import build as build_gateway
 from services.serving.gateway.config import GatewaySettings
 from shared.bus import make_broker
@@ -16,7 +22,7 @@ from shared.events import ApiKeyChanged
 from shared.keys import ROOT_NAME, KeyRegistry, changed, new_secret
 from shared.settings import ServiceSettings
 from shared.topics import Topic
-from tests.support.stack import until
+from tests.support.stack import free_port, until
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +80,12 @@ async def test_a_view_replays_the_registry_at_each_start_and_follows_revocations
 
 
 async def test_a_key_the_gateway_issues_and_revokes_reaches_another_service(
-    kafka: str, tmp_path: Path
+    kafka: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The whole path over the real broker: `llmops keys create|revoke` (the gateway's key
-    admin API) -> the registry topic -> another service's view."""
+    """The whole path over the real broker: `llmops keys create|list|revoke` -> the gateway's
+    key admin API -> the registry topic -> another service's view."""
     root = "root-key-of-this-test"
+    monkeypatch.setenv("LLMOPS_ADMIN_KEY", root)  # the CLI calls the gateway with it
     gateway_settings = GatewaySettings(
         kafka_bootstrap=kafka, data_dir=tmp_path, admin_key=root, require_authority=False
     )
@@ -87,29 +94,34 @@ async def test_a_key_the_gateway_issues_and_revokes_reaches_another_service(
         ServiceSettings(kafka_bootstrap=kafka, admin_key=root, require_authority=False),
         "test-key-view-other",
     )
-    transport = httpx.ASGITransport(app=app)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+
+    async def keys(*args: str) -> list[dict[str, Any]]:
+        result = await asyncio.to_thread(CliRunner().invoke, keys_app, [*args, "--url", url])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url="http://gw") as http,
-        ):
-            await until(app.state.key_registry.loaded, timeout=30)
-            root_auth = {"authorization": f"Bearer {root}"}
-            made = await http.post(
-                "/v1/keys", json={"name": "ann", "role": "annotator"}, headers=root_auth
-            )
-            assert made.status_code == 200, made.text
-            secret, key_id = made.json()["key"], made.json()["key_id"]
-            await until(lambda: other.resolve(secret) is not None, timeout=30)
-            principal = other.resolve(secret)
-            assert principal is not None
-            assert (principal.name, principal.role) == ("ann", "annotator")
-            listed = (await http.get("/v1/keys", headers=root_auth)).json()["data"]
-            assert {k["name"] for k in listed} >= {ROOT_NAME, "ann"}
-            gone = await http.delete(f"/v1/keys/{key_id}", headers=root_auth)
-            assert gone.status_code == 200, gone.text
-            await until(lambda: other.resolve(secret) is None, timeout=30)
+        await until(lambda: server.started, timeout=30)
+        await until(app.state.key_registry.loaded, timeout=30)
+        [made] = await keys("create", "ann", "--role", "annotator")
+        secret, key_id = made["key"], made["key_id"]
+        await until(lambda: other.resolve(secret) is not None, timeout=30)
+        principal = other.resolve(secret)
+        assert principal is not None
+        assert (principal.name, principal.role) == ("ann", "annotator")
+        listed = await keys("list")
+        assert {k["name"] for k in listed} >= {ROOT_NAME, "ann"}
+        assert all("key" not in k for k in listed)  # ids, never secrets
+        await keys("revoke", key_id)
+        await until(lambda: other.resolve(secret) is None, timeout=30)
+        async with httpx.AsyncClient(base_url=url) as http:
             refused = await http.get("/v1/models", headers={"authorization": f"Bearer {secret}"})
-            assert refused.status_code == 401
+        assert refused.status_code == 401
     finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, timeout=30)
         await broker.stop()  # type: ignore[attr-defined]

@@ -124,12 +124,17 @@ def test_every_variable_is_a_setting_of_its_service(compose_config: dict[str, An
 
 
 def test_every_topic_is_created_with_its_partitions_and_retention() -> None:
-    created = {name: (int(parts), int(ret)) for _, name, parts, ret in _init_lines("topic")}
+    created = {
+        name: (int(parts), int(ret), policy[0] if policy else "delete")
+        for _, name, parts, ret, *policy in _init_lines("topic")
+    }
     for topic in Topic:
         assert created[topic.value][0] == topic.partitions
         expected = topic.spec.retention_ms or DEFAULT_RETENTION_MS
         assert created[topic.value][1] == expected
-        assert topic.dlq in created
+        assert created[topic.value][2] == ("compact" if topic.spec.compacted else "delete")
+        assert created[topic.dlq][2] == "delete"
+    assert created[Topic.API_KEYS.value][2] == "compact"  # the key registry keeps every key
     raw = [t for t in Topic if t.spec.retention_ms]
     assert Topic.INFERENCE_REQUESTED in raw
     assert all(created[t.value][1] <= 24 * 3_600_000 for t in raw)  # raw text kept briefly
