@@ -130,13 +130,17 @@ class KeyView:
         self._id_of_hash: dict[str, str] = {}
         self.revoked: set[str] = set()
 
-    def apply(self, event: ApiKeyChanged) -> None:
-        """Take one record; a revocation sticks whatever comes after it."""
+    def apply(self, event: ApiKeyChanged) -> bool:
+        """Take one record (False: its id is not its hash's); a revocation sticks whatever
+        comes after it."""
+        if event.key_hash[:12] != event.key_id:
+            return False
         if event.revoked or event.key_id in self.revoked:
             self.revoked.add(event.key_id)
             event = event.model_copy(update={"revoked": True})
         self._by_id[event.key_id] = event
         self._id_of_hash[event.key_hash] = event.key_id
+        return True
 
     def entries(self) -> list[ApiKeyChanged]:
         return sorted(self._by_id.values(), key=lambda e: e.occurred_at)
@@ -152,13 +156,13 @@ class KeyView:
         digest = hash_key(secret)
         if digest[:12] in self.revoked:
             return None
+        root = self.root_secret()
+        if root and hmac.compare_digest(digest, hash_key(root)):
+            return ApiPrincipal(digest[:12], ROOT_NAME, "admin", ROOT_RPM, ROOT_TPM, root=True)
         key_id = self._id_of_hash.get(digest)
         if issued and key_id is not None:
             entry = self._by_id[key_id]
             return ApiPrincipal(entry.key_id, entry.name, entry.role, entry.rpm, entry.tpm)
-        root = self.root_secret()
-        if root and hmac.compare_digest(digest, hash_key(root)):
-            return ApiPrincipal(digest[:12], ROOT_NAME, "admin", ROOT_RPM, ROOT_TPM, root=True)
         return None
 
 
@@ -220,9 +224,9 @@ class KeyRegistry:
             self.rejected += 1
             log.error("key registry record unreadable", extra={"reason": exc.reason})
             return False
-        if not isinstance(event, ApiKeyChanged):
+        if not isinstance(event, ApiKeyChanged) or not self.view.apply(event):
+            self.rejected += 1
             return False
-        self.view.apply(event)
         return True
 
     # -- freshness ----------------------------------------------------------------------

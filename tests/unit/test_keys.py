@@ -155,3 +155,11 @@ def test_a_service_accepts_only_records_signed_by_the_issuer_or_the_admin(
     assert registry.receive(Signer.admin(ROOT).sign(revoked).to_bytes())  # the admin may too
     assert registry.resolve(secret) is None
     assert not registry.receive(b"not json")
+
+
+def test_a_record_whose_id_is_not_its_hash_is_refused() -> None:
+    view = KeyView()
+    secret, other = new_secret(), new_secret()
+    mismatched = changed(secret, "x", "admin", 1, 1).model_copy(update={"key_id": key_id_of(other)})
+    assert not view.apply(mismatched)
+    assert view.resolve(secret) is None
