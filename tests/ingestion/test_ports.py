@@ -47,7 +47,7 @@ def sent(jobs: FakeJobStore) -> list[tuple[uuid.UUID, list[str | None]]]:
 
 async def test_an_ingest_request_runs_on_the_job_store_port(data_dir: Path) -> None:
     jobs = FakeJobStore()
-    service = Service(data_dir, jobs=jobs, erasures=FakeErasureStore({}), anonymize=False)
+    service = Service(data_dir, jobs=jobs, erasures=FakeErasureStore(set()))
     texts = [*TEXTS, TEXTS[0]]  # one exact duplicate
 
     async def body() -> None:
@@ -63,10 +63,12 @@ async def test_an_ingest_request_runs_on_the_job_store_port(data_dir: Path) -> N
     ids = [sid for _eid, batch in sent(jobs) for sid in batch]
     assert ids == [f"t{i:03}" for i in range(9)]
     assert [len(b) for _eid, b in sent(jobs)] == [3, 1, 3, 1, 1]  # chunks of 4 rows, batches of 3
+    statuses = sorted((e.line, e.status) for e in report.lineage)  # the report's lineage
+    assert statuses == [(i, "kept") for i in range(1, 10)] + [(10, "exact_duplicate")]
 
 
 async def test_erasure_is_answered_from_the_erasure_store_port(data_dir: Path) -> None:
-    erasures = FakeErasureStore({"r1": ["v1", "v2"], "r2": ["v2"]})
+    erasures = FakeErasureStore({"r1", "r2"})
     service = Service(data_dir, jobs=FakeJobStore(), erasures=erasures)
     theirs = ErasureCompleted(
         request_id=uuid.uuid4(),
@@ -84,7 +86,7 @@ async def test_erasure_is_answered_from_the_erasure_store_port(data_dir: Path) -
 
     await run_with(service, body)
     (ours,) = [e for e in service.events(Topic.ERASURE_COMPLETED) if e.service == "ingestion"]
-    assert (ours.found, ours.records, ours.dataset_versions) == (True, ["r1"], ["v1", "v2"])
+    assert (ours.found, ours.records, ours.dataset_versions) == (True, ["r1"], [])
     assert ours.causation_id == theirs.event_id
     assert erasures.forgotten == ["r1"]
 
