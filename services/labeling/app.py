@@ -35,9 +35,7 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     labeling = Labeling(lease_s=settings.lease_s)
     curator = Curator(runtime.artifacts, labeling)
     labeling.on_final = curator.maybe_cut  # a version every N final labels
-    handlers.register(
-        runtime.bus, settings.consumer_group, curator, ingest_versions=settings.ingest_versions
-    )
+    handlers.register(runtime.bus, settings.consumer_group, curator)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -24,12 +24,6 @@ class LabelingSettings(ServiceSettings):
     )
     lease_s: float = Field(300.0, gt=0, description="How long a handed-out task stays leased.")
     consumer_group: str = Field("labeling", description="Prefix of the consumer groups.")
-    ingest_versions: bool = Field(
-        False,
-        description="Cut the unlabeled versions that ingest requests ask for. Off while the "
-        "ingestion service still cuts them itself (its version lineage holds source, line and "
-        "dropped duplicates, which only ingestion knows); on once that side is removed.",
-    )
     url: str = Field(
         "", description="Base URL of the service for the CLI (default http://127.0.0.1:<port>)."
     )

@@ -14,7 +14,7 @@ from shared.events import (
 from shared.topics import Topic
 
 
-def register(bus: EventBus, group: str, curator: Curator, *, ingest_versions: bool) -> None:
+def register(bus: EventBus, group: str, curator: Curator) -> None:
     async def on_records_anonymized(event: RecordsAnonymized, uow: UnitOfWork) -> None:
         curator.receive(uow, event)
 
@@ -33,7 +33,6 @@ def register(bus: EventBus, group: str, curator: Curator, *, ingest_versions: bo
     # handlers run on the event loop one at a time, so the "whichever comes last cuts the
     # version" checks of the curator never interleave within the process.
     bus.subscribe(Topic.RECORDS_ANONYMIZED, on_records_anonymized, group=f"{group}-records")
-    if ingest_versions:
-        bus.subscribe(Topic.INGEST_REQUESTED, on_ingest_requested, group=f"{group}-ingest")
-        bus.subscribe(Topic.INGEST_COMPLETED, on_ingest_completed, group=f"{group}-ingest-done")
+    bus.subscribe(Topic.INGEST_REQUESTED, on_ingest_requested, group=f"{group}-ingest")
+    bus.subscribe(Topic.INGEST_COMPLETED, on_ingest_completed, group=f"{group}-ingest-done")
     bus.subscribe(Topic.ERASURE_COMPLETED, on_erasure_completed, group=f"{group}-erasure")

@@ -72,7 +72,6 @@ class Harness:
             admin_key=ADMIN,
             database_url=database_url,
             lease_s=60,
-            ingest_versions=True,
         )
         self.runtime, self.app = build(settings)
         self.seen: dict[str, list[Event]] = {}
