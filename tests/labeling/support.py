@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from shared.bus.store import OutboxEntry
 from shared.events import Event, RecordsAnonymized, decode
 from shared.events.privacy import AnonymizedRecord
 from shared.topics import Topic
+from tests.anonymization.scan import skip_history
+from tests.support.stack import ServiceProcess
 
 ADMIN = "admin-secret-key"
 TICKETS = [
@@ -125,6 +128,22 @@ class Harness:
         res = await self.http.post("/api/annotators", json={"name": name}, headers=self.as_(ADMIN))
         assert res.status_code == 200, res.text
         return str(res.json()["key"])
+
+
+def start_curator(kafka: str, data_dir: Path, log: Path, **extra: str) -> ServiceProcess:
+    """The labeling service as a real process, in fresh consumer groups that skip what
+    earlier tests left in the broker: it cuts the versions of `llmops ingest --version`."""
+    group = f"labeling-{uuid.uuid4().hex[:8]}"
+    groups = [f"{group}-{name}" for name in ("records", "ingest", "ingest-done", "erasure")]
+    asyncio.run(skip_history(kafka, groups))
+    env = {
+        "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_LOG_LEVEL": "WARNING",
+        "LLMOPS_LABELING_CONSUMER_GROUP": group,
+        **extra,
+    }
+    return ServiceProcess("services.labeling", env, log).start(timeout=120)
 
 
 @asynccontextmanager

@@ -166,3 +166,41 @@ def test_a_service_without_migrations_falls_back_to_create_all(service_engine: F
     tables = set(inspect(engine).get_table_names())
     assert {"serving_snapshot", "bus_inbox", "bus_outbox", "alembic_version_bus"} <= tables
     assert "alembic_version" not in tables
+
+
+def test_ingestion_0002_drops_what_moved_to_labeling(tmp_path: Path) -> None:
+    """A database at ingestion_0001 loses the anonymized copies and version tables; its
+    jobs stay."""
+    from alembic import command
+
+    from shared.storage.migrations import SERVICE_VERSION_TABLE, chain_config
+
+    importlib.import_module(APPS["services.ingestion"])
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    chain = module_chain("services.ingestion")
+    assert chain is not None
+    old = make_engine(url, create=False)
+    config = chain_config(chain, SERVICE_VERSION_TABLE)
+    with old.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "ingestion_0001")
+        conn.execute(
+            text(
+                "INSERT INTO ingestion_job (request_id, dataset, request_json, status, position,"
+                " batch_index, spool_offset, version, created_at, updated_at) VALUES ('r1',"
+                " 'd', '{}', 'done', 3, 1, 0, 'v1', '2026-01-01', '2026-01-01')"
+            )
+        )
+        conn.commit()
+    old.dispose()
+    engine = engine_for(url, "ingestion", raw_url=url, module="services.ingestion")
+    tables = set(inspect(engine).get_table_names())
+    moved = {"ingestion_anonymized", "ingestion_version", "ingestion_version_member"}
+    assert not moved & tables
+    assert "version" not in {c["name"] for c in inspect(engine).get_columns("ingestion_job")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT request_id, position FROM ingestion_job")).all() == [
+            ("r1", 3)
+        ]
+    assert _version(engine, "alembic_version") == "ingestion_0002"
+    engine.dispose()
