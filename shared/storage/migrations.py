@@ -8,7 +8,8 @@ module, table ``alembic_version``). All chains share one ``env.py`` (``shared/st
 Two replicas starting at once take turns: a PostgreSQL advisory lock, a file lock on SQLite.
 A database created before its chain existed is adopted: when the version table is missing
 and every table listed in the base revision's ``ADOPT_IF_EXISTS`` exists, that revision is
-stamped instead of run. Services without a chain keep ``create_all`` (the caller's fallback).
+stamped instead of run. A process without a chain (an ad-hoc service name in a test) gets
+``create_all`` from its caller instead; where a chain exists, it alone makes the schema.
 
 ``python -m shared.storage.migrations revision DIR -m MESSAGE`` adds a revision to a chain.
 """

@@ -18,7 +18,7 @@ from sqlmodel import SQLModel
 
 from shared.storage import make_engine
 from shared.storage.db import create_tables, engine_for, schema_name
-from shared.storage.migrations import module_chain
+from shared.storage.migrations import SERVICE_VERSION_TABLE, module_chain, upgrade_chain
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +26,15 @@ pytestmark = pytest.mark.integration
 CHAINS = {
     "services.ingestion": "ingestion_",
     "services.anonymization": "anon_",
+    "services.labeling": "labeling_",
+    "services.training": "training_",
+    "services.evaluation": "eval_",
+    "services.monitoring": "monitoring_",
+    "services.audit": "audit_",
     "services.serving.gateway": "gateway_",
     "services.serving.worker": "serving_",
 }
-APPS = {
-    "services.ingestion": "services.ingestion.app",
-    "services.anonymization": "services.anonymization.app",
-    "services.serving.gateway": "services.serving.gateway.app",
-    "services.serving.worker": "services.serving.worker.app",
-}
+APPS = {module: f"{module}.app" for module in CHAINS}
 
 Factory = Callable[[str, str | None], Engine]
 
@@ -112,16 +112,35 @@ def test_chain_builds_exactly_the_models_tables(service_engine: Factory, module:
     assert _version(engine, "alembic_version") is not None
 
 
-def test_revisions_alone_create_every_table(service_engine: Factory) -> None:
-    """Without the create_all fallback the chain still yields every model table."""
-    importlib.import_module(APPS["services.ingestion"])
-    engine = service_engine(_name(), "services.ingestion")
-    tables = set(inspect(engine).get_table_names())
-    expected = set(_owned(("ingestion_", "bus_")).tables)
-    assert expected <= tables
-    revision_files = (Path("services/ingestion/migrations/versions")).glob("*.py")
-    created = "".join(p.read_text() for p in revision_files)
-    assert all(f'"{name}"' in created for name in expected - {"bus_inbox", "bus_outbox"})
+def test_every_process_with_tables_has_a_chain() -> None:
+    """A plug-in process whose models declare tables has migrations, and every model table
+    belongs to the bus chain or to exactly one process chain (a new service or table
+    without a revision fails here)."""
+    from shared.plugins import discover
+
+    modules = {spec.module for plugin in discover() for spec in plugin.processes}
+    assert modules == set(CHAINS), modules ^ set(CHAINS)
+    for module in sorted(modules):
+        importlib.import_module(APPS[module])
+        assert module_chain(module) is not None, f"{module} has no migrations/ folder"
+    for name in SQLModel.metadata.tables:
+        owners = [m for m, prefix in CHAINS.items() if name.startswith(prefix)]
+        assert name.startswith("bus_") or len(owners) == 1, (name, owners)
+
+
+@pytest.mark.parametrize("module", sorted(CHAINS))
+def test_revisions_alone_create_every_table(tmp_path: Path, module: str) -> None:
+    """The chain by itself, with no create_all after it, yields every model table."""
+    importlib.import_module(APPS[module])
+    chain = module_chain(module)
+    assert chain is not None
+    engine = make_engine(f"sqlite:///{tmp_path / 'chain.db'}", create=False)
+    try:
+        upgrade_chain(engine, chain, SERVICE_VERSION_TABLE, "probe")
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables == set(_owned((CHAINS[module],)).tables) | {SERVICE_VERSION_TABLE}
 
 
 def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path: Path) -> None:
@@ -132,7 +151,7 @@ def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path
         conn.execute(text("DROP TABLE alembic_version_bus"))  # as before any chain existed
     create_tables(first)
     again = service_engine(service, "services.anonymization")
-    assert _version(again, "alembic_version") == "anonymization_0001"
+    assert _version(again, "alembic_version") == "anonymization_0002"  # adopted, then upgraded
     assert _version(again, "alembic_version_bus") == "bus_0001"
 
 
