@@ -18,7 +18,7 @@ from sqlmodel import SQLModel
 
 from shared.storage import make_engine
 from shared.storage.db import create_tables, engine_for, schema_name
-from shared.storage.migrations import SERVICE_VERSION_TABLE, module_chain, upgrade_chain
+from shared.storage.migrations import chain_version_table, module_chain, upgrade_chain
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +109,9 @@ def test_chain_builds_exactly_the_models_tables(service_engine: Factory, module:
     ours = [d for d in diffs if _table_of(d).startswith(prefixes)]
     assert ours == [], ours
     assert _version(engine, "alembic_version_bus") == "bus_0001"
-    assert _version(engine, "alembic_version") is not None
+    chain = module_chain(module)
+    assert chain is not None
+    assert _version(engine, chain_version_table(chain)) is not None
 
 
 def test_every_process_with_tables_has_a_chain() -> None:
@@ -136,11 +138,35 @@ def test_revisions_alone_create_every_table(tmp_path: Path, module: str) -> None
     assert chain is not None
     engine = make_engine(f"sqlite:///{tmp_path / 'chain.db'}", create=False)
     try:
-        upgrade_chain(engine, chain, SERVICE_VERSION_TABLE, "probe")
+        upgrade_chain(engine, chain, chain_version_table(chain), "probe")
         tables = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    assert tables == set(_owned((CHAINS[module],)).tables) | {SERVICE_VERSION_TABLE}
+    assert tables == set(_owned((CHAINS[module],)).tables) | {chain_version_table(chain)}
+
+
+def test_training_and_optuna_share_a_database(
+    service_engine: Factory, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Optuna's RDB storage keeps its Alembic history in `alembic_version` of training's
+    database: the training chain keeps its own, so each accepts the other on every restart
+    (sharing the table, Optuna refused training's revision and the chain Optuna's)."""
+    import optuna
+
+    importlib.import_module(APPS["services.training"])
+    service = _name()
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    kwargs: dict[str, object] = {}
+    if "postgres" in request.node.callspec.id:
+        url = request.getfixturevalue("pg_url")
+        kwargs["connect_args"] = {"options": f"-csearch_path={schema_name(service)}"}
+    for _ in range(2):  # first start, then a restart of both on the same database
+        engine = service_engine(service, "services.training")
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        optuna.create_study(storage=storage, study_name=_name())
+        storage.engine.dispose()
+        assert _version(engine, "alembic_version_training") == "training_0001"
+        assert _version(engine, "alembic_version") not in (None, "training_0001")
 
 
 def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path: Path) -> None:

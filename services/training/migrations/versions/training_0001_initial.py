@@ -13,6 +13,10 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Optuna's RDB storage (the tuning studies, in this same database) keeps its own Alembic
+# history in `alembic_version`: this chain's is kept apart.
+VERSION_TABLE = "alembic_version_training"
+
 # Tables a database created by create_all (before this chain) already has: it is adopted.
 ADOPT_IF_EXISTS = (
     "training_policy",
