@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from shared.storage import make_engine
@@ -143,6 +144,27 @@ def test_revisions_alone_create_every_table(tmp_path: Path, module: str) -> None
     finally:
         engine.dispose()
     assert tables == set(_owned((CHAINS[module],)).tables) | {chain_version_table(chain)}
+
+
+def test_the_audit_chain_makes_the_trail_append_only(service_engine: Factory) -> None:
+    """The triggers the audit store attaches to create_all come with the chain's table too."""
+    importlib.import_module(APPS["services.audit"])
+    engine = service_engine(_name(), "services.audit")
+    row = {"s": 1, "e": "e1", "o": "t", "p": "p", "a": "a", "u": "u", "x": "x", "h": "h"}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_entry (seq, event_id, occurred_at, producer, action, actor, "
+                "allowed, target, details_json, prev_hash, hash) "
+                "VALUES (:s, :e, :o, :p, :a, :u, true, :x, '{}', '', :h)"
+            ),
+            row,
+        )
+    for statement in ("UPDATE audit_entry SET actor = 'mallory'", "DELETE FROM audit_entry"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM audit_entry")).all() == [("u",)]
 
 
 def test_training_and_optuna_share_a_database(
