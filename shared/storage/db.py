@@ -73,8 +73,11 @@ def engine_for(
     """Engine for one service, given the URL resolved from settings, its schema migrated.
 
     The bus chain and the chain beside ``module`` (the process module, whose
-    ``migrations/`` folder holds the service's revisions) are applied first; ``create_all``
-    then adds the tables no chain knows (services without migrations yet).
+    ``migrations/`` folder holds the service's revisions) are applied. Only a process
+    without a chain of its own (a test's ad-hoc service name) gets ``create_all`` after
+    them: where a chain exists it alone decides the schema, so a table added to the models
+    without a revision is missing here and in tests, not created behind the chain's back
+    (where the next revision that adds it would then fail on "already exists").
     """
     from shared.storage.migrations import upgrade
 
@@ -82,6 +85,7 @@ def engine_for(
     if not settings_url.startswith("sqlite") and "{service}" not in (raw_url or ""):
         schema = schema_name(service)
     engine = make_engine(settings_url, schema=schema, create=False)
-    upgrade(engine, service, module)
-    create_tables(engine)
+    applied = upgrade(engine, service, module)
+    if service not in applied:
+        create_tables(engine)
     return engine

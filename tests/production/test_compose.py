@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic_settings import BaseSettings
 
 from shared.deploy.acl import Grant, allowed
 from shared.deploy.kafka import DEFAULT_RETENTION_MS, password_variable, render_init_script
+from shared.deploy.prometheus import render_prometheus_config
 from shared.plugins import ServicePlugin, discover
 from shared.settings import ServiceSettings
 from shared.topics import Topic
@@ -20,6 +25,9 @@ from tests.production.conftest import COMPOSE_DIR, ROOT
 pytestmark = pytest.mark.unit
 
 INIT = COMPOSE_DIR / "kafka" / "init.sh"
+PROMETHEUS = COMPOSE_DIR / "prometheus" / "prometheus.yml"
+JOBS = {"kafka-init", "minio-init"}  # run once and exit
+NO_SHELL = {"otel-collector", "tempo"}  # images without a shell or HTTP client to probe with
 DEPLOY_VARIABLES = {"LLMOPS_PROCESS"}  # read by shared.deploy.run / health
 
 
@@ -213,7 +221,7 @@ def test_mounted_config_files_exist(raw_compose: dict[str, Any]) -> None:
     for name, service in raw_compose["services"].items():
         for volume in service.get("volumes", []):
             source = str(volume).split(":", 1)[0]
-            if source.startswith("./") and not source.startswith(("./prometheus", "./grafana")):
+            if source.startswith("./"):
                 assert (COMPOSE_DIR / source).exists(), f"{name} mounts missing {source}"
 
 
@@ -221,3 +229,62 @@ def test_compose_kafka_files_are_executable_shell() -> None:
     for script in (INIT, COMPOSE_DIR / "kafka" / "broker.sh"):
         assert script.read_text().startswith("#!/bin/bash")
     assert Path(INIT).stat().st_mode & 0o111
+
+
+def test_prometheus_scrapes_every_process_of_every_replica(compose_config: dict[str, Any]) -> None:
+    assert PROMETHEUS.read_text() == render_prometheus_config(discover()), (
+        "compose/prometheus/prometheus.yml is stale: run `.venv/bin/python -m shared.deploy "
+        "prometheus`"
+    )
+    jobs = {
+        job["job_name"]: job for job in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]
+    }
+    services = compose_config["services"]
+    for plugin in discover():
+        for spec in plugin.processes:
+            (sd,) = jobs[spec.label]["dns_sd_configs"]  # every replica, not one of them
+            assert sd["names"] == [spec.label]
+            assert sd["type"] == "A"
+            assert spec.label in services  # the name Docker's DNS answers for
+            assert sd["port"] == spec.port  # the admin port shared.deploy.run gives it
+            assert "LLMOPS_ADMIN_PORT" not in services[spec.label]["environment"]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing: `make system` installs Debian's prometheus")
+        pytest.skip("promtool is missing (Debian package prometheus)")
+    check = subprocess.run(
+        [promtool, "check", "config", str(PROMETHEUS)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_grafana_reads_prometheus_and_tempo(compose_config: dict[str, Any]) -> None:
+    path = COMPOSE_DIR / "grafana" / "provisioning" / "datasources" / "llmops.yml"
+    sources = {d["type"]: d for d in yaml.safe_load(path.read_text())["datasources"]}
+    tempo_port = yaml.safe_load((COMPOSE_DIR / "tempo" / "tempo.yaml").read_text())["server"][
+        "http_listen_port"
+    ]
+    assert sources["prometheus"]["url"] == "http://prometheus:9090"
+    assert sources["tempo"]["url"] == f"http://tempo:{tempo_port}"
+    dashboards = (COMPOSE_DIR / "grafana" / "dashboards").glob("*.json")
+    uids = {s["uid"] for s in sources.values()}
+    for dashboard in dashboards:
+        for uid in re.findall(r'"uid": "([^"]+)"', dashboard.read_text()):
+            assert uid in uids or uid.startswith("llmops"), (dashboard.name, uid)
+    assert {"prometheus", "tempo"} <= set(compose_config["services"]["grafana"]["depends_on"])
+
+
+def test_every_container_has_a_restart_policy_limits_and_a_health_check(
+    compose_config: dict[str, Any],
+) -> None:
+    for name, service in compose_config["services"].items():
+        if name in JOBS:
+            assert service["restart"] == "on-failure", name
+            continue
+        assert service["restart"] == "unless-stopped", name
+        limits = service["deploy"]["resources"]["limits"]
+        assert limits["memory"], name
+        assert limits["cpus"], name
+        if name not in NO_SHELL:
+            assert service["healthcheck"]["test"], name

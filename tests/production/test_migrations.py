@@ -14,11 +14,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from shared.storage import make_engine
 from shared.storage.db import create_tables, engine_for, schema_name
-from shared.storage.migrations import module_chain
+from shared.storage.migrations import chain_version_table, module_chain, upgrade_chain
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +27,15 @@ pytestmark = pytest.mark.integration
 CHAINS = {
     "services.ingestion": "ingestion_",
     "services.anonymization": "anon_",
+    "services.labeling": "labeling_",
+    "services.training": "training_",
+    "services.evaluation": "eval_",
+    "services.monitoring": "monitoring_",
+    "services.audit": "audit_",
     "services.serving.gateway": "gateway_",
     "services.serving.worker": "serving_",
 }
-APPS = {
-    "services.ingestion": "services.ingestion.app",
-    "services.anonymization": "services.anonymization.app",
-    "services.serving.gateway": "services.serving.gateway.app",
-    "services.serving.worker": "services.serving.worker.app",
-}
+APPS = {module: f"{module}.app" for module in CHAINS}
 
 Factory = Callable[[str, str | None], Engine]
 
@@ -109,19 +110,85 @@ def test_chain_builds_exactly_the_models_tables(service_engine: Factory, module:
     ours = [d for d in diffs if _table_of(d).startswith(prefixes)]
     assert ours == [], ours
     assert _version(engine, "alembic_version_bus") == "bus_0001"
-    assert _version(engine, "alembic_version") is not None
+    chain = module_chain(module)
+    assert chain is not None
+    assert _version(engine, chain_version_table(chain)) is not None
 
 
-def test_revisions_alone_create_every_table(service_engine: Factory) -> None:
-    """Without the create_all fallback the chain still yields every model table."""
-    importlib.import_module(APPS["services.ingestion"])
-    engine = service_engine(_name(), "services.ingestion")
-    tables = set(inspect(engine).get_table_names())
-    expected = set(_owned(("ingestion_", "bus_")).tables)
-    assert expected <= tables
-    revision_files = (Path("services/ingestion/migrations/versions")).glob("*.py")
-    created = "".join(p.read_text() for p in revision_files)
-    assert all(f'"{name}"' in created for name in expected - {"bus_inbox", "bus_outbox"})
+def test_every_process_with_tables_has_a_chain() -> None:
+    """A plug-in process whose models declare tables has migrations, and every model table
+    belongs to the bus chain or to exactly one process chain (a new service or table
+    without a revision fails here)."""
+    from shared.plugins import discover
+
+    modules = {spec.module for plugin in discover() for spec in plugin.processes}
+    assert modules == set(CHAINS), modules ^ set(CHAINS)
+    for module in sorted(modules):
+        importlib.import_module(APPS[module])
+        assert module_chain(module) is not None, f"{module} has no migrations/ folder"
+    for name in SQLModel.metadata.tables:
+        owners = [m for m, prefix in CHAINS.items() if name.startswith(prefix)]
+        assert name.startswith("bus_") or len(owners) == 1, (name, owners)
+
+
+@pytest.mark.parametrize("module", sorted(CHAINS))
+def test_revisions_alone_create_every_table(tmp_path: Path, module: str) -> None:
+    """The chain by itself, with no create_all after it, yields every model table."""
+    importlib.import_module(APPS[module])
+    chain = module_chain(module)
+    assert chain is not None
+    engine = make_engine(f"sqlite:///{tmp_path / 'chain.db'}", create=False)
+    try:
+        upgrade_chain(engine, chain, chain_version_table(chain), "probe")
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables == set(_owned((CHAINS[module],)).tables) | {chain_version_table(chain)}
+
+
+def test_the_audit_chain_makes_the_trail_append_only(service_engine: Factory) -> None:
+    """The triggers the audit store attaches to create_all come with the chain's table too."""
+    importlib.import_module(APPS["services.audit"])
+    engine = service_engine(_name(), "services.audit")
+    row = {"s": 1, "e": "e1", "o": "t", "p": "p", "a": "a", "u": "u", "x": "x", "h": "h"}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO audit_entry (seq, event_id, occurred_at, producer, action, actor, "
+                "allowed, target, details_json, prev_hash, hash) "
+                "VALUES (:s, :e, :o, :p, :a, :u, true, :x, '{}', '', :h)"
+            ),
+            row,
+        )
+    for statement in ("UPDATE audit_entry SET actor = 'mallory'", "DELETE FROM audit_entry"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT actor FROM audit_entry")).all() == [("u",)]
+
+
+def test_training_and_optuna_share_a_database(
+    service_engine: Factory, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Optuna's RDB storage keeps its Alembic history in `alembic_version` of training's
+    database: the training chain keeps its own, so each accepts the other on every restart
+    (sharing the table, Optuna refused training's revision and the chain Optuna's)."""
+    import optuna
+
+    importlib.import_module(APPS["services.training"])
+    service = _name()
+    url = f"sqlite:///{tmp_path / 'svc.db'}"
+    kwargs: dict[str, object] = {}
+    if "postgres" in request.node.callspec.id:
+        url = request.getfixturevalue("pg_url")
+        kwargs["connect_args"] = {"options": f"-csearch_path={schema_name(service)}"}
+    for _ in range(2):  # first start, then a restart of both on the same database
+        engine = service_engine(service, "services.training")
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        optuna.create_study(storage=storage, study_name=_name())
+        storage.engine.dispose()
+        assert _version(engine, "alembic_version_training") == "training_0001"
+        assert _version(engine, "alembic_version") not in (None, "training_0001")
 
 
 def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path: Path) -> None:
@@ -132,7 +199,7 @@ def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path
         conn.execute(text("DROP TABLE alembic_version_bus"))  # as before any chain existed
     create_tables(first)
     again = service_engine(service, "services.anonymization")
-    assert _version(again, "alembic_version") == "anonymization_0001"
+    assert _version(again, "alembic_version") == "anonymization_0002"  # adopted, then upgraded
     assert _version(again, "alembic_version_bus") == "bus_0001"
 
 
