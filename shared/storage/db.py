@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
@@ -47,6 +48,11 @@ def make_engine(url: str, *, schema: str | None = None, create: bool = True) -> 
         engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         if schema:
             with engine.begin() as conn:
+                # replicas starting at once: IF NOT EXISTS alone still races on the catalog
+                # (unique violation); the transaction-scoped lock makes them take turns
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(schema.encode())}
+                )
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     if create:
         create_tables(engine)
