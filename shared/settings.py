@@ -103,6 +103,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_SPANS_FILE"),
         description="Append finished spans as JSON lines to this file (debugging, tests).",
     )
+    process: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_PROCESS"),
+        description="This container's process label (`python -m shared.deploy.run`, its "
+        "health check), e.g. `serving-worker`.",
+    )
     admin_host: str = Field("127.0.0.1", validation_alias=_env("LLMOPS_ADMIN_HOST"))
     admin_port: int = Field(
         0,

@@ -17,6 +17,11 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = Field(0, description="HTTP port (API, /healthz, /metrics); 0: admin port or 8000.")
     host: str = Field("127.0.0.1", description="Interface to listen on.")
+    url: str | None = Field(
+        None,
+        description="Base URL clients on this machine (the demo) reach the gateway at; "
+        "default http://127.0.0.1:<port>.",
+    )
     id: str | None = Field(
         None,
         pattern=rf"^{GATEWAY_ID_PATTERN}$",
@@ -37,3 +42,8 @@ class GatewaySettings(ServiceSettings):
         None,
         description="sentence-transformers dir; default: the packaged all-MiniLM-L6-v2.",
     )
+
+    @property
+    def base_url(self) -> str:
+        """Where a client reaches the gateway: ``url``, else the local port."""
+        return (self.url or f"http://127.0.0.1:{self.port or 8000}").rstrip("/")
