@@ -7,26 +7,26 @@ import typer
 from shared.cli import demo, events, stack
 from shared.plugins import discover
 
-app = typer.Typer(
-    name="llmops",
-    help="Run the whole life of an LLM: ingest, anonymize, label, train, evaluate, serve, monitor.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-for _module in (stack, events, demo):
-    _module.register(app)
-
-
-def _mount_services() -> None:
-    """Each service's own commands, from its plug-in (``services/<svc>/cli.py``)."""
+def build_app() -> typer.Typer:
+    """The platform's commands, then each service's own, from its plug-in
+    (``services/<svc>/cli.py``)."""
+    app = typer.Typer(
+        name="llmops",
+        help="Run the whole life of an LLM: ingest, anonymize, label, train, evaluate, serve, "
+        "monitor.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    for module in (stack, events, demo):
+        module.register(app)
     for plugin in discover():
         if (register := plugin.load_cli()) is not None:
             register(app)
+    return app
 
 
-_mount_services()
+app = build_app()
 
 
 def main() -> None:

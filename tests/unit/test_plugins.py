@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,80 @@ def test_shared_names_no_service_module() -> None:
             ):
                 offenders.append(f"{path}:{node.lineno}")
     assert not offenders, offenders
+
+
+ACME_PLUGIN = '''
+from shared.plugins import ProcessSpec, ServicePlugin
+from shared.topics import Topic
+
+PLUGIN = ServicePlugin(
+    name="acme",
+    description="A service the platform has never heard of.",
+    order=65,
+    processes=(ProcessSpec("acme", "acme", "acme_llmops", 19077, "LLMOPS_ACME_PORT"),),
+    consumes=(Topic.MODEL_PROMOTED,),
+    produces=(Topic.ALERT_RAISED,),
+    cli="acme_llmops.cli:register",
+    demo="acme_llmops.demo:run",
+)
+'''
+ACME_CLI = '''
+import typer
+
+acme_app = typer.Typer(no_args_is_help=True)
+
+
+@acme_app.command()
+def hello() -> None:
+    print("hello from acme")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(acme_app, name="acme")
+'''
+
+
+@pytest.fixture
+def acme_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A new service, installed as a distribution of its own: its folder and one entry point
+    (what `pip install` writes), nothing else."""
+    package = tmp_path / "acme_llmops"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("")
+    (package / "plugin.py").write_text(ACME_PLUGIN)
+    (package / "cli.py").write_text(ACME_CLI)
+    (package / "demo.py").write_text("def run(ctx):\n    ctx.say('acme stage')\n")
+    dist = tmp_path / "acme_llmops-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-llmops\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[llmops.services]\nacme = acme_llmops.plugin:PLUGIN\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    discover.cache_clear()
+    yield
+    discover.cache_clear()
+
+
+@pytest.mark.usefixtures("acme_installed")
+def test_adding_a_service_is_one_folder_and_one_entry_point() -> None:
+    """`up`, `status`, the CLI, `demo` and the production ACLs pick it up; shared/ unchanged."""
+    from typer.testing import CliRunner
+
+    from shared.cli.demo import _stages
+    from shared.cli.main import build_app
+    from shared.deploy.kafka import render_init_script
+
+    names = [p.name for p in discover()]
+    assert names.index("serving") < names.index("acme") < names.index("monitoring")  # by order
+    assert [s.label for s in processes({"acme"})] == ["acme"]  # what `llmops up` starts
+    assert processes({"acme"})[0].module == "acme_llmops"
+    result = CliRunner().invoke(build_app(), ["acme", "hello"])
+    assert result.exit_code == 0, result.output
+    assert "hello from acme" in result.output
+    assert "acme" in [name for name, _stage in _stages()]
+    init = render_init_script(discover())
+    assert 'user acme "${' in init
+    assert "acl acme topic literal Describe,Write llmops.alert.raised.v1" in init
+    assert "acl acme topic literal Describe,Read llmops.model.promoted.v1" in init
