@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +152,38 @@ def test_adding_a_service_is_one_folder_and_one_entry_point() -> None:
     assert 'user acme "${' in init
     assert "acl acme topic literal Describe,Write llmops.alert.raised.v1" in init
     assert "acl acme topic literal Describe,Read llmops.model.promoted.v1" in init
+
+
+def _readme_processes() -> dict[str, tuple[set[str], set[str]]]:
+    """README's process table, per service: the catalogue topics each row names."""
+    catalogue = {t.value.removeprefix("llmops.").rsplit(".v", 1)[0] for t in Topic}
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("| process | consumes | produces | port |") :]
+    table: dict[str, tuple[set[str], set[str]]] = {}
+    for line in section.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        process, consumes, produces, _port = (c.strip() for c in line.strip("|").split("|"))
+
+        def topics(cell: str) -> set[str]:
+            named = set(re.findall(r"`([a-z.*-]+)`", cell))
+            return {t for n in named for t in catalogue if fnmatch.fnmatch(t, n)}
+
+        got = table.setdefault(process.split()[0], (set(), set()))
+        got[0].update(topics(consumes))
+        got[1].update(topics(produces))
+    return table
+
+
+def test_readme_process_table_matches_the_plugins() -> None:
+    """The README's 'What runs' table says what each plug-in declares (ports included)."""
+    table = _readme_processes()
+    text = (ROOT / "README.md").read_text()
+    assert set(table) == {p.name for p in discover()}
+    for plugin in discover():
+        consumes, produces = table[plugin.name]
+        short = {t: t.value.removeprefix("llmops.").rsplit(".v", 1)[0] for t in Topic}
+        assert consumes == {short[t] for t in plugin.consumes}, plugin.name
+        assert produces == {short[t] for t in plugin.produces}, plugin.name
+        for spec in plugin.processes:
+            assert re.search(rf"\| {spec.port}\b", text), f"{spec.label}: port {spec.port}"
