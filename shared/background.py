@@ -2,8 +2,9 @@
 
 The outbox relay, ingestion's job runner and the gateway's reply router share it: one
 asyncio task, ``kick()`` from code on the event loop (from a thread:
-``loop.call_soon_threadsafe(bg.kick)``), ``stop()`` cancels and awaits the task. A step returns True when there may be more work right away
-(the loop runs it again without waiting). A step that raises is logged and retried after
+``loop.call_soon_threadsafe(bg.kick)``), ``stop()`` cancels and awaits the task. A step
+returns True when there may be more work right away (the loop runs it again without
+waiting). A step that raises is logged and retried after
 ``retry_s * 2**(failures - 1)`` seconds (at most ``max_retry_s``) without waiting for a
 kick; a success resets the count.
 """

@@ -7,6 +7,7 @@ import typer
 from shared.cli import demo, events, stack
 from shared.plugins import discover
 
+
 def build_app() -> typer.Typer:
     """The platform's commands, then each service's own, from its plug-in
     (``services/<svc>/cli.py``)."""

@@ -77,7 +77,7 @@ def test_shared_names_no_service_module() -> None:
     assert not offenders, offenders
 
 
-ACME_PLUGIN = '''
+ACME_PLUGIN = """
 from shared.plugins import ProcessSpec, ServicePlugin
 from shared.topics import Topic
 
@@ -91,8 +91,8 @@ PLUGIN = ServicePlugin(
     cli="acme_llmops.cli:register",
     demo="acme_llmops.demo:run",
 )
-'''
-ACME_CLI = '''
+"""
+ACME_CLI = """
 import typer
 
 acme_app = typer.Typer(no_args_is_help=True)
@@ -105,7 +105,7 @@ def hello() -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(acme_app, name="acme")
-'''
+"""
 
 
 @pytest.fixture
@@ -122,9 +122,7 @@ def acme_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     dist = tmp_path / "acme_llmops-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-llmops\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        "[llmops.services]\nacme = acme_llmops.plugin:PLUGIN\n"
-    )
+    (dist / "entry_points.txt").write_text("[llmops.services]\nacme = acme_llmops.plugin:PLUGIN\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     discover.cache_clear()
     yield
