@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import uuid
 from pathlib import Path
@@ -116,3 +117,13 @@ async def test_a_job_that_keeps_failing_is_failed_with_a_reason(tmp_path: Path) 
     (report,) = jobs.of(IngestCompleted)
     assert report.failed == "internal error; see logs"
     assert jobs.next_job() is None
+
+
+def test_the_use_cases_import_no_database_library() -> None:
+    """`make lint` keeps them off adapters/ (import-linter); this keeps them off sqlmodel."""
+    root = Path(__file__).resolve().parents[2] / "services" / "ingestion"
+    for name in ("handlers", "jobs", "erasure"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in imported if m.split(".")[0] in {"sqlmodel", "sqlalchemy"}}, name
