@@ -264,3 +264,57 @@ async def test_the_real_ingestion_report_gives_labelings_version_its_lineage(
     (entry,) = json.loads(shown.stdout)["lineage"]
     assert entry["record_id"] == lineage["t2"]["record_id"]
     assert entry["duplicates"][0]["line"] == 10
+
+
+async def test_a_version_keeps_source_ids_and_metadata(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8: the user's ticket ids (``--id-field``) and ``--meta`` fields reach the
+    version's records and lineage, and `llmops datasets show --record t001` finds the ticket."""
+    request = IngestRequested(
+        dataset="tickets",
+        records=[
+            {"id": "t001", "text": "My parcel is late.", "lang": "en", "priority": 2},
+            {"id": 2, "text": "Refund me please.", "lang": "en", "priority": None},
+            {"id": "t003", "text": "The app crashes on start.", "lang": "de"},
+        ],
+        mapping=FieldMapping(id_field="id", metadata_fields=["lang", "priority"]),
+        cut_version=True,
+    )
+    ingestion = Ingestion(data_dir)
+
+    async def ingest() -> IngestCompleted:
+        await ingestion.publish(request)
+        (report,) = await ingestion.wait(Topic.INGEST_COMPLETED)
+        return report  # type: ignore[no-any-return]
+
+    report = await run_with(ingestion, ingest)
+    outputs = [anonymize(ingestion, b) for b in ingestion.events(Topic.RECORDS_INGESTED)]
+    async with running(data_dir) as h:
+        for event in [request, *outputs, report]:
+            await h.publish(event)
+        versioned = await h.wait(
+            Topic.DATASET_VERSIONED, lambda e: e.causation_id == request.event_id
+        )
+    manifest = version_of(h, versioned)
+    records = list(iter_records(h.runtime.artifacts, manifest))
+    assert [(r["source_id"], r["metadata"]) for r in records] == [
+        ("t001", {"lang": "en", "priority": 2}),
+        ("2", {"lang": "en", "priority": None}),
+        ("t003", {"lang": "de"}),
+    ]
+    lineage = {e["source_id"]: e for e in iter_lineage(h.runtime.artifacts, manifest)}
+    assert set(lineage) == {"t001", "2", "t003"}
+    assert (lineage["t001"]["record_id"], lineage["t001"]["line"]) == (records[0]["record_id"], 1)
+
+    monkeypatch.setattr(
+        datasets_cli,
+        "_resolve",
+        lambda _cfg, _ref: (manifest, ArtifactStore(str(data_dir / "artifacts"))),
+    )
+    shown = CliRunner().invoke(
+        datasets_cli.datasets_app, ["show", "tickets", "--record", "t001", "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    (entry,) = json.loads(shown.stdout)["lineage"]
+    assert (entry["record_id"], entry["source_id"]) == (records[0]["record_id"], "t001")
