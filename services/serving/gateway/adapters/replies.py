@@ -12,7 +12,6 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import decode_chunks
 from shared.events import Event, EventDecodeError, decode
 from shared.events.serving import (
     InferenceChunk,
@@ -20,6 +19,7 @@ from shared.events.serving import (
     WorkerHeartbeat,
 )
 from shared.settings import kafka_client_options
+from shared.wire import decode_chunks
 
 log = logging.getLogger(__name__)
 Reply = Event | InferenceChunk
