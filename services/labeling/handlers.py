@@ -58,7 +58,9 @@ def register_replies(
     broker: KafkaBroker, topic: str, suggester: ModelSuggester, *, fetch_max_wait_ms: int
 ) -> None:
     """This process' inference reply topic (no group: only this process reads it), from
-    now on: questions left pending by an earlier run are asked again at start."""
+    its start (10 minutes retained): no reply is missed while the consumer is still finding
+    the end of the topic; replies to an earlier run's questions find no pending question
+    (those are asked again at start) and change nothing."""
 
     async def on_inference_reply(message: KafkaMessage) -> None:
         suggester.on_reply(message.body)
@@ -66,6 +68,6 @@ def register_replies(
     broker.subscriber(
         topic,
         ack_policy=AckPolicy.ACK_FIRST,
-        auto_offset_reset="latest",
+        auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_max_wait_ms,
     )(on_inference_reply)
