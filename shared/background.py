@@ -58,8 +58,11 @@ class BackgroundLoop:
         return self._task is not None and not self._task.done()
 
     async def _wait(self) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands
+        # as a kick completes the wait, and stop() then waits for a loop that never ends
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+            async with asyncio.timeout(self.interval_s):
+                await self._wake.wait()
         # a short linger lets a busy producer commit a little more: one step takes it all
         if self.linger_s:
             await asyncio.sleep(self.linger_s)

@@ -110,7 +110,8 @@ acl ingestion topic prefixed Describe llmops.
 acl labeling group prefixed Describe,Read labeling
 acl labeling topic literal Describe,Read llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
 acl labeling topic literal Describe,Read,Write llmops.erasure.completed.v1
-acl labeling topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.inference.requested.v1 llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.labeling
 acl labeling topic prefixed Describe llmops.
 acl monitoring group prefixed Describe,Read monitoring
 acl monitoring topic literal Describe,Read llmops.dataset.versioned.v1 llmops.model.evaluated.v1 llmops.model.promoted.v1 llmops.model.rolled-back.v1 llmops.model.trained.v1 llmops.records.anonymized.v1 llmops.records.labeled.v1 llmops.training.progressed.v1 llmops.worker.heartbeat.v1

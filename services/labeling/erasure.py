@@ -15,6 +15,7 @@ from services.labeling.adapters.store import (
     AnnotationRow,
     CutRow,
     LeaseRow,
+    ModelAskRow,
     RecordRow,
     SkipRow,
     TaskRow,
@@ -50,7 +51,7 @@ def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCo
         removed["annotations"] += len(
             session.exec(select(AnnotationRow.id).where(AnnotationRow.task_id == task.id)).all()
         )
-        for table in (AnnotationRow, LeaseRow, SkipRow):
+        for table in (AnnotationRow, LeaseRow, SkipRow, ModelAskRow):
             session.exec(delete(table).where(col(table.task_id) == task.id))  # type: ignore[attr-defined]
         if task.status != "erased":
             removed["tasks"] += 1

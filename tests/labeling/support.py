@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -147,14 +147,24 @@ def start_curator(kafka: str, data_dir: Path, log: Path, **extra: str) -> Servic
 
 
 @asynccontextmanager
-async def running(data_dir: Path, database_url: str | None = None) -> AsyncIterator[Harness]:
+async def running(
+    data_dir: Path,
+    database_url: str | None = None,
+    setup: Callable[[Harness], object] | None = None,
+) -> AsyncIterator[Harness]:
+    """The service started in memory; ``setup`` adds subscribers (fakes of other services)
+    to its broker before it starts."""
     harness = Harness(data_dir, database_url)
+    if setup is not None:
+        setup(harness)
     async with TestKafkaBroker(harness.runtime.broker):
         await harness.runtime.bus.start()
+        await harness.app.state.suggester.start()
         transport = httpx.ASGITransport(app=harness.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://labeling") as client:
             harness.http = client
             try:
                 yield harness
             finally:
+                await harness.app.state.suggester.stop()
                 await harness.runtime.bus.stop()

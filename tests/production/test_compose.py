@@ -158,17 +158,27 @@ def test_every_acl_matches_the_contract() -> None:
             assert writes == (topic in plugin.produces), (plugin.name, "Write", topic)
             assert allowed(grants, plugin.name, "Write", topic.dlq) == (topic in plugin.consumes)
             assert allowed(grants, plugin.name, "Describe", topic.value)
-        for other in plugins:  # a prefix of one service is nobody else's
-            for prefix in other.topic_prefixes:
+        for other in plugins:  # a prefix of one service is nobody else's (unless it lies
+            for prefix in other.topic_prefixes:  # inside one of theirs: serving's replies)
                 probe = prefix + "some-instance"
-                assert allowed(grants, plugin.name, "Read", probe) == (plugin is other)
-                assert allowed(grants, plugin.name, "Create", probe) == (plugin is other)
+                owns = plugin is other or any(probe.startswith(p) for p in plugin.topic_prefixes)
+                assert allowed(grants, plugin.name, "Read", probe) == owns
+                assert allowed(grants, plugin.name, "Create", probe) == owns
 
 
 def test_serving_reply_topics_are_granted() -> None:
     grants = _grants()
     for op in ("Create", "Delete", "Read", "Write"):
         assert allowed(grants, "serving", op, "llmops.inference.replies.gw-1")
+
+
+def test_labeling_reads_only_its_own_reply_topic_and_workers_write_to_it() -> None:
+    grants = _grants()
+    for op in ("Create", "Read"):
+        assert allowed(grants, "labeling", op, "llmops.inference.replies.labeling")
+        assert not allowed(grants, "labeling", op, "llmops.inference.replies.gw-1")
+    assert allowed(grants, "labeling", "Write", Topic.INFERENCE_REQUESTED.value)
+    assert allowed(grants, "serving", "Write", "llmops.inference.replies.labeling")
 
 
 def test_published_ports_are_unique(compose_config: dict[str, Any]) -> None:

@@ -24,8 +24,8 @@ from services.serving.gateway.protocol import APIError
 from services.serving.gateway.responses import Shape, sse_stream
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import encode_chunks
 from shared.events.serving import InferenceChunk, InferenceCompleted
+from shared.wire import encode_chunks
 from tests.serving.test_gateway_logic import FakeBus, FakeReplies, _chat
 from tests.support.stack import until
 

@@ -11,9 +11,10 @@ import pytest
 
 from services.serving.gateway.adapters.replies import ReplyRouter
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import create_channel, delete_reply_topic, ensure_serving_topics
+from services.serving.wire import ensure_serving_topics
 from shared.events.serving import InferenceCompleted, WorkerHeartbeat
 from shared.topics import Topic
+from shared.wire import create_channel, delete_reply_topic
 from tests.support.stack import produce, until
 
 pytestmark = pytest.mark.integration

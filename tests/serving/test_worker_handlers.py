@@ -9,7 +9,6 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.serving.wire import reply_topic
 from services.serving.worker.adapters.state_store import load_snapshot
 from services.serving.worker.app import build
 from services.serving.worker.config import WorkerSettings
@@ -18,6 +17,7 @@ from shared.authority import Signer, provision, service_principal
 from shared.events import ClaimCheck, InferenceRequested, ModelPromoted, ModelRolledBack
 from shared.modelkit import MODEL_DIR_MEDIA_TYPE
 from shared.topics import Topic
+from shared.wire import reply_topic
 from tests.serving.fakes import FakeLoader, FakeSink
 from tests.support.stack import until
 

@@ -178,6 +178,26 @@ def duplicates_of(session: Session, record_ids: Sequence[str]) -> dict[str, list
     return found
 
 
+class ModelAskRow(SQLModel, table=True):
+    """A task's question to the model (at most one per task): pending until its reply comes
+    or its time runs out; the answer is kept beside it (provenance, even when not used)."""
+
+    __tablename__ = "labeling_model_ask"
+
+    task_id: int = Field(primary_key=True)
+    project: str = Field(max_length=64, index=True)
+    request_id: str = Field(max_length=36, unique=True)
+    reply_to: str = Field(max_length=249, index=True)
+    model: str = Field(max_length=200)
+    state: str = Field(default="pending", max_length=16, index=True)  # pending answered expired
+    asked_at: datetime = Field(default_factory=now)
+    answered_at: datetime | None = None
+    label: Any = Field(default=None, sa_column=Column(JSON))
+    confidence: float | None = None
+    model_version: str | None = Field(default=None, max_length=200)
+    outcome: str | None = Field(default=None, max_length=200)  # auto, human, kept, error:...
+
+
 def task_counts(session: Session, project: str) -> dict[str, int]:
     rows = session.exec(
         select(TaskRow.status, func.count())

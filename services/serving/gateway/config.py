@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.serving.wire import GATEWAY_ID_PATTERN
 from shared.settings import ServiceSettings
+from shared.wire import REPLY_ID_PATTERN
 
 
 class GatewaySettings(ServiceSettings):
@@ -24,7 +24,7 @@ class GatewaySettings(ServiceSettings):
     )
     id: str | None = Field(
         None,
-        pattern=rf"^{GATEWAY_ID_PATTERN}$",
+        pattern=rf"^{REPLY_ID_PATTERN}$",
         description="Instance id; names the reply topic (letters, digits, `._-`).",
     )
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted.")

@@ -11,7 +11,6 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import decode_chunks
 from shared.background import BackgroundLoop
 from shared.events import Event, EventDecodeError, decode
 from shared.events.serving import (
@@ -20,6 +19,7 @@ from shared.events.serving import (
     WorkerHeartbeat,
 )
 from shared.settings import kafka_client_options
+from shared.wire import decode_chunks
 
 log = logging.getLogger(__name__)
 Reply = Event | InferenceChunk
