@@ -156,6 +156,31 @@ class ServiceSettings(BaseSettings):
         description="The admin-signed principal registry (default: <data_dir>/authority.json, "
         "written by `llmops up`).",
     )
+    authority_max_age_s: int = Field(
+        3600,
+        ge=10,
+        le=7 * 86400,
+        validation_alias=_env("LLMOPS_AUTHORITY_MAX_AGE_S"),
+        description="How long a signed command stays valid: signers set expires_at = issued_at "
+        "+ this, verifiers refuse a longer validity, an expired or future-dated command, and a "
+        "replayed non-idempotent command (inference request) within it. A command that waits "
+        "longer than this on a topic (or in an outbox) is refused as expired.",
+    )
+    authority_clock_skew_s: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        validation_alias=_env("LLMOPS_AUTHORITY_CLOCK_SKEW_S"),
+        description="Clock difference tolerated between a signer and a verifier.",
+    )
+    authority_replay_cache: int = Field(
+        100_000,
+        ge=100,
+        validation_alias=_env("LLMOPS_AUTHORITY_REPLAY_CACHE"),
+        description="Most event ids of non-idempotent commands a consumer process remembers "
+        "against replays; when full, commands expiring no later than the oldest forgotten one "
+        "are refused.",
+    )
     authority_principal: str | None = Field(
         None,
         validation_alias=_env("LLMOPS_AUTHORITY_PRINCIPAL"),
