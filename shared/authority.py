@@ -172,13 +172,13 @@ class Signer:
 
 
 def signer_for(settings: ServiceSettings, *, user: bool = False) -> Signer | None:
-    """This process' signer: its own service key (``LLMOPS_AUTHORITY_KEY``), or with
+    """This process' signer: its own service key (``LLMOPS_AUTHORITY_KEY`` or the file
+    ``LLMOPS_AUTHORITY_KEY_FILE``), or with
     ``user=True`` (the CLI and SDK) the admin key's."""
     ttl = settings.authority_max_age_s
-    if settings.authority_key and settings.authority_principal:
-        return Signer.from_text(
-            settings.authority_principal, SERVICE_ROLE, settings.authority_key, ttl_s=ttl
-        )
+    own_key = settings.authority_signing_key()
+    if own_key and settings.authority_principal:
+        return Signer.from_text(settings.authority_principal, SERVICE_ROLE, own_key, ttl_s=ttl)
     if user and (secret := settings.admin_secret()):
         return Signer.admin(secret, ttl_s=ttl)
     return None
@@ -304,7 +304,8 @@ class Verifier:
         self.max_age = timedelta(seconds=settings.authority_max_age_s)
         self.skew = timedelta(seconds=settings.authority_clock_skew_s)
         self.replays = ReplayGuard(settings.authority_replay_cache)
-        self._registry_path = settings.authority_registry or settings.data_dir / "authority.json"
+        folder = settings.authority_dir or settings.data_dir
+        self._registry_path = settings.authority_registry or folder / "authority.json"
         self._stamp: float | None = None
         self._principals: dict[str, Principal] | None = None
         self._problem = "no principal registry"
@@ -312,7 +313,7 @@ class Verifier:
     def _admin_public(self) -> bytes:
         text = self.settings.authority_public_key
         if not text:
-            path = self.settings.data_dir / "authority.pub"
+            path = (self.settings.authority_dir or self.settings.data_dir) / "authority.pub"
             try:
                 text = path.read_text().strip()
             except OSError:

@@ -150,6 +150,12 @@ class ServiceSettings(BaseSettings):
         description="The admin public key (base64url) that signs the principal registry "
         "(default: <data_dir>/authority.pub, written by `llmops up`).",
     )
+    authority_dir: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_DIR"),
+        description="Folder of authority.pub and authority.json (default: <data_dir>; "
+        "compose/: the volume the authority-init job writes).",
+    )
     authority_registry: Path | None = Field(
         None,
         validation_alias=_env("LLMOPS_AUTHORITY_REGISTRY"),
@@ -191,6 +197,12 @@ class ServiceSettings(BaseSettings):
         repr=False,
         validation_alias=_env("LLMOPS_AUTHORITY_KEY"),
         description="This service's own signing key (set by `llmops up` for that service only).",
+    )
+    authority_key_file: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_KEY_FILE"),
+        description="A file holding this service's signing key, read when "
+        "LLMOPS_AUTHORITY_KEY is unset (compose/: the service's own key volume).",
     )
     startup_timeout_s: float | None = Field(
         None,
@@ -241,6 +253,17 @@ class ServiceSettings(BaseSettings):
             return self.admin_key
         try:
             return self.admin_key_path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def authority_signing_key(self) -> str | None:
+        """This service's signing key: LLMOPS_AUTHORITY_KEY, else LLMOPS_AUTHORITY_KEY_FILE's."""
+        if self.authority_key:
+            return self.authority_key
+        if self.authority_key_file is None:
+            return None
+        try:
+            return self.authority_key_file.read_text().strip() or None
         except OSError:
             return None
 

@@ -394,3 +394,36 @@ def test_signer_for_signs_with_the_configured_validity(data_dir: Path) -> None:
     assert authority.expires_at is not None
     assert authority.issued_at is not None
     assert authority.expires_at - authority.issued_at == timedelta(seconds=120)
+
+
+def test_authority_init_writes_what_compose_containers_read(tmp_path: Path) -> None:
+    """compose/'s one-shot job: the public registry in one folder, each service's key in its
+    own; a service reading them through LLMOPS_AUTHORITY_DIR/_KEY_FILE signs what it may."""
+    from shared.deploy.authority import KEY_FILE, authority_init
+    from shared.plugins import discover
+
+    written = authority_init(SECRET, tmp_path / "pub", tmp_path / "keys", discover())
+    assert set(written) == {plugin.name for plugin in discover()}
+    assert oct(written["monitoring"].stat().st_mode & 0o777) == "0o600"
+    assert written["monitoring"] == tmp_path / "keys" / "monitoring" / KEY_FILE
+    first = {name: path.read_text() for name, path in written.items()}
+    authority_init(SECRET, tmp_path / "pub", tmp_path / "keys", discover())
+    assert {name: path.read_text() for name, path in written.items()} == first  # rerunnable
+
+    settings = ServiceSettings(
+        data_dir=tmp_path / "elsewhere",
+        authority_dir=tmp_path / "pub",
+        authority_key_file=written["monitoring"],
+        authority_principal=service_principal("monitoring"),
+        admin_key=SECRET,
+    )
+    signer = signer_for(settings)
+    assert signer is not None
+    assert signer.principal == "service:monitoring"
+    training = TrainingRequested(model_name="m", dataset="d", dataset_version="v1", base_model="b")
+    assert Verifier(settings).check(signer.sign(training).to_bytes())[1] is None
+    assert "may not issue" in str(Verifier(settings).check(signer.sign(promoted()).to_bytes())[1])
+    # the CLI run in that container with the principal emptied signs as the admin
+    cli = signer_for(settings.model_copy(update={"authority_principal": ""}), user=True)
+    assert cli is not None
+    assert cli.principal == ADMIN
