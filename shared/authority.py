@@ -71,6 +71,13 @@ declares it produces (e.g. monitoring: training requests; evaluation: promotions
 rollbacks; serving: inference requests; anonymization: erasures from its admin API)."""
 
 
+LOG_OF_RECORD: frozenset[str] = frozenset({ModelPromoted.EVENT_TYPE, ModelRolledBack.EVENT_TYPE})
+"""Commands whose topic is also the log of record: a consumer that joins later (a new serving
+worker, its own consumer group) rebuilds its routing from their whole history, so they are
+checked like any command but do not expire. Replays of them are absorbed by the consumers'
+inboxes (the same ``event_id`` applies once)."""
+
+
 def is_command(event_type: str) -> bool:
     return event_type in COMMANDS
 
@@ -376,7 +383,7 @@ class Verifier:
         allowed = event_type in entry.grants or entry.role in COMMANDS.get(event_type, ())
         if not allowed:
             return principal, f"{principal} (role {entry.role}) may not issue {event_type}"
-        why = self._check_time(authority)
+        why = self._check_time(authority, expiring=event_type not in LOG_OF_RECORD)
         if why is None and once:
             expires = _timestamp(authority.get("expires_at"))
             assert expires is not None  # _check_time made sure
@@ -385,7 +392,7 @@ class Verifier:
             )
         return principal, why
 
-    def _check_time(self, authority: dict[str, Any]) -> str | None:
+    def _check_time(self, authority: dict[str, Any], *, expiring: bool = True) -> str | None:
         issued = _timestamp(authority.get("issued_at"))
         expires = _timestamp(authority.get("expires_at"))
         if issued is None or expires is None:
@@ -398,6 +405,6 @@ class Verifier:
         now = self.clock()
         if issued > now + self.skew:
             return f"issued in the future ({issued.isoformat()}, now {now.isoformat()})"
-        if now > expires + self.skew:
+        if expiring and now > expires + self.skew:
             return f"expired at {expires.isoformat()} (now {now.isoformat()})"
         return None

@@ -427,3 +427,19 @@ def test_authority_init_writes_what_compose_containers_read(tmp_path: Path) -> N
     cli = signer_for(settings.model_copy(update={"authority_principal": ""}), user=True)
     assert cli is not None
     assert cli.principal == ADMIN
+
+
+def test_promotions_are_the_log_of_record_and_do_not_expire(
+    keys: dict[str, str], data_dir: Path
+) -> None:
+    """A serving worker that joins a day later rebuilds its routing from the whole history of
+    promotions: a day-old promotion still verifies (its inbox absorbs replays); a day-old
+    ingest request does not. Future-dated promotions are refused all the same."""
+    clock = Clock(T0 + timedelta(days=1))
+    verifier = timed_verifier(data_dir, clock)
+    old_promotion = service("evaluation", keys).sign(promoted(), now=T0)
+    assert verifier.check(old_promotion.to_bytes()) == ("service:evaluation", None)
+    old_ingest = Signer.admin(SECRET).sign(ingest(), now=T0)
+    assert str(verifier.check(old_ingest.to_bytes())[1]).startswith("expired at")
+    ahead = service("evaluation", keys).sign(promoted(), now=T0 + timedelta(days=2))
+    assert str(verifier.check(ahead.to_bytes())[1]).startswith("issued in the future")
