@@ -27,7 +27,7 @@ pytestmark = pytest.mark.unit
 
 INIT = COMPOSE_DIR / "kafka" / "init.sh"
 PROMETHEUS = COMPOSE_DIR / "prometheus" / "prometheus.yml"
-JOBS = {"kafka-init", "minio-init"}  # run once and exit
+JOBS = {"kafka-init", "minio-init", "authority-init"}  # run once and exit
 NO_SHELL = {"otel-collector", "tempo"}  # images without a shell or HTTP client to probe with
 DEPLOY_VARIABLES = {"LLMOPS_PROCESS"}  # read by shared.deploy.run / health
 
