@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from typer.models import TyperInfo
 
 from shared.cli import demo, events, stack
 from shared.plugins import discover
@@ -24,7 +25,24 @@ def build_app() -> typer.Typer:
     for plugin in discover():
         if (register := plugin.load_cli()) is not None:
             register(app)
+    _merge_groups(app)
     return app
+
+
+def _merge_groups(root: typer.Typer) -> None:
+    """Plug-ins may add to one group (``keys``: the gateway's API keys, the vault's KEK):
+    groups of the same name become one, with every plug-in's commands and their helps."""
+    merged: dict[str, TyperInfo] = {}
+    for info in list(root.registered_groups):
+        first = merged.setdefault(str(info.name), info)
+        if first is info or first.typer_instance is None or info.typer_instance is None:
+            continue
+        target, extra = first.typer_instance, info.typer_instance
+        target.registered_commands.extend(extra.registered_commands)
+        target.registered_groups.extend(extra.registered_groups)
+        helps = [str(t.info.help) for t in (target, extra) if isinstance(t.info.help, str)]
+        target.info.help = " ".join(dict.fromkeys(helps)) or None
+        root.registered_groups.remove(info)
 
 
 app = build_app()

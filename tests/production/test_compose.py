@@ -15,6 +15,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from shared.deploy.acl import Grant, allowed
+from shared.deploy.authority import KEY_FILE
 from shared.deploy.kafka import DEFAULT_RETENTION_MS, password_variable, render_init_script
 from shared.deploy.prometheus import render_prometheus_config
 from shared.plugins import ServicePlugin, discover
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.unit
 
 INIT = COMPOSE_DIR / "kafka" / "init.sh"
 PROMETHEUS = COMPOSE_DIR / "prometheus" / "prometheus.yml"
-JOBS = {"kafka-init", "minio-init"}  # run once and exit
+JOBS = {"kafka-init", "minio-init", "authority-init"}  # run once and exit
 NO_SHELL = {"otel-collector", "tempo"}  # images without a shell or HTTP client to probe with
 DEPLOY_VARIABLES = {"LLMOPS_PROCESS"}  # read by shared.deploy.run / health
 
@@ -298,3 +299,142 @@ def test_every_container_has_a_restart_policy_limits_and_a_health_check(
         assert limits["cpus"], name
         if name not in NO_SHELL:
             assert service["healthcheck"]["test"], name
+
+
+def _mounts(container: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read-only), from short (docker-compose v1) or long syntax."""
+    mounts = {}
+    for volume in container.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+        else:
+            source, target, *mode = str(volume).split(":")
+            mounts[target] = (source, mode == ["ro"])
+    return mounts
+
+
+def _init_args(init: dict[str, Any]) -> dict[str, str]:
+    return dict(arg.removeprefix("--").split("=", 1) for arg in init["entrypoint"] if "=" in arg)
+
+
+def test_every_container_gets_the_registry_and_only_its_own_signing_key(
+    compose_config: dict[str, Any],
+) -> None:
+    """compose/ requires signed commands: the authority-init job writes the registry and a
+    key volume per plug-in; each container mounts the registry read-only and only the
+    volume of its own service's key, and names its own principal."""
+    services = compose_config["services"]
+    init = services["authority-init"]
+    assert init["entrypoint"][:4] == ["python", "-m", "shared.deploy", "authority-init"]
+    args = _init_args(init)
+    init_mounts = _mounts(init)
+    registry_volume = init_mounts[args["dir"]][0]
+    key_volumes = {
+        plugin.name: init_mounts[f"{args['keys']}/{plugin.name}"][0] for plugin in discover()
+    }
+    assert len(set(key_volumes.values())) == len(key_volumes)  # one volume per service
+    assert init.get("network_mode") == "none"
+    for plugin, label in _processes():
+        container = services[label]
+        env = container["environment"]
+        assert env["LLMOPS_REQUIRE_AUTHORITY"] == "true"
+        assert env["LLMOPS_AUTHORITY_PRINCIPAL"] == f"service:{plugin.name}"
+        assert env["LLMOPS_ADMIN_KEY"] == init["environment"]["LLMOPS_ADMIN_KEY"]
+        assert container["depends_on"]["authority-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+        mounts = _mounts(container)
+        assert mounts[env["LLMOPS_AUTHORITY_DIR"]] == (registry_volume, True)
+        key_dir, key_name = env["LLMOPS_AUTHORITY_KEY_FILE"].rsplit("/", 1)
+        assert key_name == KEY_FILE
+        assert mounts[key_dir] == (key_volumes[plugin.name], True)
+        others = set(key_volumes.values()) - {key_volumes[plugin.name]}
+        assert not others & {source for source, _ in mounts.values()}, label
+
+
+def test_what_authority_init_writes_lets_each_container_sign_its_commands(
+    compose_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's files, read through each container's own settings (its mounts mapped to
+    the folders the job wrote): a service signs the commands it produces, consumers accept
+    them, and a service's key does not pass for another's commands."""
+    from shared.authority import COMMANDS, Verifier, signer_for
+    from shared.deploy.__main__ import main as deploy
+
+    services = compose_config["services"]
+    init = services["authority-init"]
+    args = _init_args(init)
+    host = {args["dir"]: tmp_path / "authority", args["keys"]: tmp_path / "keys"}
+    monkeypatch.setenv("LLMOPS_ADMIN_KEY", init["environment"]["LLMOPS_ADMIN_KEY"])
+    assert (
+        deploy(["authority-init", f"--dir={host[args['dir']]}", f"--keys={host[args['keys']]}"])
+        == 0
+    )
+    by_volume = {source: target for target, (source, _) in _mounts(init).items()}
+
+    def on_host(container: dict[str, Any], path: str) -> Path:
+        for target, (source, _) in _mounts(container).items():
+            if path.startswith(target + "/") or path == target:
+                written = by_volume[source]  # where the job mounted the same volume
+                base = next(k for k in host if written == k or written.startswith(k + "/"))
+                return (
+                    host[base] / written[len(base) :].lstrip("/") / path[len(target) :].lstrip("/")
+                )
+        raise AssertionError(f"{path} is on no volume")
+
+    signed = []
+    for plugin, label in _processes():
+        container = services[label]
+        env = container["environment"]
+        key_file = on_host(container, env["LLMOPS_AUTHORITY_KEY_FILE"])
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        settings = ServiceSettings(
+            data_dir=tmp_path / "data",
+            require_authority=True,
+            authority_dir=on_host(container, env["LLMOPS_AUTHORITY_DIR"]),
+            authority_key_file=key_file,
+            authority_principal=env["LLMOPS_AUTHORITY_PRINCIPAL"],
+        )
+        signer = signer_for(settings)
+        assert signer is not None, label
+        verifier = Verifier(settings)
+        for topic in plugin.produces:
+            if topic.event.EVENT_TYPE in COMMANDS:
+                command = signer.sign(_command(topic.event))
+                assert verifier.check(command.to_bytes()) == (signer.principal, None)
+                signed.append((plugin.name, topic.event))
+        foreign = [t for t in Topic if t.event.EVENT_TYPE in COMMANDS and t not in plugin.produces]
+        for topic in foreign:
+            why = verifier.check(signer.sign(_command(topic.event)).to_bytes())[1]
+            assert why is not None
+            assert "may not issue" in why
+    assert {name for name, _ in signed} >= {"serving", "evaluation", "monitoring"}
+
+
+def _command(event_cls: type[Any]) -> Any:
+    """A valid instance of a command event type, from its JSON schema's required fields."""
+    from shared.events import (
+        ErasureRequested,
+        InferenceRequested,
+        IngestRequested,
+        ModelPromoted,
+        ModelRolledBack,
+        TrainingRequested,
+    )
+    from shared.events.ingest import SourceSpec
+
+    samples = {
+        IngestRequested: lambda: IngestRequested(dataset="d", sources=[SourceSpec(uri="/x")]),
+        ErasureRequested: lambda: ErasureRequested(subject_ref="s" * 32),
+        TrainingRequested: lambda: TrainingRequested(
+            model_name="m", dataset="d", dataset_version="v1", base_model="b"
+        ),
+        ModelPromoted: lambda: ModelPromoted(model_name="m", model_version="v2"),
+        ModelRolledBack: lambda: ModelRolledBack(
+            model_name="m", from_version="v2", to_version="v1"
+        ),
+        InferenceRequested: lambda: InferenceRequested(
+            request_id="r", model="m", prompt="p", reply_to="llmops.inference.replies.g"
+        ),
+    }
+    return samples[event_cls]()

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 from shared.storage import make_engine
 from shared.storage.db import create_tables, engine_for, schema_name
@@ -199,7 +199,7 @@ def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path
         conn.execute(text("DROP TABLE alembic_version_bus"))  # as before any chain existed
     create_tables(first)
     again = service_engine(service, "services.anonymization")
-    assert _version(again, "alembic_version") == "anonymization_0002"  # adopted, then upgraded
+    assert _version(again, "alembic_version") == "anonymization_0003"  # adopted, then upgraded
     assert _version(again, "alembic_version_bus") == "bus_0001"
 
 
@@ -271,3 +271,53 @@ def test_ingestion_0002_drops_what_moved_to_labeling(tmp_path: Path) -> None:
         ]
     assert _version(engine, "alembic_version") == "ingestion_0002"
     engine.dispose()
+
+
+def test_subject_keys_from_before_kek_rotation_still_open(
+    service_engine: Factory, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A vault at anonymization_0002 (keys wrapped with the master-derived KEK, no KEK
+    column) upgrades: its keys are marked ``master``, open, and rotate."""
+    from alembic import command
+
+    from services.anonymization import crypto
+    from services.anonymization.adapters.keyfile import VaultKeks
+    from services.anonymization.adapters.store import SqlVault, rotate_kek
+    from services.anonymization.keys import KeyRing
+    from shared.storage.migrations import chain_config
+
+    importlib.import_module(APPS["services.anonymization"])
+    service = _name()
+    url = f"sqlite:///{tmp_path / 'svc.db'}"  # the database service_engine opens
+    schema = None
+    if "postgres" in request.node.callspec.id:
+        url, schema = request.getfixturevalue("pg_url"), schema_name(service)
+    old = make_engine(url, schema=schema, create=False)
+    if schema:
+        with old.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    config = chain_config(Path("services/anonymization/migrations"), "alembic_version")
+    ring, key = KeyRing(b"k" * 32), crypto.new_key()
+    with old.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "anonymization_0002")
+        conn.execute(
+            text(
+                "INSERT INTO anon_subject_key (subject_ref, wrapped, created_at) "
+                "VALUES ('s1', :w, '2026-01-01 00:00:00')"
+            ),
+            {"w": crypto.seal(ring.kek, key, b"s1")},
+        )
+        conn.commit()
+    old.dispose()
+    engine = service_engine(service, "services.anonymization")
+    assert _version(engine, "alembic_version") == "anonymization_0003"
+    keks = VaultKeks(ring, tmp_path / "kek.json")
+    with Session(engine) as session:
+        assert SqlVault(session, ring, keks).subject_keys({"s1"}) == {"s1": key}
+    report = rotate_kek(engine, keks, actor="t")
+    assert (report["rewrapped"], report["previous"]) == (1, ["master"])
+    with Session(engine) as session:
+        assert SqlVault(session, ring, VaultKeks(ring, keks.path)).subject_keys({"s1"}) == {
+            "s1": key
+        }

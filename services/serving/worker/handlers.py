@@ -34,8 +34,8 @@ def register(
 
     async def on_inference_requested(message: KafkaMessage) -> None:
         raw = message.raw_message
-        if not await bus.admit(
-            Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw
+        if not await bus.admit(  # not idempotent: a replayed request is refused
+            Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw, once=True
         ):
             return
         try:
