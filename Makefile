@@ -77,9 +77,11 @@ lint: setup
 proto: setup
 	$(BIN)/python -m shared.contract write proto
 
-# compose/kafka/init.sh (topics, SCRAM users, ACLs) from the plug-ins: rerun after adding one.
+# compose/kafka/init.sh (topics, SCRAM users, ACLs) and compose/prometheus/prometheus.yml
+# (a scrape job per process) from the plug-ins: rerun after adding one.
 compose: setup
 	$(BIN)/python -m shared.deploy kafka-init
+	$(BIN)/python -m shared.deploy prometheus
 
 clean:
 	rm -rf .llmops .pytest_cache .mypy_cache .ruff_cache

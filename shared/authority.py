@@ -14,16 +14,23 @@ each command against that registry (``Verifier``); the bus dead-letters what fai
 reason ``unauthorized``.
 
 The signed bytes are the event's JSON with ``authority.signature`` left out, keys sorted,
-no whitespace (``canonical``); any producer can reproduce them.
+no whitespace (``canonical``); any producer can reproduce them. They include the
+authority's ``issued_at`` and ``expires_at``: a command is valid for a bounded time
+(``LLMOPS_AUTHORITY_MAX_AGE_S``), and consumers that are not idempotent (the serving
+workers' inference requests) also refuse an ``event_id`` they saw within that time
+(``ReplayGuard``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +72,16 @@ COMMANDS: dict[str, frozenset[str]] = {
 declares it produces (e.g. monitoring: training requests; evaluation: promotions and
 rollbacks; serving: inference requests and the API key registry's records; anonymization:
 erasures from its admin API)."""
+
+
+LOG_OF_RECORD: frozenset[str] = frozenset(
+    {ModelPromoted.EVENT_TYPE, ModelRolledBack.EVENT_TYPE, ApiKeyChanged.EVENT_TYPE}
+)
+"""Commands whose topic is also the log of record: a consumer that joins later (a new serving
+worker, its own consumer group; every service's API key view, at each start) rebuilds its
+state from their whole history, so they are checked like any command but do not expire.
+Replays of them are absorbed by the consumers' inboxes (the same ``event_id`` applies once),
+or are harmless (an API key record is a state, and a revocation sticks: shared/keys.py)."""
 
 
 def is_command(event_type: str) -> bool:
@@ -116,27 +133,45 @@ def canonical(payload: dict[str, Any]) -> bytes:
 
 
 # -- signing -----------------------------------------------------------------------------
+DEFAULT_TTL_S = 3600
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Signer:
     principal: str
     role: str
     key: Ed25519PrivateKey = field(repr=False)
+    ttl_s: int = DEFAULT_TTL_S  # expires_at - issued_at of what it signs
 
     @classmethod
-    def admin(cls, secret: str) -> Signer:
-        return cls(ADMIN, ADMIN, derive_key(secret, ADMIN))
+    def admin(cls, secret: str, *, ttl_s: int = DEFAULT_TTL_S) -> Signer:
+        return cls(ADMIN, ADMIN, derive_key(secret, ADMIN), ttl_s)
 
     @classmethod
-    def from_text(cls, principal: str, role: str, key_text: str) -> Signer:
-        return cls(principal, role, Ed25519PrivateKey.from_private_bytes(_unb64(key_text)))
+    def from_text(
+        cls, principal: str, role: str, key_text: str, *, ttl_s: int = DEFAULT_TTL_S
+    ) -> Signer:
+        key = Ed25519PrivateKey.from_private_bytes(_unb64(key_text))
+        return cls(principal, role, key, ttl_s)
 
     @property
     def key_id(self) -> str:
         return key_id(public_bytes(self.key))
 
-    def sign(self, event: Event) -> Event:
-        """The event with this principal's authority and signature."""
-        unsigned = Authority(principal=self.principal, role=self.role, key_id=self.key_id)
+    def sign(self, event: Event, *, now: datetime | None = None) -> Event:
+        """The event with this principal's authority, valid from ``now`` for ``ttl_s``."""
+        issued = now or _utcnow()
+        unsigned = Authority(
+            principal=self.principal,
+            role=self.role,
+            key_id=self.key_id,
+            issued_at=issued,
+            expires_at=issued + timedelta(seconds=self.ttl_s),
+        )
         event = event.model_copy(update={"authority": unsigned})
         signature = self.key.sign(canonical(event.model_dump(mode="json")))
         signed = unsigned.model_copy(update={"signature": _b64(signature)})
@@ -150,12 +185,15 @@ class Signer:
 
 
 def signer_for(settings: ServiceSettings, *, user: bool = False) -> Signer | None:
-    """This process' signer: its own service key (``LLMOPS_AUTHORITY_KEY``), or with
+    """This process' signer: its own service key (``LLMOPS_AUTHORITY_KEY`` or the file
+    ``LLMOPS_AUTHORITY_KEY_FILE``), or with
     ``user=True`` (the CLI and SDK) the admin key's."""
-    if settings.authority_key and settings.authority_principal:
-        return Signer.from_text(settings.authority_principal, SERVICE_ROLE, settings.authority_key)
+    ttl = settings.authority_max_age_s
+    own_key = settings.authority_signing_key()
+    if own_key and settings.authority_principal:
+        return Signer.from_text(settings.authority_principal, SERVICE_ROLE, own_key, ttl_s=ttl)
     if user and (secret := settings.admin_secret()):
-        return Signer.admin(secret)
+        return Signer.admin(secret, ttl_s=ttl)
     return None
 
 
@@ -219,12 +257,68 @@ def provision(secret: str, data_dir: Path, service_grants: dict[str, set[str]]) 
 
 
 # -- verifying ---------------------------------------------------------------------------
-class Verifier:
-    """Checks commands against the admin-signed registry (re-read when its file changes)."""
+class ReplayGuard:
+    """Event ids of the non-idempotent commands one process accepted, until they expire.
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    Bounded: past ``capacity`` ids it forgets the one expiring first and from then on
+    refuses every command expiring no later than that (``floor``), so a forgotten id can
+    never be accepted again, and fresh commands (expiring later) still pass."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._heap: list[tuple[datetime, str]] = []
+        self._seen: set[str] = set()
+        self.floor: datetime | None = None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def claim(self, event_id: str, expires_at: datetime, horizon: datetime) -> str | None:
+        """Record ``event_id``; why it is refused, or None. Ids whose command expired
+        before ``horizon`` (now less the clock skew) are forgotten: they are refused as
+        expired anyway."""
+        while self._heap and self._heap[0][0] < horizon:
+            self._seen.discard(heapq.heappop(self._heap)[1])
+        if event_id in self._seen:
+            return f"replayed: event {event_id} was already accepted"
+        if self.floor is not None and expires_at <= self.floor:
+            return (
+                f"replay window full: only commands expiring after {self.floor.isoformat()} "
+                "are accepted"
+            )
+        heapq.heappush(self._heap, (expires_at, event_id))
+        self._seen.add(event_id)
+        while len(self._seen) > self.capacity:
+            expiry, forgotten = heapq.heappop(self._heap)
+            self._seen.discard(forgotten)
+            self.floor = expiry if self.floor is None else max(self.floor, expiry)
+        return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+class Verifier:
+    """Checks commands against the admin-signed registry (re-read when its file changes),
+    their validity time, and (``once=True``) replays of their event id."""
+
+    def __init__(
+        self, settings: ServiceSettings, *, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
         self.settings = settings
-        self._registry_path = settings.authority_registry or settings.data_dir / "authority.json"
+        self.clock = clock
+        self.max_age = timedelta(seconds=settings.authority_max_age_s)
+        self.skew = timedelta(seconds=settings.authority_clock_skew_s)
+        self.replays = ReplayGuard(settings.authority_replay_cache)
+        folder = settings.authority_dir or settings.data_dir
+        self._registry_path = settings.authority_registry or folder / "authority.json"
         self._stamp: float | None = None
         self._principals: dict[str, Principal] | None = None
         self._problem = "no principal registry"
@@ -232,7 +326,7 @@ class Verifier:
     def _admin_public(self) -> bytes:
         text = self.settings.authority_public_key
         if not text:
-            path = self.settings.data_dir / "authority.pub"
+            path = (self.settings.authority_dir or self.settings.data_dir) / "authority.pub"
             try:
                 text = path.read_text().strip()
             except OSError:
@@ -258,8 +352,13 @@ class Verifier:
             self._stamp = stamp
         return self._principals
 
-    def check(self, raw: bytes | str | dict[str, Any]) -> tuple[str, str | None]:
-        """(principal, why it is refused | None) of a command's original payload."""
+    def check(
+        self, raw: bytes | str | dict[str, Any], *, once: bool = False
+    ) -> tuple[str, str | None]:
+        """(principal, why it is refused | None) of a command's original payload.
+
+        ``once``: the consumer is not idempotent, so an ``event_id`` accepted before (within
+        the validity time) is refused as a replay."""
         try:
             payload = raw if isinstance(raw, dict) else json.loads(raw or b"")
         except (ValueError, TypeError):
@@ -290,4 +389,28 @@ class Verifier:
         allowed = event_type in entry.grants or entry.role in COMMANDS.get(event_type, ())
         if not allowed:
             return principal, f"{principal} (role {entry.role}) may not issue {event_type}"
-        return principal, None
+        why = self._check_time(authority, expiring=event_type not in LOG_OF_RECORD)
+        if why is None and once:
+            expires = _timestamp(authority.get("expires_at"))
+            assert expires is not None  # _check_time made sure
+            why = self.replays.claim(
+                str(payload.get("event_id")), expires, self.clock() - self.skew
+            )
+        return principal, why
+
+    def _check_time(self, authority: dict[str, Any], *, expiring: bool = True) -> str | None:
+        issued = _timestamp(authority.get("issued_at"))
+        expires = _timestamp(authority.get("expires_at"))
+        if issued is None or expires is None:
+            return "no validity time (issued_at and expires_at, with a time zone)"
+        if expires - issued > self.max_age or expires < issued:
+            return (
+                f"validity {expires - issued} is not within 0 and the maximum "
+                f"{self.max_age} (LLMOPS_AUTHORITY_MAX_AGE_S)"
+            )
+        now = self.clock()
+        if issued > now + self.skew:
+            return f"issued in the future ({issued.isoformat()}, now {now.isoformat()})"
+        if expiring and now > expires + self.skew:
+            return f"expired at {expires.isoformat()} (now {now.isoformat()})"
+        return None

@@ -1,9 +1,10 @@
 """A background loop: a step run when kicked or every interval, retried with backoff.
 
-The outbox relay and ingestion's job runner share it: one asyncio task, ``kick()`` from
-code on the event loop (from a thread: ``loop.call_soon_threadsafe(bg.kick)``), ``stop()``
-cancels and awaits the task. A step returns True when there may be more work right away
-(the loop runs it again without waiting). A step that raises is logged and retried after
+The outbox relay, ingestion's job runner and the gateway's reply router share it: one
+asyncio task, ``kick()`` from code on the event loop (from a thread:
+``loop.call_soon_threadsafe(bg.kick)``), ``stop()`` cancels and awaits the task. A step
+returns True when there may be more work right away (the loop runs it again without
+waiting). A step that raises is logged and retried after
 ``retry_s * 2**(failures - 1)`` seconds (at most ``max_retry_s``) without waiting for a
 kick; a success resets the count.
 """
@@ -57,8 +58,11 @@ class BackgroundLoop:
         return self._task is not None and not self._task.done()
 
     async def _wait(self) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands
+        # as a kick completes the wait, and stop() then waits for a loop that never ends
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+            async with asyncio.timeout(self.interval_s):
+                await self._wake.wait()
         # a short linger lets a busy producer commit a little more: one step takes it all
         if self.linger_s:
             await asyncio.sleep(self.linger_s)

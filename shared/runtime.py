@@ -75,9 +75,9 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         signer=signer_for(settings),
         verifier=Verifier(settings) if settings.require_authority else None,
     )
-    if settings.require_authority and not settings.authority_key:
+    if settings.require_authority and not settings.authority_signing_key():
         log.warning(
-            "no service signing key (LLMOPS_AUTHORITY_KEY): commands it issues are unsigned"
+            "no service signing key (LLMOPS_AUTHORITY_KEY[_FILE]): commands it issues are unsigned"
         )
     return Runtime(
         service=service,

@@ -103,6 +103,12 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_SPANS_FILE"),
         description="Append finished spans as JSON lines to this file (debugging, tests).",
     )
+    process: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_PROCESS"),
+        description="This container's process label (`python -m shared.deploy.run`, its "
+        "health check), e.g. `serving-worker`.",
+    )
     admin_host: str = Field("127.0.0.1", validation_alias=_env("LLMOPS_ADMIN_HOST"))
     admin_port: int = Field(
         0,
@@ -150,11 +156,42 @@ class ServiceSettings(BaseSettings):
         description="The admin public key (base64url) that signs the principal registry "
         "(default: <data_dir>/authority.pub, written by `llmops up`).",
     )
+    authority_dir: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_DIR"),
+        description="Folder of authority.pub and authority.json (default: <data_dir>; "
+        "compose/: the volume the authority-init job writes).",
+    )
     authority_registry: Path | None = Field(
         None,
         validation_alias=_env("LLMOPS_AUTHORITY_REGISTRY"),
         description="The admin-signed principal registry (default: <data_dir>/authority.json, "
         "written by `llmops up`).",
+    )
+    authority_max_age_s: int = Field(
+        3600,
+        ge=10,
+        le=7 * 86400,
+        validation_alias=_env("LLMOPS_AUTHORITY_MAX_AGE_S"),
+        description="How long a signed command stays valid: signers set expires_at = issued_at "
+        "+ this, verifiers refuse a longer validity, an expired or future-dated command, and a "
+        "replayed non-idempotent command (inference request) within it. A command that waits "
+        "longer than this on a topic (or in an outbox) is refused as expired.",
+    )
+    authority_clock_skew_s: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        validation_alias=_env("LLMOPS_AUTHORITY_CLOCK_SKEW_S"),
+        description="Clock difference tolerated between a signer and a verifier.",
+    )
+    authority_replay_cache: int = Field(
+        100_000,
+        ge=100,
+        validation_alias=_env("LLMOPS_AUTHORITY_REPLAY_CACHE"),
+        description="Most event ids of non-idempotent commands a consumer process remembers "
+        "against replays; when full, commands expiring no later than the oldest forgotten one "
+        "are refused.",
     )
     authority_principal: str | None = Field(
         None,
@@ -166,6 +203,12 @@ class ServiceSettings(BaseSettings):
         repr=False,
         validation_alias=_env("LLMOPS_AUTHORITY_KEY"),
         description="This service's own signing key (set by `llmops up` for that service only).",
+    )
+    authority_key_file: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_AUTHORITY_KEY_FILE"),
+        description="A file holding this service's signing key, read when "
+        "LLMOPS_AUTHORITY_KEY is unset (compose/: the service's own key volume).",
     )
     key_registry_max_staleness_s: float = Field(
         30.0,
@@ -223,6 +266,17 @@ class ServiceSettings(BaseSettings):
             return self.admin_key
         try:
             return self.admin_key_path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def authority_signing_key(self) -> str | None:
+        """This service's signing key: LLMOPS_AUTHORITY_KEY, else LLMOPS_AUTHORITY_KEY_FILE's."""
+        if self.authority_key:
+            return self.authority_key
+        if self.authority_key_file is None:
+            return None
+        try:
+            return self.authority_key_file.read_text().strip() or None
         except OSError:
             return None
 

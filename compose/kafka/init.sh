@@ -105,14 +105,15 @@ acl evaluation topic literal Describe,Read,Write llmops.model.promoted.v1 llmops
 acl evaluation topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.model.evaluated.v1 llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl evaluation topic prefixed Describe llmops.
 acl ingestion group prefixed Describe,Read ingestion
-acl ingestion topic literal Describe,Read llmops.ingest.requested.v1 llmops.records.anonymized.v1
+acl ingestion topic literal Describe,Read llmops.ingest.requested.v1
 acl ingestion topic literal Describe,Read,Write llmops.erasure.completed.v1
-acl ingestion topic literal Describe,Write llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1 llmops.ingest.progressed.v1 llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.ingested.v1
+acl ingestion topic literal Describe,Write llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1 llmops.ingest.progressed.v1 llmops.ingest.requested.v1.dlq llmops.records.ingested.v1
 acl ingestion topic prefixed Describe llmops.
 acl labeling group prefixed Describe,Read labeling
 acl labeling topic literal Describe,Read llmops.api-key.changed.v1 llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
 acl labeling topic literal Describe,Read,Write llmops.erasure.completed.v1
-acl labeling topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.inference.requested.v1 llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.labeling
 acl labeling topic prefixed Describe llmops.
 acl monitoring group prefixed Describe,Read monitoring
 acl monitoring topic literal Describe,Read llmops.api-key.changed.v1 llmops.dataset.versioned.v1 llmops.model.evaluated.v1 llmops.model.promoted.v1 llmops.model.rolled-back.v1 llmops.model.trained.v1 llmops.records.anonymized.v1 llmops.records.labeled.v1 llmops.training.progressed.v1 llmops.worker.heartbeat.v1

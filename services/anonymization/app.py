@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from services.anonymization import handlers
 from services.anonymization.adapters import store  # registers the tables before create_all
-from services.anonymization.adapters.keyfile import load_keyring
+from services.anonymization.adapters.keyfile import VaultKeks, kek_path, load_keyring
 from services.anonymization.config import AnonymizationSettings
 from services.anonymization.domain import Anonymizer, Operators
 from services.anonymization.keys import KeyRing
@@ -60,7 +60,7 @@ def build(
     service = AnonymizationService(
         anonymizer, runtime.artifacts, settings.claim_threshold_bytes, runtime.transit
     )
-    vault_for = partial(vault_factory, keys=keys)
+    vault_for = partial(vault_factory, keys=keys, keks=VaultKeks(keys, kek_path(settings.data_dir)))
     handlers.register(runtime, service, vault_for, settings.consumer_group)
     api_keys = KeyRegistry(settings)  # the platform's key registry, for the admin API
     if settings.api_port:
@@ -96,5 +96,7 @@ def build(
     return runtime, make_app(runtime, lifespan=lifespan)
 
 
-def vault_factory(session: Session, *, keys: KeyRing) -> store.SqlVault:
-    return store.SqlVault(session, keys)
+def vault_factory(
+    session: Session, *, keys: KeyRing, keks: VaultKeks | None = None
+) -> store.SqlVault:
+    return store.SqlVault(session, keys, keks)

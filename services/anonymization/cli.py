@@ -1,4 +1,4 @@
-"""`llmops erase` and `llmops deanonymize`: the privacy commands."""
+"""`llmops erase`, `llmops deanonymize` and `llmops keys rotate-kek`: the privacy commands."""
 
 from __future__ import annotations
 
@@ -171,6 +171,45 @@ def deanonymize(
         raise typer.Exit(EXIT_FAILED)
 
 
+keys_app = typer.Typer(help="The vault's key-encryption key (admin only).", no_args_is_help=True)
+
+
+@keys_app.command("rotate-kek")
+def rotate_kek(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON report on stdout.")] = False,
+) -> None:
+    """Re-wrap the vault's subject keys with a new KEK and retire the old one.
+
+    Pseudonyms and erasures are unchanged; the rotation is audited. Run it where the
+    anonymization service's secrets and database are (its data dir and settings)."""
+    from services.anonymization.adapters.keyfile import VaultKeks, kek_path, load_keyring
+    from services.anonymization.adapters.store import rotate_kek as rotate
+    from shared.storage.db import engine_for
+
+    cfg = _settings()
+    try:
+        ring = load_keyring(cfg.pseudonym_key, cfg.data_dir, create=False)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]no vault key:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    url = cfg.database_url_for("anonymization")
+    engine = engine_for(
+        url, "anonymization", raw_url=cfg.database_url, module="services.anonymization"
+    )
+    try:
+        report = rotate(engine, VaultKeks(ring, kek_path(cfg.data_dir)), actor="cli:admin")
+    finally:
+        engine.dispose()
+    if as_json:
+        stdout_line(json.dumps(report))
+        return
+    out.print(
+        f"vault KEK rotated to {report['kek']}: {report['rewrapped']} subject keys re-wrapped; "
+        f"retired {', '.join(report['previous'])}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command()(erase)
     app.command()(deanonymize)
+    app.add_typer(keys_app, name="keys")  # merged with the gateway's `keys` (shared/cli/main)

@@ -41,7 +41,9 @@ def build(
     settings = settings or IngestionSettings()
     runtime = build_runtime(settings, "ingestion")
     assert runtime.engine is not None
-    jobs = jobs or SqlJobStore(runtime.engine, runtime.service, runtime.artifacts)
+    jobs = jobs or SqlJobStore(
+        runtime.engine, runtime.service, runtime.artifacts, settings.claim_bytes
+    )
     relay = runtime.bus.relay
     runner = IngestRunner(
         jobs,
@@ -61,7 +63,6 @@ def build(
         jobs=jobs,
         erasures=erasures or SqlErasureStore(),
         on_job_stored=runner.kick,
-        artifacts=runtime.artifacts,
     )
 
     @asynccontextmanager

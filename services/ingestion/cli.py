@@ -1,4 +1,4 @@
-"""`llmops ingest` and `llmops datasets list | show | diff`."""
+"""`llmops ingest` (`llmops datasets` is labeling's: it owns dataset versions)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,8 @@ def ingest(  # noqa: PLR0917 (typer maps parameters to options)
     version: Annotated[
         bool,
         typer.Option(
-            "--version", help="Cut a dataset version (of anonymized text; --wait waits for it)."
+            "--version",
+            help="Have labeling cut a dataset version (of anonymized text; --wait waits for it).",
         ),
     ] = False,
     fmt: Annotated[str, typer.Option("--format", help="auto|jsonl|csv|parquet|text")] = "auto",
@@ -177,7 +178,8 @@ def ingest(  # noqa: PLR0917 (typer maps parameters to options)
 async def wait_for_version(
     client: PlatformClient, request: IngestRequested, timeout_s: float
 ) -> DatasetVersioned:
-    """The version cut for ``request``: it follows the report once every record is anonymized."""
+    """The version labeling cuts for ``request`` once its report and every anonymized record
+    are in (``causation_id`` = the request)."""
     return await client.wait_for(  # type: ignore[no-any-return]
         Topic.DATASET_VERSIONED,
         lambda e: e.causation_id == request.event_id,
@@ -196,8 +198,8 @@ def _print_version(request: IngestRequested, timeout: float, json_output: bool) 
         versioned = run(fetch())
     except TimeoutError:
         console.print(
-            f"[red]no dataset version within {timeout:.0f}s[/]: it is cut from anonymized "
-            "records (is the anonymization service up? see its DLQ)"
+            f"[red]no dataset version within {timeout:.0f}s[/]: the labeling service cuts it "
+            "from anonymized records (are anonymization and labeling up? see their DLQs)"
         )
         raise typer.Exit(1) from None
     if json_output:

@@ -39,7 +39,10 @@ class IngestionSettings(ServiceSettings):
     )
     batch_records: int = Field(500, ge=1, description="Most records per RecordsIngested.")
     claim_bytes: int = Field(
-        256_000, ge=1, description="Batches larger than this travel by claim check."
+        256_000,
+        ge=1,
+        description="Batches (transit store) and report lineages (artifact store) larger "
+        "than this travel by claim check.",
     )
     max_line_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Longer lines (documents) are reported, skipped."
@@ -49,8 +52,7 @@ class IngestionSettings(ServiceSettings):
     )
     consumer_group: str = Field(
         CONSUMER_GROUP,
-        description="Consumer group of ingest requests; erasures use <group>-erasure, "
-        "anonymized records (for versions) <group>-versions.",
+        description="Consumer group of ingest requests; erasures use <group>-erasure.",
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for work.")
     allowed_roots: Annotated[list[Path], NoDecode] = Field(

@@ -2,9 +2,9 @@
 
 Writes the corpus into the data dir's ``inbox/`` (the source policy always allows it),
 sends an IngestRequested through the SDK client (as `llmops ingest --wait --version` does),
-prints the report, waits for the version (cut from the anonymized records, so the
-anonymization service must be up), and leaves the dataset name, version and counts in
-``ctx.results`` for the stages after it.
+prints the report, waits for the version (labeling cuts it from the anonymized records
+and the report's lineage, so anonymization and labeling must be up), and leaves the
+dataset name, version and counts in ``ctx.results`` for the stages after it.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def run(ctx: Any) -> None:
             report = await client.wait_for(
                 Topic.INGEST_COMPLETED, lambda e: e.request_id == sent.event_id, timeout_s=180
             )
-            # the version is cut from the anonymized records, once all of them are back
+            # labeling cuts the version from the anonymized records, once all are back
             versioned = await client.wait_for(
                 Topic.DATASET_VERSIONED, lambda e: e.causation_id == sent.event_id, timeout_s=300
             )

@@ -1,9 +1,9 @@
 """Ingestion's side of erasure, after anonymization has named the subject's records.
 
 Removes what ingestion holds for those records and their duplicate clusters (exact
-fingerprints, MinHash signatures; lineage keeps only ids), and answers with the dataset
-versions that contained them. Versions are immutable: they are listed, not rewritten;
-the next version cut leaves erased records out.
+fingerprints, MinHash signatures; lineage keeps only ids). Ingestion holds no anonymized
+copies and cuts no dataset versions (labeling, the curator, does and answers for them), so
+its answer lists no versions.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ def answer(
     if event.service != ANSWERS_TO:
         return None
     record_ids = sorted(store.held(uow, event.records))
-    versions = store.versions_containing(uow, record_ids)
     removed = store.forget(uow, record_ids) if record_ids else {}
     return event.caused(  # type: ignore[no-any-return]
         ErasureCompleted,
@@ -31,6 +30,6 @@ def answer(
         service=uow.producer,
         found=bool(record_ids),
         records=record_ids,
-        dataset_versions=versions,
+        dataset_versions=[],  # versions are labeling's: its own answer lists them
         removed=removed,
     )

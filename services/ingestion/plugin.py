@@ -5,17 +5,16 @@ from shared.topics import Topic
 
 PLUGIN = ServicePlugin(
     name="ingestion",
-    description="Reads sources, cleans, deduplicates; cuts dataset versions.",
+    description="Reads sources, cleans, deduplicates; reports lineage.",
     order=10,
     processes=(
         ProcessSpec("ingestion", "ingestion", "services.ingestion", 9101, "LLMOPS_INGESTION_PORT"),
     ),
-    consumes=(Topic.INGEST_REQUESTED, Topic.RECORDS_ANONYMIZED, Topic.ERASURE_COMPLETED),
+    consumes=(Topic.INGEST_REQUESTED, Topic.ERASURE_COMPLETED),
     produces=(
         Topic.RECORDS_INGESTED,
         Topic.INGEST_PROGRESSED,
         Topic.INGEST_COMPLETED,
-        Topic.DATASET_VERSIONED,
         Topic.ERASURE_COMPLETED,
     ),
     cli="services.ingestion.cli:register",

@@ -76,8 +76,8 @@ class JobStore(Protocol):
         """Index entries, lineage, the events and the job's checkpoint, atomically."""
 
     def finish(self, job: Job, failed: str | None = None, also: Sequence[Outgoing] = ()) -> None:
-        """Emit the report (and ``also``, e.g. an audit event), mark the job done (or
-        failed), cut its version when due."""
+        """Emit the report with the request's lineage (and ``also``, e.g. an audit event),
+        mark the job done (or failed); a no-op for a job already finished."""
 
 
 class ErasureStore(Protocol):
@@ -85,8 +85,6 @@ class ErasureStore(Protocol):
 
     def held(self, uow: UnitOfWork, record_ids: Sequence[str]) -> list[str]:
         """The ids among ``record_ids`` that this service has lineage of."""
-
-    def versions_containing(self, uow: UnitOfWork, record_ids: Sequence[str]) -> list[str]: ...
 
     def forget(self, uow: UnitOfWork, record_ids: Sequence[str]) -> dict[str, int]:
         """Drop dedup entries of the records and their duplicates; scrub lineage."""

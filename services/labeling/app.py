@@ -22,9 +22,11 @@ from services.labeling.config import LabelingSettings
 from services.labeling.curator import Curator
 from services.labeling.schema import LabelError
 from services.labeling.service import ConflictError, Labeling, NotFoundError
+from services.labeling.suggester import ModelSuggester
 from shared.keys import KeyRegistry
 from shared.runtime import Runtime, build_runtime, health
 from shared.telemetry import prometheus_payload, shutdown_telemetry
+from shared.wire import create_channel, reply_topic
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +38,37 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     labeling = Labeling(lease_s=settings.lease_s)
     curator = Curator(runtime.artifacts, labeling)
     labeling.on_final = curator.maybe_cut  # a version every N final labels
-    handlers.register(
-        runtime.bus, settings.consumer_group, curator, ingest_versions=settings.ingest_versions
+    replies = reply_topic(settings.suggest_reply_id)
+    suggester = ModelSuggester(
+        labeling, runtime.bus, replies, interval_s=settings.suggest_interval_s
     )
+    handlers.register(
+        runtime.bus,
+        settings.consumer_group,
+        curator,
+        on_tasks=suggester.kick,
+    )
+    handlers.register_replies(
+        runtime.broker, replies, suggester, fetch_max_wait_ms=settings.fetch_max_wait_ms
+    )
+    runtime.checks["model_suggestions"] = suggester.alive
     registry = KeyRegistry(settings)  # the platform's API keys (annotator role and above)
     registry.attach(runtime.broker)
     runtime.checks["key_registry"] = registry.loaded
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await create_channel(settings.bootstrap_servers, replies, settings.replication_factor)
         await runtime.broker.start()
         await runtime.bus.start()
+        await suggester.start()
         runtime.ready.set()
         log.info("labeling ready", extra={"port": settings.serve_port()})
         try:
             yield
         finally:
             runtime.ready.clear()
+            await suggester.stop()
             await runtime.bus.stop()
             await runtime.broker.stop()
             if runtime.engine is not None:
@@ -64,6 +80,7 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     app.state.bus = runtime.bus
     app.state.labeling = labeling
     app.state.curator = curator
+    app.state.suggester = suggester
     app.state.keys = KeyRing(runtime.engine, registry)
     app.include_router(router)
     app.include_router(ui.router)

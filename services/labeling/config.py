@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+from shared.wire import REPLY_ID_PATTERN
 
 DEFAULT_PORT = 8100
 
@@ -24,11 +25,14 @@ class LabelingSettings(ServiceSettings):
     )
     lease_s: float = Field(300.0, gt=0, description="How long a handed-out task stays leased.")
     consumer_group: str = Field("labeling", description="Prefix of the consumer groups.")
-    ingest_versions: bool = Field(
-        False,
-        description="Cut the unlabeled versions that ingest requests ask for. Off while the "
-        "ingestion service still cuts them itself (its version lineage holds source, line and "
-        "dropped duplicates, which only ingestion knows); on once that side is removed.",
+    suggest_reply_id: str = Field(
+        "labeling",
+        pattern=rf"^{REPLY_ID_PATTERN}$",
+        description="Names this process' inference reply topic (llmops.inference.replies.<id>) "
+        "for model suggestions; one per labeling process.",
+    )
+    suggest_interval_s: float = Field(
+        1.0, gt=0, description="How often open tasks are checked for model questions."
     )
     url: str = Field(
         "", description="Base URL of the service for the CLI (default http://127.0.0.1:<port>)."

@@ -2,10 +2,11 @@
 
 * Every ``RecordsAnonymized`` is kept (labeling owns dataset versions) and becomes tasks of
   the projects watching its dataset.
-* Unlabeled versions (``llmops ingest --version``): the request, its report
-  (``IngestCompleted``: how many records were emitted) and its anonymized records arrive in
-  any order; whichever comes last cuts the version, once: the parent's records minus erased
-  ones plus the request's records.
+* Unlabeled versions (``llmops ingest --version``; labeling is the only service that cuts
+  them): the request, its report (``IngestCompleted``: how many records were emitted, and
+  the lineage only ingestion knows: source, line, dropped duplicates) and its anonymized
+  records arrive in any order; whichever comes last cuts the version, once: the parent's
+  records minus erased ones plus the request's records, with that lineage.
 * Labeled versions: final labels of a project as ``LabeledExample`` records, split
   deterministically and stratified, on demand or every ``cut_every`` final labels.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from services.labeling import split, stats
+from services.labeling import lineage, split, stats
 from services.labeling.adapters.store import (
     AnnotationRow,
     CutRow,
@@ -36,6 +37,7 @@ from shared.claims import unpack
 from shared.datasets import DatasetManifest, cut_version
 from shared.events import AuditRecorded, DatasetVersioned, IngestCompleted, IngestRequested
 from shared.events.envelope import ClaimCheck
+from shared.events.ingest import RowLineage
 from shared.events.privacy import AnonymizedRecord, RecordsAnonymized
 from shared.storage import ArtifactStore
 
@@ -88,6 +90,10 @@ class Curator:
         self.try_ingest_version(uow, wait.request_id)
 
     def on_ingest_completed(self, uow: UnitOfWork, event: IngestCompleted) -> None:
+        """Keep the report's lineage (every request's: a later version may hold its
+        records' duplicates) and its count; cut the version if it was the last part."""
+        entries = unpack(event.lineage, event.lineage_claim, self.artifacts, RowLineage)
+        lineage.save(uow.session, event.dataset, str(event.request_id), entries)
         wait = self._wait(uow.session, str(event.request_id), event.dataset)
         wait.expected, wait.failed = event.emitted, bool(event.failed)
         uow.session.add(wait)
@@ -127,29 +133,24 @@ class Curator:
             .where(RecordRow.request_id == request_id, RecordRow.dataset == request.dataset)
             .order_by(col(RecordRow.batch_index), col(RecordRow.received_at))
         ).all()
-        ids += [rid for rid in mine if rid not in set(ids)]
+        seen = set(ids)
+        ids += [rid for rid in mine if rid not in seen]
+
+        def rows() -> Iterator[RecordRow]:
+            for rid in ids:
+                row = session.get(RecordRow, (request.dataset, rid))
+                if row is not None and not row.erased:
+                    yield row
 
         def records() -> Iterator[dict[str, Any]]:
-            for rid in ids:
-                row = session.get(RecordRow, (request.dataset, rid))
-                if row is not None and not row.erased:
-                    yield {
-                        "record_id": rid,
-                        "text": row.text,
-                        "metadata": row.meta,
-                        "entities": row.entities,
-                    }
-
-        def lineage() -> Iterator[dict[str, Any]]:
-            for rid in ids:
-                row = session.get(RecordRow, (request.dataset, rid))
-                if row is not None and not row.erased:
-                    yield {
-                        "record_id": rid,
-                        "request_id": row.request_id,
-                        "source_id": row.source_id,
-                        "batch_index": row.batch_index,
-                    }
+            for row in rows():
+                yield {
+                    "record_id": row.record_id,
+                    "source_id": row.source_id,
+                    "text": row.text,
+                    "metadata": row.meta,
+                    "entities": row.entities,
+                }
 
         created_by = {request_id}
         if parent is not None:
@@ -160,7 +161,7 @@ class Curator:
             records(),
             parent=parent.version if parent else None,
             created_by=created_by,
-            lineage=lineage(),
+            lineage=lineage.of_records(session, rows()),
             producer=SERVICE,
         )
         self._remember(session, manifest, claim, project=None)

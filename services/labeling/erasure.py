@@ -1,18 +1,21 @@
 """Labeling's side of erasure, after anonymization has named the subject's records.
 
 The records' text is dropped (the row stays, marked erased, so a late redelivery cannot
-bring it back), their tasks leave every queue, their annotations are deleted, and the next
-cut leaves them out. Versions are immutable: the answer lists the ones that held them.
+bring it back), their tasks leave every queue, their annotations are deleted, the ingest
+lineage of them and of their duplicates loses source and line, and the next cut leaves them
+out. Versions are immutable: the answer lists the ones (labeled or not) that held them.
 """
 
 from __future__ import annotations
 
 from sqlmodel import Session, col, delete, select
 
+from services.labeling import lineage
 from services.labeling.adapters.store import (
     AnnotationRow,
     CutRow,
     LeaseRow,
+    ModelAskRow,
     RecordRow,
     SkipRow,
     TaskRow,
@@ -32,13 +35,14 @@ def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCo
         if wanted
         else []
     )
-    removed = {"records": 0, "tasks": 0, "annotations": 0}
+    removed = {"records": 0, "tasks": 0, "annotations": 0, "lineage_scrubbed": 0}
     for row in rows:
         if not row.erased:
             removed["records"] += 1
         row.erased, row.text, row.meta, row.entities = True, "", {}, []
         session.add(row)
     held = sorted({r.record_id for r in rows})
+    removed["lineage_scrubbed"] = lineage.scrub(session, sorted(wanted))
     tasks = (
         session.exec(select(TaskRow).where(col(TaskRow.record_id).in_(held))).all() if held else []
     )
@@ -47,7 +51,7 @@ def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCo
         removed["annotations"] += len(
             session.exec(select(AnnotationRow.id).where(AnnotationRow.task_id == task.id)).all()
         )
-        for table in (AnnotationRow, LeaseRow, SkipRow):
+        for table in (AnnotationRow, LeaseRow, SkipRow, ModelAskRow):
             session.exec(delete(table).where(col(table.task_id) == task.id))  # type: ignore[attr-defined]
         if task.status != "erased":
             removed["tasks"] += 1
@@ -61,7 +65,7 @@ def answer(session: Session, event: ErasureCompleted, service: str) -> ErasureCo
         request_id=event.request_id,
         subject_ref=event.subject_ref,
         service=service,
-        found=bool(held),
+        found=bool(held) or removed["lineage_scrubbed"] > 0,
         records=held,
         dataset_versions=versions,
         removed=removed,

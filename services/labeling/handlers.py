@@ -1,9 +1,17 @@
-"""Thin handlers: records become tasks, ingest requests get versions, erasures answered."""
+"""Thin handlers: records become tasks, ingest requests get versions, erasures answered,
+the model's replies become suggestions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
 from services.labeling import erasure
 from services.labeling.curator import Curator
+from services.labeling.suggester import ModelSuggester
 from shared.bus import EventBus, UnitOfWork
 from shared.events import (
     ErasureCompleted,
@@ -14,9 +22,17 @@ from shared.events import (
 from shared.topics import Topic
 
 
-def register(bus: EventBus, group: str, curator: Curator, *, ingest_versions: bool) -> None:
+def register(
+    bus: EventBus,
+    group: str,
+    curator: Curator,
+    *,
+    on_tasks: Callable[[], None] | None = None,
+) -> None:
     async def on_records_anonymized(event: RecordsAnonymized, uow: UnitOfWork) -> None:
         curator.receive(uow, event)
+        if on_tasks is not None:
+            on_tasks()  # new tasks may want a model suggestion (runs after the commit)
 
     async def on_ingest_requested(event: IngestRequested, uow: UnitOfWork) -> None:
         curator.on_ingest_requested(uow, event)
@@ -33,7 +49,25 @@ def register(bus: EventBus, group: str, curator: Curator, *, ingest_versions: bo
     # handlers run on the event loop one at a time, so the "whichever comes last cuts the
     # version" checks of the curator never interleave within the process.
     bus.subscribe(Topic.RECORDS_ANONYMIZED, on_records_anonymized, group=f"{group}-records")
-    if ingest_versions:
-        bus.subscribe(Topic.INGEST_REQUESTED, on_ingest_requested, group=f"{group}-ingest")
-        bus.subscribe(Topic.INGEST_COMPLETED, on_ingest_completed, group=f"{group}-ingest-done")
+    bus.subscribe(Topic.INGEST_REQUESTED, on_ingest_requested, group=f"{group}-ingest")
+    bus.subscribe(Topic.INGEST_COMPLETED, on_ingest_completed, group=f"{group}-ingest-done")
     bus.subscribe(Topic.ERASURE_COMPLETED, on_erasure_completed, group=f"{group}-erasure")
+
+
+def register_replies(
+    broker: KafkaBroker, topic: str, suggester: ModelSuggester, *, fetch_max_wait_ms: int
+) -> None:
+    """This process' inference reply topic (no group: only this process reads it), from
+    its start (10 minutes retained): no reply is missed while the consumer is still finding
+    the end of the topic; replies to an earlier run's questions find no pending question
+    (those are asked again at start) and change nothing."""
+
+    async def on_inference_reply(message: KafkaMessage) -> None:
+        suggester.on_reply(message.body)
+
+    broker.subscriber(
+        topic,
+        ack_policy=AckPolicy.ACK_FIRST,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )(on_inference_reply)

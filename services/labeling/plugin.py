@@ -29,7 +29,10 @@ PLUGIN = ServicePlugin(
         Topic.DATASET_VERSIONED,
         Topic.ERASURE_COMPLETED,
         Topic.AUDIT_RECORDED,
+        Topic.INFERENCE_REQUESTED,  # model suggestions, answered by the serving workers
     ),
+    # its own inference reply topic(s): llmops.inference.replies.labeling[...]
+    topic_prefixes=("llmops.inference.replies.labeling",),
     cli="services.labeling.cli:register",
     demo="services.labeling.demo:run",
 )

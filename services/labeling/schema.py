@@ -45,6 +45,41 @@ class Rule(BaseModel):
         return value
 
 
+DEFAULT_PROMPT = "{instruction}\nAnswer with one of: {labels}.\n\nText: {text}\nAnswer: "
+
+
+class ModelSuggestions(BaseModel):
+    """Ask the promoted model (through the serving workers) to suggest a label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Ask the model for open classification tasks.")
+    model: str | None = Field(None, description="Served model name asked (its champion answers).")
+    prompt: str = Field(
+        DEFAULT_PROMPT,
+        description="Completion prompt; placeholders {instruction}, {labels}, {text}.",
+    )
+    max_in_flight: int = Field(8, ge=1, le=256, description="Questions unanswered at most.")
+    timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="After this an unanswered task stays with people."
+    )
+    max_text_chars: int = Field(2000, ge=1, description="Longer texts are cut for the prompt.")
+    max_tokens: int = Field(32, ge=1, le=512, description="Token budget of the answer.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            rendered = value.format(instruction="", labels="", text="\x00")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"prompt: only {{instruction}}, {{labels}}, {{text}} placeholders ({exc})"
+            ) from None
+        if "\x00" not in rendered:
+            raise ValueError("prompt: must contain {text}")
+        return value
+
+
 class ProjectSpec(BaseModel):
     """A labeling project as its YAML/JSON file describes it."""
 
@@ -70,6 +105,10 @@ class ProjectSpec(BaseModel):
         description="Split fractions of labeled versions.",
     )
     seed: str = Field("llmops", description="Seed of the deterministic split.")
+    model_suggestions: ModelSuggestions = Field(
+        default_factory=ModelSuggestions,
+        description="Model suggestions through Kafka inference (classification projects).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -98,6 +137,11 @@ class ProjectSpec(BaseModel):
             raise ValueError("split: fractions of train, validation, test summing to 1")
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
+        if self.model_suggestions.enabled:
+            if self.task != "classification":
+                raise ValueError("model_suggestions: classification projects only")
+            if not self.model_suggestions.model:
+                raise ValueError("model_suggestions: name the served model to ask (model)")
         return self
 
 

@@ -1,7 +1,7 @@
 """Demo stage: a drifted traffic burst, the drift it causes, the alert and the retraining
 decision; then the dashboard URL.
 
-With serving up (a `serving` result, the gateway at LLMOPS_GATEWAY_URL or :8000) the burst goes
+With serving up (a `serving` result, naming the gateway's URL) the burst goes
 through the gateway with the official openai client, and its records reach monitoring through
 anonymization like any traffic. Otherwise (or if that path is too slow) the stage publishes the
 anonymized inference records itself, shaped as anonymization emits them.
@@ -10,7 +10,6 @@ anonymized inference records itself, shaped as anonymization emits them.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -57,10 +56,9 @@ def _wait_decision(
     return None
 
 
-def _through_gateway(ctx: Any, model: str, n: int) -> None:
+def _through_gateway(ctx: Any, base: str, model: str, n: int) -> None:
     from openai import OpenAI
 
-    base = os.environ.get("LLMOPS_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
     client = OpenAI(base_url=f"{base}/v1", api_key=ctx.admin_key, max_retries=1, timeout=30)
     traffic = [p for p, _ in prompts(n, drifted=False, seed=11)]
     traffic += [p for p, _ in prompts(n, drifted=True, seed=12)]
@@ -86,12 +84,13 @@ async def _publish(ctx: Any, n: int) -> None:
 def run(ctx: Any) -> None:
     url = _monitoring_url()
     n, _status = _window_size(url)
-    served = (ctx.results.get("serving") or {}).get("model")
+    serving = ctx.results.get("serving") or {}
+    served = serving.get("model")
     decision = None
     if served:
         before = len(_decisions(url, served))
         try:
-            _through_gateway(ctx, served, n)
+            _through_gateway(ctx, serving["gateway_url"], served, n)
             # every request is anonymized (Presidio) before monitoring sees it: minutes for
             # two windows of traffic on a busy 2-core machine
             decision = _wait_decision(url, served, before, 300, ctx.say)

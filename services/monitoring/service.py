@@ -21,6 +21,7 @@ from services.monitoring.config import MonitoringSettings
 from services.monitoring.policy import PolicyConfig, PolicyState, decide
 from services.monitoring.ports import Embedder, Repository
 from services.monitoring.windows import FeedbackWindow, Observation, VersionWindow, tokens
+from shared.claims import decode_batch
 from shared.events import (
     AlertRaised,
     AuditRecorded,
@@ -93,8 +94,7 @@ class MonitoringService:
     def records(self, event: RecordsAnonymized) -> list[AnonymizedRecord]:
         if event.claim is None or self.read_claim is None:
             return list(event.records)
-        body = self.read_claim(event.claim).decode()
-        return [AnonymizedRecord.model_validate_json(x) for x in body.splitlines() if x.strip()]
+        return decode_batch(self.read_claim(event.claim), AnonymizedRecord)
 
     def on_records_anonymized(self, event: RecordsAnonymized, repo: Repository) -> list[Event]:
         if event.dataset.startswith(INFERENCE_PREFIX):

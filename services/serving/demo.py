@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import httpx
 from openai import OpenAI
+
+from services.serving.gateway.config import GatewaySettings
 
 
 def _wait_for_models(client: OpenAI, timeout_s: float = 180.0) -> list[Any]:
@@ -43,7 +44,7 @@ def _wait_for_version(client: OpenAI, name: str, version: str, timeout_s: float)
 
 
 def run(ctx: Any) -> None:
-    base = os.environ.get("LLMOPS_GATEWAY_URL", "http://127.0.0.1:8000").rstrip("/")
+    base = GatewaySettings(service_name="demo").base_url
     client = OpenAI(base_url=f"{base}/v1", api_key=ctx.admin_key, max_retries=2)
     models = _wait_for_models(client)
     model = models[0].id
@@ -95,4 +96,9 @@ def run(ctx: Any) -> None:
     )
     feedback.raise_for_status()
     ctx.say(f"feedback for {response_id}: {feedback.json()['status']}")
-    ctx.results["serving"] = {"model": model, "response_id": response_id, "tokens": tokens}
+    ctx.results["serving"] = {
+        "model": model,
+        "response_id": response_id,
+        "tokens": tokens,
+        "gateway_url": base,
+    }

@@ -155,7 +155,9 @@ class EventBus:
                 _handled.add(1, {**attributes, "outcome": "dead-lettered"})
         if self.verifier is not None and is_command(topic.event.EVENT_TYPE):
             decoded = [
-                (record, event) for record, event in decoded if await self.admit(topic, record)
+                (record, event)
+                for record, event in decoded
+                if await self.admit(topic, record, once=not idempotent)
             ]
         if len(decoded) > 1 and self.engine is not None:
             started = time.perf_counter()
@@ -304,13 +306,15 @@ class EventBus:
         entry: InboxEntry | None = session.get(InboxEntry, (group, str(event.event_id)))
         return entry is not None
 
-    async def admit(self, topic: Topic, record: Any) -> bool:
-        """Whether a command record carries the authority its topic needs. If not, it goes
-        to the DLQ with reason ``unauthorized`` and an ``AuditRecorded(allowed=False)`` is
-        published; the caller must then apply nothing."""
+    async def admit(self, topic: Topic, record: Any, *, once: bool = False) -> bool:
+        """Whether a command record carries the authority its topic needs, still valid. If
+        not, it goes to the DLQ with reason ``unauthorized`` and an
+        ``AuditRecorded(allowed=False)`` is published; the caller must then apply nothing.
+        ``once``: the caller is not idempotent (no inbox), so a replayed event id is refused
+        too."""
         if self.verifier is None:
             return True
-        principal, why = self.verifier.check(record.value)
+        principal, why = self.verifier.check(record.value, once=once)
         if why is None:
             return True
         await self._dead_letter_record(topic, record, "unauthorized", why, attempts=0)

@@ -5,22 +5,23 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.error
 import urllib.request
 
 from shared.plugins import process_by_label
+from shared.settings import ServiceSettings
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    label = args[0] if args else os.environ.get("LLMOPS_PROCESS", "")
+    settings = ServiceSettings()
+    label = args[0] if args else settings.process or ""
     spec = process_by_label(label)
     if spec is None:
         print(f"unknown process {label!r}", file=sys.stderr)
         return 2
-    port = int(os.environ.get("LLMOPS_ADMIN_PORT") or spec.resolved_port)
+    port = settings.admin_port or spec.resolved_port
     url = f"http://127.0.0.1:{port}{spec.health_path}"
     try:
         with urllib.request.urlopen(url, timeout=4) as response:

@@ -11,6 +11,7 @@ import os
 import sys
 
 from shared.plugins import discover, process_by_label
+from shared.settings import ServiceSettings
 
 
 def command_for(label: str) -> tuple[list[str], dict[str, str]]:
@@ -27,7 +28,7 @@ def command_for(label: str) -> tuple[list[str], dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    label = args[0] if args else os.environ.get("LLMOPS_PROCESS", "")
+    label = args[0] if args else ServiceSettings().process or ""
     if not label:
         raise SystemExit("usage: python -m shared.deploy.run LABEL (or set LLMOPS_PROCESS)")
     command, env = command_for(label)

@@ -57,6 +57,14 @@ class Authority(Payload):
     principal: str = Field(description="Who signed: `admin`, a user, or `service:<name>`.")
     role: str = Field(description="Role of the principal, as registered: admin, operator, service.")
     key_id: str = Field(description="Id of the signing key: 16 hex of sha256(public key).")
+    issued_at: datetime | None = Field(
+        None, description="When it was signed (UTC); a command dated in the future is refused."
+    )
+    expires_at: datetime | None = Field(
+        None,
+        description="Signed expiry (UTC): refused after it, or if it lies further after "
+        "`issued_at` than LLMOPS_AUTHORITY_MAX_AGE_S.",
+    )
     signature: str = Field(
         "", description="Ed25519 signature (base64url) over the canonical event bytes."
     )

@@ -111,6 +111,23 @@ class FilteredRecord(Payload):
     rule: str = Field(description="The filter that dropped it, e.g. too_short, top_2gram.")
 
 
+class RowLineage(Payload):
+    """Where one row that reached dedup went: kept, or dropped as whose duplicate (no text)."""
+
+    record_id: str = Field(description="The row's record id (see Record.record_id).")
+    status: Literal["kept", "exact_duplicate", "near_duplicate"] = Field(
+        description="Kept (published), or dropped as an exact or near duplicate."
+    )
+    source: str | None = Field(None, description="File or URL it was read from.")
+    line: int | None = Field(None, description="Line or row number in the source, 1-based.")
+    duplicate_of: str | None = Field(
+        None, description="For a dropped duplicate: the kept record it duplicates."
+    )
+    similarity: float | None = Field(
+        None, description="For a dropped duplicate: estimated Jaccard similarity (1.0 exact)."
+    )
+
+
 @register("llmops.ingest.completed")
 class IngestCompleted(Event):
     """Report of one ingest request."""
@@ -142,4 +159,15 @@ class IngestCompleted(Event):
     )
     failed: str | None = Field(
         None, description="Why the request as a whole could not run (bad settings), if so."
+    )
+    lineage: list[RowLineage] = Field(
+        default_factory=list,
+        description="Every row of the request that reached dedup, kept or dropped as a "
+        "duplicate, with source and line: what the curator (labeling) puts in a version's "
+        "lineage. Empty when it travels by `lineage_claim`.",
+    )
+    lineage_claim: ClaimCheck | None = Field(
+        None,
+        description="Claim check of a large lineage in the artifact store: JSON lines of "
+        "RowLineage.",
     )

@@ -24,7 +24,8 @@ from typing import IO, Any
 import httpx
 from rich.console import Console
 
-from shared.authority import COMMANDS, provision, service_principal
+from shared.authority import provision, service_principal
+from shared.deploy.authority import command_grants
 from shared.plugins import ProcessSpec, discover
 from shared.settings import ServiceSettings
 from shared.stack.log import EmbeddedLog
@@ -83,11 +84,7 @@ def provision_authority(settings: ServiceSettings) -> dict[str, str]:
     secret = settings.admin_secret()
     if secret is None:
         raise RuntimeError("no admin key to derive the authority keys from")
-    grants = {
-        plugin.name: {t.event.EVENT_TYPE for t in plugin.produces if t.event.EVENT_TYPE in COMMANDS}
-        for plugin in discover()
-    }
-    return provision(secret, settings.data_dir.resolve(), grants)
+    return provision(secret, settings.data_dir.resolve(), command_grants(discover()))
 
 
 def parse_scale(text: str | None, processes: list[ProcessSpec]) -> dict[str, int]:

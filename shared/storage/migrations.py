@@ -3,12 +3,15 @@
 A chain is a folder of Alembic revision files with its own version table in the service's
 database (its schema on PostgreSQL): the bus tables' chain (``shared/bus/migrations``,
 table ``alembic_version_bus``) and the service's own (``migrations/`` next to the process
-module, table ``alembic_version``). All chains share one ``env.py`` (``shared/storage/alembic``).
+module, table ``alembic_version``, or the ``VERSION_TABLE`` its base revision names when
+something else in that database owns ``alembic_version``: Optuna's RDB storage in training's).
+All chains share one ``env.py`` (``shared/storage/alembic``).
 
 Two replicas starting at once take turns: a PostgreSQL advisory lock, a file lock on SQLite.
 A database created before its chain existed is adopted: when the version table is missing
 and every table listed in the base revision's ``ADOPT_IF_EXISTS`` exists, that revision is
-stamped instead of run. Services without a chain keep ``create_all`` (the caller's fallback).
+stamped instead of run. A process without a chain (an ad-hoc service name in a test) gets
+``create_all`` from its caller instead; where a chain exists, it alone makes the schema.
 
 ``python -m shared.storage.migrations revision DIR -m MESSAGE`` adds a revision to a chain.
 """
@@ -118,12 +121,28 @@ def upgrade_chain(engine: Engine, chain: Path, version_table: str, lock_key: str
         ).get_current_revision()
 
 
+def chain_version_table(chain: Path) -> str:
+    """The version table of a service chain: ``VERSION_TABLE`` of its base revision, if set.
+
+    A library that keeps its own Alembic history in the service's database (Optuna's RDB
+    storage uses ``alembic_version``) would otherwise read the chain's revision as its own
+    and refuse it, and the chain would stop on the library's revision.
+    """
+    script = ScriptDirectory.from_config(chain_config(chain, SERVICE_VERSION_TABLE))
+    base_id = script.get_base()
+    base = script.get_revision(base_id) if base_id else None
+    if base is None:
+        return SERVICE_VERSION_TABLE
+    return str(getattr(base.module, "VERSION_TABLE", SERVICE_VERSION_TABLE))
+
+
 def upgrade(engine: Engine, service: str, module: str | None) -> dict[str, str | None]:
     """The bus chain, then the service's chain if it has one; ``{chain: revision}``."""
     applied = {"bus": upgrade_chain(engine, BUS_CHAIN, BUS_VERSION_TABLE, f"{service}:bus")}
     chain = module_chain(module) if module else None
     if chain is not None:
-        applied[service] = upgrade_chain(engine, chain, SERVICE_VERSION_TABLE, service)
+        table = chain_version_table(chain)
+        applied[service] = upgrade_chain(engine, chain, table, service)
     return applied
 
 

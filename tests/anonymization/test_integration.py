@@ -1,8 +1,8 @@
 """The service as a real process on the real broker: planted PII never leaves the ingest hop.
 
-The ingestion service runs beside it (same data dir, as under `llmops up`): a file of
-planted PII is ingested with a version requested, in batches large enough to travel by
-claim check through the transit store.
+The ingestion and labeling services run beside it (same data dir, as under `llmops up`): a
+file of planted PII is ingested with a version requested (labeling cuts it), in batches
+large enough to travel by claim check through the transit store.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tests.anonymization.scan import (
     skip_history,
     topic_bytes,
 )
+from tests.labeling.support import start_curator
 from tests.support.stack import ROOT, ServiceProcess, free_port, produce
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,7 @@ def service(kafka, service_dir):
 @pytest.fixture(scope="module")
 def ingestion(kafka, service_dir):
     group = f"ingestion-{uuid.uuid4().hex[:8]}"
-    asyncio.run(skip_history(kafka, [group, f"{group}-erasure", f"{group}-versions"]))
+    asyncio.run(skip_history(kafka, [group, f"{group}-erasure"]))
     env = {
         "LLMOPS_KAFKA_BOOTSTRAP": kafka,
         "LLMOPS_DATA_DIR": str(service_dir),
@@ -84,6 +85,14 @@ def ingestion(kafka, service_dir):
     }
     process = ServiceProcess("services.ingestion", env, service_dir / "logs" / "ingestion.log")
     process.start(timeout=120)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def labeling(kafka, service_dir):
+    """The curator, which cuts the version of the ingest request (anonymized text only)."""
+    process = start_curator(kafka, service_dir, service_dir / "logs" / "labeling.log")
     yield process
     process.stop()
 
@@ -142,7 +151,7 @@ def ingest_planted_file(env: dict[str, str], kafka: str, source: Path) -> Datase
 
 
 def test_planted_pii_never_leaves_the_ingest_hop(
-    kafka, service_dir: Path, service, ingestion, tmp_path: Path
+    kafka, service_dir: Path, service, ingestion, labeling, tmp_path: Path
 ):
     data_dir = service_dir
     _process, env = service

@@ -21,8 +21,9 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
     """`llmops demo` runs the whole loop, every stage a plug-in names, and leaves nothing up.
 
     The admin key comes from LLMOPS_ADMIN_KEY, as the README's configuration allows (this used
-    to fail: stages read a key file that is only written when the key is generated; the
-    generated key is covered by tests/integration/test_stack.py).
+    to fail: stages read a key file that is only written when the key is generated). The demo
+    and the CLI with the key from either place, generated or from the variable, are covered
+    without a second whole-loop run by tests/integration/test_admin_key.py.
     """
     data_dir = tmp_path / "demo"
     env = {

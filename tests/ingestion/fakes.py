@@ -18,6 +18,7 @@ from services.ingestion.domain.pipeline import ChunkResult
 from services.ingestion.ports import Job, Outgoing
 from shared.bus.store import UnitOfWork
 from shared.events import Event, IngestCompleted, IngestRequested
+from shared.events.ingest import RowLineage
 
 
 class CrashError(RuntimeError):
@@ -30,7 +31,7 @@ class FakeJobStore:
         self.emitted: list[Event] = []
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.signatures: dict[str, dict[str, np.ndarray]] = {}
-        self.lineage: dict[str, Any] = {}
+        self.lineage: dict[str, dict[str, Any]] = {}  # request id -> record id -> entry
         self.saves = 0
         self.crash_on_save = crash_on_save or set()  # 1-based save_chunk calls that fail
         self._lock = threading.Lock()
@@ -66,7 +67,8 @@ class FakeJobStore:
             dataset = job.request.dataset
             self.fingerprints.setdefault(dataset, {}).update(dict(result.fingerprints))
             self.signatures.setdefault(dataset, {}).update(dict(result.signatures))
-            self.lineage.update({e.record_id: e for e in result.lineage})
+            rows = self.lineage.setdefault(job.request_id, {})
+            rows.update({e.record_id: e for e in result.lineage})
             self.emitted += [event for event, _topic in events]
             job.status = "running"
             self.jobs[job.request_id] = copy.deepcopy(job)
@@ -77,12 +79,24 @@ class FakeJobStore:
             if stored.status in ("done", "failed"):
                 return
             self.emitted += [event for event, _topic in also]
+            lineage = [
+                RowLineage(
+                    record_id=e.record_id,
+                    status=e.status,
+                    source=e.source,
+                    line=e.line,
+                    duplicate_of=e.duplicate_of,
+                    similarity=e.similarity,
+                )
+                for e in self.lineage.get(job.request_id, {}).values()
+            ]
             self.emitted.append(
                 job.request.caused(
                     IngestCompleted,
                     dataset=job.request.dataset,
                     request_id=job.request.event_id,
                     failed=failed,
+                    lineage=lineage,
                     **job.report.to_dict(),
                 )
             )
@@ -94,15 +108,12 @@ class FakeJobStore:
 
 
 class FakeErasureStore:
-    def __init__(self, held: dict[str, list[str]]) -> None:
-        self.held_in = held  # record id -> versions containing it
+    def __init__(self, held: set[str]) -> None:
+        self.held_in = held  # record ids with lineage here
         self.forgotten: list[str] = []
 
     def held(self, uow: UnitOfWork, record_ids: Sequence[str]) -> list[str]:
         return [rid for rid in record_ids if rid in self.held_in]
-
-    def versions_containing(self, uow: UnitOfWork, record_ids: Sequence[str]) -> list[str]:
-        return sorted({v for rid in record_ids for v in self.held_in.get(rid, [])})
 
     def forget(self, uow: UnitOfWork, record_ids: Sequence[str]) -> dict[str, int]:
         self.forgotten += record_ids

@@ -10,7 +10,13 @@ import pytest
 
 from services.ingestion.adapters.readers import detect_format, read_source
 from services.ingestion.domain.cleaning import CleaningConfig, clean
-from services.ingestion.domain.dedup import DedupConfig, LSHIndex, fingerprint, signatures
+from services.ingestion.domain.dedup import (
+    DedupConfig,
+    LSHIndex,
+    fingerprint,
+    shingles,
+    signatures,
+)
 from services.ingestion.domain.pipeline import (
     MAX_REPORTED_ERRORS,
     Pipeline,
@@ -277,3 +283,37 @@ def test_every_filtered_record_is_listed_with_its_rule_capped_with_counts() -> N
     first = report.filtered_records[0]
     assert (first.source, first.line, first.rule) == ("a.jsonl", 1, "too_short")
     assert Report.from_dict(report.to_dict()).filtered_records == report.filtered_records
+
+
+def _jaccard(a: str, b: str) -> float:
+    left, right = set(shingles(a, 3)), set(shingles(b, 3))
+    return len(left & right) / len(left | right)
+
+
+def test_near_duplicate_clusters_are_transitive_no_chains() -> None:
+    """docs/ingestion.md: a record is compared with kept records only, so every duplicate
+    points at a kept record, and A ~ B ~ C with A and C far apart keeps C."""
+    rng = random.Random(8)
+    vocabulary = [f"w{i}" for i in range(400)]
+    a = [rng.choice(vocabulary) for _ in range(80)]
+    b = list(a)
+    for position in range(5, 80, 16):  # 5 words apart from a
+        b[position] = f"b{position}"
+    c = list(b)
+    for position in range(13, 80, 16):  # 5 more words apart from b, 10 from a
+        c[position] = f"c{position}"
+    texts = [" ".join(words) for words in (a, b, c)]
+    threshold = DedupConfig().threshold
+    assert _jaccard(texts[0], texts[1]) >= threshold
+    assert _jaccard(texts[1], texts[2]) >= threshold
+    assert _jaccard(texts[0], texts[2]) < threshold
+    pipeline = make_pipeline()
+    rows = [RawRow("chain", i + 1, fields={"text": t}) for i, t in enumerate(texts)]
+    lineage = pipeline.process(rows, Report()).lineage
+    assert [e.status for e in lineage] == ["kept", "near_duplicate", "kept"]
+    assert lineage[1].duplicate_of == lineage[0].record_id  # b joins a's cluster, c does not
+
+    # and on the generated corpus: every duplicate points at a kept record
+    kept_of, _report = run_corpus(generate(600, seed=12))
+    assert any(target is not None for target in kept_of.values())
+    assert all(kept_of[target] is None for target in kept_of.values() if target is not None)

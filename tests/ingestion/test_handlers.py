@@ -1,8 +1,8 @@
 """The ingestion service in memory: FastStream's TestKafkaBroker, a real SQLite database.
 
-A fake anonymization feed answers every RecordsIngested with a RecordsAnonymized, as the
-anonymization service does (reading claim-checked batches from the transit store and
-deleting them), so versions are cut from what it sends back.
+Ingestion reads, cleans, deduplicates and reports; it cuts no dataset versions (labeling,
+the curator, does: tests/labeling/test_ingest_versions.py). Its report carries the lineage
+only it knows (source, line, dropped duplicates), inline or by claim check.
 """
 
 from __future__ import annotations
@@ -18,27 +18,21 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.ingestion.app import build
 from services.ingestion.config import IngestionSettings
-from shared.datasets import iter_lineage, iter_records, load_manifest
+from services.ingestion.plugin import PLUGIN
+from shared.claims import unpack
 from shared.events import (
-    DatasetVersioned,
     ErasureCompleted,
     Event,
     IngestCompleted,
     IngestRequested,
-    RecordsAnonymized,
     RecordsIngested,
     decode,
 )
-from shared.events.ingest import FieldMapping, Record, SourceSpec
-from shared.events.privacy import AnonymizedRecord
+from shared.events.ingest import RowLineage, SourceSpec
 from shared.topics import Topic
 from tests.ingestion.files import EXPECTED_KEPT, write_bad_inputs
 
 pytestmark = pytest.mark.handlers
-
-
-def fake_anonymized(text: str) -> str:
-    return f"<ANON {len(text)} chars>"
 
 
 class Service:
@@ -47,7 +41,6 @@ class Service:
         data_dir: Path,
         database_url: str | None = None,
         *,
-        anonymize: bool = True,
         jobs: Any = None,
         erasures: Any = None,
         **kw: Any,
@@ -64,47 +57,6 @@ class Service:
             Topic.DATASET_VERSIONED,
         ):
             self._collect(topic)
-        self.held: list[RecordsAnonymized] = []
-        self.hold = False  # keep the anonymized batches back until release()
-        if anonymize:
-            self.runtime.broker.subscriber(
-                Topic.RECORDS_INGESTED.value, group_id="fake-anonymization"
-            )(self._anonymize)
-
-    async def _anonymize(self, message: KafkaMessage) -> None:
-        """The fake anonymization service: the same event shape, texts replaced."""
-        event = decode(message.body, expected=RecordsIngested)
-        records = list(event.records)
-        if event.claim is not None:
-            body = self.runtime.transit.get_bytes(event.claim).decode()
-            records = [Record.model_validate_json(line) for line in body.splitlines()]
-            self.runtime.transit.delete(event.claim)
-        out = event.caused(
-            RecordsAnonymized,
-            dataset=event.dataset,
-            request_id=event.request_id,
-            batch_index=event.batch_index,
-            records=[
-                AnonymizedRecord(
-                    record_id=r.record_id,
-                    text=fake_anonymized(r.text),
-                    metadata=r.metadata,
-                    source_id=r.source_id,
-                )
-                for r in records
-            ],
-            count=len(records),
-        )
-        if self.hold:
-            self.held.append(out)
-        else:
-            await self.publish(out)
-
-    async def release(self) -> None:
-        self.hold = False
-        for event in self.held:
-            await self.publish(event)
-        self.held = []
 
     def _collect(self, topic: Topic) -> None:
         async def collect(message: KafkaMessage) -> None:
@@ -125,6 +77,9 @@ class Service:
                 raise TimeoutError(f"{topic}: {len(self.events(topic))} of {count}")
             await asyncio.sleep(0.05)
         return self.events(topic)
+
+    def lineage(self, report: IngestCompleted) -> list[RowLineage]:
+        return unpack(report.lineage, report.lineage_claim, self.runtime.artifacts, RowLineage)
 
 
 async def run_with(service: Service, body: Any) -> Any:
@@ -179,39 +134,46 @@ async def bad_inputs_flow(service: Service, data_dir: Path, dataset: str) -> Non
     async def body() -> IngestCompleted:
         await service.publish(request)
         (report,) = await service.wait(Topic.INGEST_COMPLETED)
-        await service.wait(Topic.DATASET_VERSIONED)
         return report  # type: ignore[no-any-return]
 
     report = await run_with(service, body)
     batches: list[RecordsIngested] = service.events(Topic.RECORDS_INGESTED)
-    texts = [r.text for b in sorted(batches, key=lambda b: b.batch_index) for r in b.records]
+    ordered = sorted(batches, key=lambda b: b.batch_index)
+    texts = [r.text for b in ordered for r in b.records]
     assert texts == EXPECTED_KEPT
     assert all(b.count <= 3 for b in batches)
     assert (report.read, report.emitted, report.exact_duplicates) == (17, 7, 2)
     assert report.malformed == 8
     assert report.batches == len(batches)
-    assert report.dataset_version is None  # the version follows, from anonymized records
-    (versioned,) = service.events(Topic.DATASET_VERSIONED)
-    assert versioned.causation_id == request.event_id
-    assert versioned.records == 7
-    records = version_records(service, versioned)
-    assert [r["text"] for r in records] == [fake_anonymized(t) for t in EXPECTED_KEPT]
-    assert not (data_dir / "ingestion" / "spool").exists()
+    assert report.dataset_version is None
+    assert service.events(Topic.DATASET_VERSIONED) == []  # labeling cuts versions
+    # the lineage in the report: every kept record and every dropped duplicate, with where
+    lineage = {e.record_id: e for e in service.lineage(report)}
+    kept = {r.record_id: r for b in ordered for r in b.records}
+    assert {rid for rid, e in lineage.items() if e.status == "kept"} == set(kept)
+    for rid, record in kept.items():
+        assert (lineage[rid].source, lineage[rid].line) == (record.source, record.line)
+    dups = [e for e in lineage.values() if e.status == "exact_duplicate"]
+    assert sorted((e.source, e.line) for e in dups) == [
+        (str(files["mixed"]), 10),
+        (str(files["mixed"]), 13),
+    ]
+    second = ordered[0].records[1]  # line 10 repeats it
+    assert any(e.duplicate_of == second.record_id and e.similarity == 1.0 for e in dups)
+    assert report.lineage_claim is None  # small: inline
 
 
-async def test_erasure_answers_with_records_and_versions(data_dir: Path) -> None:
+async def test_erasure_answers_with_records_and_no_versions(data_dir: Path) -> None:
     service = Service(data_dir)
     request = IngestRequested(
         dataset="crm",
         records=[{"text": f"customer note number {i} about an order"} for i in range(5)]
         + [{"text": "customer note number 0 about an order"}],
-        cut_version=True,
     )
 
     async def body() -> tuple[RecordsIngested, int]:
         await service.publish(request)
         await service.wait(Topic.INGEST_COMPLETED)
-        await service.wait(Topic.DATASET_VERSIONED)
         first = service.events(Topic.RECORDS_INGESTED)[0]
         erasure = ErasureCompleted(
             request_id=uuid.uuid4(),
@@ -232,110 +194,41 @@ async def test_erasure_answers_with_records_and_versions(data_dir: Path) -> None
     reply = ours[0]
     assert reply.found
     assert reply.records == [first.records[0].record_id]
-    version = service.events(Topic.DATASET_VERSIONED)[0].version
-    assert reply.dataset_versions == [version]
-    assert reply.removed["fingerprints"] == 1
-    assert reply.removed["lineage_scrubbed"] == 2  # the record and its exact duplicate
+    assert reply.dataset_versions == []  # ingestion holds none: labeling's answer lists them
+    assert reply.removed == {"fingerprints": 1, "minhash_signatures": 1, "lineage_scrubbed": 2}
 
 
-def version_records(service: Service, versioned: DatasetVersioned) -> list[dict[str, Any]]:
-    artifacts = service.runtime.artifacts
-    return list(iter_records(artifacts, load_manifest(artifacts, versioned.manifest)))
-
-
-async def test_version_waits_for_every_anonymized_record(data_dir: Path) -> None:
-    """Large batches go through the transit store; the version is cut from anonymized text."""
+async def test_a_large_lineage_travels_by_claim_check_without_text(data_dir: Path) -> None:
+    """Batches go through the transit store, the report's lineage through the artifacts."""
     service = Service(data_dir, claim_bytes=64)
     texts = [f"ticket {i} from Jane Roe at jane{i}@example.com about invoice {i}" for i in range(8)]
-    request = IngestRequested(dataset="big", records=[{"text": t} for t in texts], cut_version=True)
-    service.hold = True
+    request = IngestRequested(dataset="big", records=[{"text": t} for t in texts])
 
     async def body() -> IngestCompleted:
         await service.publish(request)
         (report,) = await service.wait(Topic.INGEST_COMPLETED)
-        await asyncio.sleep(0.3)
-        assert service.events(Topic.DATASET_VERSIONED) == []  # nothing anonymized yet
-        assert service.held
-        await service.release()
-        await service.wait(Topic.DATASET_VERSIONED)
         return report  # type: ignore[no-any-return]
 
     report = await run_with(service, body)
     batches: list[RecordsIngested] = service.events(Topic.RECORDS_INGESTED)
     assert batches
     assert all(b.claim is not None and b.records == [] for b in batches)
-    for batch in batches:  # read once by the (fake) anonymization service, then deleted
-        assert batch.claim is not None
-        assert not service.runtime.transit.exists(batch.claim)
-        assert not service.runtime.artifacts.exists(batch.claim)
-    (versioned,) = service.events(Topic.DATASET_VERSIONED)
-    assert versioned.records == report.emitted == 8
-    records = version_records(service, versioned)
-    assert [r["text"] for r in records] == [fake_anonymized(t) for t in texts]
-    stores = [data_dir / "transit", data_dir / "artifacts"]
-    blobs = b"".join(p.read_bytes() for d in stores for p in d.rglob("*") if p.is_file())
-    assert b"Jane Roe" not in blobs  # no raw text left in either store
+    assert report.lineage == []
+    assert report.lineage_claim is not None
+    lineage = service.lineage(report)
+    assert [(e.source, e.line, e.status) for e in lineage] == [
+        ("inline", i, "kept") for i in range(1, 9)
+    ]
+    artifacts = data_dir / "artifacts"
+    blobs = b"".join(p.read_bytes() for p in artifacts.rglob("*") if p.is_file())
+    assert b"Jane Roe" not in blobs  # raw text stays in transit, never in the artifacts
     assert b"jane0@" not in blobs
 
 
-async def test_no_version_without_every_record_and_none_when_not_asked(data_dir: Path) -> None:
+def test_ingestion_no_longer_reads_anonymized_records(data_dir: Path) -> None:
+    """Versions are labeling's: ingestion consumes requests and erasure answers only."""
     service = Service(data_dir)
-    rows = [{"text": f"note {i} is fine"} for i in range(4)]
-    asked = IngestRequested(dataset="d", records=rows, cut_version=True)
-    not_asked = IngestRequested(dataset="e", records=rows)
-    service.hold = True
-
-    async def body() -> None:
-        await service.publish(asked)
-        await service.wait(Topic.INGEST_COMPLETED)
-        assert len(service.held) == 2
-        await service.publish(service.held[0])  # the second batch never comes back
-        service.held = []
-        service.hold = False
-        await service.publish(not_asked)
-        await service.wait(Topic.INGEST_COMPLETED, 2)
-        await asyncio.sleep(0.5)
-
-    await run_with(service, body)
-    assert service.events(Topic.DATASET_VERSIONED) == []
-
-
-async def test_a_version_keeps_source_ids_and_metadata(data_dir: Path) -> None:
-    """The user's ticket id and --meta fields reach the version's records and lineage."""
-    service = Service(data_dir)
-    mapping = FieldMapping(id_field="id", metadata_fields=["lang", "priority"])
-    first = IngestRequested(
-        dataset="tickets",
-        records=[
-            {"id": "t001", "text": "My parcel is late.", "lang": "en", "priority": 2},
-            {"id": 2, "text": "Refund me please.", "lang": "en", "priority": None},
-        ],
-        mapping=mapping,
-        cut_version=True,
-    )
-    second = IngestRequested(
-        dataset="tickets",
-        records=[{"id": "t003", "text": "The app crashes on start.", "lang": "de"}],
-        mapping=mapping,
-        cut_version=True,
-    )
-
-    async def body() -> None:
-        await service.publish(first)
-        await service.wait(Topic.DATASET_VERSIONED)
-        await service.publish(second)
-        await service.wait(Topic.DATASET_VERSIONED, 2)
-
-    await run_with(service, body)
-    versioned = service.events(Topic.DATASET_VERSIONED)[-1]
-    records = version_records(service, versioned)
-    assert [(r["source_id"], r["metadata"]) for r in records] == [
-        ("t001", {"lang": "en", "priority": 2}),
-        ("2", {"lang": "en", "priority": None}),
-        ("t003", {"lang": "de"}),
-    ]
-    manifest = load_manifest(service.runtime.artifacts, versioned.manifest)
-    lineage = {e["source_id"]: e for e in iter_lineage(service.runtime.artifacts, manifest)}
-    assert set(lineage) == {"t001", "2", "t003"}
-    assert lineage["t001"]["record_id"] == records[0]["record_id"]
-    assert lineage["t001"]["line"] == 1
+    read = {topic for topics in service.runtime.bus.groups.values() for topic in topics}
+    assert read == {Topic.INGEST_REQUESTED.value, Topic.ERASURE_COMPLETED.value}
+    assert set(PLUGIN.consumes) == {Topic(t) for t in read}
+    assert Topic.DATASET_VERSIONED not in PLUGIN.produces

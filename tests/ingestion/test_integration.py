@@ -33,6 +33,7 @@ from shared.storage import ArtifactStore
 from shared.topics import Topic
 from tests.anonymization.scan import skip_history
 from tests.ingestion.files import EXPECTED_ERRORS, EXPECTED_KEPT, write_bad_inputs
+from tests.labeling.support import start_curator
 from tests.support.stack import ServiceProcess, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -72,10 +73,21 @@ def anonymization(kafka: str, stores: Path) -> Any:
     process.stop()
 
 
+@pytest.fixture(scope="module")
+def labeling(kafka: str, stores: Path) -> Any:
+    """The labeling service (the curator), which cuts the versions from the anonymized
+    records and ingestion's report."""
+    process = start_curator(
+        kafka, stores / "labeling", stores / "labeling.log", **store_env(stores)
+    )
+    yield process
+    process.stop()
+
+
 def start_ingestion(env: dict[str, str], log: Path) -> ServiceProcess:
     """Start in fresh groups that skip what earlier tests left in the broker."""
     group = env["LLMOPS_INGESTION_CONSUMER_GROUP"]
-    groups = [group, f"{group}-erasure", f"{group}-versions"]
+    groups = [group, f"{group}-erasure"]
     asyncio.run(skip_history(env["LLMOPS_KAFKA_BOOTSTRAP"], groups))
     return ServiceProcess("services.ingestion", env, log).start(timeout=120)
 
@@ -121,7 +133,12 @@ def records_by_event(batches: list[RecordsIngested]) -> dict[uuid.UUID, RecordsI
 
 
 def test_cli_ingest_reports_bad_lines_and_delivers_good_records(
-    kafka: str, data_dir: Path, tmp_path: Path, stores: Path, anonymization: ServiceProcess
+    kafka: str,
+    data_dir: Path,
+    tmp_path: Path,
+    stores: Path,
+    anonymization: ServiceProcess,
+    labeling: ServiceProcess,
 ) -> None:
     files = write_bad_inputs(tmp_path / "in")
     env = service_env(kafka, data_dir, stores, LLMOPS_INGESTION_BATCH_RECORDS="3")
@@ -184,7 +201,12 @@ def test_cli_ingest_reports_bad_lines_and_delivers_good_records(
 
 
 def test_demo_stage(
-    kafka: str, data_dir: Path, tmp_path: Path, stores: Path, anonymization: ServiceProcess
+    kafka: str,
+    data_dir: Path,
+    tmp_path: Path,
+    stores: Path,
+    anonymization: ServiceProcess,
+    labeling: ServiceProcess,
 ) -> None:
     from services.ingestion import demo
     from shared.cli.demo import DemoContext

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from shared.bus.store import OutboxEntry
 from shared.events import Event, RecordsAnonymized, decode
 from shared.events.privacy import AnonymizedRecord
 from shared.topics import Topic
+from tests.anonymization.scan import skip_history
+from tests.support.stack import ServiceProcess
 
 ADMIN = "admin-secret-key"
 TICKETS = [
@@ -72,7 +75,6 @@ class Harness:
             admin_key=ADMIN,
             database_url=database_url,
             lease_s=60,
-            ingest_versions=True,
         )
         self.runtime, self.app = build(settings)
         self.seen: dict[str, list[Event]] = {}
@@ -128,15 +130,41 @@ class Harness:
         return str(res.json()["key"])
 
 
+def start_curator(kafka: str, data_dir: Path, log: Path, **extra: str) -> ServiceProcess:
+    """The labeling service as a real process, in fresh consumer groups that skip what
+    earlier tests left in the broker: it cuts the versions of `llmops ingest --version`."""
+    group = f"labeling-{uuid.uuid4().hex[:8]}"
+    groups = [f"{group}-{name}" for name in ("records", "ingest", "ingest-done", "erasure")]
+    asyncio.run(skip_history(kafka, groups))
+    env = {
+        "LLMOPS_KAFKA_BOOTSTRAP": kafka,
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_LOG_LEVEL": "WARNING",
+        "LLMOPS_LABELING_CONSUMER_GROUP": group,
+        **extra,
+    }
+    return ServiceProcess("services.labeling", env, log).start(timeout=120)
+
+
 @asynccontextmanager
-async def running(data_dir: Path, database_url: str | None = None) -> AsyncIterator[Harness]:
+async def running(
+    data_dir: Path,
+    database_url: str | None = None,
+    setup: Callable[[Harness], object] | None = None,
+) -> AsyncIterator[Harness]:
+    """The service started in memory; ``setup`` adds subscribers (fakes of other services)
+    to its broker before it starts."""
     harness = Harness(data_dir, database_url)
+    if setup is not None:
+        setup(harness)
     async with TestKafkaBroker(harness.runtime.broker):
         await harness.runtime.bus.start()
+        await harness.app.state.suggester.start()
         transport = httpx.ASGITransport(app=harness.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://labeling") as client:
             harness.http = client
             try:
                 yield harness
             finally:
+                await harness.app.state.suggester.stop()
                 await harness.runtime.bus.stop()

@@ -43,7 +43,6 @@ def start(kafka: str, data_dir: Path) -> ServiceProcess:
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_ADMIN_KEY": ADMIN,
         "LLMOPS_LOG_LEVEL": "WARNING",
-        "LLMOPS_LABELING_INGEST_VERSIONS": "true",  # ingestion is not running here
     }
     return ServiceProcess("services.labeling", env, data_dir / "labeling.log").start()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,8 @@ def compose_config() -> dict[str, Any]:
             timeout=600,
         )
         binary = shutil.which("docker-compose")
+    if binary is None and os.environ.get("CI"):
+        pytest.fail("docker-compose is missing in CI: `make system` installs it (Debian)")
     if binary is None:
         pytest.skip("docker-compose is not installed and `apt-get install docker-compose` failed")
     result = subprocess.run(

@@ -66,6 +66,21 @@ def test_health_is_zero_only_when_healthz_answers_200(admin_port: int) -> None:
     assert health.main(["nope"]) == 2
 
 
+def test_the_label_comes_from_llmops_process_through_settings(
+    admin_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an argument both read the container's label (LLMOPS_PROCESS) via settings."""
+    monkeypatch.setenv("LLMOPS_PROCESS", "ingestion")
+    assert health.main([]) == 0
+    monkeypatch.setenv("LLMOPS_PROCESS", "nope")
+    assert health.main([]) == 2
+    with pytest.raises(SystemExit, match=r"unknown process 'nope'"):
+        run.main([])
+    monkeypatch.delenv("LLMOPS_PROCESS")
+    with pytest.raises(SystemExit, match="usage"):
+        run.main([])
+
+
 def test_health_is_one_when_nothing_listens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMOPS_ADMIN_PORT", str(free_port()))
     assert health.main(["ingestion"]) == 1

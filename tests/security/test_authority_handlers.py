@@ -7,6 +7,7 @@ Unsigned, forged and under-privileged commands go to the topic's DLQ with reason
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from shared.events import (
     TrainingRequested,
     decode,
 )
+from shared.events.envelope import utcnow
 from shared.events.ingest import SourceSpec
 from shared.settings import ServiceSettings
 from shared.topics import Topic
@@ -118,14 +120,25 @@ def forged(event: Event, **changes: Any) -> bytes:
             Topic.MODEL_PROMOTED,
             "may not issue llmops.model.promoted",
         ),
+        (
+            lambda h: Signer.admin(SECRET).sign(ingest(), now=utcnow() - timedelta(hours=2)),
+            Topic.INGEST_REQUESTED,
+            "expired at ",
+        ),
+        (
+            lambda h: Signer.admin(SECRET).sign(ingest(), now=utcnow() + timedelta(hours=1)),
+            Topic.INGEST_REQUESTED,
+            "issued in the future",
+        ),
     ],
-    ids=["unsigned", "tampered", "wrong-key", "under-privileged"],
+    ids=["unsigned", "tampered", "wrong-key", "under-privileged", "expired", "future-dated"],
 )
 async def test_an_unauthorized_command_is_dead_lettered_and_audited(
     engine: Engine, data_dir: Path, make: Any, topic: Topic, why: str
 ) -> None:
     h = Harness(engine, data_dir)
     payload = make(h)
+    payload = payload.to_bytes() if isinstance(payload, Event) else payload
     good = h.service("evaluation").sign(promotion()) if topic is Topic.MODEL_PROMOTED else None
     good = good or Signer.admin(SECRET).sign(ingest())
     async with TestKafkaBroker(h.broker) as broker:

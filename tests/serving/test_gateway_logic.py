@@ -147,3 +147,14 @@ async def test_a_caller_leaving_mid_stream_cancels_and_is_charged() -> None:
     pending.queue.put_nowait(aborted)
     await until(lambda: pending.done)
     assert gateway.limiter.windows["k1"].token_sum == 11  # prompt + generated until the abort
+
+
+def test_clients_find_the_gateway_through_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo reads the gateway's URL from settings, never from os.environ directly."""
+    for name in ("LLMOPS_GATEWAY_URL", "LLMOPS_GATEWAY_PORT", "LLMOPS_ADMIN_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert GatewaySettings().base_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("LLMOPS_GATEWAY_PORT", "18123")
+    assert GatewaySettings().base_url == "http://127.0.0.1:18123"
+    monkeypatch.setenv("LLMOPS_GATEWAY_URL", "http://gw.internal:9000/")
+    assert GatewaySettings().base_url == "http://gw.internal:9000"

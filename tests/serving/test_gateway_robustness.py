@@ -24,8 +24,8 @@ from services.serving.gateway.protocol import APIError
 from services.serving.gateway.responses import Shape, sse_stream
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import encode_chunks
 from shared.events.serving import InferenceChunk, InferenceCompleted
+from shared.wire import encode_chunks
 from tests.serving.test_gateway_logic import FakeBus, FakeReplies, _chat
 from tests.support.stack import until
 
@@ -35,15 +35,18 @@ REPLIES = "llmops.inference.replies.gw"
 
 
 class FakeConsumer:
-    """Hands out the given batches, then nothing (or raises ``fail`` once they are out)."""
+    """Hands out the given batches (an exception in their place is raised), then nothing
+    (or raises ``fail`` once they are out)."""
 
-    def __init__(self, batches: list[list[bytes]], fail: Exception | None = None) -> None:
+    def __init__(self, batches: list[Any], fail: Exception | None = None) -> None:
         self.batches = batches
         self.fail = fail
 
     async def getmany(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
         if self.batches:
             values = self.batches.pop(0)
+            if isinstance(values, Exception):
+                raise values
             return {TopicPartition(REPLIES, 0): [SimpleNamespace(value=v) for v in values]}
         if self.fail is not None:
             raise self.fail
@@ -54,10 +57,10 @@ class FakeConsumer:
         return None
 
 
-def _router(consumer: FakeConsumer) -> ReplyRouter:
+async def _router(consumer: FakeConsumer) -> ReplyRouter:
     replies = ReplyRouter("unused:9092", REPLIES, "heartbeats", WorkerDirectory())
     replies._consumer = consumer  # type: ignore[assignment]
-    replies._task = asyncio.create_task(replies._run())
+    await replies.start_loop()
     return replies
 
 
@@ -72,7 +75,7 @@ async def test_malformed_replies_are_skipped_and_the_loop_goes_on() -> None:
         b"\xff\xfe not json at all",
         None,
     ]
-    replies = _router(FakeConsumer([broken, [good, done]]))  # type: ignore[list-item]
+    replies = await _router(FakeConsumer([broken, [good, done]]))  # type: ignore[list-item]
     queue = replies.open("r1")
     try:
         await until(lambda: queue.qsize() == 2)
@@ -85,8 +88,8 @@ async def test_malformed_replies_are_skipped_and_the_loop_goes_on() -> None:
         await replies.stop()
 
 
-async def test_healthz_goes_red_when_the_reply_loop_dies() -> None:
-    replies = _router(FakeConsumer([], fail=RuntimeError("consumer gone")))
+async def test_healthz_goes_red_while_the_reply_loop_fails() -> None:
+    replies = await _router(FakeConsumer([], fail=RuntimeError("consumer gone")))
     app = FastAPI()
     app.include_router(router)
     app.state.gateway = SimpleNamespace(directory=WorkerDirectory())
@@ -99,7 +102,21 @@ async def test_healthz_goes_red_when_the_reply_loop_dies() -> None:
         health = await http.get("/healthz")
     assert health.status_code == 503
     assert health.json()["checks"]["reply_loop"] is False
-    await replies.stop()  # stopping a dead loop is quiet (its end was logged)
+    await replies.stop()  # stopping a failing loop is quiet (each failure was logged)
+
+
+async def test_the_reply_loop_retries_a_failed_read_and_routes_again() -> None:
+    """The shared background loop (shared/background.py) retries with backoff: a broker
+    hiccup does not cut the gateway off its replies for good."""
+    done = InferenceCompleted(request_id="r1", model="m", model_version="1").to_bytes()
+    replies = await _router(FakeConsumer([RuntimeError("broker hiccup"), [done]]))
+    queue = replies.open("r1")
+    try:
+        await until(lambda: queue.qsize() == 1)
+        assert isinstance(queue.get_nowait(), InferenceCompleted)
+        await until(replies.alive)
+    finally:
+        await replies.stop()
 
 
 def _gateway(tpm: int) -> tuple[Gateway, FakeBus, KeyInfo]:

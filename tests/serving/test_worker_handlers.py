@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.serving.wire import reply_topic
 from services.serving.worker.adapters.state_store import load_snapshot
 from services.serving.worker.app import build
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.routing import Version
 from shared.authority import Signer, provision, service_principal
-from shared.events import ClaimCheck, InferenceRequested, ModelPromoted, ModelRolledBack
+from shared.events import (
+    AuditRecorded,
+    ClaimCheck,
+    InferenceCompleted,
+    InferenceRequested,
+    ModelPromoted,
+    ModelRolledBack,
+    decode,
+)
 from shared.modelkit import MODEL_DIR_MEDIA_TYPE
 from shared.topics import Topic
+from shared.wire import reply_topic
 from tests.serving.fakes import FakeLoader, FakeSink
 from tests.support.stack import until
 
@@ -154,3 +163,60 @@ async def test_commands_without_authority_change_nothing(tmp_path: Path) -> None
         (Topic.MODEL_PROMOTED.value, f"key {forged.authority.key_id!r} is not admin's"),  # type: ignore[union-attr]
     ]
     assert {d["x-llmops-dlq-reason"] for d in dead} == {"unauthorized"}
+
+
+async def test_a_replayed_inference_request_is_not_generated_again(tmp_path: Path) -> None:
+    """Workers are not idempotent (a request generates each time it arrives): a signed
+    request copied back onto the topic is refused by its event id, audited, and the worker
+    keeps serving; an expired one is refused too."""
+    keys = provision("llm-worker-test", tmp_path, {"serving": {InferenceRequested.EVENT_TYPE}})
+    settings = WorkerSettings(data_dir=tmp_path, require_authority=True, handler_attempts=1)
+    sink = FakeSink()
+    runtime, _app = build(settings, loader=FakeLoader(), replies=sink)
+    await runtime.state["control"].promote(Version("m", "1", "/m1"), datetime.now(UTC))
+    gateway = Signer.from_text(service_principal("serving"), "service", keys["serving"])
+    dead: list[tuple[bytes, dict[str, str]]] = []
+    audits: list[AuditRecorded] = []
+
+    @runtime.broker.subscriber(Topic.INFERENCE_REQUESTED.dlq, group_id="dead")
+    async def on_dead(message: KafkaMessage) -> None:
+        dead.append((message.body, dict(message.headers)))
+
+    @runtime.broker.subscriber(Topic.AUDIT_RECORDED.value, group_id="audit")
+    async def on_audit(message: KafkaMessage) -> None:
+        event = decode(message.body, expected=AuditRecorded)
+        assert isinstance(event, AuditRecorded)
+        audits.append(event)
+
+    def request(request_id: str, **sign: Any) -> bytes:
+        event = InferenceRequested(
+            request_id=request_id, model="m", prompt="one two", reply_to=reply_topic("gw-1")
+        )
+        return gateway.sign(event, **sign).to_bytes()
+
+    def completed() -> list[str]:
+        return [
+            e.request_id  # type: ignore[union-attr]
+            for e in sink.on(reply_topic("gw-1"))
+            if isinstance(e, InferenceCompleted)
+        ]
+
+    first = request("r1")
+    async with TestKafkaBroker(runtime.broker) as broker:
+        await broker.publish(first, Topic.INFERENCE_REQUESTED.value)
+        await until(lambda: completed() == ["r1"])
+        await broker.publish(first, Topic.INFERENCE_REQUESTED.value, key=b"another-partition")
+        stale = request("r2", now=datetime.now(UTC) - timedelta(hours=2))
+        await broker.publish(stale, Topic.INFERENCE_REQUESTED.value)
+        await until(lambda: len(dead) == 2)
+        await broker.publish(request("r3"), Topic.INFERENCE_REQUESTED.value)
+        await until(lambda: completed() == ["r1", "r3"])
+        await until(lambda: len(audits) == 2)
+    assert [body for body, _ in dead] == [first, stale]
+    assert {headers["x-llmops-dlq-reason"] for _, headers in dead} == {"unauthorized"}
+    replayed, expired = (headers["x-llmops-dlq-error"] for _, headers in dead)
+    assert replayed.startswith("replayed: event ")
+    assert expired.startswith("expired at ")
+    assert [a.action for a in audits] == ["command.rejected"] * 2
+    assert audits[0].actor == "service:serving"
+    assert audits[0].details["reason"] == replayed

@@ -3,6 +3,7 @@ root key, the role order, and which records a service accepts."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,19 @@ def test_a_record_whose_id_is_not_its_hash_is_refused() -> None:
     mismatched = changed(secret, "x", "admin", 1, 1).model_copy(update={"key_id": key_id_of(other)})
     assert not view.apply(mismatched)
     assert view.resolve(secret) is None
+
+
+def test_key_records_do_not_expire_a_later_start_replays_them(tmp_path: Path) -> None:
+    """The registry topic is a log of record: a record signed long ago still counts."""
+    registry, serving = _signed_registry(tmp_path)
+    secret = new_secret()
+    old = Signer(serving.principal, serving.role, serving.key, ttl_s=1)
+    signed = old.sign(changed(secret, "old", "user", 1, 1))
+    authority = signed.authority
+    assert authority is not None
+    assert authority.expires_at is not None
+    later = authority.expires_at + timedelta(hours=1)
+    assert registry.verifier is not None
+    registry.verifier.clock = lambda: later
+    assert registry.receive(signed.to_bytes())
+    assert registry.resolve(secret) is not None

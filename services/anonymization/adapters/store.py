@@ -7,13 +7,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, LargeBinary, delete, insert
+from sqlalchemy import Column, LargeBinary, bindparam, delete, insert, update
+from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.anonymization import crypto
+from services.anonymization.adapters.keyfile import MASTER_KEK, VaultKeks
 from services.anonymization.domain import VaultEntry
 from services.anonymization.keys import KeyRing
 from services.anonymization.ports import ErasureOutcome
+from shared.bus.store import UnitOfWork
+from shared.events import AuditRecorded
 
 
 def _now() -> datetime:
@@ -21,12 +25,24 @@ def _now() -> datetime:
 
 
 class SubjectKey(SQLModel, table=True):
-    """One data subject's key, wrapped with the KEK. Deleting it is the erasure."""
+    """One data subject's key, wrapped with a KEK (``kek_id``). Deleting it is the erasure."""
 
     __tablename__ = "anon_subject_key"
     subject_ref: str = Field(primary_key=True, max_length=80)
     wrapped: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=_now)
+    kek_id: str = Field(default=MASTER_KEK, max_length=32)
+
+
+class KekState(SQLModel, table=True):
+    """The one row naming the current KEK. Writers of subject keys read it FOR SHARE; a
+    rotation holds it FOR UPDATE while it re-wraps, so no key is wrapped with a KEK that is
+    being retired."""
+
+    __tablename__ = "anon_kek_state"
+    id: int = Field(default=1, primary_key=True)
+    current: str = Field(default=MASTER_KEK, max_length=32)
+    rotated_at: datetime = Field(default_factory=_now)
 
 
 class ErasedSubject(SQLModel, table=True):
@@ -80,31 +96,49 @@ class VersionModel(SQLModel, table=True):
     model: str = Field(primary_key=True, max_length=300)
 
 
+def _unwrap(keks: VaultKeks, subject_ref: str, kek_id: str, wrapped: bytes) -> bytes:
+    return crypto.open_sealed(keks.get(kek_id), wrapped, subject_ref.encode())
+
+
 class SqlVault:
-    def __init__(self, session: Session, keys: KeyRing) -> None:
+    def __init__(self, session: Session, keys: KeyRing, keks: VaultKeks | None = None) -> None:
         self.session = session
         self.keys = keys
+        self.keks = keks or VaultKeks(keys)
+
+    def _unwrap(self, row: SubjectKey) -> bytes:
+        return _unwrap(self.keks, row.subject_ref, row.kek_id, row.wrapped)
 
     def _subject_key(self, subject_ref: str) -> bytes | None:
         row = self.session.get(SubjectKey, subject_ref)
-        if row is None:
-            return None
-        return crypto.open_sealed(self.keys.kek, row.wrapped, subject_ref.encode())
+        return None if row is None else self._unwrap(row)
+
+    def current_kek(self) -> str:
+        """The KEK new subject keys are wrapped with (read FOR SHARE: a rotation waits)."""
+        query = select(KekState.current).where(KekState.id == 1).with_for_update(read=True)
+        return self.session.exec(query).first() or MASTER_KEK
 
     def subject_keys(self, subjects: set[str]) -> dict[str, bytes]:
         """Keys of these subjects, created for those seen for the first time (bulk)."""
         rows = self.session.exec(
             select(SubjectKey).where(col(SubjectKey.subject_ref).in_(sorted(subjects)))
         ).all()
-        kek = self.keys.kek
-        keys = {
-            r.subject_ref: crypto.open_sealed(kek, r.wrapped, r.subject_ref.encode()) for r in rows
-        }
+        keys = {r.subject_ref: self._unwrap(r) for r in rows}
         fresh = []
-        for subject in sorted(subjects - keys.keys()):
-            keys[subject] = crypto.new_key()
-            wrapped = crypto.seal(kek, keys[subject], subject.encode())
-            fresh.append({"subject_ref": subject, "wrapped": wrapped, "created_at": _now()})
+        if subjects - keys.keys():
+            kek_id = self.current_kek()
+            kek = self.keks.get(kek_id)
+            for subject in sorted(subjects - keys.keys()):
+                keys[subject] = crypto.new_key()
+                wrapped = crypto.seal(kek, keys[subject], subject.encode())
+                fresh.append(
+                    {
+                        "subject_ref": subject,
+                        "wrapped": wrapped,
+                        "created_at": _now(),
+                        "kek_id": kek_id,
+                    }
+                )
         if fresh:
             self.session.execute(insert(SubjectKey), fresh)
         return keys
@@ -256,3 +290,60 @@ class SqlVault:
         if self.session.get(VersionModel, (dataset, version, model)) is None:
             self.session.add(VersionModel(dataset=dataset, version=version, model=model))
             self.session.flush()
+
+
+def rotate_kek(engine: Engine, keks: VaultKeks, *, actor: str) -> dict[str, Any]:
+    """Re-wrap every subject key with a new random KEK, then retire the others.
+
+    1. the new KEK is saved to the KEK file (not current yet: a crash here leaves an unused
+       key, deleted by the next rotation);
+    2. one transaction locks the current-KEK row, re-wraps every subject key, makes the new
+       KEK current and queues the audit event in the outbox: all of it or nothing;
+    3. every other KEK is deleted from the file (``master``, derived from the master secret,
+       is simply never used again). A crash between 2 and 3 leaves an unused old key in the
+       file: running the command again retires it.
+
+    Subject keys themselves do not change, so pseudonyms and sealed records stay as they
+    were; erased subjects have no key left to re-wrap and stay erased."""
+    new_id, new_key = keks.add()
+    with Session(engine) as session:
+        state = session.exec(select(KekState).where(KekState.id == 1).with_for_update()).first()
+        if state is None:
+            state = KekState(id=1, current=MASTER_KEK)
+        previous = state.current
+        rows = session.exec(
+            select(SubjectKey.subject_ref, SubjectKey.kek_id, SubjectKey.wrapped).where(
+                col(SubjectKey.kek_id) != new_id
+            )
+        ).all()
+        changes = [
+            {
+                "ref": ref,
+                "rewrapped": crypto.seal(
+                    new_key, _unwrap(keks, ref, kek_id, wrapped), ref.encode()
+                ),
+            }
+            for ref, kek_id, wrapped in rows
+        ]
+        from_keks = sorted({kek_id for _, kek_id, _ in rows} | {previous})
+        statement = (
+            update(SubjectKey)
+            .where(col(SubjectKey.subject_ref) == bindparam("ref"))
+            .values(wrapped=bindparam("rewrapped"), kek_id=new_id)
+        )
+        for start in range(0, len(changes), 1000):
+            session.connection().execute(statement, changes[start : start + 1000])
+        state.current, state.rotated_at = new_id, _now()
+        session.add(state)
+        UnitOfWork(session, "anonymization").emit(
+            AuditRecorded(
+                action="vault.kek_rotated",
+                actor=actor[:200],
+                allowed=True,
+                target="anonymization:vault",
+                details={"kek": new_id, "previous": from_keks, "rewrapped": len(changes)},
+            )
+        )
+        session.commit()
+    retired = keks.retire_all_but(new_id)
+    return {"kek": new_id, "previous": from_keks, "rewrapped": len(changes), "retired": retired}

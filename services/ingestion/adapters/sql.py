@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -12,17 +13,38 @@ from services.ingestion.adapters import store
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex
 from services.ingestion.domain.pipeline import ChunkResult, Report
 from services.ingestion.ports import Job, Outgoing
-from services.ingestion.versions import complete_job
 from shared.bus.store import UnitOfWork
-from shared.events.ingest import IngestRequested
-from shared.storage import ArtifactStore
+from shared.claims import BlobWriter, pack
+from shared.events.ingest import IngestCompleted, IngestRequested, RowLineage
+
+
+def completed_event_id(request: IngestRequested) -> uuid.UUID:
+    """The report's id: a replayed or resumed request reports under the same id."""
+    return uuid.uuid5(request.event_id, "completed")
+
+
+def request_lineage(session: Session, request_id: str) -> list[RowLineage]:
+    return [
+        RowLineage(
+            record_id=row.record_id,
+            status=row.status,  # type: ignore[arg-type]
+            source=row.source,
+            line=row.line,
+            duplicate_of=row.duplicate_of,
+            similarity=row.similarity,
+        )
+        for row in store.request_lineage(session, request_id)
+    ]
 
 
 class SqlJobStore:
-    def __init__(self, engine: Engine, producer: str, artifacts: ArtifactStore) -> None:
+    def __init__(
+        self, engine: Engine, producer: str, artifacts: BlobWriter, claim_bytes: int = 256_000
+    ) -> None:
         self.engine = engine
         self.producer = producer
-        self.artifacts = artifacts
+        self.artifacts = artifacts  # large lineages travel by claim check (no text in them)
+        self.claim_bytes = claim_bytes
 
     def add(self, uow: UnitOfWork, request: IngestRequested) -> None:
         uow.session.add(
@@ -79,21 +101,44 @@ class SqlJobStore:
             session.commit()
 
     def finish(self, job: Job, failed: str | None = None, also: Sequence[Outgoing] = ()) -> None:
+        """The report with the request's lineage, and the job marked done; once."""
+        request = job.request
         with Session(self.engine) as session:
+            row = session.get(store.IngestJob, job.request_id, with_for_update=True)
+            assert row is not None
+            if row.status in ("done", "failed"):
+                job.status = row.status
+                return
             uow = UnitOfWork(session, self.producer)
-            complete_job(uow, self.artifacts, job.request, job.report, failed=failed)
+            lineage, claim = pack(
+                request_lineage(session, job.request_id), self.artifacts, self.claim_bytes
+            )
+            uow.emit(
+                request.caused(
+                    IngestCompleted,
+                    event_id=completed_event_id(request),
+                    dataset=request.dataset,
+                    request_id=request.event_id,
+                    failed=failed,
+                    lineage=lineage,
+                    lineage_claim=claim,
+                    **job.report.to_dict(),
+                )
+            )
             for event, topic in also:
                 uow.emit(event, topic=topic)
+            row.status = job.status = "failed" if failed else "done"
+            row.report = job.report.to_dict()
+            if request.records:  # inline raw text was needed to run the job, not afterwards
+                row.request_json = request.model_copy(update={"records": []}).model_dump_json()
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
             session.commit()
-        job.status = "failed" if failed else "done"
 
 
 class SqlErasureStore:
     def held(self, uow: UnitOfWork, record_ids: Sequence[str]) -> list[str]:
         return list(store.lineage_of(uow.session, record_ids))
-
-    def versions_containing(self, uow: UnitOfWork, record_ids: Sequence[str]) -> list[str]:
-        return store.versions_containing(uow.session, record_ids)
 
     def forget(self, uow: UnitOfWork, record_ids: Sequence[str]) -> dict[str, int]:
         return store.forget(uow.session, record_ids)

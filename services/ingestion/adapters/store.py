@@ -1,14 +1,17 @@
-"""The ingestion service's tables: jobs (checkpoints), dedup index, lineage, versions."""
+"""The ingestion service's tables: jobs (checkpoints), dedup index, lineage.
+
+Dataset versions are the curator's (labeling): ingestion keeps no anonymized copies and no
+version tables; the lineage travels to labeling in the ``IngestCompleted`` report.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Column, LargeBinary, Text, delete, func, update
+from sqlalchemy import Column, LargeBinary, Text, delete, update
 from sqlmodel import JSON, Field, Session, SQLModel, col, select
 
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex
@@ -32,7 +35,6 @@ class IngestJob(SQLModel, table=True):
     batch_index: int = 0
     spool_offset: int = 0
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    version: str | None = None
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
@@ -68,36 +70,6 @@ class Lineage(SQLModel, table=True):
     duplicate_of: str | None = Field(default=None, index=True, max_length=64)
     similarity: float | None = None
     erased: bool = False
-
-
-class VersionRow(SQLModel, table=True):
-    __tablename__ = "ingestion_version"
-
-    version: str = Field(primary_key=True, max_length=64)
-    dataset: str = Field(index=True, max_length=200)
-    parent: str | None = None
-    records: int = 0
-    manifest: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=_now)
-
-
-class VersionMember(SQLModel, table=True):
-    __tablename__ = "ingestion_version_member"
-
-    version: str = Field(primary_key=True, max_length=64)
-    record_id: str = Field(primary_key=True, index=True, max_length=64)
-
-
-class AnonymizedRow(SQLModel, table=True):
-    """An anonymized record of a request that waits for its dataset version (no raw text)."""
-
-    __tablename__ = "ingestion_anonymized"
-
-    request_id: str = Field(primary_key=True, max_length=36)
-    record_id: str = Field(primary_key=True, max_length=64)
-    batch_index: int = 0
-    position: int = 0
-    record_json: str = Field(sa_column=Column(Text, nullable=False))
 
 
 def scheme_of(config: DedupConfig) -> str:
@@ -165,45 +137,23 @@ def lineage_of(session: Session, record_ids: Sequence[str]) -> dict[str, Lineage
     return found
 
 
+def request_lineage(session: Session, request_id: str) -> list[Lineage]:
+    """Every row of a request that reached dedup (kept or dropped), by source and line."""
+    return list(
+        session.exec(
+            select(Lineage)
+            .where(Lineage.request_id == request_id)
+            .order_by(col(Lineage.source), col(Lineage.line), col(Lineage.record_id))
+        )
+    )
+
+
 def duplicates_of(session: Session, record_ids: Sequence[str]) -> dict[str, list[Lineage]]:
     found: dict[str, list[Lineage]] = {}
     for part in _chunks(record_ids):
         for row in session.exec(select(Lineage).where(col(Lineage.duplicate_of).in_(part))):
             found.setdefault(row.duplicate_of or "", []).append(row)
     return found
-
-
-def erased_ids(session: Session, record_ids: Sequence[str]) -> set[str]:
-    erased: set[str] = set()
-    for part in _chunks(record_ids):
-        erased.update(
-            session.exec(
-                select(Lineage.record_id).where(
-                    col(Lineage.record_id).in_(part), col(Lineage.erased).is_(True)
-                )
-            )
-        )
-    return erased
-
-
-def latest_version(session: Session, dataset: str) -> VersionRow | None:
-    return session.exec(
-        select(VersionRow)
-        .where(VersionRow.dataset == dataset)
-        .order_by(col(VersionRow.created_at).desc())
-        .limit(1)
-    ).first()
-
-
-def versions_containing(session: Session, record_ids: Sequence[str]) -> list[str]:
-    versions: set[str] = set()
-    for part in _chunks(record_ids):
-        versions.update(
-            session.exec(
-                select(VersionMember.version).where(col(VersionMember.record_id).in_(part))
-            )
-        )
-    return sorted(versions)
 
 
 def forget(session: Session, record_ids: Sequence[str]) -> dict[str, int]:
@@ -226,46 +176,3 @@ def forget(session: Session, record_ids: Sequence[str]) -> dict[str, int]:
             .values(source=None, line=None, erased=True)
         ).rowcount
     return removed
-
-
-def save_anonymized(
-    session: Session, request_id: str, batch_index: int, records: Sequence[dict[str, Any]]
-) -> None:
-    """Keep a batch of anonymized records; a redelivered batch overwrites itself."""
-    for position, record in enumerate(records):
-        session.merge(
-            AnonymizedRow(
-                request_id=request_id,
-                record_id=str(record["record_id"]),
-                batch_index=batch_index,
-                position=position,
-                record_json=json.dumps(record, ensure_ascii=False),
-            )
-        )
-
-
-def count_anonymized(session: Session, request_id: str) -> int:
-    return int(
-        session.exec(
-            select(func.count())
-            .select_from(AnonymizedRow)
-            .where(AnonymizedRow.request_id == request_id)
-        ).one()
-    )
-
-
-def iter_anonymized(session: Session, request_id: str) -> Iterator[dict[str, Any]]:
-    """The request's anonymized records in emission order."""
-    rows = session.exec(
-        select(AnonymizedRow.record_json)
-        .where(AnonymizedRow.request_id == request_id)
-        .order_by(col(AnonymizedRow.batch_index), col(AnonymizedRow.position))
-    )
-    for record_json in rows:
-        yield json.loads(record_json)
-
-
-def drop_anonymized(session: Session, request_id: str) -> None:
-    session.exec(  # type: ignore[call-overload]
-        delete(AnonymizedRow).where(col(AnonymizedRow.request_id) == request_id)
-    )

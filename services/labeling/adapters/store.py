@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,6 +133,69 @@ class IngestWaitRow(SQLModel, table=True):
     expected: int | None = None  # records emitted, known once IngestCompleted arrives
     failed: bool = False
     version: str | None = Field(default=None, max_length=64)
+
+
+class LineageRow(SQLModel, table=True):
+    """Where an ingested row came from and what became of it, as ingestion reported it
+    (``IngestCompleted.lineage``): kept, or dropped as whose duplicate. No text."""
+
+    __tablename__ = "labeling_lineage"
+
+    record_id: str = Field(primary_key=True, max_length=200)
+    dataset: str = Field(max_length=200, index=True)
+    request_id: str = Field(max_length=36, index=True)
+    status: str = Field(max_length=20)
+    source: str | None = Field(default=None, sa_column=Column(Text))
+    line: int | None = None
+    duplicate_of: str | None = Field(default=None, max_length=200, index=True)
+    similarity: float | None = None
+
+
+def chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def lineage_of(session: Session, record_ids: Sequence[str]) -> dict[str, LineageRow]:
+    found: dict[str, LineageRow] = {}
+    for part in chunks(record_ids):
+        for row in session.exec(select(LineageRow).where(col(LineageRow.record_id).in_(part))):
+            found[row.record_id] = row
+    return found
+
+
+def duplicates_of(session: Session, record_ids: Sequence[str]) -> dict[str, list[LineageRow]]:
+    """The dropped duplicates of each kept record, in source order."""
+    found: dict[str, list[LineageRow]] = {}
+    for part in chunks(record_ids):
+        rows = session.exec(
+            select(LineageRow)
+            .where(col(LineageRow.duplicate_of).in_(part))
+            .order_by(col(LineageRow.source), col(LineageRow.line), col(LineageRow.record_id))
+        )
+        for row in rows:
+            found.setdefault(row.duplicate_of or "", []).append(row)
+    return found
+
+
+class ModelAskRow(SQLModel, table=True):
+    """A task's question to the model (at most one per task): pending until its reply comes
+    or its time runs out; the answer is kept beside it (provenance, even when not used)."""
+
+    __tablename__ = "labeling_model_ask"
+
+    task_id: int = Field(primary_key=True)
+    project: str = Field(max_length=64, index=True)
+    request_id: str = Field(max_length=36, unique=True)
+    reply_to: str = Field(max_length=249, index=True)
+    model: str = Field(max_length=200)
+    state: str = Field(default="pending", max_length=16, index=True)  # pending answered expired
+    asked_at: datetime = Field(default_factory=now)
+    answered_at: datetime | None = None
+    label: Any = Field(default=None, sa_column=Column(JSON))
+    confidence: float | None = None
+    model_version: str | None = Field(default=None, max_length=200)
+    outcome: str | None = Field(default=None, max_length=200)  # auto, human, kept, error:...
 
 
 def task_counts(session: Session, project: str) -> dict[str, int]:

@@ -23,16 +23,11 @@ from services.serving.gateway.keys import Role
 from services.serving.gateway.protocol import APIError
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import (
-    HEARTBEAT_TOPIC,
-    create_channel,
-    delete_reply_topic,
-    ensure_serving_topics,
-    reply_topic,
-)
+from services.serving.wire import HEARTBEAT_TOPIC, ensure_serving_topics
 from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM, KeyRegistry
 from shared.runtime import Runtime, build_runtime
 from shared.telemetry import shutdown_telemetry
+from shared.wire import create_channel, delete_reply_topic, reply_topic
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.serving.wire import GATEWAY_ID_PATTERN
 from shared.settings import ServiceSettings
+from shared.wire import REPLY_ID_PATTERN
 
 
 class GatewaySettings(ServiceSettings):
@@ -17,9 +17,14 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = Field(0, description="HTTP port (API, /healthz, /metrics); 0: admin port or 8000.")
     host: str = Field("127.0.0.1", description="Interface to listen on.")
+    url: str | None = Field(
+        None,
+        description="Base URL clients on this machine (the demo) reach the gateway at; "
+        "default http://127.0.0.1:<port>.",
+    )
     id: str | None = Field(
         None,
-        pattern=rf"^{GATEWAY_ID_PATTERN}$",
+        pattern=rf"^{REPLY_ID_PATTERN}$",
         description="Instance id; names the reply topic (letters, digits, `._-`).",
     )
     max_body_bytes: int = Field(1_000_000, description="Largest request body accepted.")
@@ -37,3 +42,8 @@ class GatewaySettings(ServiceSettings):
         None,
         description="sentence-transformers dir; default: the packaged all-MiniLM-L6-v2.",
     )
+
+    @property
+    def base_url(self) -> str:
+        """Where a client reaches the gateway: ``url``, else the local port."""
+        return (self.url or f"http://127.0.0.1:{self.port or 8000}").rstrip("/")

@@ -9,7 +9,7 @@ from pathlib import Path
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from services.serving.wire import CANCEL_TOPIC, cancelled_request, is_reply_topic
+from services.serving.wire import CANCEL_TOPIC, cancelled_request
 from services.serving.worker.adapters.state_store import snapshot_row
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
@@ -19,6 +19,7 @@ from shared.events import EventDecodeError, ModelPromoted, ModelRolledBack, deco
 from shared.events.serving import InferenceRequested
 from shared.runtime import Runtime
 from shared.topics import Topic
+from shared.wire import is_reply_topic
 
 
 def register(
@@ -33,8 +34,8 @@ def register(
 
     async def on_inference_requested(message: KafkaMessage) -> None:
         raw = message.raw_message
-        if not await bus.admit(
-            Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw
+        if not await bus.admit(  # not idempotent: a replayed request is refused
+            Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw, once=True
         ):
             return
         try:

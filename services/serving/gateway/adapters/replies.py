@@ -5,14 +5,13 @@ instance reads its own reply topic and every heartbeat."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.serving.gateway.workers import WorkerDirectory
-from services.serving.wire import decode_chunks
+from shared.background import BackgroundLoop
 from shared.events import Event, EventDecodeError, decode
 from shared.events.serving import (
     InferenceChunk,
@@ -20,6 +19,7 @@ from shared.events.serving import (
     WorkerHeartbeat,
 )
 from shared.settings import kafka_client_options
+from shared.wire import decode_chunks
 
 log = logging.getLogger(__name__)
 Reply = Event | InferenceChunk
@@ -42,7 +42,7 @@ class ReplyRouter:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.pending: dict[str, asyncio.Queue[Reply]] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop: BackgroundLoop | None = None
 
     def open(self, request_id: str) -> asyncio.Queue[Reply]:
         queue: asyncio.Queue[Reply] = asyncio.Queue()
@@ -79,7 +79,7 @@ class ReplyRouter:
             await consumer.position(tp)
         self._consumer = consumer
         await self._catch_up(ends)
-        self._task = asyncio.create_task(self._run())
+        await self.start_loop()
 
     async def _catch_up(self, ends: dict[TopicPartition, int], timeout_s: float = 3.0) -> None:
         """Read the replayed heartbeats before serving: no 503 right after a start."""
@@ -95,22 +95,24 @@ class ReplyRouter:
                     self._dispatch(tp.topic, record.value)
 
     def alive(self) -> bool:
-        """The reply loop runs (``/healthz`` goes red when it died: no reply would arrive)."""
-        return self._task is not None and not self._task.done()
+        """The reply loop runs and its last read succeeded (``/healthz`` is red while it
+        fails: no reply would arrive); a failing read is retried with backoff."""
+        return self._loop is not None and self._loop.alive() and self._loop.failures == 0
 
-    async def _run(self) -> None:
+    async def start_loop(self) -> None:
+        """Route what the consumer reads, in the shared background loop."""
+        self._loop = BackgroundLoop(
+            "reply-router", self._step, interval_s=0.0, retry_s=0.1, max_retry_s=5.0
+        )
+        await self._loop.start()
+
+    async def _step(self) -> bool:
         assert self._consumer is not None
-        try:
-            while True:
-                batch = await self._consumer.getmany(timeout_ms=1000)
-                for tp, records in batch.items():
-                    for record in records:
-                        self._dispatch(tp.topic, record.value)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("reply loop stopped")  # alive() is False from now on
-            raise
+        batch = await self._consumer.getmany(timeout_ms=1000)  # waits for data itself
+        for tp, records in batch.items():
+            for record in records:
+                self._dispatch(tp.topic, record.value)
+        return True  # read again at once
 
     def _dispatch(self, topic: str, value: bytes | None) -> None:
         """Route one record; a record that cannot be read is logged and skipped, never fatal
@@ -144,9 +146,7 @@ class ReplyRouter:
                 queue.put_nowait(event)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged when it died
-                await self._task
+        if self._loop is not None:
+            await self._loop.stop()
         if self._consumer is not None:
             await self._consumer.stop()

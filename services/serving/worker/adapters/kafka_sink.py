@@ -13,10 +13,10 @@ import contextlib
 
 from aiokafka import AIOKafkaProducer
 
-from services.serving.wire import encode_chunks
 from shared.events import Event
 from shared.events.serving import InferenceChunk
 from shared.settings import kafka_client_options
+from shared.wire import encode_chunks
 
 
 class KafkaReplySink:
