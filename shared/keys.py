@@ -186,6 +186,7 @@ class KeyRegistry:
         self.max_staleness_s = settings.key_registry_max_staleness_s
         self.clock = clock
         self.subscriber: Any = None
+        self.on_applied: Callable[[ApiKeyChanged], None] | None = None  # the issuer's watch
         self.rejected = 0
         self._next: dict[int, int] = {}  # partition -> offset after the last record read
 
@@ -227,6 +228,8 @@ class KeyRegistry:
         if not isinstance(event, ApiKeyChanged) or not self.view.apply(event):
             self.rejected += 1
             return False
+        if self.on_applied is not None:
+            self.on_applied(event)
         return True
 
     # -- freshness ----------------------------------------------------------------------

@@ -122,6 +122,31 @@ async def test_a_revocation_from_the_registry_topic_reaches_the_gateway(tmp_path
     assert refused.value.status == 401
 
 
+async def test_the_issuer_answers_a_replayed_live_record_of_a_revoked_key(tmp_path: Path) -> None:
+    """Someone with Kafka access re-publishes the old, signed 'issued' record of a revoked key:
+    running views keep it revoked, and the gateway publishes the revocation again so the
+    compacted topic's latest record for the key (what later views start from) says revoked."""
+    admin, _gateway, _store, registry, _clock = _issuer(tmp_path)
+    made = await admin.create(f"Bearer {ROOT}", KeyCreateRequest(name="u", role="user"))
+    [issued] = _records(admin)
+    await admin.revoke(f"Bearer {ROOT}", made["key_id"])
+    seen: list[ApiKeyChanged] = []
+    registry.on_applied = seen.append
+    assert registry.receive(issued.to_bytes())  # the replay: a valid, old record
+    assert [r.key_id for r in seen] == [made["key_id"]]
+    assert registry.resolve(made["key"]) is None  # a running view keeps it revoked
+    before = len(_records(admin))
+    assert await admin.reassert(seen[0])
+    latest = _records(admin)[-1]
+    assert len(_records(admin)) == before + 1
+    assert (latest.key_id, latest.revoked) == (made["key_id"], True)
+    assert not await admin.reassert(latest)  # a revocation needs no answer
+    later = KeyView()
+    for record in (issued, latest):  # what a compacted topic can still hold, in order
+        later.apply(record)
+    assert later.resolve(made["key"]) is None
+
+
 async def test_the_root_key_is_listed_revocable_and_not_re_enabled_at_start(
     tmp_path: Path,
 ) -> None:

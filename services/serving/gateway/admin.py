@@ -40,6 +40,18 @@ class KeyAdmin:
             await self.announce(record)
         return len(records)
 
+    async def reassert(self, record: ApiKeyChanged) -> bool:
+        """A record on the registry topic that says a key this gateway revoked is live (an
+        old, signed record replayed onto the topic: compaction could keep it as the key's
+        latest state for views that start later) is answered with the revocation again."""
+        if record.revoked:
+            return False
+        stored = self.store.record(record.key_id)
+        if stored is None or not stored.revoked:
+            return False
+        await self.announce(stored)
+        return True
+
     async def create(self, authorization: str | None, body: KeyCreateRequest) -> dict[str, Any]:
         admin = self.gateway.authenticate(authorization, Action.MANAGE_KEYS)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from services.serving.gateway.protocol import APIError
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
 from services.serving.wire import HEARTBEAT_TOPIC, ensure_serving_topics
+from shared.events import ApiKeyChanged
 from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM, KeyRegistry
 from shared.runtime import Runtime, build_runtime
 from shared.telemetry import shutdown_telemetry
@@ -84,6 +86,14 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     app.state.ready = False
     app.state.gateway = gateway
     key_admin = KeyAdmin(gateway, store, runtime.bus, settings, registry.view)
+    reasserting: set[asyncio.Task[bool]] = set()
+
+    def watch(record: ApiKeyChanged) -> None:  # the issuer answers a replayed "live" record
+        task = asyncio.get_running_loop().create_task(key_admin.reassert(record))
+        reasserting.add(task)
+        task.add_done_callback(reasserting.discard)
+
+    registry.on_applied = watch
     app.state.key_admin = key_admin
     app.state.key_registry = registry
     embedder = SentenceEmbedder(settings.embedding_model, settings.embedding_path)
