@@ -30,6 +30,8 @@ async def principal(request: Request) -> Principal:
     key = key or request.headers.get("x-api-key") or request.cookies.get(COOKIE)
     found = request.app.state.keys.resolve(key)
     if found is None:
+        if request.app.state.keys.too_low(key):
+            raise HTTPException(403, "this needs a key of role annotator or above")
         raise HTTPException(401, "a live API key of role annotator or above is required")
     return found  # type: ignore[no-any-return]
 

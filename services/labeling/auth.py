@@ -1,6 +1,6 @@
 """Who is calling: a key of the platform's one registry (shared/keys.py; the gateway's
 keys, ``llmops keys create NAME --role annotator``) of role annotator or above, or an
-annotator key this service issued itself (``llmops label annotators create``).
+annotator key this service issued itself (``llmops label annotators add``).
 
 Registry keys: viewer and user keys are refused, annotator keys label, operator and admin
 keys also manage projects, adjudicate and issue annotator keys; the root admin key is one of
@@ -63,6 +63,12 @@ class KeyRing:
         if row is None or row.revoked:
             return None
         return Principal(row.name, row.role)
+
+    def too_low(self, key: str | None) -> bool:
+        """Whether ``key`` is a live registry key whose role is below annotator (403, not
+        401: it is known, it just may not label)."""
+        issued = self.registry.resolve(key) if key else None
+        return issued is not None and not issued.at_least(LEAST_ROLE)
 
     def issue(self, session: Session, name: str, role: str = "annotator") -> str:
         """A new key for ``name`` (replacing any earlier one); only its hash is stored."""

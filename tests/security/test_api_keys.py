@@ -251,7 +251,7 @@ async def test_labeling_takes_registry_keys_of_annotator_role_and_drops_revoked_
         await publish(changed(forged, "eve", "admin", 1, 1))  # unsigned: ignored
         listing = await h.http.get("/api/projects", headers=h.as_(annotator))
         assert listing.status_code == 200, listing.text
-        assert (await h.http.get("/api/projects", headers=h.as_(viewer))).status_code == 401
+        assert (await h.http.get("/api/projects", headers=h.as_(viewer))).status_code == 403
         assert (await h.http.get("/api/projects", headers=h.as_(forged))).status_code == 401
         create = await h.http.post("/api/annotators", json={"name": "x"}, headers=h.as_(annotator))
         assert create.status_code == 403  # annotators do not manage the service
