@@ -125,3 +125,20 @@ async def test_a_key_the_gateway_issues_and_revokes_reaches_another_service(
         server.should_exit = True
         await asyncio.wait_for(serving, timeout=30)
         await broker.stop()  # type: ignore[attr-defined]
+
+
+async def test_an_empty_registry_counts_as_read(private_kafka: str) -> None:
+    """A fresh install: nothing issued yet, the view is loaded (healthz green) at once and
+    only the root key works."""
+    settings = ServiceSettings(
+        kafka_bootstrap=private_kafka, admin_key="fresh-root", require_authority=False
+    )
+    registry, broker = await _started_view(settings, "test-key-view-empty")
+    try:
+        assert registry.view.entries() == []
+        root = registry.resolve("fresh-root")
+        assert root is not None
+        assert root.root
+        assert registry.resolve(new_secret()) is None
+    finally:
+        await broker.stop()  # type: ignore[attr-defined]
