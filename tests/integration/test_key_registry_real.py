@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from services.serving.cli import keys_app
 from services.serving.gateway.app import build as build_gateway
 from services.serving.gateway.config import GatewaySettings
+from shared.authority import provision, service_principal
 from shared.bus import make_broker
 from shared.events import ApiKeyChanged
 from shared.keys import ROOT_NAME, KeyRegistry, changed, new_secret
@@ -86,14 +87,25 @@ async def test_a_key_the_gateway_issues_and_revokes_reaches_another_service(
     key admin API -> the registry topic -> another service's view."""
     root = "root-key-of-this-test"
     monkeypatch.setenv("LLMOPS_ADMIN_KEY", root)  # the CLI calls the gateway with it
+    # as `llmops up` runs it: signed records, checked by the other service
+    signing = provision(root, tmp_path, {"serving": {ApiKeyChanged.EVENT_TYPE}})
     gateway_settings = GatewaySettings(
-        kafka_bootstrap=kafka, data_dir=tmp_path, admin_key=root, require_authority=False
+        kafka_bootstrap=kafka,
+        data_dir=tmp_path,
+        admin_key=root,
+        require_authority=True,
+        authority_principal=service_principal("serving"),
+        authority_key=signing["serving"],
     )
     _runtime, app = build_gateway(gateway_settings)
     other, broker = await _started_view(
-        ServiceSettings(kafka_bootstrap=kafka, admin_key=root, require_authority=False),
+        ServiceSettings(
+            kafka_bootstrap=kafka, data_dir=tmp_path, admin_key=root, require_authority=True
+        ),
         "test-key-view-other",
     )
+    assert other.verifier is not None
+    unsigned_before = other.rejected  # earlier tests' unsigned records on the shared broker
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -118,6 +130,7 @@ async def test_a_key_the_gateway_issues_and_revokes_reaches_another_service(
         assert all("key" not in k for k in listed)  # ids, never secrets
         await keys("revoke", key_id)
         await until(lambda: other.resolve(secret) is None, timeout=30)
+        assert other.rejected == unsigned_before  # the gateway's records: signed and allowed
         async with httpx.AsyncClient(base_url=url) as http:
             refused = await http.get("/v1/models", headers={"authorization": f"Bearer {secret}"})
         assert refused.status_code == 401
