@@ -1,9 +1,11 @@
 """Telemetry benchmark: the same consume -> validate -> publish service with full
-instrumentation (OpenTelemetry tracing with the SDK and a batch span exporter, the OTel and
-Prometheus FastStream middlewares, the Prometheus reader) vs none (a bare KafkaBroker).
+instrumentation (``make_broker``: the platform's messaging middleware with OpenTelemetry
+tracing through the SDK and a batch span exporter, the metrics on the Prometheus reader)
+vs none (a bare KafkaBroker).
 
-Same broker, same 1 kB events, interleaved rounds so that machine noise hits both alike.
-Prints events/s and the ratio; writes benchmarks/results/telemetry.md. Goal: >= 0.95x.
+Same broker, same 1 kB events carrying a W3C ``traceparent`` header (as every platform event
+does), interleaved rounds so that machine noise hits both alike. Prints events/s and the CPU
+time per event of each variant; writes benchmarks/results/telemetry.md. Goal: >= 0.95x.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import argparse
 import asyncio
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from faststream.kafka import KafkaBroker
@@ -24,7 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bus import FETCH_WAIT_MS, follow_up, make_topics, throughput
+from benchmarks.bus import FETCH_WAIT_MS, follow_up, make_event, make_topics, tail_of
 from benchmarks.common import median, write_result
 from shared.bus import make_broker
 from shared.events import AuditRecorded
@@ -46,6 +49,7 @@ class CountingExporter(SpanExporter):
 
 
 EXPORTER = CountingExporter()
+TRACEPARENT = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
 
 
 def _service(instrumented: bool):  # type: ignore[no-untyped-def]
@@ -85,13 +89,52 @@ def _service(instrumented: bool):  # type: ignore[no-untyped-def]
     return service
 
 
+async def measure(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    n: int,
+    service: Callable[[str, str, str, asyncio.Event], Awaitable[None]],
+) -> tuple[float, float]:
+    """events/s and CPU ms per event of this process (service, collector and the span
+    export thread), both timed from the first output to the last: group joins are not work."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    batch = [producer.send(src, make_event(i), headers=TRACEPARENT) for i in range(n)]
+    await asyncio.gather(*[await f for f in batch])
+    await producer.stop()
+    collector = await tail_of(bootstrap, dst)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service(bootstrap, src, dst, stop))
+    seen = n_first = 0
+    first = last = cpu_first = cpu_last = 0.0
+    while seen < n:
+        got = await collector.getmany(timeout_ms=500)
+        count = sum(len(v) for v in got.values())
+        if count:
+            last, cpu_last = time.perf_counter(), time.process_time()
+            if not seen:
+                first, cpu_first, n_first = last, cpu_last, count
+            seen += count
+    stop.set()
+    await task
+    await collector.stop()
+    events = n - n_first
+    return events / (last - first), (cpu_last - cpu_first) * 1000 / events
+
+
 async def main(n: int, rounds: int) -> None:
-    setup_telemetry("bench", log_level="WARNING", log_format="text")
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
+    # spans go to an exporter in-process, batched like OTLP (setup_telemetry installs a
+    # tracer provider only when OTLP or a spans file is configured)
+    provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(EXPORTER))
+    trace.set_tracer_provider(provider)
+    setup_telemetry("bench", log_level="WARNING", log_format="text")
     variants = {"no telemetry": _service(False), "full telemetry": _service(True)}
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         bootstrap = f"127.0.0.1:{free_port()}"
         broker_proc = start_broker(bootstrap, Path(tmp) / "tansu.log")
@@ -100,27 +143,45 @@ async def main(n: int, rounds: int) -> None:
                 for k, (name, service) in enumerate(variants.items()):
                     src, dst = f"tel.in.{r}{k}", f"tel.out.{r}{k}"
                     await make_topics(bootstrap, src, dst)
-                    rates[name].append(await throughput(bootstrap, src, dst, n, service))
-                    print(f"round {r + 1} {name:<16} {rates[name][-1]:>8.0f} ev/s", flush=True)
+                    rate, cpu_ms = await measure(bootstrap, src, dst, n, service)
+                    rates[name].append(rate)
+                    cpu[name].append(cpu_ms)
+                    print(
+                        f"round {r + 1} {name:<16} {rate:>8.0f} ev/s {cpu_ms:>7.3f} ms CPU/event",
+                        flush=True,
+                    )
         finally:
             broker_proc.terminate()
             broker_proc.wait()
-    bare = median(rates["no telemetry"])
-    full = median(rates["full telemetry"])
+    bare, full = median(rates["no telemetry"]), median(rates["full telemetry"])
+    cpu_bare, cpu_full = median(cpu["no telemetry"]), median(cpu["full telemetry"])
     table = "\n".join(
         [
-            "| variant | events/s (median) | ratio vs none |",
-            "|---|---|---|",
-            f"| no telemetry | {bare:,.0f} | 1.00 |",
-            f"| full telemetry | {full:,.0f} | {full / bare:.2f} |",
+            "| variant | events/s (median) | ratio vs none | CPU ms/event (median) | CPU ratio |",
+            "|---|---|---|---|---|",
+            f"| no telemetry | {bare:,.0f} | 1.00 | {cpu_bare:.3f} | 1.00 |",
+            f"| full telemetry | {full:,.0f} | {full / bare:.2f} | {cpu_full:.3f} "
+            f"| {cpu_bare / cpu_full:.2f} |",
         ]
+    )
+    per_round = "\n".join(
+        f"- {name}: "
+        + ", ".join(
+            f"{r:,.0f} ev/s {c:.3f} ms" for r, c in zip(rates[name], cpu[name], strict=True)
+        )
+        for name in variants
     )
     print(table)
     body = (
         f"{n} events of ~1 kB per round, {rounds} interleaved rounds; consume -> validate -> "
         "publish (acks=all) -> commit per event, one embedded tansu broker, load generator in "
-        f"the same process. Full telemetry exported {EXPORTER.spans} spans (batch processor).\n\n"
+        f"the same process. Full telemetry exported {EXPORTER.spans} spans (batch processor). "
+        "CPU ms/event: `time.process_time()` of the benchmark process (service, collector, "
+        "span export thread; not the broker) over the timed window, divided by the events; "
+        "CPU ratio = none / full (1.00: telemetry costs no CPU).\n\n"
         + table
+        + "\n\nPer round:\n\n"
+        + per_round
         + "\n\nGoal: full telemetry >= 0.95x no telemetry."
     )
     print(f"written to {write_result('telemetry', 'Telemetry cost', body)}")
