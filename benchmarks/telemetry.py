@@ -64,8 +64,8 @@ READING = (
     "figure above). **The goal of 0.95x is not met end to end here**: runs of this script "
     "on 2026-11-28 after the change gave a per-round median CPU ratio of 0.85x (21:15 UTC, "
     "load ~3), 0.82x (21:23, ~3), 0.80x (21:27, ~2), 0.82x (21:31, ~1.2), 0.67x (21:38, "
-    "~4-6) and a hot path of 51-79 us per event; the isolated hot path alone would give "
-    "0.93-0.95x."
+    "~4-6), 0.88x (21:42, ~2-4; 0.99x events/s) and a hot path of 51-79 us per event; "
+    "the isolated hot path alone would give 0.93-0.96x."
 )
 BEFORE = (
     "Before (FastStream's OpenTelemetry + Prometheus middlewares: a create, a process and a "
