@@ -62,7 +62,7 @@ up: setup
 down:
 	$(BIN)/llmops down
 
-BENCHMARKS := bus ingest anonymize train serving
+BENCHMARKS := bus telemetry ingest anonymize train serving
 
 bench: setup
 	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done

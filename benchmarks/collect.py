@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["bus", "ingest", "anonymize", "train", "serving"]
+ORDER = ["bus", "telemetry", "ingest", "anonymize", "train", "serving"]
 
 HEADER = """# Benchmark results
 

@@ -1,15 +1,22 @@
 """Tracing, metrics and JSON logs for every process.
 
 Traces: OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, a JSON-lines file when
-``LLMOPS_SPANS_FILE`` is set. Metrics: always on the Prometheus registry (served on
-``/metrics``), and over OTLP when configured. Logs: one JSON object a line, with the
-trace and span ids of the current span.
+``LLMOPS_SPANS_FILE`` is set; with neither, no span is recorded at all (the OpenTelemetry
+API's no-op tracer still carries the incoming trace context on to the events a service
+emits, so a trace crosses a service that does not export). Sampling: the SDK's default,
+``parentbased_always_on``; the standard ``OTEL_TRACES_SAMPLER`` /
+``OTEL_TRACES_SAMPLER_ARG`` variables change it (unsampled spans record nothing).
+Metrics: always on the Prometheus registry (served on ``/metrics``), and over OTLP when
+configured; exemplars are off unless ``OTEL_METRICS_EXEMPLAR_FILTER`` asks for them (the
+Prometheus text format does not carry them, and they cost every measurement in a span).
+Logs: one JSON object a line, with the trace and span ids of the current span.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -19,13 +26,13 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.environment_variables import OTEL_METRICS_EXEMPLAR_FILTER
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
-    SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
@@ -145,9 +152,17 @@ def setup_telemetry(
             PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=f"{endpoint}/v1/metrics"))
         )
     if spans_file:
-        tracer_provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(spans_file)))
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+        # batched like OTLP (the handler never waits for a file write), flushed often enough
+        # for a test or an operator tailing the file
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(JsonLinesSpanExporter(spans_file), schedule_delay_millis=200)
+        )
+    if otlp_endpoint or spans_file:  # else spans would be recorded for nobody
+        trace.set_tracer_provider(tracer_provider)
+    exemplars = None if os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER) else AlwaysOffExemplarFilter()
+    metrics.set_meter_provider(
+        MeterProvider(resource=resource, metric_readers=readers, exemplar_filter=exemplars)
+    )
 
 
 def shutdown_telemetry() -> None:

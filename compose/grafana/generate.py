@@ -41,8 +41,8 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ),
             (
                 "Handler p95 duration (RED: duration)",
-                f"histogram_quantile(0.95, sum by (le, job, topic) "
-                f"(rate(llmops_handler_duration_seconds_bucket[{RATE}])))",
+                f"histogram_quantile(0.95, sum by (le, job, messaging_destination_name) "
+                f"(rate(messaging_process_duration_seconds_bucket[{RATE}])))",
                 "s",
             ),
         ],

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from prometheus_client import REGISTRY
 
+from shared.bus.instrument import MessagingTelemetry
 from shared.settings import ServiceSettings
 
 
 def make_broker(settings: ServiceSettings, client_id: str | None = None) -> KafkaBroker:
-    """A broker with acks=all, tracing and Prometheus middlewares.
+    """A broker with acks=all and the platform's messaging telemetry (spans, metrics and
+    consumer lag on every subscriber and publish: ``shared.bus.instrument``).
 
     No idempotent producer and no transactions: they are not portable across the Kafka
     implementations we run on. Delivery is at-least-once and consumers are idempotent.
@@ -26,10 +25,7 @@ def make_broker(settings: ServiceSettings, client_id: str | None = None) -> Kafk
         request_timeout_ms=30_000,
         graceful_timeout=15.0,
         allow_auto_create_topics=False,
-        middlewares=[
-            KafkaTelemetryMiddleware(),
-            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=settings.service_name),
-        ],
+        middlewares=[MessagingTelemetry()],
         logger=None,
         security=kafka_security(settings),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,12 +25,12 @@ from typing import Any, TypeVar
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
-from opentelemetry import context, metrics, propagate, trace
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from shared.authority import Signer, Verifier, is_command
+from shared.bus.instrument import consumer_span, dead_lettered, handled
 from shared.bus.outbox import OutboxRelay
 from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
 from shared.events.envelope import Event
@@ -40,15 +39,6 @@ from shared.events.registry import EventDecodeError, decode
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
-_meter = metrics.get_meter("llmops.bus")
-_handled = _meter.create_counter(
-    "llmops_events_handled", description="Events handled, by topic and outcome."
-)
-_duration = _meter.create_histogram(
-    "llmops_handler_duration", unit="s", description="Handler time per event."
-)
-
-_tracer = trace.get_tracer("llmops.bus")
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[E, UnitOfWork], Awaitable[None]]
@@ -145,14 +135,16 @@ class EventBus:
         *,
         idempotent: bool,
     ) -> None:
-        attributes = {"topic": topic.value, "handler": getattr(handler, "__name__", "?")}
+        name = getattr(handler, "__name__", "?")
         decoded: list[tuple[Any, Event]] = []
         for record in records:
             try:
                 decoded.append((record, decode(record.value, expected=topic.event)))
             except EventDecodeError as exc:
-                await self._dead_letter_record(topic, record, exc.reason, exc.detail, attempts=0)
-                _handled.add(1, {**attributes, "outcome": "dead-lettered"})
+                await self._dead_letter_record(
+                    topic, record, exc.reason, exc.detail, attempts=0, group=group
+                )
+                handled(topic.value, name, "dead-lettered").value += 1
         if self.verifier is not None and is_command(topic.event.EVENT_TYPE):
             decoded = [
                 (record, event)
@@ -160,20 +152,22 @@ class EventBus:
                 if await self.admit(topic, record, once=not idempotent)
             ]
         if len(decoded) > 1 and self.engine is not None:
-            started = time.perf_counter()
             try:
                 applied = await self._apply_batch(topic, group, handler, decoded, idempotent)
             except Exception as exc:  # one event failed: redo them one per transaction
                 log.warning(
                     "batch failed; applying its events one by one",
-                    extra={**attributes, "events": len(decoded), "error": repr(exc)},
+                    extra={
+                        "topic": topic.value,
+                        "handler": name,
+                        "events": len(decoded),
+                        "error": repr(exc),
+                    },
                 )
             else:
-                _handled.add(applied, {**attributes, "outcome": "applied"})
+                handled(topic.value, name, "applied").value += applied
                 if len(decoded) > applied:
-                    _handled.add(len(decoded) - applied, {**attributes, "outcome": "duplicate"})
-                elapsed = (time.perf_counter() - started) / len(decoded)
-                _duration.record(elapsed, attributes)
+                    handled(topic.value, name, "duplicate").value += len(decoded) - applied
                 return
         for record, event in decoded:
             await self._consume_one(topic, group, handler, record, event, idempotent=idempotent)
@@ -208,7 +202,7 @@ class EventBus:
                 if event_id in seen:
                     continue  # applied before, or twice in this batch
                 seen.add(event_id)
-                with _traced(topic, record):
+                with consumer_span(topic.value, group, record):
                     await handler(
                         event, UnitOfWork(session, self.service, pending=outbox, signer=self.signer)
                     )
@@ -240,33 +234,40 @@ class EventBus:
         *,
         idempotent: bool,
     ) -> None:
-        attributes = {"topic": topic.value, "handler": getattr(handler, "__name__", "?")}
-        started = time.perf_counter()
+        name = getattr(handler, "__name__", "?")
         for attempt in range(1, self.attempts + 1):
             try:
-                with _traced(topic, record):
+                with consumer_span(topic.value, group, record):
                     applied = await self._apply(group, handler, event, idempotent=idempotent)
                 outcome = "applied" if applied else "duplicate"
                 break
             except Exception as exc:
                 if attempt == self.attempts:
-                    log.exception("handler failed; dead-lettering", extra=attributes)
+                    log.exception(
+                        "handler failed; dead-lettering",
+                        extra={"topic": topic.value, "handler": name},
+                    )
                     await self._dead_letter_record(
                         topic,
                         record,
                         "handler-failed",
                         f"{type(exc).__name__}: {exc}",
                         attempts=attempt,
+                        group=group,
                     )
                     outcome = "dead-lettered"
                     break
                 log.warning(
                     "handler failed; retrying",
-                    extra={**attributes, "attempt": attempt, "error": repr(exc)},
+                    extra={
+                        "topic": topic.value,
+                        "handler": name,
+                        "attempt": attempt,
+                        "error": repr(exc),
+                    },
                 )
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-        _handled.add(1, {**attributes, "outcome": outcome})
-        _duration.record(time.perf_counter() - started, attributes)
+        handled(topic.value, name, outcome).value += 1
 
     async def _apply(
         self, group: str, handler: Handler[Any], event: Event, *, idempotent: bool
@@ -318,7 +319,7 @@ class EventBus:
         if why is None:
             return True
         await self._dead_letter_record(topic, record, "unauthorized", why, attempts=0)
-        _handled.add(1, {"topic": topic.value, "handler": "authority", "outcome": "unauthorized"})
+        handled(topic.value, "authority", "unauthorized").value += 1
         try:
             await self.publish(
                 AuditRecorded(
@@ -347,7 +348,14 @@ class EventBus:
         await self._dead_letter_record(topic, record, reason, detail, attempts=attempts)
 
     async def _dead_letter_record(
-        self, topic: Topic, record: Any, reason: str, detail: str, *, attempts: int
+        self,
+        topic: Topic,
+        record: Any,
+        reason: str,
+        detail: str,
+        *,
+        attempts: int,
+        group: str | None = None,
     ) -> None:
         headers = {
             name: value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
@@ -374,6 +382,7 @@ class EventBus:
             },
         )
         await self.broker.publish(record.value or b"", topic.dlq, key=record.key, headers=headers)
+        dead_lettered(topic.value, group, reason)
 
     # -- producing ---------------------------------------------------------------------
     async def publish(
@@ -414,24 +423,6 @@ class EventBus:
     async def stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
-
-
-@contextmanager
-def _traced(topic: Topic, record: Any) -> Any:
-    """One light span per event, child of the producer's context from the record's headers:
-    the trace continues through the handler and the events it emits (outbox headers)."""
-    carrier = {
-        name: value.decode("latin-1") if isinstance(value, bytes) else value
-        for name, value in (record.headers or ())
-        if name in ("traceparent", "tracestate")
-    }
-    token = context.attach(propagate.extract(carrier)) if carrier else None
-    try:
-        with _tracer.start_as_current_span(f"{topic.value} process", kind=trace.SpanKind.CONSUMER):
-            yield
-    finally:
-        if token is not None:
-            context.detach(token)
 
 
 class _NoSession:

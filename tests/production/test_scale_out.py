@@ -68,12 +68,12 @@ async def _outputs(bootstrap: str, expected: set[str], timeout: float) -> list[d
 
 
 def _received(port: int) -> float:
-    """Messages of records.ingested this process received (its Prometheus counter)."""
+    """Messages of records.ingested this process consumed (its Prometheus counter)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("faststream_received_messages_total")
+        if line.startswith("messaging_client_consumed_messages_total")
         and Topic.RECORDS_INGESTED.value in line
     )
 
