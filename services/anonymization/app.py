@@ -87,6 +87,7 @@ def build(
                     api_keys,
                     keys.subject_ref,
                     max_body_bytes=settings.api_max_body_bytes,
+                    rate_per_minute=settings.api_rate_per_minute,
                 )
                 await stack.enter_async_context(
                     serve_api(api, settings.api_host, settings.api_port)

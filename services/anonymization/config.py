@@ -181,6 +181,12 @@ class AnonymizationSettings(ServiceSettings):
     api_max_body_bytes: int = Field(
         64_000, ge=1024, description="Largest request body of that API (413 beyond it)."
     )
+    api_rate_per_minute: int = Field(
+        30,
+        ge=1,
+        description="De-anonymization and erasure requests per key per sliding minute, "
+        "refused ones included (429 with Retry-After beyond it).",
+    )
     pseudonym_key: str | None = Field(
         None,
         validation_alias=_alias("LLMOPS_PSEUDONYM_KEY"),

@@ -1,11 +1,14 @@
 """The de-anonymization HTTP API: admin role only (keys of the platform's one registry,
-shared/keys.py: revoked keys are refused), every attempt audited."""
+shared/keys.py: revoked keys are refused), a number of requests per minute per key
+(shared/limits.py), every attempt audited."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -17,11 +20,28 @@ from services.anonymization.crypto import UnreadableError
 from services.anonymization.handlers import VaultFactory
 from shared.events import AuditRecorded, ErasureRequested
 from shared.http import BodyLimit
-from shared.keys import ApiPrincipal, KeyDeniedError, KeyRegistry, actor_of, presented_key
+from shared.keys import (
+    ApiPrincipal,
+    KeyDeniedError,
+    KeyRegistry,
+    actor_of,
+    presented_key,
+)
+from shared.limits import RateLimiter
 from shared.runtime import Runtime
 
 PRIVILEGED_ROLE = "admin"
 """De-anonymization and erasure need an admin key (docs/security.md, Keys)."""
+_OUTCOMES = {401: "unauthenticated", 403: "forbidden", 429: "rate_limited"}
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A presented key as the limiter sees it: its id, the API's requests per minute."""
+
+    key_id: str
+    rpm: int
+    tpm: int = 2**62  # this API counts requests only
 
 
 class ErasureBody(BaseModel):
@@ -43,15 +63,21 @@ def build_api(
     subject_ref: Callable[[str], str],
     *,
     max_body_bytes: int = 64_000,
+    rate_per_minute: int = 30,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """The privileged API: erasure requests and de-anonymization (admin role, audited).
 
     Erasure goes through here so that no other process needs the pseudonym key: the service
     derives the subject reference and publishes the request itself. Bodies are bounded while
-    they are read, before the key is even looked at (``BodyLimit``).
+    they are read, before the key is even looked at (``BodyLimit``). Each presented key
+    (callers without a live key share one window) may make ``rate_per_minute`` requests per sliding
+    minute, refused or not; beyond that a 429 with ``Retry-After`` answers, before the key
+    is checked, and is audited like the other refusals.
     """
     api = FastAPI(title="llmops anonymization", docs_url=None, redoc_url=None)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    limiter = RateLimiter(clock)
 
     def audit(actor: str, allowed: bool, record_id: str, outcome: str, reason: str) -> None:
         with runtime.bus.unit_of_work() as uow:
@@ -65,8 +91,47 @@ def build_api(
                 )
             )
 
+    def audit_erasure_refused(actor: str, outcome: str) -> None:
+        with runtime.bus.unit_of_work() as uow:
+            uow.emit(
+                AuditRecorded(
+                    action="erasure.request",
+                    actor=actor,
+                    allowed=False,
+                    target="subject:-",  # the subject of a refused request is not derived
+                    details={"outcome": outcome},
+                )
+            )
+
+    def throttle(authorization: str | None, x_api_key: str | None) -> JSONResponse | None:
+        """None while the presented key is within its rate; else the 429 (OpenAI-like)."""
+        principal = keys.resolve(presented_key(authorization, x_api_key))
+        # a live key has its own window; callers without one share one (bounded memory,
+        # and guessing keys is as slow as the rate)
+        window = _Window(principal.key_id if principal else "unauthenticated", rate_per_minute)
+        refused = limiter.check(window)
+        if refused is None:
+            return None
+        retry_after = refused[1]
+        message = (
+            f"Rate limit reached: {rate_per_minute} de-anonymization and erasure requests "
+            f"per minute per key; retry after {retry_after} s."
+        )
+        error = {
+            "message": message,
+            "type": "rate_limit_exceeded",
+            "param": None,
+            "code": "rate_limit_requests",
+        }
+        return JSONResponse(
+            {"error": error}, status_code=429, headers={"Retry-After": str(retry_after)}
+        )
+
     def check(authorization: str | None, x_api_key: str | None) -> ApiPrincipal | JSONResponse:
-        """The caller if its key is live and admin; else the JSON refusal (401 or 403)."""
+        """The caller if within its rate and its key is live and admin; else the JSON
+        refusal (429, 401 or 403)."""
+        if (too_many := throttle(authorization, x_api_key)) is not None:
+            return too_many
         try:
             return keys.require(authorization, x_api_key, PRIVILEGED_ROLE)
         except KeyDeniedError as denied:
@@ -100,6 +165,8 @@ def build_api(
     ) -> JSONResponse:
         who = check(authorization, x_api_key)
         if isinstance(who, JSONResponse):
+            actor = actor_of(presented_key(authorization, x_api_key))
+            await asyncio.to_thread(audit_erasure_refused, actor, _OUTCOMES[who.status_code])
             return who
         answer = await asyncio.to_thread(request_erasure, who.actor, body)
         return JSONResponse(answer, status_code=202)
@@ -113,7 +180,7 @@ def build_api(
         who = check(authorization, x_api_key)
         if isinstance(who, JSONResponse):
             actor = actor_of(presented_key(authorization, x_api_key))
-            outcome = "unauthenticated" if who.status_code == 401 else "forbidden"
+            outcome = _OUTCOMES[who.status_code]
             await asyncio.to_thread(audit, actor, False, body.record_id, outcome, body.reason)
             return who
         actor = who.actor
