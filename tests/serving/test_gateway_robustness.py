@@ -1,11 +1,13 @@
 """Finding 6 of issue 13, one test per item: a malformed reply cannot stop the reply loop
 (and /healthz goes red when that loop is gone), the token limit holds while streaming, and
-request bodies are limited while they are read (chunked ones included)."""
+request bodies are limited while they are read (chunked ones included); a caller that hangs
+up on a non-streamed completion cancels its generation."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +26,12 @@ from services.serving.gateway.protocol import APIError
 from services.serving.gateway.responses import Shape, sse_stream
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
-from shared.events.serving import InferenceChunk, InferenceCompleted
+from shared.events.serving import (
+    InferenceChunk,
+    InferenceCompleted,
+    ServedModel,
+    WorkerHeartbeat,
+)
 from shared.wire import encode_chunks
 from tests.serving.test_gateway_logic import FakeBus, FakeReplies, _chat
 from tests.support.stack import until
@@ -211,3 +218,117 @@ async def test_a_chunked_body_is_cut_off_at_the_limit_not_read_whole() -> None:
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
     assert len(sent) <= 6  # read up to the limit, then refused (not 100 kB buffered first)
+
+
+class OneKey:
+    def __init__(self, key: KeyInfo) -> None:
+        self.key = key
+
+    def lookup(self, secret: str) -> KeyInfo | None:
+        return self.key if secret == "sk-test" else None
+
+
+def _served_api(gateway: Gateway) -> FastAPI:
+    """The gateway's real routes over ``gateway`` (fakes for Kafka), one worker serving m."""
+    beat = WorkerHeartbeat(worker_id="w1", models=[ServedModel(name="m", version="1")])
+    gateway.directory.observe(beat, time.time())
+    app = FastAPI()
+    app.include_router(router)
+    app.state.gateway = gateway
+
+    @app.exception_handler(APIError)
+    async def api_error(_request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    return app
+
+
+class Caller:
+    """A raw ASGI client of one non-streamed chat completion that can hang up mid-wait."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.gone = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []
+        self._body_sent = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self._body_sent:
+            self._body_sent = True
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    def call(self) -> asyncio.Task[None]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/chat/completions",
+            "raw_path": b"/v1/chat/completions",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"authorization", b"Bearer sk-test"),
+                (b"content-type", b"application/json"),
+            ],
+            "client": ("127.0.0.1", 5000),
+            "server": ("gw", 80),
+        }
+        return asyncio.ensure_future(self.app(scope, self.receive, self.send))  # type: ignore[arg-type]
+
+    def status(self) -> int | None:
+        starts = [m["status"] for m in self.sent if m["type"] == "http.response.start"]
+        return starts[0] if starts else None
+
+
+def _request_id(bus: FakeBus) -> str:
+    return str(bus.published[0].request_id)  # type: ignore[attr-defined]
+
+
+async def test_a_non_streaming_caller_that_leaves_cancels_its_generation_and_is_charged() -> None:
+    gateway, bus, key = _gateway(tpm=1000)
+    gateway.keys = OneKey(key)
+    gateway.settings = GatewaySettings(disconnect_poll_s=0.01)
+    caller = Caller(_served_api(gateway))
+    call = caller.call()
+    await until(lambda: bus.published)  # the request is on its way to a worker
+    request_id = _request_id(bus)
+    await asyncio.sleep(0.05)  # a few polls: still there, nothing cancelled
+    assert bus.cancelled == []
+    assert not call.done()
+    caller.gone.set()  # the client hangs up while the worker generates
+    await until(lambda: bus.cancelled == [request_id])  # llmops.inference.cancels
+    await call
+    assert caller.status() == 499
+    aborted = InferenceCompleted(
+        request_id=request_id, model="m", model_version="1", prompt_tokens=4, completion_tokens=6
+    )
+    gateway.replies.queues[request_id].put_nowait(aborted)  # type: ignore[attr-defined]
+    await until(lambda: request_id not in gateway.replies.queues)  # type: ignore[attr-defined]
+    assert gateway.limiter.windows["k1"].token_sum == 10  # charged what was generated
+
+
+async def test_a_non_streaming_caller_that_stays_gets_its_result() -> None:
+    gateway, bus, key = _gateway(tpm=1000)
+    gateway.keys = OneKey(key)
+    gateway.settings = GatewaySettings(disconnect_poll_s=0.01)
+    caller = Caller(_served_api(gateway))
+    call = caller.call()
+    await until(lambda: bus.published)
+    request_id = _request_id(bus)
+    await asyncio.sleep(0.05)
+    done = InferenceCompleted(
+        request_id=request_id, model="m", model_version="1", text="ok", prompt_tokens=2
+    )
+    gateway.replies.queues[request_id].put_nowait(done)  # type: ignore[attr-defined]
+    await call
+    assert caller.status() == 200
+    assert bus.cancelled == []
+    assert gateway.limiter.windows["k1"].token_sum == 2

@@ -82,7 +82,10 @@ async def _complete(request: Request, body: CompletionRequest | ChatCompletionRe
         logprobs=body.logprobs_count() is not None,
     )
     answer = await _gateway(request).complete(
-        request.headers.get("authorization"), body, timeout_s=_timeout(request)
+        request.headers.get("authorization"),
+        body,
+        timeout_s=_timeout(request),
+        disconnected=request.is_disconnected,
     )
     if answer.result is not None:
         return JSONResponse(

@@ -33,6 +33,12 @@ class GatewaySettings(ServiceSettings):
     default_max_tokens: int = Field(64, description="max_tokens when the client gives none.")
     max_n: int = Field(4, description="Largest n accepted.")
     timeout_s: float = Field(60.0, description="Deadline of a request (-> 504).")
+    disconnect_poll_s: float = Field(
+        0.5,
+        gt=0,
+        description="How often a non-streamed request checks that its client is still there "
+        "(gone: the generation is cancelled and charged what it used).",
+    )
     worker_timeout_s: float = Field(3.5, description="A worker silent this long is gone.")
     default_rpm: int = Field(600, description="Requests per minute of a new key.")
     default_tpm: int = Field(200_000, description="Tokens per minute of a new key.")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +100,13 @@ class Gateway(Admission):
         authorization: str | None,
         body: CompletionRequest | ChatCompletionRequest,
         timeout_s: float | None = None,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
     ) -> Answer:
-        """One completion: key, limits, validation, the Kafka round trip."""
+        """One completion: key, limits, validation, the Kafka round trip.
+
+        ``disconnected`` (the route's ``request.is_disconnected``) is asked while a
+        non-streamed result is awaited: a caller that left cancels its generation and is
+        charged what was generated, as a stream's caller leaving mid-stream is."""
         key = self.authenticate(authorization, Action.INFER)
         if isinstance(body, ChatCompletionRequest):
             messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
@@ -115,7 +121,7 @@ class Gateway(Admission):
         self.admit(key)
         pending = await self.submit(key, body, timeout_s=timeout_s, **prompt)
         if not body.stream:
-            result = await self.result(pending)
+            result = await self.result_unless_gone(pending, disconnected)
             return Answer(pending.request_id, result.model_version, result=result)
         events = self.events(pending)
         first = await anext(events)  # errors before the first token keep their HTTP status
@@ -253,6 +259,34 @@ class Gateway(Admission):
             if isinstance(event, InferenceCompleted):
                 return event
         raise APIError(500, "no result", type_="server_error")
+
+    async def result_unless_gone(
+        self, pending: Pending, disconnected: Callable[[], Awaitable[bool]] | None
+    ) -> InferenceCompleted:
+        """The result, asking ``disconnected`` every ``disconnect_poll_s`` meanwhile; once
+        the caller is gone the wait is cancelled, which abandons the request (``events``:
+        the generation is cancelled, what it used is charged), and a 499 ends the route."""
+        if disconnected is None:
+            return await self.result(pending)
+        waiting = asyncio.ensure_future(self.result(pending))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=self.settings.disconnect_poll_s)
+                if done:
+                    return waiting.result()
+                if await disconnected():
+                    log.info("client left", extra={"request_id": pending.request_id})
+                    raise APIError(
+                        499,
+                        "The client closed the request; its generation was cancelled.",
+                        type_="client_closed",
+                        code="client_closed_request",
+                    )
+        finally:
+            if not waiting.done():  # the caller left (or this task was cancelled)
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
 
     def finish(self, pending: Pending, completed: InferenceCompleted | None, outcome: str) -> None:
         """The request is over: its queue freed, its tokens charged (the worker's count,
