@@ -9,10 +9,11 @@ and resolves ``Authorization: Bearer <key>`` / ``X-API-Key: <key>`` to an ``ApiP
 
 * Roles are ordered: viewer < user < annotator < operator < admin (``engineer``, the
   gateway's older name, ranks as user). An API states the least role it needs.
-* The root (bootstrap) key is the admin key of the install (``settings.admin_secret()``): it
-  resolves to an admin principal from the first second, before any key is issued, and is
-  compared by hash. It is a key like the others: the gateway lists it, and once its
-  revocation is on the registry it is refused everywhere.
+* The root (bootstrap) key is the admin key of the install: it resolves to an admin
+  principal from the first second, before any key is issued, and is compared by hash
+  (``settings.admin_key_hash()``: a service needs the hash only, not the key). It is a
+  key like the others: the gateway lists it, and once its revocation is on the registry it
+  is refused everywhere.
 * Revocation is for good: once a key id is seen revoked, no later (or replayed, older)
   record brings it back.
 * Records are checked like commands (``shared/authority.py``) when
@@ -124,8 +125,16 @@ class KeyView:
     """The registry's state from its records: pure, no I/O (the SDK's ``KeyRegistry``
     feeds it from the topic; tests feed it directly)."""
 
-    def __init__(self, root_secret: Callable[[], str | None] = lambda: None) -> None:
+    def __init__(
+        self,
+        root_secret: Callable[[], str | None] = lambda: None,
+        *,
+        root_hash: Callable[[], str | None] | None = None,
+    ) -> None:
+        """``root_hash`` (the root key's sha256) if given, else the hash of ``root_secret``:
+        a service recognises the root key without holding it."""
         self.root_secret = root_secret
+        self.root_hash = root_hash
         self._by_id: dict[str, ApiKeyChanged] = {}
         self._id_of_hash: dict[str, str] = {}
         self.revoked: set[str] = set()
@@ -148,6 +157,12 @@ class KeyView:
     def get(self, key_id: str) -> ApiKeyChanged | None:
         return self._by_id.get(key_id)
 
+    def _root_digest(self) -> str | None:
+        if self.root_hash is not None:
+            return self.root_hash()
+        secret = self.root_secret()
+        return hash_key(secret) if secret else None
+
     def resolve(self, secret: str | None, *, issued: bool = True) -> ApiPrincipal | None:
         """The principal of a live key, or None (unknown, revoked; with ``issued=False``
         only the root key is considered)."""
@@ -156,8 +171,8 @@ class KeyView:
         digest = hash_key(secret)
         if digest[:12] in self.revoked:
             return None
-        root = self.root_secret()
-        if root and hmac.compare_digest(digest, hash_key(root)):
+        root = self._root_digest()
+        if root and hmac.compare_digest(digest, root):
             return ApiPrincipal(digest[:12], ROOT_NAME, "admin", ROOT_RPM, ROOT_TPM, root=True)
         key_id = self._id_of_hash.get(digest)
         if issued and key_id is not None:
@@ -181,7 +196,7 @@ class KeyRegistry:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.view = view or KeyView(settings.admin_secret)
+        self.view = view or KeyView(root_hash=settings.admin_key_hash)
         self.verifier = Verifier(settings) if settings.require_authority else None
         self.max_staleness_s = settings.key_registry_max_staleness_s
         self.clock = clock

@@ -6,13 +6,17 @@ Shared fields are read from ``LLMOPS_*`` variables whatever the subclass' prefix
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDED_BOOTSTRAP = "127.0.0.1:9092"
+ADMIN_KEY_HASH_FILE = "admin-key.sha256"
+"""The root key's sha256, in the authority folder (compose's authority-init writes it)."""
 
 
 def _env(name: str) -> AliasChoices:
@@ -144,6 +148,14 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_ADMIN_KEY"),
         description="The first admin API key; unset = generated once into <data_dir>/admin.key.",
     )
+    admin_key_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        validation_alias=_env("LLMOPS_ADMIN_KEY_SHA256"),
+        description="The root key's sha256 (hex), for processes that only need to recognise "
+        "it, not hold it; default: the hash of LLMOPS_ADMIN_KEY / <data_dir>/admin.key, else "
+        "<LLMOPS_AUTHORITY_DIR>/admin-key.sha256 (written by compose's authority-init).",
+    )
     require_authority: bool = Field(
         True,
         validation_alias=_env("LLMOPS_REQUIRE_AUTHORITY"),
@@ -268,6 +280,22 @@ class ServiceSettings(BaseSettings):
             return self.admin_key_path.read_text().strip() or None
         except OSError:
             return None
+
+    def admin_key_hash(self) -> str | None:
+        """The root key's sha256 (hex): of the key where this process can read it, else
+        LLMOPS_ADMIN_KEY_SHA256, else ``admin-key.sha256`` in the authority folder. API key
+        checks compare hashes only, so a service needs no more than this (compose/)."""
+        if secret := self.admin_secret():
+            return hashlib.sha256(secret.encode()).hexdigest()
+        if self.admin_key_sha256:
+            return self.admin_key_sha256.lower()
+        if self.authority_dir is None:
+            return None
+        try:
+            digest = (self.authority_dir / ADMIN_KEY_HASH_FILE).read_text().strip().lower()
+        except OSError:
+            return None
+        return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
 
     def authority_signing_key(self) -> str | None:
         """This service's signing key: LLMOPS_AUTHORITY_KEY, else LLMOPS_AUTHORITY_KEY_FILE's."""

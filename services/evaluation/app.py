@@ -29,7 +29,9 @@ def build(
     settings = settings or EvaluationSettings()
     runtime = build_runtime(settings, "evaluation")
     judge = judge or (
-        GatewayJudge(settings.judge, settings.admin_secret()) if settings.judge else None
+        GatewayJudge(settings.judge, settings.judge_key or settings.admin_secret())
+        if settings.judge
+        else None
     )
     evaluator = Evaluator(generator or SubprocessGenerator(settings), settings, judge)
     runner = EvaluationRunner(runtime, settings, evaluator, ModelDirs(settings, runtime.artifacts))

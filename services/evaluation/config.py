@@ -58,6 +58,13 @@ class EvaluationSettings(ServiceSettings):
     judge: JudgeConfig | None = Field(
         None, description="LLM-as-judge through the gateway (JSON); None: no judge."
     )
+    judge_key: str | None = Field(
+        None,
+        repr=False,
+        description="API key the judge calls the gateway with (role user is enough: "
+        "`llmops keys create judge --role user`); default: the admin key where this process "
+        "can read it (one host). compose/ gives services no admin key.",
+    )
     golden_sets: list[Path] = Field(
         default_factory=list, description="JSON-lines files of LabeledExample rows, added."
     )

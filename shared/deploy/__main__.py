@@ -65,7 +65,8 @@ def _authority_init(args: argparse.Namespace) -> int:
         uid, _, gid = args.owner.partition(":")
         owner = (int(uid), int(gid or uid))
     written = authority_init(secret, args.dir, args.keys, discover(), owner)
-    print(f"wrote {args.dir}/authority.pub, authority.json; keys of {', '.join(sorted(written))}")
+    public = "authority.pub, authority.json, admin-key.sha256"
+    print(f"wrote {args.dir}/{public}; keys of {', '.join(sorted(written))}")
     return 0
 
 

@@ -5,6 +5,9 @@ everything from the admin key (``LLMOPS_ADMIN_KEY``), as ``llmops up`` does on o
 
 * ``DIR/authority.pub`` and the admin-signed registry ``DIR/authority.json`` (public; every
   service container mounts DIR read-only as ``LLMOPS_AUTHORITY_DIR``);
+* ``DIR/admin-key.sha256``: the root API key's sha256, so that services recognise the root
+  key (API key checks compare hashes, shared/keys.py) without holding it: compose gives
+  ``LLMOPS_ADMIN_KEY`` to this job only;
 * ``KEYS/<service>/authority.key`` (0600), one folder per plug-in: compose gives each
   service's containers only its own folder, as ``LLMOPS_AUTHORITY_KEY_FILE``.
 
@@ -14,12 +17,14 @@ files; a new admin key re-keys every service on their next start.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from shared.authority import COMMANDS, provision
 from shared.plugins import ServicePlugin
+from shared.settings import ADMIN_KEY_HASH_FILE
 
 KEY_FILE = "authority.key"
 
@@ -41,8 +46,11 @@ def authority_init(
 ) -> dict[str, Path]:
     """Write the public registry and every service's key file; returns the key files."""
     keys = provision(secret, public_dir, command_grants(plugins))
+    (public_dir / ADMIN_KEY_HASH_FILE).write_text(
+        hashlib.sha256(secret.encode()).hexdigest() + "\n"
+    )
     written: dict[str, Path] = {}
-    for name in ("authority.pub", "authority.json"):
+    for name in ("authority.pub", "authority.json", ADMIN_KEY_HASH_FILE):
         _own(public_dir / name, 0o644, owner)
     for service, key in keys.items():
         folder = keys_dir / service

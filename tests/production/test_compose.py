@@ -18,6 +18,7 @@ from shared.deploy.acl import Grant, allowed
 from shared.deploy.authority import KEY_FILE
 from shared.deploy.kafka import DEFAULT_RETENTION_MS, password_variable, render_init_script
 from shared.deploy.prometheus import render_prometheus_config
+from shared.keys import KeyRegistry
 from shared.plugins import ServicePlugin, discover
 from shared.settings import ServiceSettings
 from shared.topics import Topic
@@ -344,7 +345,7 @@ def test_every_container_gets_the_registry_and_only_its_own_signing_key(
         env = container["environment"]
         assert env["LLMOPS_REQUIRE_AUTHORITY"] == "true"
         assert env["LLMOPS_AUTHORITY_PRINCIPAL"] == f"service:{plugin.name}"
-        assert env["LLMOPS_ADMIN_KEY"] == init["environment"]["LLMOPS_ADMIN_KEY"]
+        assert "LLMOPS_ADMIN_KEY" not in env, label  # services hold its hash only
         assert container["depends_on"]["authority-init"]["condition"] == (
             "service_completed_successfully"
         )
@@ -355,6 +356,19 @@ def test_every_container_gets_the_registry_and_only_its_own_signing_key(
         assert mounts[key_dir] == (key_volumes[plugin.name], True)
         others = set(key_volumes.values()) - {key_volumes[plugin.name]}
         assert not others & {source for source, _ in mounts.values()}, label
+
+
+def test_only_the_authority_init_job_holds_the_admin_key(compose_config: dict[str, Any]) -> None:
+    """From which every signing key derives: no long-running container gets it."""
+    services = compose_config["services"]
+    holders = [
+        name
+        for name, container in services.items()
+        if any("LLMOPS_ADMIN_KEY" in str(k) for k in (container.get("environment") or {}))
+        or "LLMOPS_ADMIN_KEY" in str(container.get("command") or "")
+    ]
+    assert holders == ["authority-init"]
+    assert services["authority-init"]["environment"]["LLMOPS_ADMIN_KEY"]
 
 
 def test_what_authority_init_writes_lets_each_container_sign_its_commands(
@@ -370,11 +384,13 @@ def test_what_authority_init_writes_lets_each_container_sign_its_commands(
     init = services["authority-init"]
     args = _init_args(init)
     host = {args["dir"]: tmp_path / "authority", args["keys"]: tmp_path / "keys"}
-    monkeypatch.setenv("LLMOPS_ADMIN_KEY", init["environment"]["LLMOPS_ADMIN_KEY"])
+    admin_key = init["environment"]["LLMOPS_ADMIN_KEY"]
+    monkeypatch.setenv("LLMOPS_ADMIN_KEY", admin_key)
     assert (
         deploy(["authority-init", f"--dir={host[args['dir']]}", f"--keys={host[args['keys']]}"])
         == 0
     )
+    monkeypatch.delenv("LLMOPS_ADMIN_KEY")  # the containers do not have it
     by_volume = {source: target for target, (source, _) in _mounts(init).items()}
 
     def on_host(container: dict[str, Any], path: str) -> Path:
@@ -400,6 +416,11 @@ def test_what_authority_init_writes_lets_each_container_sign_its_commands(
             authority_key_file=key_file,
             authority_principal=env["LLMOPS_AUTHORITY_PRINCIPAL"],
         )
+        assert settings.admin_secret() is None, label  # no admin key in the container
+        root = KeyRegistry(settings).resolve(admin_key)  # yet its API takes the root key
+        assert root is not None, label
+        assert (root.root, root.role) == (True, "admin")
+        assert KeyRegistry(settings).resolve(admin_key + "x") is None
         signer = signer_for(settings)
         assert signer is not None, label
         verifier = Verifier(settings)

@@ -28,7 +28,16 @@ from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
 from shared.authority import Signer, provision
 from shared.events import ApiKeyChanged, AuditRecorded, Event
-from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM, KeyRegistry, KeyView, changed, new_secret
+from shared.keys import (
+    ROOT_NAME,
+    ROOT_RPM,
+    ROOT_TPM,
+    KeyRegistry,
+    KeyView,
+    changed,
+    hash_key,
+    new_secret,
+)
 from shared.settings import ServiceSettings
 from shared.storage import make_engine
 from shared.topics import Topic
@@ -151,7 +160,7 @@ async def test_the_root_key_is_listed_revocable_and_not_re_enabled_at_start(
     tmp_path: Path,
 ) -> None:
     admin, gateway, store, _registry, _clock = _issuer(tmp_path)
-    assert store.ensure(ROOT, ROOT_NAME, Role.ADMIN, ROOT_RPM, ROOT_TPM)
+    assert store.ensure(hash_key(ROOT), ROOT_NAME, Role.ADMIN, ROOT_RPM, ROOT_TPM)
     second = await admin.create(f"Bearer {ROOT}", KeyCreateRequest(name="ops", role="admin"))
     listed = admin.list(f"Bearer {ROOT}")["data"]
     root_id = next(k["key_id"] for k in listed if k["name"] == ROOT_NAME)
@@ -159,7 +168,7 @@ async def test_the_root_key_is_listed_revocable_and_not_re_enabled_at_start(
     with pytest.raises(APIError):
         gateway.authenticate(f"Bearer {ROOT}", Action.LIST_MODELS)
     # a restart ensures the root key again: it stays revoked, and says so on the topic
-    assert not store.ensure(ROOT, ROOT_NAME, Role.ADMIN, ROOT_RPM, ROOT_TPM)
+    assert not store.ensure(hash_key(ROOT), ROOT_NAME, Role.ADMIN, ROOT_RPM, ROOT_TPM)
     fresh, *_ = _issuer(tmp_path)
     assert await fresh.republish() == 2
     republished = {r.key_id: r.revoked for r in _records(fresh)}

@@ -89,6 +89,32 @@ def test_the_root_key_works_from_the_start_and_can_be_revoked() -> None:
     assert not second.root
 
 
+def test_a_service_recognises_the_root_key_by_its_hash_without_holding_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose/ gives services the root key's sha256 only (docs/deploy.md): from
+    LLMOPS_ADMIN_KEY_SHA256, or the file authority-init writes in the authority folder."""
+    monkeypatch.delenv("LLMOPS_ADMIN_KEY", raising=False)
+    by_env = ServiceSettings(data_dir=tmp_path, admin_key_sha256=hash_key(ROOT).upper())
+    (tmp_path / "authority").mkdir()
+    (tmp_path / "authority" / "admin-key.sha256").write_text(hash_key(ROOT) + "\n")
+    by_file = ServiceSettings(data_dir=tmp_path, authority_dir=tmp_path / "authority")
+    for settings in (by_env, by_file):
+        assert settings.admin_secret() is None
+        registry = KeyRegistry(settings.model_copy(update={"require_authority": False}))
+        root = registry.resolve(ROOT)
+        assert root is not None
+        assert (root.root, root.role) == (True, "admin")
+        assert registry.resolve(ROOT + "x") is None
+    nothing = ServiceSettings(data_dir=tmp_path)
+    assert nothing.admin_key_hash() is None
+    assert (
+        KeyRegistry(nothing.model_copy(update={"require_authority": False})).resolve(ROOT) is None
+    )
+    with pytest.raises(ValueError, match=r"admin_key_sha256|LLMOPS_ADMIN_KEY_SHA256"):
+        ServiceSettings(admin_key_sha256="not-a-hash")
+
+
 def test_require_says_401_for_unknown_or_revoked_and_403_for_a_low_role() -> None:
     registry = KeyRegistry(ServiceSettings(require_authority=False), KeyView(lambda: ROOT))
     annotator = new_secret()

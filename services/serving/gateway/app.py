@@ -62,9 +62,9 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_serving_topics(bootstrap, settings.replication_factor)
         await create_channel(bootstrap, topic, settings.replication_factor)
-        if admin_key := settings.admin_secret():
+        if root_hash := settings.admin_key_hash():
             # the root key, listed and revocable like any key; a revoked one stays revoked
-            store.ensure(admin_key, ROOT_NAME, Role.ADMIN, rpm=ROOT_RPM, tpm=ROOT_TPM)
+            store.ensure(root_hash, ROOT_NAME, Role.ADMIN, rpm=ROOT_RPM, tpm=ROOT_TPM)
         await runtime.broker.start()
         await runtime.bus.start()
         await key_admin.republish()

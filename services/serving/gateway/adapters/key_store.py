@@ -64,13 +64,19 @@ class SqlKeyStore:
             session.refresh(row)
             return _info(row)
 
-    def ensure(self, secret: str, name: str, role: Role, rpm: int, tpm: int) -> bool:
-        """Store a key unless its hash is there already (a revoked key stays revoked: the
-        root key is ensured at each start and must not come back that way). True if added."""
+    def ensure(self, key_hash: str, name: str, role: Role, rpm: int, tpm: int) -> bool:
+        """Store a key by its sha256 unless it is there already (a revoked key stays
+        revoked: the root key is ensured at each start and must not come back that way).
+        True if added. The gateway needs only the root key's hash for this."""
         with Session(self.engine) as session:
-            if session.get(ApiKey, hash_key(secret)) is not None:
+            if session.get(ApiKey, key_hash) is not None:
                 return False
-        self.add(secret, name, role, rpm, tpm)
+            session.add(
+                ApiKey(
+                    key_hash=key_hash, key_id=key_hash[:12], name=name, role=role, rpm=rpm, tpm=tpm
+                )
+            )
+            session.commit()
         return True
 
     def records(self) -> list[ApiKeyChanged]:
