@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
@@ -22,6 +22,8 @@ from services.labeling.service import prompt_and_prefill, spec_of
 from shared.events import AuditRecorded
 
 router = APIRouter(prefix="/api")
+TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Task id (a database integer).")]
+"""Bounded: a larger number is a 422, not a database overflow (a 500)."""
 
 
 async def principal(request: Request) -> Principal:
@@ -120,7 +122,7 @@ async def next_task(request: Request, project: str, who: Who) -> Any:
 async def answer(
     request: Request,
     project: str,
-    task_id: int,
+    task_id: TaskId,
     body: Answer,
     who: Who,
 ) -> Any:
@@ -131,7 +133,7 @@ async def answer(
 
 
 @router.post("/projects/{project}/tasks/{task_id}/skip")
-async def skip(request: Request, project: str, task_id: int, who: Who) -> Any:
+async def skip(request: Request, project: str, task_id: TaskId, who: Who) -> Any:
     with request.app.state.bus.unit_of_work() as uow:
         request.app.state.labeling.skip(uow, project, task_id, who.name)
     return {"task_id": task_id, "skipped": True}
@@ -167,7 +169,9 @@ async def conflicts(request: Request, project: str, _w: Admin) -> Any:
 
 
 @router.post("/projects/{project}/tasks/{task_id}/adjudicate")
-async def adjudicate(request: Request, project: str, task_id: int, body: Answer, who: Admin) -> Any:
+async def adjudicate(
+    request: Request, project: str, task_id: TaskId, body: Answer, who: Admin
+) -> Any:
     with request.app.state.bus.unit_of_work() as uow:
         return request.app.state.labeling.adjudicate(uow, project, task_id, body.label, who.name)
 

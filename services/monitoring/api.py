@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from sqlmodel import Session
 
@@ -34,6 +35,9 @@ def _plotly_js() -> Path:
 
 
 APPROVE_ROLE = "operator"
+Limit = Annotated[int, Query(ge=1, le=10_000, description="Rows, newest first.")]
+DecisionId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="Decision id.")]
+"""Bounded: a larger number is a 422, not a database overflow (a 500)."""
 
 
 def _state(request: Request) -> Any:
@@ -133,22 +137,22 @@ def status(request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/alerts")
-def alerts(request: Request, limit: int = 100) -> list[dict[str, Any]]:
+def alerts(request: Request, limit: Limit = 100) -> list[dict[str, Any]]:
     return _rows(request, AlertRow, limit)
 
 
 @router.get("/api/drift")
-def drift(request: Request, limit: int = 100) -> list[dict[str, Any]]:
+def drift(request: Request, limit: Limit = 100) -> list[dict[str, Any]]:
     return _rows(request, DriftRow, limit)
 
 
 @router.get("/api/decisions")
-def decisions(request: Request, limit: int = 100) -> list[dict[str, Any]]:
+def decisions(request: Request, limit: Limit = 100) -> list[dict[str, Any]]:
     return _rows(request, DecisionRow, limit)
 
 
 @router.post("/api/decisions/{decision_id}/approve")
-def approve(decision_id: int, request: Request) -> dict[str, Any]:
+def approve(decision_id: DecisionId, request: Request) -> dict[str, Any]:
     """An operator approves a retraining that waits for approval (a key of role operator or
     above from the platform's key registry, X-API-Key or Bearer)."""
     state = _state(request)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +27,35 @@ from shared.telemetry import prometheus_payload
 
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("/v1/completions", "post"): CompletionRequest,
+    ("/v1/chat/completions", "post"): ChatCompletionRequest,
+    ("/v1/embeddings", "post"): EmbeddingRequest,
+    ("/v1/feedback", "post"): FeedbackRequest,
+    ("/v1/keys", "post"): KeyCreateRequest,
+}
+"""The JSON body of each route that reads one (they parse it themselves, bounded: ``_parse``)."""
+
+
+def openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document with the request bodies the routes read themselves, so
+    that clients and fuzzers (tests/security/test_http_fuzz.py) see what they accept."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for (path, method), model in BODIES.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+        schema["paths"][path][method]["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
+        }
+    app.openapi_schema = schema
+    return schema
 
 
 def _gateway(request: Request) -> Gateway:

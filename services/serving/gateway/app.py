@@ -17,7 +17,7 @@ from services.serving.gateway.adapters.key_store import RegistryLookup, SqlKeySt
 from services.serving.gateway.adapters.replies import ReplyRouter
 from services.serving.gateway.adapters.sentence_embedder import SentenceEmbedder
 from services.serving.gateway.admin import KeyAdmin
-from services.serving.gateway.api_router import router
+from services.serving.gateway.api_router import openapi_with_bodies, router
 from services.serving.gateway.config import GatewaySettings
 from services.serving.gateway.embeddings import Embeddings
 from services.serving.gateway.keys import Role
@@ -101,6 +101,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     app.state.gateway_id = gateway_id
     app.state.reply_loop = replies.alive
     app.include_router(router)
+    app.openapi = lambda: openapi_with_bodies(app)  # type: ignore[method-assign]
 
     @app.exception_handler(APIError)
     async def api_error(_request: Request, exc: APIError) -> JSONResponse:
