@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from services.ingestion import demo as ingestion_demo
+from shared.authority import derive_key, service_principal
+from shared.plugins import discover
 from shared.stack.supervisor import pid_alive
 from tests.support.stack import free_port
 
@@ -91,6 +95,49 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
     # a given key is used as is: nothing generated, and no secret in the output
     assert not (data_dir / "admin.key").exists()
     assert "llm-from-the-environment" not in output
+    leaks = planted_secrets_in(data_dir, env["LLMOPS_ADMIN_KEY"])
+    assert not leaks, leaks[:20]
     state_pids = [int(pid) for pid in re.findall(r"supervisor pid (\d+)", output)]
     assert state_pids
     assert not any(pid_alive(pid) for pid in state_pids)
+
+
+# What the demo plants: the people of its support tickets and of the anonymization stage's
+# records (names, e-mails, a phone, a card, an IBAN, an IP, an address), and the admin key.
+PLANTED = [
+    *ingestion_demo.NAMES,
+    *(name.lower().replace(" ", ".") + "@example.com" for name in ingestion_demo.NAMES),
+    "Grace Whitaker", "grace.whitaker@example.com", "+44 20 7946 0321", "4111 1111 1111 1111",
+    "DE89 3704 0044 0532 0130 00", "Omar Haddad", "203.0.113.77", "742 Evergreen Terrace",
+]  # fmt: skip
+
+
+def planted_secrets_in(data_dir: Path, admin_key: str) -> list[str]:
+    """Every file the demo left in the data dir, searched for the planted personal data and
+    for the admin key and the signing keys derived from it: only the inbox (the demo's own
+    input) may hold the personal data, and no file any secret but the key files themselves.
+
+    SQLite databases are searched as bytes, their WAL files included (deleted rows are zeroed:
+    secure_delete), and so is every artifact (JSONL, model files, reports)."""
+    secrets = {"admin key": admin_key.encode()}
+    for principal in ["admin", *(service_principal(plugin.name) for plugin in discover())]:
+        seed = derive_key(admin_key, principal).private_bytes_raw()
+        secrets[f"signing key of {principal}"] = seed
+        secrets[f"signing key of {principal} (base64)"] = base64.urlsafe_b64encode(seed).rstrip(
+            b"="
+        )
+    people = {value: value.encode() for value in PLANTED}
+    inbox = data_dir / "inbox"
+    files = [path for path in sorted(data_dir.rglob("*")) if path.is_file()]
+    assert any(path.suffix == ".db" for path in files), "no database to search"
+    found = []
+    control = False
+    for path in files:
+        blob = path.read_bytes()
+        if inbox in path.parents:
+            control = control or any(v in blob for v in people.values())
+            continue
+        found += [f"{name} in {path}" for name, v in secrets.items() if v in blob]
+        found += [f"{value!r} in {path}" for value, v in people.items() if v in blob]
+    assert control, "the scan found nothing even in the demo's input: it searches wrongly"
+    return found
