@@ -1,8 +1,11 @@
-"""The bus' consumer spans, made without the SDK's Span class, against the real SDK: the
-same parent/child chain, sampling decisions, flags and status as ``Tracer.start_span``
-would give, and the span's context is what a publish from the handler carries."""
+"""What keeps telemetry cheap, against the real SDK: the bus' consumer spans, made without
+the SDK's Span class, keep the parent/child chain, sampling decisions, flags and status that
+``Tracer.start_span`` would give; a service process tunes its GC once (build_runtime)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -54,7 +57,8 @@ def test_a_sampled_event_gets_one_child_span_whose_context_its_publishes_carry(
     ctx = span.get_span_context()
     assert span.kind is SpanKind.CONSUMER
     assert f"{ctx.trace_id:032x}" == TRACE
-    assert span.parent is not None and f"{span.parent.span_id:016x}" == PARENT
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == PARENT
     assert span.parent.is_remote
     assert inside == f"00-{TRACE}-{ctx.span_id:016x}-01"
     assert ctx.span_id != int(PARENT, 16)
@@ -65,7 +69,8 @@ def test_a_sampled_event_gets_one_child_span_whose_context_its_publishes_carry(
         "messaging.operation.type": "process",
     }
     assert span.status.status_code is StatusCode.UNSET
-    assert span.start_time is not None and span.end_time is not None
+    assert span.start_time is not None
+    assert span.end_time is not None
     assert span.start_time <= span.end_time
     assert span.resource.attributes.get("telemetry.sdk.name") == "opentelemetry"
     assert span.instrumentation_scope is not None
@@ -96,3 +101,22 @@ def test_an_event_without_traceparent_starts_a_trace_and_a_failure_marks_the_spa
     assert f"{span.get_span_context().trace_id:032x}" != TRACE
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "ValueError"
+
+
+def test_a_service_process_freezes_its_start_up_heap_once_and_zero_keeps_pythons_gc() -> None:
+    """In a fresh interpreter (the GC is process-wide state): what build_runtime applies."""
+    script = (
+        "import gc\n"
+        "from shared.runtime import tune_gc\n"
+        "before = gc.get_threshold()\n"
+        "assert not tune_gc(0) and gc.get_threshold() == before and gc.get_freeze_count() == 0\n"
+        "assert tune_gc(12345)\n"
+        "assert gc.get_threshold() == (12345, *before[1:]), gc.get_threshold()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "assert frozen > 10000, frozen\n"
+        "assert not tune_gc(500) and gc.get_threshold()[0] == 12345\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
