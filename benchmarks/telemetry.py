@@ -58,28 +58,40 @@ class CountingExporter(SpanExporter):
 
 EXPORTER = CountingExporter()
 READING = (
-    "Reading: the machine is shared (2 cores, load average 4-5 during these runs, other "
+    "Reading: the machine is shared (2 cores, load average 2.5-5 during these runs, other "
     "sessions' tests alongside), so CPU per event swings by 1.5x between rounds; both "
-    "variants of a round run at the same time and the per-round ratio is the figure to "
-    "read. What the cost was and what changed (2026-11-28): (1) garbage collection. Span "
-    "objects that wait in the batch processor's queue survive young collections, get "
-    "promoted and bring on full collections that walk the whole heap. Measured: the hot "
-    "path below in a process that imported every service (706k tracked objects) took "
-    "71-80 us per event with Python's GC, 42-48 us with `gc.disable()` and 40-42 us with "
-    "`gc.freeze()` alone (gc.callbacks: 12-14 us of collection per event of both loops, "
-    "1.4 us after the freeze). End to end, the same code, paired rounds: 0.86x with "
-    "Python's GC (22:03 UTC), 0.96x with a service's GC settings (22:06 UTC). Every "
-    "service process now freezes its start-up heap and collects gen0 every 10,000 "
-    "allocations (`LLMOPS_GC_GEN0_THRESHOLD`, `shared/runtime.py` `tune_gc`), and this "
-    "benchmark gives both variants the same settings. (2) The span itself: the SDK's "
-    "`Span` (a lock, bounded attributes validated per span, event and link lists, a "
-    "second `ReadableSpan` at the end) cost ~30 us; the bus now builds one small object "
-    "and one `ReadableSpan` per event with the SDK's sampler, ids and processors: hot "
-    "path 51-79 us before, 31-36 us after. Left in the hot path (profile): the duration "
-    "histogram through the OpenTelemetry SDK (~6 us: a Measurement, the attributes "
-    "copied and hashed per reader), parsing the `traceparent` (~4 us), the span (~8 us), "
-    "injecting it into the follow-up (~2 us). Sampling stays the lever for high-rate "
-    "services: an event of an unsampled trace costs the figure above."
+    "variants of a round run at the same time, and the per-round ratio is the figure to "
+    "read. Runs of this script on 2026-11-28, per-round median CPU ratio none/full: "
+    "0.86x (22:03 UTC, Python's GC), 0.96x (22:06, a service's GC), 0.89x (22:10, "
+    "Python's), 0.88x (22:12, a service's); with every service imported in each process "
+    "(`--service-heap`): 0.88x (22:19, Python's), 0.85x (22:22, a service's). **The goal of "
+    "0.95x is met in one run of six; the others give 0.85-0.89x.** Where the rest "
+    "goes: FastStream's middleware dispatch itself. The same paired run with a middleware "
+    "that does nothing (FastStream's `BaseMiddleware`) in place of the telemetry gave "
+    "0.96x (22:16 UTC): about 0.05-0.13 ms per event before any telemetry code runs, "
+    "against a telemetry hot path of 24-52 us; together they would give ~0.94x, so "
+    "about 5% more is not accounted for (suspects: collections and cache misses of a "
+    "busy process, which the isolated hot path does not see). What changed "
+    "(2026-11-28): (1) garbage "
+    "collection. Span objects that wait in the batch processor's queue survive young "
+    "collections, get promoted and bring on full collections that walk the whole heap. "
+    "Measured with SDK spans: the hot path in a process that imported every service "
+    "(706k tracked objects) took 71-80 us per event with Python's GC, 42-48 us with "
+    "`gc.disable()`, 40-42 us with `gc.freeze()` alone (gc.callbacks: 12-14 us of "
+    "collection per event of both loops, 1.4 us after the freeze). Every service process "
+    "now freezes its start-up heap and collects gen0 every 10,000 allocations "
+    "(`LLMOPS_GC_GEN0_THRESHOLD`, `shared/runtime.py` `tune_gc`); end to end the paired "
+    "runs above do not separate it from the noise. (2) The span itself: the SDK's `Span` "
+    "(a lock, bounded attributes validated per span, event and link lists, a second "
+    "`ReadableSpan` at the end) cost ~30 us; the bus now builds one small object and one "
+    "`ReadableSpan` per event with the SDK's sampler, ids and processors: hot path 51-79 "
+    "us before, 24-52 us after. Left in the hot path (profile): the duration histogram "
+    "through the OpenTelemetry SDK (~6 us: a Measurement, the attributes copied and "
+    "hashed per reader), parsing the `traceparent` (~4 us), the span (~8 us), injecting "
+    "it into the follow-up (~2 us). Next levers: the span and metrics taken out of "
+    "FastStream's middleware chain (a wrapper on the subscriber's handler), the "
+    "histogram pre-aggregated per slot, and sampling for high-rate services (an event of "
+    "an unsampled trace costs the figure above)."
 )
 BEFORE = (
     "Before (FastStream's OpenTelemetry + Prometheus middlewares: a create, a process and a "
@@ -185,8 +197,25 @@ async def worker(variant: str, bootstrap: str, src: str, dst: str, n: int) -> No
     print(json.dumps({"rate": rate, "cpu_ms": cpu_ms, "spans": EXPORTER.spans}), flush=True)
 
 
+def load_service_heap() -> int:
+    """Import every service module, as a service process holds its stack (torch, vLLM,
+    pydantic models...) in memory: the heap the garbage collector walks. Returns the
+    objects the collector tracks."""
+    import importlib
+    import pkgutil
+
+    import services
+
+    for module in pkgutil.walk_packages(services.__path__, "services."):
+        try:
+            importlib.import_module(module.name)
+        except Exception:  # an optional extra not installed here: that module's heap is not
+            continue
+    return len(gc.get_objects())
+
+
 async def paired_round(
-    bootstrap: str, r: int, n: int, python_gc: bool
+    bootstrap: str, r: int, n: int, python_gc: bool, service_heap: bool
 ) -> dict[str, dict[str, float]]:
     """Both variants at the same time, each in a process of its own: the machine's load
     hits both alike, and neither's garbage is collected in the other's time."""
@@ -197,13 +226,16 @@ async def paired_round(
         await produce_events(bootstrap, src, n)
         args = ["--worker", variant, "--bootstrap", bootstrap, "--src", src, "--dst", dst]
         args += ["--events", str(n)] + (["--python-gc"] if python_gc else [])
+        args += ["--service-heap"] if service_heap else []
         procs[variant] = await asyncio.create_subprocess_exec(
             sys.executable, __file__, *args, stdin=PIPE, stdout=PIPE
         )
     for proc in procs.values():  # both set up before either starts
         assert proc.stdout is not None
-        line = await proc.stdout.readline()
-        assert line.strip() == b"ready", line
+        line = b""
+        while line.strip() != b"ready":  # what imports may print comes first
+            line = await proc.stdout.readline()
+            assert line, "a worker ended before it was ready"
     for proc in procs.values():
         assert proc.stdin is not None
         proc.stdin.write(b"go\n")
@@ -212,7 +244,8 @@ async def paired_round(
     for variant, proc in procs.items():
         out, _ = await proc.communicate()
         assert proc.returncode == 0, variant
-        results[variant] = json.loads(out.decode().strip().splitlines()[-1])
+        lines = [x for x in out.decode().splitlines() if x.startswith("{")]
+        results[variant] = json.loads(lines[-1])
     return results
 
 
@@ -260,7 +293,8 @@ async def hot_path(
     return results[0], results[1]
 
 
-async def main(n: int, rounds: int, python_gc: bool) -> None:
+async def main(n: int, rounds: int, python_gc: bool, service_heap: bool) -> None:
+    heap = load_service_heap() if service_heap else len(gc.get_objects())
     gc_note = process_settings(python_gc)  # the hot path below runs with them too
     print(f"GC: {gc_note}", flush=True)
     names = {"none": "no telemetry", "full": "full telemetry"}
@@ -272,7 +306,7 @@ async def main(n: int, rounds: int, python_gc: bool) -> None:
         broker_proc = start_broker(bootstrap, Path(tmp) / "tansu.log")
         try:
             for r in range(rounds):
-                results = await paired_round(bootstrap, r, n, python_gc)
+                results = await paired_round(bootstrap, r, n, python_gc, service_heap)
                 for variant, name in names.items():
                     rate, cpu_ms = results[variant]["rate"], results[variant]["cpu_ms"]
                     rates[name].append(rate)
@@ -324,7 +358,14 @@ async def main(n: int, rounds: int, python_gc: bool) -> None:
         f"{rounds} rounds; consume -> validate -> publish (acks=all) -> commit per event, one "
         "embedded tansu broker. Each round runs both variants at the same time, each in a "
         "process of its own with the same settings: the span exporter and Prometheus reader "
-        f"installed in both, and {gc_note}. Full telemetry = "
+        f"installed in both, and {gc_note}; "
+        + (
+            f"each imported every service module first (a service's heap: {heap:,} objects "
+            "tracked by the GC). "
+            if service_heap
+            else f"{heap:,} objects tracked by the GC (the benchmark's own imports). "
+        )
+        + "Full telemetry = "
         "`make_broker` (the platform's messaging middleware, `shared/bus/instrument.py`): "
         f"one CONSUMER span per event, exported {spans} spans through a batch "
         "processor, the `messaging.*` metrics on the Prometheus reader. CPU ms/event: "
@@ -352,6 +393,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--service-heap",
+        action="store_true",
+        help="every process imports all services first (a service's heap, for the GC)",
+    )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
@@ -361,7 +407,9 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     if args.worker:
+        if args.service_heap:
+            load_service_heap()
         process_settings(args.python_gc)
         asyncio.run(worker(args.worker, args.bootstrap, args.src, args.dst, args.events))
     else:
-        asyncio.run(main(args.events, args.rounds, args.python_gc))
+        asyncio.run(main(args.events, args.rounds, args.python_gc, args.service_heap))
