@@ -8,6 +8,7 @@ on ``runtime.bus``, and returns ``make_app(runtime, lifespan=...)``; ``__main__`
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +47,32 @@ class Runtime:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+_gc_tuned = False
+
+
+def tune_gc(gen0_threshold: int) -> bool:
+    """Garbage collection for a long-running service, once per process (``build_runtime``
+    calls it with ``LLMOPS_GC_GEN0_THRESHOLD``; 0 leaves Python's settings).
+
+    Everything alive now (modules, classes, settings: hundreds of thousands of objects in a
+    service that imports torch or vLLM) moves to the permanent generation (``gc.freeze``), so
+    no later collection walks it again; gen0 collects after ``gen0_threshold`` allocations
+    instead of 700. Why: a service allocates short-lived container objects per event (spans,
+    messages, pydantic models); the ones alive at a young collection (spans waiting for the
+    batch exporter) get promoted and bring on full collections, each of which walked the
+    whole heap. Measured in benchmarks/results/telemetry.md. Returns whether it tuned now.
+    """
+    global _gc_tuned
+    if _gc_tuned or gen0_threshold <= 0:
+        return False
+    _gc_tuned = True
+    gc.collect()  # garbage of the imports goes first, then what is left is frozen
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)
+    return True
+
+
 def build_runtime(settings: ServiceSettings, service: str, *, database: bool = True) -> Runtime:
     setup_telemetry(
         service,
@@ -79,6 +106,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         log.warning(
             "no service signing key (LLMOPS_AUTHORITY_KEY[_FILE]): commands it issues are unsigned"
         )
+    tune_gc(settings.gc_gen0_threshold)  # after the imports and the service's own objects
     return Runtime(
         service=service,
         settings=settings,

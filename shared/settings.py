@@ -123,6 +123,14 @@ class ServiceSettings(BaseSettings):
     log_format: str = Field(
         "json", validation_alias=_env("LLMOPS_LOG_FORMAT"), description="json or text."
     )
+    gc_gen0_threshold: int = Field(
+        10_000,
+        validation_alias=_env("LLMOPS_GC_GEN0_THRESHOLD"),
+        description=(
+            "Garbage collection of a service process: at startup the heap is frozen "
+            "(gc.freeze) and gen0 collects after this many allocations; 0 keeps Python's."
+        ),
+    )
     handler_attempts: int = Field(
         4,
         validation_alias=_env("LLMOPS_HANDLER_ATTEMPTS"),

@@ -25,6 +25,14 @@ Metrics (Prometheus names in brackets), attributes ``messaging.system=kafka``,
 - ``llmops.messaging.dead_lettered`` [llmops_messaging_dead_lettered_total]: messages sent to
   ``<topic>.dlq``, ``error.type`` = the reason
 
+Spans are made without the SDK's ``Span`` class (``_Span``, ``_start``): the SDK's sampler,
+id generator, resource and span processors decide and receive them as they would from
+``Tracer.start_span``, but the hot path builds one small object while the event is handled
+and one ``ReadableSpan`` when it ends (the SDK's span costs ~30 us and a dozen objects per
+event). The handler's current span is a ``NonRecordingSpan`` carrying the span's context:
+publishes and log lines see the right ids; attributes or events added from inside a handler
+are not recorded, and processors see ``on_end`` only.
+
 Counters are pre-bound: a slot per attribute set holds a plain integer that the hot path
 increments, and an observable counter reports the slots when a reader collects (Prometheus
 scrape, OTLP export). Attribute mappings are built once per slot, never per message.
@@ -36,6 +44,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
@@ -43,7 +52,16 @@ from faststream._internal.middlewares import BaseMiddleware
 from faststream.exceptions import IgnoredException
 from opentelemetry import context, metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
@@ -53,7 +71,6 @@ if TYPE_CHECKING:
 SYSTEM = "kafka"
 LAG_SAMPLE_S = 1.0  # most one lag reading per partition and second
 
-_tracer = trace.get_tracer("llmops.bus")
 _meter = metrics.get_meter("llmops.bus")
 _propagator = TraceContextTextMapPropagator()  # W3C trace context only: no baggage parsing
 # the record whose consumer span is current (set by whoever opened it)
@@ -235,6 +252,114 @@ def _parent(headers: Iterable[tuple[str, Any]] | dict[str, Any] | None) -> conte
     return _propagator.extract(carrier)
 
 
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_sdk_of: tuple[Any, SdkTracer | None] = (None, None)  # (global provider, its SDK tracer)
+
+
+def _sdk_tracer() -> SdkTracer | None:
+    """The SDK tracer of the global provider (None: no SDK provider, spans record nothing)."""
+    global _sdk_of
+    provider = trace.get_tracer_provider()
+    if provider is not _sdk_of[0]:
+        tracer = provider.get_tracer("llmops.bus")
+        _sdk_of = (provider, tracer if isinstance(tracer, SdkTracer) else None)
+    return _sdk_of[1]
+
+
+class _Span:
+    """A span in flight, recorded the cheap way: the SDK's sampler, id generator, resource
+    and span processors, but no SDK ``Span`` object (a lock, bounded attributes, event and
+    link lists, validation of our constant attributes, a second ``ReadableSpan`` at the end:
+    ~30 us and a dozen objects per event, all of them garbage the collector walks). What the
+    handler sees as its current span is a ``NonRecordingSpan`` with this span's context (the
+    W3C context its publishes carry and its log lines show); when the span ends, ONE
+    ``ReadableSpan`` goes to the processors' ``on_end`` (batch export, OTLP, files).
+    Trade-off: code inside a handler cannot add attributes or events to the consumer span
+    (none does), and processors get no ``on_start``."""
+
+    __slots__ = ("attributes", "context", "kind", "name", "parent", "started", "status", "tracer")
+
+    def __init__(
+        self,
+        tracer: SdkTracer,
+        name: str,
+        kind: SpanKind,
+        span_context: SpanContext,
+        *,
+        parent: SpanContext | None,
+        attributes: Any,
+    ) -> None:
+        self.tracer = tracer
+        self.name = name
+        self.kind = kind
+        self.context = span_context
+        self.parent = parent
+        self.attributes = attributes
+        self.status = _UNSET
+        self.started = time_ns()
+
+    def fail(self, error: BaseException) -> None:
+        self.status = Status(StatusCode.ERROR, type(error).__qualname__)
+
+    def end(self) -> None:
+        tracer = self.tracer
+        tracer.span_processor.on_end(
+            ReadableSpan(
+                self.name,
+                self.context,
+                self.parent,
+                tracer.resource,
+                self.attributes,
+                kind=self.kind,
+                status=self.status,
+                start_time=self.started,
+                end_time=time_ns(),
+                instrumentation_scope=tracer._instrumentation_scope,
+            )
+        )
+
+
+def _start(
+    name: str, kind: SpanKind, attributes: dict[str, str], parent: context.Context | None
+) -> tuple[_Span | None, context.Context]:
+    """A span as the SDK tracer's ``start_span`` would make it (same sampling decision,
+    ids, flags and trace state), and the context to attach while it runs. The span is None
+    when nothing records it (no SDK provider, a disabled tracer, an unsampled trace)."""
+    parent_context = trace.get_current_span(parent).get_span_context()
+    tracer = _sdk_tracer()
+    if tracer is None or not tracer._is_enabled():  # the API's no-op tracer does the same
+        return None, trace.set_span_in_context(NonRecordingSpan(parent_context), parent)
+    generator = tracer.id_generator
+    if parent_context.is_valid:
+        trace_id = parent_context.trace_id
+        random_id = parent_context.trace_flags.random_trace_id
+        parent_of: SpanContext | None = parent_context
+    else:
+        trace_id = generator.generate_trace_id()
+        random_id = generator.is_trace_id_random()
+        parent_of = None
+    result = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes)
+    flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+    if random_id:
+        flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
+    span_context = SpanContext(
+        trace_id,
+        generator.generate_span_id(),
+        is_remote=False,
+        trace_flags=flags,
+        trace_state=result.trace_state,
+    )
+    current = trace.set_span_in_context(NonRecordingSpan(span_context), parent)
+    if not result.decision.is_recording():
+        return None, current
+    # the sampler's attributes are the span's (the SDK does the same): ours, read-only
+    return _Span(
+        tracer, name, kind, span_context, parent=parent_of, attributes=result.attributes
+    ), current
+
+
 @contextmanager
 def consumer_span(topic: str, group: str | None, record: Any) -> Iterator[None]:
     """The span of one consumed record, unless that record's span is already current (the
@@ -243,22 +368,22 @@ def consumer_span(topic: str, group: str | None, record: Any) -> Iterator[None]:
         yield
         return
     slot = consumption(topic, group)
-    parent = _parent(record.headers)
-    span = _tracer.start_span(
-        slot.span_name, parent, SpanKind.CONSUMER, slot.span_attributes, record_exception=False
+    span, current = _start(
+        slot.span_name, SpanKind.CONSUMER, slot.span_attributes, _parent(record.headers)
     )
-    token = context.attach(trace.set_span_in_context(span, parent))
+    token = context.attach(current)
     mark = _consuming.set(record)
     try:
         yield
     except BaseException as exc:
-        if not isinstance(exc, IgnoredException):
-            span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+        if span is not None and not isinstance(exc, IgnoredException):
+            span.fail(exc)
         raise
     finally:
         _consuming.reset(mark)
         context.detach(token)
-        span.end()
+        if span is not None:
+            span.end()
 
 
 class MessagingTelemetry:
@@ -292,22 +417,22 @@ class _Scope(BaseMiddleware[Any, Any]):
             return await self._measured(call_next, msg, slot, count)
         slot = consumption(raw.topic, group)
         slot.sample_lag(consumer, raw.partition, raw.offset)
-        parent = _parent(msg.headers)
-        span = _tracer.start_span(
-            slot.span_name, parent, SpanKind.CONSUMER, slot.span_attributes, record_exception=False
+        span, current = _start(
+            slot.span_name, SpanKind.CONSUMER, slot.span_attributes, _parent(msg.headers)
         )
-        token = context.attach(trace.set_span_in_context(span, parent))
+        token = context.attach(current)
         mark = _consuming.set(raw)
         try:
             return await self._measured(call_next, msg, slot, 1, span)
         finally:
             _consuming.reset(mark)
             context.detach(token)
-            span.end()
+            if span is not None:
+                span.end()
 
     @staticmethod
     async def _measured(
-        call_next: Any, msg: Any, slot: Consumption, count: int, span: Any = None
+        call_next: Any, msg: Any, slot: Consumption, count: int, span: _Span | None = None
     ) -> Any:
         started = time.perf_counter()
         try:
@@ -320,7 +445,7 @@ class _Scope(BaseMiddleware[Any, Any]):
                 attributes = slot.failed(exc, count)
                 _duration.record(time.perf_counter() - started, attributes)
                 if span is not None:
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                    span.fail(exc)
             raise
         slot.consumed.value += count
         _duration.record(time.perf_counter() - started, slot.attributes)
@@ -333,20 +458,14 @@ class _Scope(BaseMiddleware[Any, Any]):
         if _consuming.get() is not None:  # inside a handler: its consumer span is the parent
             _propagator.inject(cmd.headers)
         else:
-            span = _tracer.start_span(
-                slot.span_name,
-                None,
-                SpanKind.PRODUCER,
-                slot.span_attributes,
-                record_exception=False,
-            )
-            _propagator.inject(cmd.headers, trace.set_span_in_context(span))
+            span, current = _start(slot.span_name, SpanKind.PRODUCER, slot.span_attributes, None)
+            _propagator.inject(cmd.headers, current)
         try:
             result = await call_next(cmd)
         except BaseException as exc:
             slot.failed(exc, count)
             if span is not None:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                span.fail(exc)
             raise
         finally:
             if span is not None:

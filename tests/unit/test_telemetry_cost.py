@@ -1,0 +1,122 @@
+"""What keeps telemetry cheap, against the real SDK: the bus' consumer spans, made without
+the SDK's Span class, keep the parent/child chain, sampling decisions, flags and status that
+``Tracer.start_span`` would give; a service process tunes its GC once (build_runtime)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from aiokafka import ConsumerRecord
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from shared.bus.instrument import consumer_span
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = "b7ad6b7169203331"
+
+
+@pytest.fixture(scope="module")
+def exporter() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):  # the global provider can be set only once
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+def record(topic: str, flags: str | None) -> ConsumerRecord[bytes, bytes]:
+    headers = [("traceparent", f"00-{TRACE}-{PARENT}-{flags}".encode())] if flags else []
+    return ConsumerRecord(topic, 0, 7, 0, 0, None, b"{}", None, 2, -1, headers)
+
+
+def carried() -> str:
+    """The traceparent a publish made now would carry."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers.get("traceparent", "")
+
+
+def finished(exporter: InMemorySpanExporter, topic: str) -> list:  # type: ignore[type-arg]
+    return [s for s in exporter.get_finished_spans() if s.name == f"{topic} process"]
+
+
+def test_a_sampled_event_gets_one_child_span_whose_context_its_publishes_carry(
+    exporter: InMemorySpanExporter,
+) -> None:
+    with consumer_span("spans.sampled", "group-a", record("spans.sampled", "01")):
+        inside = carried()
+    (span,) = finished(exporter, "spans.sampled")
+    ctx = span.get_span_context()
+    assert span.kind is SpanKind.CONSUMER
+    assert f"{ctx.trace_id:032x}" == TRACE
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == PARENT
+    assert span.parent.is_remote
+    assert inside == f"00-{TRACE}-{ctx.span_id:016x}-01"
+    assert ctx.span_id != int(PARENT, 16)
+    assert dict(span.attributes or {}) == {
+        "messaging.system": "kafka",
+        "messaging.destination.name": "spans.sampled",
+        "messaging.consumer.group.name": "group-a",
+        "messaging.operation.type": "process",
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert span.start_time <= span.end_time
+    assert span.resource.attributes.get("telemetry.sdk.name") == "opentelemetry"
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == "llmops.bus"
+
+
+def test_an_unsampled_trace_records_nothing_and_passes_its_decision_on(
+    exporter: InMemorySpanExporter,
+) -> None:
+    with consumer_span("spans.unsampled", None, record("spans.unsampled", "00")):
+        inside = carried()
+    assert finished(exporter, "spans.unsampled") == []
+    version, trace_id, span_id, flags = inside.split("-")
+    assert (version, trace_id, flags) == ("00", TRACE, "00")
+    assert span_id != PARENT  # a span of its own in the trace, just not recorded
+
+
+def test_an_event_without_traceparent_starts_a_trace_and_a_failure_marks_the_span(
+    exporter: InMemorySpanExporter,
+) -> None:
+    with (
+        pytest.raises(ValueError, match="bad"),
+        consumer_span("spans.root", None, record("spans.root", None)),
+    ):
+        raise ValueError("bad")
+    (span,) = finished(exporter, "spans.root")
+    assert span.parent is None
+    assert f"{span.get_span_context().trace_id:032x}" != TRACE
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError"
+
+
+def test_a_service_process_freezes_its_start_up_heap_once_and_zero_keeps_pythons_gc() -> None:
+    """In a fresh interpreter (the GC is process-wide state): what build_runtime applies."""
+    script = (
+        "import gc\n"
+        "from shared.runtime import tune_gc\n"
+        "before = gc.get_threshold()\n"
+        "assert not tune_gc(0) and gc.get_threshold() == before and gc.get_freeze_count() == 0\n"
+        "assert tune_gc(12345)\n"
+        "assert gc.get_threshold() == (12345, *before[1:]), gc.get_threshold()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "assert frozen > 10000, frozen\n"
+        "assert not tune_gc(500) and gc.get_threshold()[0] == 12345\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
