@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,3 +60,16 @@ def test_consume_prints_the_claim_and_resolves_it_on_request(tmp_path: Path) -> 
 def test_a_dlq_record_without_a_claim_prints_its_bytes() -> None:
     record = SimpleNamespace(offset=0, partition=1, value=b"not json", headers=[])
     assert dlq_line(record, None)["value"] == "not json"
+
+
+def test_a_transit_store_that_fails_drops_the_bytes_not_the_record(tmp_path: Path) -> None:
+    transit = ArtifactStore(str(tmp_path / "transit"))
+    (tmp_path / "transit" / "staging").write_text("in the way")  # put_bytes cannot stage
+    broker = make_broker(ServiceSettings(), client_id="t")
+    bus = EventBus(broker, None, service="t", transit=transit)
+    original = b'{"prompt": "call Jane Roe"}'
+    headers: dict[str, str] = {}
+    body = bus._claim_dead_letter(original, headers)
+    assert b"Jane Roe" not in body
+    assert headers["x-llmops-dlq-claim"] == "dropped"
+    assert json.loads(body)["size"] == len(original)
