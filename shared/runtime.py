@@ -92,6 +92,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         if database
         else None
     )
+    transit = ArtifactStore(settings.transit_root)
     bus = EventBus(
         broker,
         engine,
@@ -101,6 +102,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         signer=signer_for(settings),
         verifier=Verifier(settings) if settings.require_authority else None,
+        transit=transit,  # a raw hop's dead letters keep their bytes there, not in the DLQ
     )
     if settings.require_authority and not settings.authority_signing_key():
         log.warning(
@@ -114,7 +116,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         bus=bus,
         engine=engine,
         artifacts=ArtifactStore(settings.artifact_root),
-        transit=ArtifactStore(settings.transit_root),
+        transit=transit,
     )
 
 

@@ -84,6 +84,7 @@ class TopicSpec:
     key: str
     description: str
     retention_ms: int | None = None  # short retention for the hops that carry raw text
+    raw_text: bool = False  # carries raw text: its DLQ keeps a claim check, not the bytes
     compacted: bool = False  # keep the latest record per key for good (state, not a log)
 
 
@@ -97,6 +98,7 @@ SPECS: dict[Topic, TopicSpec] = {
         "dataset",
         "Ingest commands (may carry inline raw records; short retention).",
         retention_ms=RAW_RETENTION_MS,
+        raw_text=True,
     ),
     Topic.RECORDS_INGESTED: TopicSpec(
         ev.RecordsIngested,
@@ -104,6 +106,7 @@ SPECS: dict[Topic, TopicSpec] = {
         "dataset",
         "Clean raw batches (ingest hop only; short retention).",
         retention_ms=RAW_RETENTION_MS,
+        raw_text=True,
     ),
     Topic.INGEST_PROGRESSED: TopicSpec(
         ev.IngestProgressed, 3, "dataset", "Ingest progress (rows read so far)."
@@ -130,6 +133,7 @@ SPECS: dict[Topic, TopicSpec] = {
         "request_id",
         "Gateway -> workers (raw, short retention).",
         retention_ms=RAW_RETENTION_MS,
+        raw_text=True,
     ),
     Topic.INFERENCE_COMPLETED: TopicSpec(
         ev.InferenceCompleted,
@@ -137,6 +141,7 @@ SPECS: dict[Topic, TopicSpec] = {
         "request_id",
         "Results + usage (raw text: read only by anonymization; short retention).",
         retention_ms=RAW_RETENTION_MS,
+        raw_text=True,
     ),
     Topic.FEEDBACK_RECEIVED: TopicSpec(
         ev.FeedbackReceived,
@@ -144,6 +149,7 @@ SPECS: dict[Topic, TopicSpec] = {
         "response_id",
         "User feedback (raw text until anonymized; short retention).",
         retention_ms=RAW_RETENTION_MS,
+        raw_text=True,
     ),
     Topic.WORKER_HEARTBEAT: TopicSpec(
         ev.WorkerHeartbeat,
@@ -175,9 +181,9 @@ def all_topic_names() -> list[tuple[str, int]]:
 
 
 def topic_configs(name: str) -> dict[str, str]:
-    """Per-topic configuration; a DLQ twin keeps its topic's retention (it holds the same
-    bytes, so the raw hops' short retention must hold there too). A compacted topic keeps
-    each key's latest record (its DLQ twin is an ordinary log)."""
+    """Per-topic configuration; a DLQ twin keeps its topic's retention (a raw hop's DLQ
+    holds claim checks to the transit store, not its bytes, and keeps them as briefly). A
+    compacted topic keeps each key's latest record (its DLQ twin is an ordinary log)."""
     for topic in Topic:
         if name == topic.value and topic.spec.compacted:
             return {"cleanup.policy": "compact"}

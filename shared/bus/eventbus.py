@@ -10,12 +10,17 @@ committed once for the batch. If any handler of the batch fails, the transaction
 back and the batch is applied again one event per transaction, with retries and the DLQ,
 so a poison event costs only itself. A handler that keeps
 failing, or bytes that are not a valid event, go to ``<topic>.dlq`` with the reason and
-the original bytes and headers; the partition keeps flowing.
+the original bytes and headers; the partition keeps flowing. On a raw hop (a topic whose
+spec says ``raw_text``) the DLQ gets no raw bytes: they go to the transit store and the DLQ
+record is a small JSON claim check to them (``dlq_claim``, header ``x-llmops-dlq-claim``),
+which ``resolve_dlq_value`` reads back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
@@ -33,9 +38,10 @@ from shared.authority import Signer, Verifier, is_command
 from shared.bus.instrument import consumer_span, dead_lettered, handled
 from shared.bus.outbox import OutboxRelay
 from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
-from shared.events.envelope import Event
+from shared.events.envelope import ClaimCheck, Event
 from shared.events.monitoring import AuditRecorded
 from shared.events.registry import EventDecodeError, decode
+from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,26 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[E, UnitOfWork], Awaitable[None]]
 
 DLQ_HEADER_PREFIX = "x-llmops-dlq-"
+DLQ_CLAIM_HEADER = f"{DLQ_HEADER_PREFIX}claim"  # "transit": the value is a claim check
+DLQ_CLAIM_MEDIA_TYPE = "application/vnd.llmops.dlq-original"
+
+
+def dlq_claim(value: bytes | None, headers: dict[str, str]) -> ClaimCheck | None:
+    """The claim check a raw hop's DLQ record holds instead of its bytes (None: the record
+    keeps its original bytes, as DLQs of the other topics do)."""
+    if headers.get(DLQ_CLAIM_HEADER) != "transit":
+        return None
+    return ClaimCheck.model_validate(json.loads(value or b"{}")["dlq_claim"])
+
+
+def resolve_dlq_value(
+    value: bytes | None, headers: dict[str, str], transit: ArtifactStore
+) -> bytes:
+    """The original bytes of a DLQ record: read through its claim check from the transit
+    store (size and sha256 checked), or the value itself when it holds no claim. Raises
+    FileNotFoundError once the transit store's lifecycle has deleted the object."""
+    claim = dlq_claim(value, headers)
+    return (value or b"") if claim is None else transit.get_bytes(claim)
 
 
 class EventBus:
@@ -64,8 +90,11 @@ class EventBus:
         fetch_max_wait_ms: int = 25,
         signer: Signer | None = None,
         verifier: Verifier | None = None,
+        transit: ArtifactStore | None = None,
     ) -> None:
         self.broker = broker
+        # where a raw hop's dead letters keep their bytes (None: LLMOPS_TRANSIT_URL, on use)
+        self.transit = transit
         self.engine = engine
         self.service = service
         self.attempts = max(1, attempts)
@@ -381,8 +410,32 @@ class EventBus:
                 "error": detail[:500],
             },
         )
-        await self.broker.publish(record.value or b"", topic.dlq, key=record.key, headers=headers)
+        value = record.value or b""
+        if topic.spec.raw_text:  # raw text never sits in a DLQ: a claim check to transit
+            value = await asyncio.to_thread(self._claim_dead_letter, value, headers)
+        await self.broker.publish(value, topic.dlq, key=record.key, headers=headers)
         dead_lettered(topic.value, group, reason)
+
+    def _claim_dead_letter(self, value: bytes, headers: dict[str, str]) -> bytes:
+        """Put a raw hop's dead-lettered bytes in the transit store (deleted by its
+        lifecycle); return the DLQ record's body: a claim check. If the store cannot take
+        them, the bytes are dropped (the body keeps their sha256 and size): a DLQ never
+        holds raw text."""
+        try:
+            if self.transit is None:
+                from shared.settings import ServiceSettings
+
+                self.transit = ArtifactStore(ServiceSettings().transit_root)
+            claim = self.transit.put_bytes(value, DLQ_CLAIM_MEDIA_TYPE)
+        except Exception as exc:
+            log.exception("could not keep a dead letter in the transit store; bytes dropped")
+            headers[DLQ_CLAIM_HEADER] = "dropped"
+            headers[f"{DLQ_HEADER_PREFIX}claim-error"] = f"{type(exc).__name__}"[:200]
+            return json.dumps(
+                {"sha256": hashlib.sha256(value).hexdigest(), "size": len(value)}
+            ).encode()
+        headers[DLQ_CLAIM_HEADER] = "transit"
+        return json.dumps({"dlq_claim": claim.model_dump(mode="json")}).encode()
 
     # -- producing ---------------------------------------------------------------------
     async def publish(

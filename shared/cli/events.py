@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -16,6 +16,9 @@ from shared.client import PlatformClient, event_to_json_line
 from shared.events import Event
 from shared.stack.inspect import topic_offsets
 from shared.topics import DLQ_SUFFIX, Topic
+
+if TYPE_CHECKING:
+    from shared.storage.artifacts import ArtifactStore
 
 
 def parse_payloads(text: str, source: str) -> list[dict[str, Any]]:
@@ -87,8 +90,17 @@ def consume(
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
     max_events: Annotated[int | None, typer.Option("--max", help="Stop after N events.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop after S seconds of silence.")] = None,
+    resolve: Annotated[
+        bool,
+        typer.Option(
+            "--resolve",
+            help="DLQ of a raw hop: print the original bytes, read through the record's "
+            "claim check from the transit store (gone once its lifecycle deleted them).",
+        ),
+    ] = False,
 ) -> None:
-    """Print events of a topic, one JSON object per line (DLQ entries with their reason)."""
+    """Print events of a topic, one JSON object per line (DLQ entries with their reason;
+    a raw hop's DLQ entries hold a claim check to the transit store, not the raw text)."""
     is_dlq = topic.endswith(DLQ_SUFFIX)
     try:
         name = (
@@ -100,23 +112,18 @@ def consume(
 
     async def read() -> None:
         seen = 0
+        transit = None
+        if resolve:
+            from shared.storage.artifacts import ArtifactStore
+
+            transit = ArtifactStore(settings().transit_root)
         async with PlatformClient(settings()) as client:
             stream = client.stream(
                 name, from_beginning=from_beginning, timeout_s=timeout, raw=is_dlq
             )
             async for item in stream:
                 if is_dlq:
-                    headers = {k: v.decode("utf-8", "replace") for k, v in item.headers or ()}
-                    stdout_line(
-                        json.dumps(
-                            {
-                                "offset": item.offset,
-                                "partition": item.partition,
-                                "headers": headers,
-                                "value": (item.value or b"").decode("utf-8", "backslashreplace"),
-                            }
-                        )
-                    )
+                    stdout_line(json.dumps(dlq_line(item, transit)))
                 else:
                     stdout_line(event_to_json_line(item))
                 seen += 1
@@ -124,6 +131,28 @@ def consume(
                     return
 
     run(read())
+
+
+def dlq_line(item: Any, transit: ArtifactStore | None) -> dict[str, Any]:
+    """One DLQ record as printed: headers, the value (a raw hop's: its claim check), and
+    with ``transit`` the original bytes read through the claim (``original``, or
+    ``original_error`` once the transit store no longer has them)."""
+    from shared.bus.eventbus import DLQ_CLAIM_HEADER, resolve_dlq_value  # the CLI stays light
+
+    headers = {k: v.decode("utf-8", "replace") for k, v in item.headers or ()}
+    line: dict[str, Any] = {
+        "offset": item.offset,
+        "partition": item.partition,
+        "headers": headers,
+        "value": (item.value or b"").decode("utf-8", "backslashreplace"),
+    }
+    if transit is not None and headers.get(DLQ_CLAIM_HEADER) == "transit":
+        try:
+            original = resolve_dlq_value(item.value, headers, transit)
+            line["original"] = original.decode("utf-8", "backslashreplace")
+        except (OSError, ValueError, KeyError) as exc:
+            line["original_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return line
 
 
 def topics(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.bus import resolve_dlq_value
 from shared.events import AuditRecorded
 from shared.stack.log import s3rver_binary
+from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 from tests.backbone.test_durable_log import consume_and_commit
 from tests.integration.test_cli import llmops
@@ -93,7 +95,10 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
         assert up.returncode == 0, up.stderr
         # the DLQ kept the poison message, with why
         dead = asyncio.run(read_topic(bootstrap, Topic.INGEST_REQUESTED.dlq, count=1))
-        assert [r.value for r in dead] == [b"not an event"]
+        headers = {k: v.decode() for k, v in dead[0].headers}
+        assert b"not an event" not in dead[0].value  # a raw hop: a claim check to transit
+        transit = ArtifactStore(str(data_dir / "transit"))
+        assert resolve_dlq_value(dead[0].value, headers, transit) == b"not an event"
         assert dict(dead[0].headers)["x-llmops-dlq-reason"] == b"undecodable"
         # the topic kept every event, and the group resumes after its committed offset
         # (read to a count: right after a restart the broker's end offsets were seen to lag)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +12,11 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from shared.bus import EventBus, OutboxEntry, make_broker
+from shared.bus import EventBus, OutboxEntry, dlq_claim, make_broker, resolve_dlq_value
 from shared.bus.store import UnitOfWork
-from shared.events import AlertRaised, AuditRecorded
+from shared.events import AlertRaised, AuditRecorded, FeedbackReceived
 from shared.settings import ServiceSettings
+from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 from tests.support.echo_service import Applied
 
@@ -110,11 +112,56 @@ async def test_poison_goes_to_the_dlq_and_good_messages_pass(
     assert h.applied() == ["before", "after"]
     assert len(h.dead) == 1
     body, headers = h.dead[0]
-    assert body == payload
+    assert body == payload  # not a raw hop: the DLQ keeps the original bytes
+    assert "x-llmops-dlq-claim" not in headers
     assert headers["x-llmops-dlq-reason"] == reason
     assert headers["x-llmops-dlq-topic"] == Topic.AUDIT_RECORDED.value
     assert headers["origin"] == "test"
     assert headers["x-llmops-dlq-error"]
+
+
+async def test_a_raw_hops_dlq_keeps_a_claim_check_not_the_raw_text(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """feedback.received carries raw text: its dead letters (undecodable or failed) go to
+    the transit store, and the DLQ record is a claim check that resolves to the bytes."""
+    broker = make_broker(ServiceSettings(), client_id="test")
+    transit = ArtifactStore(str(tmp_path / "transit"))
+    bus = EventBus(broker, engine, service="raw", attempts=2, backoff_s=0.001, transit=transit)
+    dead: list[tuple[bytes, dict[str, str]]] = []
+
+    async def on_feedback(event: FeedbackReceived, uow: UnitOfWork) -> None:
+        raise RuntimeError("boom")
+
+    bus.subscribe(Topic.FEEDBACK_RECEIVED, on_feedback)
+
+    @broker.subscriber(Topic.FEEDBACK_RECEIVED.dlq)
+    async def on_dead(message: KafkaMessage) -> None:
+        dead.append((message.body, dict(message.headers)))
+
+    secret = "Jane Roe, 221B Baker Street, +44 20 7946 0958"
+    malformed = b'{"event_type": "llmops.feedback.received", "comment": "' + secret.encode()
+    failing = FeedbackReceived(response_id="r1", comment=secret).to_bytes()
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(malformed, Topic.FEEDBACK_RECEIVED.value)
+        await test_broker.publish(failing, Topic.FEEDBACK_RECEIVED.value, headers={"o": "t"})
+    assert [headers["x-llmops-dlq-reason"] for _, headers in dead] == [
+        "undecodable",
+        "handler-failed",
+    ]
+    for (body, headers), original in zip(dead, [malformed, failing], strict=True):
+        assert b"Jane Roe" not in body
+        assert b"Baker" not in body
+        assert headers["x-llmops-dlq-claim"] == "transit"
+        assert headers["x-llmops-dlq-topic"] == Topic.FEEDBACK_RECEIVED.value
+        claim = dlq_claim(body, headers)
+        assert claim is not None
+        assert claim.size == len(original)
+        assert resolve_dlq_value(body, headers, transit) == original
+    assert dead[1][1]["o"] == "t"
+    transit.delete(claim)  # the transit store's lifecycle: the claim no longer resolves
+    with pytest.raises(FileNotFoundError):
+        resolve_dlq_value(dead[1][0], dead[1][1], transit)
 
 
 async def test_a_transient_failure_is_retried_not_dead_lettered(engine: Engine) -> None:

@@ -118,10 +118,14 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
             "1",
             "--timeout",
             "30",
+            "--resolve",
             env=env,
         )
         record = json.loads(dead.stdout)
-        assert json.loads(record["value"])["event_id"] == str(unsigned.event_id)
+        # a raw hop: the DLQ record is a claim check, the bytes sit in the transit store
+        assert "unsigned" not in record["value"]
+        assert record["headers"]["x-llmops-dlq-claim"] == "transit"
+        assert json.loads(record["original"])["event_id"] == str(unsigned.event_id)
         assert record["headers"]["x-llmops-dlq-reason"] == "unauthorized"
         assert record["headers"]["x-llmops-dlq-error"] == "unsigned"
 

@@ -17,7 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.engine import Engine
 
 from shared.authority import Signer, Verifier, provision, service_principal
-from shared.bus import EventBus, make_broker
+from shared.bus import EventBus, make_broker, resolve_dlq_value
 from shared.bus.store import UnitOfWork
 from shared.events import (
     AlertRaised,
@@ -31,6 +31,7 @@ from shared.events import (
 from shared.events.envelope import utcnow
 from shared.events.ingest import SourceSpec
 from shared.settings import ServiceSettings
+from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 
 pytestmark = pytest.mark.handlers
@@ -59,7 +60,9 @@ class Harness:
             attempts=2,
             backoff_s=0.001,
             verifier=Verifier(settings),
+            transit=ArtifactStore(settings.transit_root),
         )
+        self.transit = self.bus.transit
         self.handled: list[Event] = []
         self.dead: list[tuple[bytes, dict[str, str]]] = []
         self.audits: list[AuditRecorded] = []
@@ -147,6 +150,11 @@ async def test_an_unauthorized_command_is_dead_lettered_and_audited(
     assert [e.event_id for e in h.handled] == [good.event_id]  # the next one still flows
     assert len(h.dead) == 1
     body, headers = h.dead[0]
+    if topic.spec.raw_text:  # ingest.requested may carry raw records: a claim check
+        assert headers["x-llmops-dlq-claim"] == "transit"
+        assert body != payload
+        assert h.transit is not None
+        body = resolve_dlq_value(body, headers, h.transit)
     assert body == payload
     assert headers["x-llmops-dlq-reason"] == "unauthorized"
     assert why in headers["x-llmops-dlq-error"]
