@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from shared.authority import Signer
+from shared.bus import resolve_dlq_value
 from shared.client import PlatformClient
 from shared.events import AuditRecorded, IngestCompleted, IngestRequested, decode
 from shared.events.ingest import SourceSpec
 from shared.settings import ServiceSettings
+from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 from tests.support.stack import ServiceProcess, authority_env, produce, read_topic, wait_until
 
@@ -95,15 +97,22 @@ def test_forged_commands_go_to_the_dlq_and_signed_ones_are_ingested(
     assert done.request_id == good.event_id
     assert done.emitted == 1
 
+    # ingest.requested is a raw hop: its DLQ holds claim checks to the transit store
+    transit = ArtifactStore(settings.transit_root)
+
+    def original(record: Any) -> dict[str, Any]:
+        headers = {k: v.decode() for k, v in record.headers}
+        return json.loads(resolve_dlq_value(record.value, headers, transit))  # type: ignore[no-any-return]
+
     dead = _of(
         kafka,
         Topic.INGEST_REQUESTED.dlq,
-        lambda r: json.loads(r.value).get("event_id") in attacks,
+        lambda r: original(r).get("event_id") in attacks,
         at_least=2,
     )
-    reasons = {
-        json.loads(r.value)["event_id"]: dict((k, v.decode()) for k, v in r.headers) for r in dead
-    }
+    reasons = {original(r)["event_id"]: {k: v.decode() for k, v in r.headers} for r in dead}
+    assert {h["x-llmops-dlq-claim"] for h in reasons.values()} == {"transit"}
+    assert not any(b"/etc/hostname" in r.value for r in dead)  # no raw bytes in the DLQ
     assert set(reasons) == attacks
     assert {h["x-llmops-dlq-reason"] for h in reasons.values()} == {"unauthorized"}
     assert reasons[str(unsigned.event_id)]["x-llmops-dlq-error"] == "unsigned"
