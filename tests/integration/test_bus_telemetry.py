@@ -193,7 +193,13 @@ async def test_event_bus_batches_trace_each_event_and_count_dead_letters(
     await bus.start()
     try:
         await wait_for(lambda: {e.target for e in good} <= set(seen))
-        await asyncio.sleep(0.5)  # the dead letter is published in the same delivery
+        await wait_for(  # the dead letter is published in the same delivery
+            lambda: samples(
+                "llmops_messaging_dead_lettered_total",
+                messaging_destination_name=Topic.AUDIT_RECORDED.value,
+                messaging_consumer_group_name=group,
+            )
+        )
     finally:
         await bus.stop()
         await broker.stop()

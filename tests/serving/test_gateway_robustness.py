@@ -250,6 +250,7 @@ class Caller:
         self.app = app
         self.gone = asyncio.Event()
         self.sent: list[dict[str, Any]] = []
+        self.polls = 0  # receive() calls after the body: the gateway asking "still there?"
         self._body_sent = False
 
     async def receive(self) -> dict[str, Any]:
@@ -257,6 +258,7 @@ class Caller:
             self._body_sent = True
             body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
             return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+        self.polls += 1
         await self.gone.wait()
         return {"type": "http.disconnect"}
 
@@ -300,7 +302,7 @@ async def test_a_non_streaming_caller_that_leaves_cancels_its_generation_and_is_
     call = caller.call()
     await until(lambda: bus.published)  # the request is on its way to a worker
     request_id = _request_id(bus)
-    await asyncio.sleep(0.05)  # a few polls: still there, nothing cancelled
+    await until(lambda: caller.polls >= 3)  # a few polls: still there, nothing cancelled
     assert bus.cancelled == []
     assert not call.done()
     caller.gone.set()  # the client hangs up while the worker generates
@@ -323,7 +325,7 @@ async def test_a_non_streaming_caller_that_stays_gets_its_result() -> None:
     call = caller.call()
     await until(lambda: bus.published)
     request_id = _request_id(bus)
-    await asyncio.sleep(0.05)
+    await until(lambda: caller.polls >= 3)
     done = InferenceCompleted(
         request_id=request_id, model="m", model_version="1", text="ok", prompt_tokens=2
     )
