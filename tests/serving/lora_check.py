@@ -89,7 +89,8 @@ async def drive(work: Path, base: Path, adapters: dict[str, Path]) -> dict[str, 
     )
     table = ModelTable()
     pool = EnginePool(VllmLoader(settings), lookup=table.lookup)
-    control = ModelControl(table, pool, ModelSource(work / "models", ArtifactStore(str(work / "art"))))
+    source = ModelSource(work / "models", ArtifactStore(str(work / "art")))
+    control = ModelControl(table, pool, source)
     draws: list[float] = []  # one per request, in order: the canary's coin
     service = InferenceService(
         table, pool, ListSink(), worker_id="w", completed_topic="done", draw=lambda: draws.pop(0)
@@ -176,7 +177,8 @@ def main() -> None:
         "a1": make_adapter(base, work / "a1", seed=1),
         "a2": make_adapter(base, work / "a2", seed=2),
     }
-    expected = {"base": hf_answer(base, None)} | {k: hf_answer(base, v) for k, v in adapters.items()}
+    expected = {"base": hf_answer(base, None)}
+    expected |= {k: hf_answer(base, v) for k, v in adapters.items()}
     result = asyncio.run(drive(work, base, adapters))
     sys.stdout.write("LORA " + json.dumps({"expected": expected, **result}) + "\n")
 

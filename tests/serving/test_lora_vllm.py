@@ -42,7 +42,8 @@ def test_two_adapters_on_one_engine_canary_and_rollback(
             assert error is None
             want = expected["base" if version == "bootstrap" else version]
             # vLLM holds back a trailing partial UTF-8 character; transformers prints U+FFFD
-            assert text and want.startswith(text), (step, version, text, want)
+            assert text, (step, version)
+            assert want.startswith(text), (step, version, text, want)
         return [(version, alias) for version, alias, _text, _error in steps[step]["answers"]]
 
     assert answered("base") == [("bootstrap", "champion")]
@@ -62,6 +63,7 @@ def test_two_adapters_on_one_engine_canary_and_rollback(
     assert answered("rolled-back") == [("a1", "champion")]
     # one engine all along (never reloaded); the adapters were added and removed live
     engines = {tuple(s["engines"]) for s in result["steps"]}
-    assert len(engines) == 1 and len(next(iter(engines))) == 1
+    assert len(engines) == 1
+    assert len(next(iter(engines))) == 1
     assert [s["adapters"] for s in result["steps"]] == [[], [1], [1, 2], [1, 2], [1]]
     assert result["restored"] == {"llmops-tiny": ["a1"]}

@@ -131,7 +131,7 @@ async def test_an_unwanted_adapter_leaves_the_engine_after_its_last_request() ->
 
 
 async def test_a_full_model_still_swaps_and_adapters_keep_their_base_engine() -> None:
-    service, control, loader, draw = _worker()
+    service, control, loader, _ = _worker()
     control.keep_previous = False
     await control.promote(BASE, T0)
     await control.apply_promotion(_promoted("1", "lora:m:/s1", 1, name="support"))
