@@ -146,6 +146,35 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
 
 
+def is_adapter_dir(path: Path) -> bool:
+    """A PEFT LoRA adapter (``save_pretrained`` of a peft model): config + weights."""
+    return (path / "adapter_config.json").is_file() and any(
+        (path / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")
+    )
+
+
+def adapter_base(path: Path) -> str:
+    """The base model an adapter declares (``base_model_name_or_path``; "" if none)."""
+    config = json.loads((Path(path) / "adapter_config.json").read_text())
+    return str(config.get("base_model_name_or_path") or "")
+
+
+def weights_digest(path: Path) -> str | None:
+    """sha256 over a model dir's config and weight files (not its tokenizer or README):
+    two copies of the same base model agree, wherever they live. None if not a model dir."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        return None
+    digest = hashlib.sha256()
+    names = ["config.json", *sorted(p.name for p in path.glob("*.safetensors"))]
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with (path / name).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def dir_digest(path: Path) -> tuple[str, int]:
     """sha256 over a directory's relative file names and bytes, and its total size."""
     digest = hashlib.sha256()

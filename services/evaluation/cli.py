@@ -18,7 +18,13 @@ import typer
 
 from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, settings, stdout_line
 from shared.events import ClaimCheck
-from shared.modelkit import MODEL_DIR_MEDIA_TYPE, MODEL_TAR_MEDIA_TYPE, dir_digest, is_model_dir
+from shared.modelkit import (
+    MODEL_DIR_MEDIA_TYPE,
+    MODEL_TAR_MEDIA_TYPE,
+    dir_digest,
+    is_adapter_dir,
+    is_model_dir,
+)
 from shared.settings import port_override
 from shared.storage import ArtifactStore
 
@@ -125,7 +131,9 @@ def _artifact(path: Path, upload: bool) -> dict[str, Any]:
 def register_version(  # noqa: PLR0917 (typer command: parameters are the CLI)
     name: str,
     version: str,
-    path: Annotated[Path, typer.Option(help="Hugging Face model directory.")],
+    path: Annotated[
+        Path, typer.Option(help="Hugging Face model directory, or a PEFT LoRA adapter directory.")
+    ],
     upload: Annotated[bool, typer.Option(help="Copy into the artifact store (tarball).")] = False,
     dataset: Annotated[
         str | None,
@@ -133,10 +141,17 @@ def register_version(  # noqa: PLR0917 (typer command: parameters are the CLI)
     ] = None,
     url: UrlOpt = None,
 ) -> None:
-    """Register a model directory as a version (evaluated when --dataset is given)."""
+    """Register a model directory as a version (evaluated when --dataset is given). A LoRA
+    adapter directory is served live on its base model's engine once promoted."""
     path = path.resolve()
-    if not is_model_dir(path):
-        console.print(f"[red]{path} is not a model directory (config.json, tokenizer.json)[/]")
+    if not (is_model_dir(path) or is_adapter_dir(path)):
+        console.print(
+            f"[red]{path} is neither a model directory (config.json, tokenizer.json) "
+            "nor a LoRA adapter (adapter_config.json, adapter_model.safetensors)[/]"
+        )
+        raise typer.Exit(EXIT_INVALID)
+    if is_adapter_dir(path) and dataset:
+        console.print("[red]--dataset: the evaluation runs full models only, not adapters[/]")
         raise typer.Exit(EXIT_INVALID)
     body: dict[str, Any] = {"version": version, "artifact": _artifact(path, upload)}
     if dataset:
