@@ -52,11 +52,11 @@ def _call(
     raw: bool = False,
 ) -> Any:
     headers = {}
-    if admin:
-        key = settings().admin_secret()
-        if not key:
-            console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack.")
-            raise typer.Exit(EXIT_INVALID)
+    key = settings().admin_secret()  # reads need a viewer key, changes an admin key
+    if admin and not key:
+        console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack.")
+        raise typer.Exit(EXIT_INVALID)
+    if key:
         headers["Authorization"] = f"Bearer {key}"
     base = (url or _default_url()).rstrip("/")
     try:
@@ -100,7 +100,8 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="json, html, card or url.")] = "url",
     url: UrlOpt = None,
 ) -> None:
-    """The evaluation report of a version (its URL by default) or its model card."""
+    """The evaluation report of a version (its URL by default: a browser asks for an API key
+    of role viewer or above) or its model card."""
     base = f"/models/{name}/versions/{version}"
     if fmt == "url":
         stdout_line(f"{(url or _default_url()).rstrip('/')}/v1/registry{base}/report.html")

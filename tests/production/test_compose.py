@@ -444,6 +444,7 @@ def _command(event_cls: type[Any]) -> Any:
         ErasureRequested,
         InferenceRequested,
         IngestRequested,
+        LabelingProjectRequested,
         ModelPromoted,
         ModelRolledBack,
         TrainingRequested,
@@ -465,5 +466,8 @@ def _command(event_cls: type[Any]) -> Any:
             request_id="r", model="m", prompt="p", reply_to="llmops.inference.replies.g"
         ),
         ApiKeyChanged: lambda: changed("sk-llmops-k", "k", "user", 1, 1),
+        LabelingProjectRequested: lambda: LabelingProjectRequested(
+            project="p", spec={"name": "p", "task": "rating"}, requested_by="ops"
+        ),
     }
     return samples[event_cls]()
