@@ -100,6 +100,11 @@ def parse_scale(text: str | None, processes: list[ProcessSpec]) -> dict[str, int
                 f"--scale: {name.strip()!r} is not a running process or service "
                 f"(known: {', '.join(sorted(known))})"
             )
+        single = [p for p in processes if name.strip() in (p.label, p.service) and p.singleton]
+        if int(count) > 1 and single:
+            raise ValueError(
+                f"--scale: {single[0].label} runs as one process only: {single[0].singleton}"
+            )
         scale[name.strip()] = int(count)
     return scale
 

@@ -93,6 +93,30 @@ def test_parse_scale_checks_names_and_counts() -> None:
             parse_scale(bad, procs)
 
 
+@pytest.mark.unit
+def test_parse_scale_refuses_a_second_monitoring_or_audit_process() -> None:
+    from shared.plugins import processes
+
+    procs = processes()
+    assert parse_scale("monitoring=1,audit=1", procs) == {"monitoring": 1, "audit": 1}
+    with pytest.raises(ValueError, match="monitoring runs as one process only: its windows"):
+        parse_scale("monitoring=2", procs)
+    with pytest.raises(ValueError, match="audit runs as one process only: one writer"):
+        parse_scale("ingestion=2,audit=2", procs)
+
+
+@pytest.mark.integration
+def test_up_refuses_to_scale_a_singleton(data_dir: Path) -> None:
+    """Before anything starts: the message names the process and why it is single."""
+    env = {"LLMOPS_DATA_DIR": str(data_dir), "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    up = llmops("up", "--detach", "--scale", "monitoring=2", env=env, timeout=120)
+    said = " ".join((up.stdout + up.stderr).split())  # the console wraps long lines
+    assert up.returncode == 2, said
+    assert "monitoring runs as one process only" in said
+    assert "in memory per process" in said
+    assert not (data_dir / "stack.json").exists()
+
+
 @pytest.mark.slow
 def test_two_anonymization_processes_share_the_work_and_take_over(data_dir: Path) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
