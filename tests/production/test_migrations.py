@@ -275,7 +275,10 @@ def test_ingestion_0002_drops_what_moved_to_labeling(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT request_id, position FROM ingestion_job")).all() == [
             ("r1", 3)
         ]
-    assert _version(engine, "alembic_version") == "ingestion_0002"
+    assert _version(engine, "alembic_version") == "ingestion_0003"  # and the job lease after
+    assert {"lease_owner", "lease_until"} <= {
+        c["name"] for c in inspect(engine).get_columns("ingestion_job")
+    }
     engine.dispose()
 
 
