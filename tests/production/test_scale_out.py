@@ -108,7 +108,10 @@ def test_parse_scale_refuses_a_second_monitoring_or_audit_process() -> None:
 @pytest.mark.integration
 def test_up_refuses_to_scale_a_singleton(data_dir: Path) -> None:
     """Before anything starts: the message names the process and why it is single."""
-    env = {"LLMOPS_DATA_DIR": str(data_dir), "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    env = {
+        "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
     up = llmops("up", "--detach", "--scale", "monitoring=2", env=env, timeout=120)
     said = " ".join((up.stdout + up.stderr).split())  # the console wraps long lines
     assert up.returncode == 2, said

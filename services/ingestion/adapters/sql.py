@@ -67,15 +67,22 @@ class SqlJobStore:
         )
 
     def next_job(self) -> str | None:
-        """The oldest unfinished job no other process holds, leased to this one."""
+        """The oldest unfinished job no other process holds, leased to this one.
+
+        A dataset's jobs run one after the other, in arrival order, as in one process: only
+        its oldest unfinished job may be claimed (a job dedups against the index the jobs
+        before it grew), so two processes never run two jobs of one dataset at once.
+        """
         with Session(self.engine) as session:
-            candidates = session.exec(
-                select(store.IngestJob.request_id)
+            unfinished = session.exec(
+                select(store.IngestJob.request_id, store.IngestJob.dataset)
                 .where(col(store.IngestJob.status).in_(["pending", "running"]))
-                .order_by(col(store.IngestJob.created_at))
-                .limit(20)
+                .order_by(col(store.IngestJob.created_at), col(store.IngestJob.request_id))
             ).all()
-        for request_id in candidates:
+        heads: dict[str, str] = {}
+        for request_id, dataset in unfinished:
+            heads.setdefault(dataset, request_id)
+        for request_id in heads.values():
             if self.leases.claim(self.engine, {"request_id": request_id}):
                 return request_id
         return None

@@ -15,6 +15,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # a database made by create_all from the current models (then adopted) has them already
+    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("ingestion_job")}
+    if {"lease_owner", "lease_until"} <= columns:
+        return
     with op.batch_alter_table("ingestion_job") as batch:
         batch.add_column(
             sa.Column("lease_owner", sqlmodel.sql.sqltypes.AutoString(length=120), nullable=True)
