@@ -62,13 +62,23 @@ def lease_pids(db: Path, table: str, key: str) -> dict[str, int]:
     """Each job's lease holder, as the pid in its owner name (host:pid:random)."""
     with sqlite3.connect(db, timeout=30) as conn:
         rows = conn.execute(
-            f"SELECT {key}, lease_owner FROM {table} WHERE lease_owner IS NOT NULL"  # noqa: S608
+            f"SELECT {key}, lease_owner FROM {table} WHERE lease_owner IS NOT NULL"
         ).fetchall()
     return {str(k): int(owner.split(":")[1]) for k, owner in rows}
 
 
+def status_of(db: Path, table: str, key: str, value: str) -> str:
+    with sqlite3.connect(db, timeout=30) as conn:
+        row = conn.execute(
+            f"SELECT status FROM {table} WHERE {key} = ?",
+            (value,),
+        ).fetchone()
+    return str(row[0])
+
+
 def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
+    """SIGKILL the process and the helpers it started (its own session: as a container dies)."""
+    os.killpg(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), timeout=30)
 
 
@@ -117,8 +127,7 @@ def test_two_ingestion_processes_share_jobs_and_take_over_a_killed_ones(data_dir
         def both_busy_and_one_mid_job() -> tuple[str, int] | None:
             for job, pid in lease_pids(db, "ingestion_job", "request_id").items():
                 holders.setdefault(job, set()).add(pid)
-            ran = set().union(*holders.values()) if holders else set()
-            if not pids <= ran:
+            if not pids <= set().union(*holders.values()):
                 return None
             with sqlite3.connect(db, timeout=30) as conn:
                 running = conn.execute(
@@ -132,6 +141,7 @@ def test_two_ingestion_processes_share_jobs_and_take_over_a_killed_ones(data_dir
 
         job, victim = wait_until(both_busy_and_one_mid_job, timeout=300, interval=0.2)
         kill(victim)
+        assert status_of(db, "ingestion_job", "request_id", job) == "running"  # half done
 
         # 2. every request completes: the killed one's job by another process
         def all_completed() -> list[IngestCompleted]:
@@ -162,4 +172,208 @@ def test_two_ingestion_processes_share_jobs_and_take_over_a_killed_ones(data_dir
         assert report.emitted == read - report.exact_duplicates - report.near_duplicates
         assert report.emitted > 0
     assert holders[job] >= {victim}
+    assert len(set().union(*holders.values()) & pids) == 2
+
+
+def publish(bootstrap: str, topic: Topic, events: list[Any], key: str) -> None:
+    for event in events:
+        asyncio.run(
+            produce(
+                bootstrap,
+                topic.value,
+                [event.to_bytes()],
+                key=getattr(event, key).encode(),
+                headers=[("event_type", event.EVENT_TYPE.encode())],
+            )
+        )
+
+
+def test_two_training_processes_share_runs_and_take_over_a_killed_ones(data_dir: Path) -> None:
+    """Real (tiny) training runs: the cheapest request that trains, checkpoints and resumes."""
+    from services.training import synthetic
+    from shared.events import DatasetVersioned, ModelTrained, TrainingRequested
+    from shared.storage import ArtifactStore
+
+    artifacts = data_dir / "artifacts"
+    manifest, claim = synthetic.cut(ArtifactStore(str(artifacts)), "scale", synthetic.records())
+    version = DatasetVersioned(
+        dataset="scale",
+        version=manifest.version,
+        records=manifest.record_count,
+        manifest=claim,
+        labeled=True,
+    )
+    requests = [
+        TrainingRequested(
+            model_name=f"scale{i}",
+            dataset="scale",
+            dataset_version=manifest.version,
+            base_model="tiny",
+            hyperparameters={"max_steps": 40},
+        )
+        for i in range(4)
+    ]
+    db = data_dir / "training.db"
+    with stack(
+        data_dir,
+        "training",
+        LLMOPS_ARTIFACT_URL=str(artifacts),
+        LLMOPS_TRAINING_PORT=str(free_port()),
+        LLMOPS_TRAINING_CHECKPOINT_STEPS="5",  # a taken-over run resumes from a checkpoint
+    ) as (bootstrap, processes):
+        pids = {p["pid"] for p in processes.values()}
+        publish(bootstrap, Topic.DATASET_VERSIONED, [version], "dataset")
+
+        def version_seen() -> bool:
+            with sqlite3.connect(db, timeout=30) as conn:
+                return bool(conn.execute("SELECT count(*) FROM training_version").fetchone()[0])
+
+        wait_until(version_seen, timeout=120, interval=0.5)
+        publish(bootstrap, Topic.TRAINING_REQUESTED, requests, "model_name")
+
+        # 1. both processes train runs; the holder of a run under way is killed
+        holders: dict[str, set[int]] = {}
+
+        def both_busy_and_one_mid_run() -> tuple[str, int] | None:
+            for run, pid in lease_pids(db, "training_run", "run_id").items():
+                holders.setdefault(run, set()).add(pid)
+            if not pids <= set().union(*holders.values()):
+                return None
+            with sqlite3.connect(db, timeout=30) as conn:
+                running = conn.execute(
+                    "SELECT run_id, lease_owner FROM training_run "
+                    "WHERE status = 'running' AND lease_owner IS NOT NULL"
+                ).fetchall()
+            for run, owner in running:
+                if int(owner.split(":")[1]) in pids:
+                    return str(run), int(owner.split(":")[1])
+            return None
+
+        run, victim = wait_until(both_busy_and_one_mid_run, timeout=400, interval=0.2)
+        kill(victim)
+        assert status_of(db, "training_run", "run_id", run) == "running"  # under way
+
+        # 2. every request is trained, the killed one's run by another process
+        wanted = {r.event_id for r in requests}
+
+        def all_trained() -> list[ModelTrained]:
+            done = [e for e in read_events(bootstrap, Topic.MODEL_TRAINED)]
+            return done if {e.request_id for e in done} >= wanted else []
+
+        trained = wait_until(all_trained, timeout=600, interval=3)
+        with sqlite3.connect(db, timeout=30) as conn:
+            statuses = dict(conn.execute("SELECT run_id, status FROM training_run").fetchall())
+        final = lease_pids(db, "training_run", "run_id")
+
+    # 3. once in effect: one run per request, one model per run (its event id is derived from
+    # the run: a redelivery is the same event), every run completed
+    assert set(statuses.values()) == {"completed"}, statuses
+    assert len(statuses) == len(requests)
+    by_request: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for model in trained:
+        by_request.setdefault(model.request_id, set()).add(model.event_id)
+    assert all(len(ids) == 1 for ids in by_request.values()), by_request
+    assert final.get(run) != victim
+    assert holders[run] >= {victim}
+    assert len(set().union(*holders.values()) & pids) == 2
+
+
+def test_two_evaluation_processes_share_versions_and_take_over_a_killed_ones(
+    data_dir: Path,
+) -> None:
+    """Real scoring (transformers backend, the tiny model, a dozen examples): each queued
+    version is evaluated by one process; the one killed mid-scoring is evaluated by the
+    other; one ModelEvaluated per version (its ids are random: a second evaluation would
+    show as a second id)."""
+    from shared.datasets import cut_version
+    from shared.events import ClaimCheck, DatasetVersioned, ModelEvaluated, ModelTrained
+    from shared.modelkit import MODEL_DIR_MEDIA_TYPE, dir_digest, ensure_tiny_model
+    from shared.storage import ArtifactStore
+    from tests.evaluation import fakes, models
+
+    artifacts = data_dir / "artifacts"
+    manifest, claim = cut_version(
+        ArtifactStore(str(artifacts)),
+        "tickets",
+        fakes.one_label_rows(),
+        labeled=True,
+        task="classification",
+        splits={"test": 12},
+    )
+    version = DatasetVersioned(
+        dataset="tickets",
+        version=manifest.version,
+        records=manifest.record_count,
+        manifest=claim,
+        labeled=True,
+    )
+    model = ensure_tiny_model(models.CACHE / "tiny-seed0")
+    digest, size = dir_digest(model)
+    artifact = ClaimCheck(uri=str(model), sha256=digest, size=size, media_type=MODEL_DIR_MEDIA_TYPE)
+    trained = [
+        ModelTrained(
+            run_id=uuid.uuid4(),
+            model_name=f"scale{i}",
+            model_version="v1",
+            artifact=artifact,
+            dataset="tickets",
+            dataset_version=manifest.version,
+            metrics={"loss": 0.1},
+        )
+        for i in range(4)
+    ]
+    db = data_dir / "evaluation.db"
+    with stack(
+        data_dir,
+        "evaluation",
+        LLMOPS_ARTIFACT_URL=str(artifacts),
+        LLMOPS_EVALUATION_PORT=str(free_port()),
+        LLMOPS_EVALUATION_BACKEND="transformers",
+        LLMOPS_EVALUATION_BOOTSTRAP_PATH=str(model),
+        LLMOPS_EVALUATION_MAX_NEW_TOKENS="4",
+        LLMOPS_EVALUATION_LOAD_TEST_REQUESTS="0",
+        LLMOPS_EVALUATION_BOOTSTRAP_SAMPLES="100",
+    ) as (bootstrap, processes):
+        pids = {p["pid"] for p in processes.values()}
+        publish(bootstrap, Topic.DATASET_VERSIONED, [version], "dataset")
+        publish(bootstrap, Topic.MODEL_TRAINED, trained, "model_name")
+
+        holders: dict[str, set[int]] = {}
+
+        def both_busy_and_one_mid_scoring() -> tuple[str, int] | None:
+            for name, pid in lease_pids(db, "eval_model_version", "name").items():
+                holders.setdefault(name, set()).add(pid)
+            if not pids <= set().union(*holders.values()):
+                return None
+            with sqlite3.connect(db, timeout=30) as conn:
+                scoring = conn.execute(
+                    "SELECT name, lease_owner FROM eval_model_version "
+                    "WHERE status = 'evaluating' AND lease_owner IS NOT NULL"
+                ).fetchall()
+            for name, owner in scoring:
+                if int(owner.split(":")[1]) in pids:
+                    return str(name), int(owner.split(":")[1])
+            return None
+
+        name, victim = wait_until(both_busy_and_one_mid_scoring, timeout=400, interval=0.2)
+        kill(victim)
+        assert status_of(db, "eval_model_version", "name", name) == "evaluating"
+
+        wanted = {m.model_name for m in trained}
+
+        def all_evaluated() -> list[ModelEvaluated]:
+            done = [e for e in read_events(bootstrap, Topic.MODEL_EVALUATED)]
+            return done if {e.model_name for e in done} >= wanted else []
+
+        evaluated = wait_until(all_evaluated, timeout=600, interval=3)
+        with sqlite3.connect(db, timeout=30) as conn:
+            statuses = dict(conn.execute("SELECT name, status FROM eval_model_version").fetchall())
+
+    by_model: dict[str, set[uuid.UUID]] = {}
+    for event in evaluated:
+        by_model.setdefault(event.model_name, set()).add(event.event_id)
+    assert {n: len(ids) for n, ids in by_model.items()} == dict.fromkeys(wanted, 1)
+    assert all(e.gates.get("evaluated", True) for e in evaluated), [e.reasons for e in evaluated]
+    assert not {statuses[n] for n in wanted} & {"queued", "evaluating", "failed"}, statuses
+    assert holders[name] >= {victim}
     assert len(set().union(*holders.values()) & pids) == 2
