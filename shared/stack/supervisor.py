@@ -236,7 +236,7 @@ class Supervisor:
         if spec.port_env:  # a process reading its own port variable gets its replica's
             env[spec.port_env] = str(child.port)
         if child.replica > 1:
-            env.update(dict(spec.replica_env))
+            env.update({k: v.replace("{replica}", str(child.replica)) for k, v in spec.replica_env})
         if child.log is None:
             child.log = (self.log_dir / f"{child.label}.log").open("ab")
         child.proc = subprocess.Popen(

@@ -105,6 +105,49 @@ def test_parse_scale_refuses_a_second_monitoring_or_audit_process() -> None:
         parse_scale("ingestion=2,audit=2", procs)
 
 
+@pytest.mark.unit
+def test_each_extra_labeling_process_reads_its_own_reply_topic(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up --scale labeling=3`: the model's suggestions come back on one reply topic per
+    process (a process forgets its topic's unanswered questions at start: a shared topic
+    would lose the other's), each a name the ACLs grant labeling."""
+    import io
+    import re
+    import subprocess
+
+    from rich.console import Console
+
+    from services.labeling.plugin import PLUGIN
+    from shared.settings import ServiceSettings
+    from shared.stack.supervisor import Supervisor
+    from shared.wire import REPLY_ID_PATTERN
+
+    envs: dict[str, dict[str, str]] = {}
+
+    class Started:
+        pid = 0
+        stdout = io.BytesIO()
+
+    def popen(_args: list[str], *, env: dict[str, str], **_kw: Any) -> Started:
+        envs[env["LLMOPS_LABELING_PORT"]] = env
+        return Started()
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.delenv("LLMOPS_LABELING_SUGGEST_REPLY_ID", raising=False)
+    settings = ServiceSettings(data_dir=data_dir)
+    supervisor = Supervisor(
+        settings, list(PLUGIN.processes), console=Console(file=io.StringIO()), scale={"labeling": 3}
+    )
+    supervisor.log_dir.mkdir(parents=True)
+    for child in supervisor.children:
+        supervisor.spawn(child)
+    ids = [envs[str(c.port)].get("LLMOPS_LABELING_SUGGEST_REPLY_ID") for c in supervisor.children]
+    assert ids == [None, "labeling-2", "labeling-3"]  # the first keeps the default, `labeling`
+    assert all(re.fullmatch(REPLY_ID_PATTERN, i) for i in ids[1:] if i)
+    assert all(f"llmops.inference.replies.{i}".startswith(PLUGIN.topic_prefixes) for i in ids if i)
+
+
 @pytest.mark.integration
 def test_up_refuses_to_scale_a_singleton(data_dir: Path) -> None:
     """Before anything starts: the message names the process and why it is single."""
