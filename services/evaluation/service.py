@@ -34,7 +34,7 @@ from services.evaluation.registry import CHAMPION, Registry, correlated
 from shared.datasets import LabeledExample, iter_examples, load_manifest
 from shared.events import ClaimCheck, ModelEvaluated
 from shared.runtime import Runtime
-from shared.storage.lease import Leases, LeaseLostError
+from shared.storage.lease import LeaseLostError, Leases
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter("llmops.evaluation")
@@ -85,15 +85,17 @@ class EvaluationRunner:
                 await self._task
 
     async def _run(self) -> None:
+        engine = self.runtime.engine
+        assert engine is not None
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
             self._wake.clear()
             for name, version in self._queued():
                 key = {"name": name, "version": version}
-                if not await asyncio.to_thread(self.leases.claim, self.runtime.engine, key):
+                if not await asyncio.to_thread(self.leases.claim, engine, key):
                     continue  # another process evaluates it
-                with self.leases.held(self.runtime.engine, key):
+                with self.leases.held(engine, key):
                     await self._evaluate(name, version)
 
     async def _evaluate(self, name: str, version: str) -> None:

@@ -7,7 +7,8 @@ deterministic event ids) and the job's checkpoint (position in the source stream
 counters). A process killed mid-request resumes at the last checkpoint: nothing is lost,
 nothing is emitted twice. Several processes of the service share the job table: the store
 leases each job to the process running it (``JobStore.next_job``), and a job whose process
-died is taken over by another once its lease has run out. The runner depends on ports only (``ports.JobStore``).
+died is taken over by another once its lease has run out. The runner depends on ports
+only (``ports.JobStore``).
 """
 
 from __future__ import annotations

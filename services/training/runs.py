@@ -33,7 +33,7 @@ from services.training.training_job import JobOutcome, TrainingJob, failed_event
 from shared.bus.store import UnitOfWork
 from shared.events import Event, TrainingRequested
 from shared.runtime import Runtime
-from shared.storage.lease import Leases, LeaseLostError
+from shared.storage.lease import LeaseLostError, Leases
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
