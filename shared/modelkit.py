@@ -87,12 +87,18 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> object:
 
 
 def build_tiny_model(
-    out_dir: Path, texts: Iterable[str] | None = None, spec: TinyModelSpec | None = None
+    out_dir: Path,
+    texts: Iterable[str] | None = None,
+    spec: TinyModelSpec | None = None,
+    *,
+    keep_existing: bool = False,
 ) -> Path:
     """Write config, weights (safetensors) and tokenizer to ``out_dir``; returns it.
 
     Written to a temporary sibling and renamed, so a crash never leaves half a model.
-    Deterministic: the same texts and spec give the same files.
+    Deterministic: the same texts and spec give the same files. ``keep_existing``: a
+    complete model another process put at ``out_dir`` meanwhile is kept (it is the same
+    one), never removed under a reader.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -124,9 +130,15 @@ def build_tiny_model(
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)  # type: ignore[attr-defined]
         (staging / "llmops_model.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
+        if keep_existing and is_model_dir(out_dir):
+            return out_dir
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        try:
+            staging.rename(out_dir)
+        except OSError:  # another process renamed its copy there first
+            if not (keep_existing and is_model_dir(out_dir)):
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -139,7 +151,7 @@ def ensure_tiny_model(
     """``build_tiny_model`` unless ``out_dir`` already holds a complete model (a cache)."""
     if is_model_dir(Path(out_dir)):
         return Path(out_dir)
-    return build_tiny_model(out_dir, texts, spec)
+    return build_tiny_model(out_dir, texts, spec, keep_existing=True)
 
 
 def is_model_dir(path: Path) -> bool:

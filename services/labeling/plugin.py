@@ -15,6 +15,8 @@ PLUGIN = ServicePlugin(
             8100,
             "LLMOPS_LABELING_PORT",
             serves_api=True,
+            # `up --scale`: each process reads the model's suggestions on a reply topic of its own
+            replica_env=(("LLMOPS_LABELING_SUGGEST_REPLY_ID", "labeling-{replica}"),),
         ),
     ),
     consumes=(
