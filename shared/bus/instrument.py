@@ -1,8 +1,12 @@
 """Messaging telemetry of every service, cheap by design.
 
-One FastStream middleware (``MessagingTelemetry``, installed by ``make_broker``) and the
-EventBus share this module, so every service gets the same spans and metrics without code
-of its own. OpenTelemetry semantic-convention names (``messaging.*``, ``error.type``):
+The broker ``make_broker`` builds (``TracedKafkaBroker``) and the EventBus share this
+module, so every service gets the same spans and metrics without code of its own. No
+FastStream middleware: each subscriber's handlers are ``TracedCall``s (the telemetry around
+FastStream's ``HandlerItem.call``, where a middleware's ``consume_scope`` would run) and the
+broker's ``publish``/``publish_batch`` go through ``traced_send``; a middleware costs an
+object, an async context and a ``partial`` per message and per publish before any telemetry
+runs. OpenTelemetry semantic-convention names (``messaging.*``, ``error.type``):
 
 Spans: ONE span per consumed event, ``<topic> process`` (kind CONSUMER), child of the
 producer's context from the record's ``traceparent`` header. A publish made while an event
@@ -35,7 +39,10 @@ are not recorded, and processors see ``on_end`` only.
 
 Counters are pre-bound: a slot per attribute set holds a plain integer that the hot path
 increments, and an observable counter reports the slots when a reader collects (Prometheus
-scrape, OTLP export). Attribute mappings are built once per slot, never per message.
+scrape, OTLP export). The duration histogram is pre-bound too (``Durations``): after an
+attribute set's first measurement, values go straight into the SDK's aggregation of each
+reader (``duration_view``, installed by ``setup_telemetry``). Attribute mappings are built
+once per slot, never per message.
 """
 
 from __future__ import annotations
