@@ -47,6 +47,7 @@ once per slot, never per message.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
@@ -369,7 +370,22 @@ def _parent(headers: Iterable[tuple[str, Any]] | dict[str, Any] | None) -> conte
         }
         if not carrier:
             return None
-    return _propagator.extract(carrier)
+    traceparent = carrier.get("traceparent")
+    if "tracestate" not in carrier and isinstance(traceparent, str):
+        match = _TRACEPARENT_00.fullmatch(traceparent)
+        if match is not None:  # the platform's own: what the propagator makes of it, sooner
+            trace_id, span_id = int(match[1], 16), int(match[2], 16)
+            if not trace_id or not span_id:
+                return context.Context()
+            remote = SpanContext(
+                trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(match[3], 16))
+            )
+            return trace.set_span_in_context(NonRecordingSpan(remote), context.Context())
+    return _propagator.extract(carrier)  # other versions, whitespace, a tracestate
+
+
+# a W3C traceparent of version 00 as every platform producer writes it
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 _UNSET = Status(StatusCode.UNSET)

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared.bus.instrument import DURATION, DurationHistogram, consumer_span, duration_view
+from shared.bus.instrument import DURATION, DurationHistogram, _parent, consumer_span, duration_view
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -158,3 +159,34 @@ def test_bound_durations_export_what_the_sdks_histogram_would_cumulative_and_del
         assert len(bound.of(attributes).bound) == len(bound_readers)
     bound_provider.shutdown()
     plain_provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"traceparent": f"00-{TRACE}-{PARENT}-01"},
+        {"traceparent": f"00-{TRACE}-{PARENT}-00"},
+        {"traceparent": f"00-{TRACE}-{PARENT}-09"},
+        {"traceparent": f"00-{'0' * 32}-{PARENT}-01"},
+        {"traceparent": f"00-{TRACE}-{'0' * 16}-01"},
+        {"traceparent": f"00-{TRACE.upper()}-{PARENT}-01"},
+        {"traceparent": f" 00-{TRACE}-{PARENT}-01 "},
+        {"traceparent": f"00-{TRACE}-{PARENT}-01-extra"},
+        {"traceparent": f"01-{TRACE}-{PARENT}-01-extra"},
+        {"traceparent": f"00-{TRACE}-{PARENT}-01", "tracestate": "vendor=value"},
+        {"traceparent": "garbage"},
+        [("traceparent", f"00-{TRACE}-{PARENT}-01".encode())],
+    ],
+)
+def test_the_parent_context_is_the_w3c_propagators(headers: Any) -> None:
+    """The bus reads the platform's own traceparent without the propagator's regular
+    expression and Context copies: the same parent span context, whatever the header."""
+    carrier = dict(
+        (k, v.decode() if isinstance(v, bytes) else v)
+        for k, v in (headers.items() if isinstance(headers, dict) else headers)
+    )
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(carrier))
+    parent = _parent(headers)
+    got = trace.get_current_span(parent) if parent is not None else trace.INVALID_SPAN
+    assert got.get_span_context() == expected.get_span_context()
+    assert got.get_span_context().trace_state == expected.get_span_context().trace_state
