@@ -17,8 +17,9 @@ class TracedKafkaBroker(KafkaBroker):
     handlers are wrapped when it is made (``broker.subscriber(...)``, the EventBus' too), and
     ``publish``/``publish_batch`` go through ``traced_send``. A middleware would cost an
     object, an async context and a ``partial`` per message and per publish on top of the
-    telemetry itself. Publishers made with ``broker.publisher(...)`` (none in the platform)
-    are not instrumented."""
+    telemetry itself. Not instrumented (the platform uses none of them): publishers made
+    with ``broker.publisher(...)``, a handler's return value published to ``reply_to``, and
+    subscribers of a ``KafkaRouter``."""
 
     def subscriber(self, *topics: Any, **kwargs: Any) -> Any:
         return instrument_subscriber(super().subscriber(*topics, **kwargs))
