@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from services.labeling import erasure, projects
 from services.labeling.curator import Curator
 from services.labeling.suggester import ModelSuggester
-from shared.bus import EventBus, UnitOfWork
+from shared.bus import EventBus, Message, UnitOfWork
 from shared.events import (
     ErasureCompleted,
     IngestCompleted,
@@ -69,7 +68,7 @@ def register_replies(
     the end of the topic; replies to an earlier run's questions find no pending question
     (those are asked again at start) and change nothing."""
 
-    async def on_inference_reply(message: KafkaMessage) -> None:
+    async def on_inference_reply(message: Message) -> None:
         suggester.on_reply(message.body)
 
     broker.subscriber(
