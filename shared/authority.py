@@ -551,14 +551,13 @@ class Verifier:
     async def check_async(
         self, raw: bytes | str | dict[str, Any], *, once: bool = False
     ) -> tuple[str, str | None]:
-        """``check``, after letting the API key registry view catch up (at most
-        ``LLMOPS_KEY_REGISTRY_WAIT_S``) when a user key is not known to it yet or it is not
-        fresh: a key created a moment before the command was published is then known."""
-        users = self.users
-        key = self._pending_user_key(raw) if users is not None else None
-        unknown = users is not None and key is not None and users.user_key(key) is None
-        if users is not None and key is not None and (unknown or not users.fresh()):
-            await users.catch_up(self.user_wait_s)
+        """``check``; a command signed by a user key is checked once the API key registry
+        view has caught up with the registry's topic as it is now (at most
+        ``LLMOPS_KEY_REGISTRY_WAIT_S``): a key created, or revoked, before the command was
+        published is then known as such (one offsets request to the broker; no wait when the
+        view is already there)."""
+        if self.users is not None and self._pending_user_key(raw) is not None:
+            await self.users.catch_up(self.user_wait_s)
         return self.check(raw, once=once)
 
     def _pending_user_key(self, raw: bytes | str | dict[str, Any]) -> str | None:

@@ -344,27 +344,30 @@ class KeyRegistry:
         return True
 
     async def catch_up(self, timeout_s: float) -> bool:
-        """Wait (at most ``timeout_s``) until the view has heard from the broker after now
-        and read every partition to its end: a record published before this call (a key
-        created a moment ago) is then applied. True if it caught up."""
+        """Wait (at most ``timeout_s``) until the view has applied every record the topic
+        holds now: its end offsets are asked of the broker after this call, so a record
+        published before it (a key created, or revoked, a moment ago) is then applied. True
+        if it caught up; without a Kafka consumer (in-memory tests), whether it is loaded."""
         consumer = self._consumer()
         if consumer is None:
             return self.loaded()
-        since_ms = self.clock() * 1000
         deadline = time.monotonic() + timeout_s
-
-        def caught_up() -> bool:
-            if not self.loaded():
-                return False
-            return all(
-                (polled := consumer.last_poll_timestamp(tp)) is not None and polled >= since_ms
-                for tp in consumer.assignment()
-            )
-
-        while not caught_up():
+        while not consumer.assignment():
             if time.monotonic() >= deadline:
                 return False
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
+        try:
+            ends = await asyncio.wait_for(
+                consumer.end_offsets(list(consumer.assignment())),
+                max(0.0, deadline - time.monotonic()),
+            )
+        except Exception as exc:  # the broker did not answer in time: not caught up
+            log.warning("key registry end offsets unavailable", extra={"error": repr(exc)})
+            return False
+        while any(self._next.get(tp.partition, 0) < end for tp, end in ends.items()):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
         return True
 
     def user_key(self, key_id: str) -> UserKey | None:

@@ -129,6 +129,17 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
     )
 
 
+def key_registry(runtime: Runtime, *, attach: bool = True) -> KeyRegistry:
+    """The process' one view of the API key registry, for its HTTP API: the bus's
+    (``runtime.keys``, when commands are checked), else a new one, attached to the broker
+    unless ``attach=False``. One view per process: one consumer reading the topic."""
+    if runtime.keys is None:
+        runtime.keys = KeyRegistry(runtime.settings)
+        if attach:
+            runtime.keys.attach(runtime.broker)
+    return runtime.keys
+
+
 def _process_module(service: str) -> str | None:
     """The module of the plug-in process a runtime name stands for (its migrations' home)."""
     from shared.plugins import PluginError, discover

@@ -247,9 +247,9 @@ class ServiceSettings(BaseSettings):
         5.0,
         ge=0,
         validation_alias=_env("LLMOPS_KEY_REGISTRY_WAIT_S"),
-        description="How long a consumer waits for its key registry view to catch up with "
-        "the broker before refusing a command signed by a user key it does not know yet (a "
-        "key created a moment before).",
+        description="Longest a consumer waits for its key registry view to apply every "
+        "record the topic held when a command signed by a user key arrived (a key created or "
+        "revoked a moment before); past it the command is refused.",
     )
     key_registry_max_staleness_s: float = Field(
         30.0,

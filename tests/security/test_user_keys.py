@@ -6,12 +6,17 @@ SQLite store, the credential file on disk."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from sqlmodel import SQLModel, create_engine
 
 from services.serving.cli import parse_duration
@@ -329,3 +334,59 @@ async def test_keys_expire_by_default_when_the_gateway_says_so(tmp_path: Path) -
     )
     assert forever["expires_at"] is None
     assert defaulted["principal"] is None  # no public key: the key signs nothing
+
+
+class _FakeConsumer:
+    """What the registry view reads of its Kafka consumer: one partition, the end offset its
+    last fetch saw (``fetched``) and the one the broker has now (``end``)."""
+
+    def __init__(self, end: int) -> None:
+        self.tp = TopicPartition("llmops.api-key.changed.v1", 0)
+        self.end = self.fetched = end
+
+    def assignment(self) -> set[Any]:
+        return {self.tp}
+
+    def highwater(self, _tp: Any) -> int:
+        return self.fetched
+
+    def last_poll_timestamp(self, _tp: Any) -> float:
+        return time.time() * 1000
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(partitions, self.end)
+
+
+async def test_a_revocation_published_just_before_a_command_is_applied_before_it(
+    tmp_path: Path,
+) -> None:
+    """The view catches up with the topic's end offsets (asked of the broker when the
+    command arrives) before a user-signed command is checked."""
+    clock = WallClock()
+    settings = ServiceSettings(require_authority=False, key_registry_wait_s=0.2)
+    registry = KeyRegistry(settings, KeyView(lambda: ROOT, clock=clock))
+    consumer = _FakeConsumer(end=0)
+    registry.subscriber = SimpleNamespace(consumer=consumer)
+    verifier = Verifier(
+        ServiceSettings(data_dir=tmp_path, key_registry_wait_s=0.2), users=registry, clock=clock
+    )
+    olga, record = _user(registry, "olga", "operator")
+    registry.receive(record.to_bytes(), offset=0)
+    consumer.end = consumer.fetched = 1
+    command = olga.sign(IngestRequested(dataset="d", records=[{"text": "hi"}])).to_bytes()
+    assert (await verifier.check_async(command))[1] is None
+
+    consumer.end = 2  # the revocation is on the topic; the view has not fetched it yet
+    assert registry.fresh()  # as far as its last fetch knows
+    assert not await registry.catch_up(0.1)
+
+    async def fetch_later() -> None:
+        await asyncio.sleep(0.05)
+        consumer.fetched = 2
+        registry.receive(record.model_copy(update={"revoked": True}).to_bytes(), offset=1)
+
+    fetching = asyncio.create_task(fetch_later())
+    verifier.user_wait_s = 5.0
+    _principal, why = await verifier.check_async(command)
+    await fetching
+    assert str(why).endswith("is revoked")

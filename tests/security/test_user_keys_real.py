@@ -5,7 +5,8 @@ a user key, each with a signing key in a 0600 credential file. `llmops ingest` r
 operator's credential (``LLMOPS_CREDENTIALS``) is ingested by the ingestion service (a real
 process, checking commands in its bus against its view of the key registry); the same
 command from the user key (role too low) and from the operator's key once revoked go to the
-DLQ with reason ``unauthorized``, audited, and are not ingested.
+DLQ with reason ``unauthorized``, audited, and are not ingested. Each command is published
+right after the key change it depends on: the service's view catches up before it checks.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ async def test_a_user_key_signs_what_its_role_allows_and_nothing_once_revoked(
         assert json.loads(done.value)["request_id"] == accepted
 
         await cli("keys", "revoke", made["olga"]["key_id"], "--url", url)
-        after_revocation = await ingest(olga)
+        after_revocation = await ingest(olga)  # at once: the service catches up first
 
         transit = ArtifactStore(ServiceSettings(data_dir=data_dir).transit_root)
 
