@@ -390,3 +390,20 @@ async def test_a_revocation_published_just_before_a_command_is_applied_before_it
     _principal, why = await verifier.check_async(command)
     await fetching
     assert str(why).endswith("is revoked")
+
+
+def test_the_cli_says_why_a_credential_cannot_sign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from shared.cli.main import app
+
+    path = write_credential(tmp_path / "olga.json", _credential())
+    path.chmod(0o644)
+    monkeypatch.setenv("LLMOPS_CREDENTIALS", str(path))
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "a.txt").write_text("x\n")
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "inbox" / "a.txt"), "-d", "d"])
+    assert result.exit_code == 2, result.output
+    assert "accessible by others" in result.output
