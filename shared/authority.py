@@ -47,6 +47,7 @@ from shared.events import (
     Event,
     InferenceRequested,
     IngestRequested,
+    LabelingProjectRequested,
     ModelPromoted,
     ModelRolledBack,
     TrainingRequested,
@@ -69,13 +70,15 @@ COMMANDS: dict[str, frozenset[str]] = {
     ModelRolledBack.EVENT_TYPE: frozenset({"admin"}),
     InferenceRequested.EVENT_TYPE: frozenset({"admin"}),
     ApiKeyChanged.EVENT_TYPE: frozenset({"admin"}),  # a key fact, signed like a command
+    LabelingProjectRequested.EVENT_TYPE: frozenset({"admin", "operator"}),
 }
 """Command event type -> roles of people allowed to issue it: the admin principal, and users
 signing with their own key (``user:<name>``, the role of their API key: shared/keys.py's
 roles). Service principals (role ``service``) may issue exactly the commands their registry
 entry grants: what their plug-in declares it produces (e.g. monitoring: training requests;
 evaluation: promotions and rollbacks; serving: inference requests and the API key registry's
-records; anonymization: erasures from its admin API)."""
+records; anonymization: erasures from its admin API; labeling: project changes from its HTTP
+API)."""
 
 NOT_FOR_USERS: frozenset[str] = frozenset({ApiKeyChanged.EVENT_TYPE})
 """Commands a user key never issues, whatever its role: the key registry's own records (the

@@ -38,6 +38,7 @@ from tests.anonymization.scan import skip_history
 from tests.support.stack import ServiceProcess, wait_until
 
 ADMIN_KEY = "test-admin-key-monitoring-0123"
+AUTH = {"X-API-Key": ADMIN_KEY}  # monitoring's reads need a key (role viewer or above)
 WINDOW = 40
 FEEDBACK = 20
 
@@ -180,7 +181,7 @@ def loaded(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loa
 
     def seen(labels: int) -> object:
         def known() -> bool:
-            models = httpx.get(f"{url}/api/status").json()["models"]
+            models = httpx.get(f"{url}/api/status", headers=AUTH).json()["models"]
             return any(
                 m["model_name"] == "tickets-clf" and m["new_labels"] >= labels for m in models
             )
@@ -190,7 +191,9 @@ def loaded(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loa
     spans = asyncio.run(_feed(kafka, correlation_id, seen))
     try:
         wait_until(
-            lambda: len(httpx.get(f"{url}/api/decisions").json()) >= 2, timeout=180, interval=0.5
+            lambda: len(httpx.get(f"{url}/api/decisions", headers=AUTH).json()) >= 2,
+            timeout=180,
+            interval=0.5,
         )
         yield Loaded(process, url, kafka, data_dir, correlation_id, spans, env)
     finally:

@@ -58,7 +58,7 @@ def build(
     worker_id = handlers.new_worker_id(settings)
     sink = KafkaReplySink(settings.bootstrap_servers, client_id=f"serving-worker-{worker_id}")
     table = ModelTable()
-    pool = EnginePool(loader or VllmLoader(settings))
+    pool = EnginePool(loader or VllmLoader(settings), lookup=table.lookup)
     source = ModelSource(handlers.models_dir(settings), runtime.artifacts)
     control = ModelControl(table, pool, source, keep_previous=settings.keep_previous)
     inference = InferenceService(
