@@ -43,6 +43,7 @@ from shared.events import (
     ErasureRequested,
     Event,
     IngestRequested,
+    LabelingProjectRequested,
     TrainingRequested,
 )
 from shared.keys import KeyDeniedError, KeyRegistry, KeyView, changed, new_secret, signing_key_id
@@ -190,7 +191,11 @@ def test_the_role_table_for_users() -> None:
     from shared.authority import COMMANDS, NOT_FOR_USERS
 
     operator_may = {t for t, roles in COMMANDS.items() if "operator" in roles}
-    assert operator_may == {IngestRequested.EVENT_TYPE, TrainingRequested.EVENT_TYPE}
+    assert operator_may == {
+        IngestRequested.EVENT_TYPE,
+        TrainingRequested.EVENT_TYPE,
+        LabelingProjectRequested.EVENT_TYPE,
+    }
     assert not {t for t, roles in COMMANDS.items() if "user" in roles}
     assert ApiKeyChanged.EVENT_TYPE in NOT_FOR_USERS
 
