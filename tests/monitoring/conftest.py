@@ -16,9 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.monitoring.traffic import inference_batch
 from shared.client import PlatformClient
@@ -36,6 +33,7 @@ from shared.events.privacy import AnonymizedRecord
 from shared.settings import ServiceSettings
 from tests.anonymization.scan import skip_history
 from tests.support.stack import ServiceProcess, wait_until
+from tests.support.telemetry import in_memory_spans
 
 ADMIN_KEY = "test-admin-key-monitoring-0123"
 AUTH = {"X-API-Key": ADMIN_KEY}  # monitoring's reads need a key (role viewer or above)
@@ -54,20 +52,10 @@ class Loaded:
     env: dict[str, str]
 
 
-def _exporter() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # the global provider can be set only once
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
 async def _feed(
     bootstrap: str, correlation_id: uuid.UUID, seen: Callable[[int], object]
 ) -> list[tuple[str, str]]:
-    exporter = _exporter()
+    exporter = in_memory_spans()
     loop = {"correlation_id": correlation_id}
     run_id = uuid.uuid4()
     artifact = ClaimCheck(uri="file:///nowhere", sha256="0" * 64, size=1)
