@@ -28,11 +28,13 @@ import hashlib
 import heapq
 import json
 import logging
-from collections.abc import Callable
+import os
+import stat
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 SERVICE_ROLE = "service"
+USER_PREFIX = "user:"
 _HKDF_SALT = b"llmops/authority/v1"
 
 COMMANDS: dict[str, frozenset[str]] = {
@@ -69,11 +72,17 @@ COMMANDS: dict[str, frozenset[str]] = {
     ApiKeyChanged.EVENT_TYPE: frozenset({"admin"}),  # a key fact, signed like a command
     LabelingProjectRequested.EVENT_TYPE: frozenset({"admin", "operator"}),
 }
-"""Command event type -> roles of people allowed to issue it. Service principals (role
-``service``) may issue exactly the commands their registry entry grants: what their plug-in
-declares it produces (e.g. monitoring: training requests; evaluation: promotions and
-rollbacks; serving: inference requests and the API key registry's records; anonymization:
-erasures from its admin API; labeling: project changes from its HTTP API)."""
+"""Command event type -> roles of people allowed to issue it: the admin principal, and users
+signing with their own key (``user:<name>``, the role of their API key: shared/keys.py's
+roles). Service principals (role ``service``) may issue exactly the commands their registry
+entry grants: what their plug-in declares it produces (e.g. monitoring: training requests;
+evaluation: promotions and rollbacks; serving: inference requests and the API key registry's
+records; anonymization: erasures from its admin API; labeling: project changes from its HTTP
+API)."""
+
+NOT_FOR_USERS: frozenset[str] = frozenset({ApiKeyChanged.EVENT_TYPE})
+"""Commands a user key never issues, whatever its role: the key registry's own records (the
+registry that vouches for user keys is published by the admin and the key issuer only)."""
 
 
 LOG_OF_RECORD: frozenset[str] = frozenset(
@@ -92,6 +101,11 @@ def is_command(event_type: str) -> bool:
 
 def service_principal(name: str) -> str:
     return f"service:{name}"
+
+
+def user_principal(name: str) -> str:
+    """The principal of a user key: ``user:<the API key's name>``."""
+    return f"{USER_PREFIX}{name}"
 
 
 # -- keys --------------------------------------------------------------------------------
@@ -188,15 +202,105 @@ class Signer:
 
 def signer_for(settings: ServiceSettings, *, user: bool = False) -> Signer | None:
     """This process' signer: its own service key (``LLMOPS_AUTHORITY_KEY`` or the file
-    ``LLMOPS_AUTHORITY_KEY_FILE``), or with
-    ``user=True`` (the CLI and SDK) the admin key's."""
+    ``LLMOPS_AUTHORITY_KEY_FILE``), or with ``user=True`` (the CLI and SDK) the user's own
+    credential (``LLMOPS_CREDENTIALS``), else the admin key's."""
     ttl = settings.authority_max_age_s
     own_key = settings.authority_signing_key()
     if own_key and settings.authority_principal:
         return Signer.from_text(settings.authority_principal, SERVICE_ROLE, own_key, ttl_s=ttl)
+    if user and settings.credentials is not None:
+        return read_credential(settings.credentials).signer(ttl_s=ttl)
     if user and (secret := settings.admin_secret()):
         return Signer.admin(secret, ttl_s=ttl)
     return None
+
+
+# -- a user's credential file ---------------------------------------------------------------
+class CredentialError(ValueError):
+    """A credential file that cannot be used (missing, unreadable, too open, malformed)."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What ``llmops keys create`` hands a user: the API key and the Ed25519 signing key
+    registered with it (its public half is on the key registry), in one file, mode 0600."""
+
+    name: str
+    role: str
+    api_key: str = field(repr=False)
+    key_id: str  # the API key's id (shared/keys.py)
+    signing_key: str = field(repr=False)  # base64url of the Ed25519 seed
+    expires_at: datetime | None = None
+    gateway_url: str | None = None
+
+    @property
+    def principal(self) -> str:
+        return user_principal(self.name)
+
+    def signer(self, *, ttl_s: int = DEFAULT_TTL_S) -> Signer:
+        return Signer.from_text(self.principal, self.role, self.signing_key, ttl_s=ttl_s)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "principal": self.principal,
+            "name": self.name,
+            "role": self.role,
+            "api_key": self.api_key,
+            "key_id": self.key_id,
+            "signing_key": self.signing_key,
+            "signing_key_id": self.signer().key_id,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "gateway_url": self.gateway_url,
+        }
+
+
+def new_signing_key() -> tuple[str, str]:
+    """A fresh Ed25519 key pair: (private key text, public key base64url)."""
+    key = Ed25519PrivateKey.generate()
+    return private_text(key), _b64(public_bytes(key))
+
+
+def write_credential(path: Path, credential: Credential) -> Path:
+    """Write ``credential`` to ``path`` readable by its owner only (0600, its folder 0700
+    when created here); an existing file is not overwritten."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(credential.to_json(), indent=1) + "\n")
+    return path
+
+
+def read_credential(path: Path) -> Credential:
+    """A credential file; refused if others may read it (like ssh's private keys)."""
+    try:
+        mode = path.stat().st_mode
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise CredentialError(f"cannot read the credential file {path}: {exc}") from None
+    except ValueError:
+        raise CredentialError(f"the credential file {path} is not JSON") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CredentialError(
+            f"the credential file {path} is accessible by others "
+            f"(mode {stat.S_IMODE(mode):o}); chmod 600 it"
+        )
+    try:
+        expires = document.get("expires_at")
+        credential = Credential(
+            name=str(document["name"]),
+            role=str(document["role"]),
+            api_key=str(document["api_key"]),
+            key_id=str(document["key_id"]),
+            signing_key=str(document["signing_key"]),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+            gateway_url=document.get("gateway_url"),
+        )
+        credential.signer()  # the key must load
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CredentialError(
+            f"the credential file {path} is malformed ({type(exc).__name__})"
+        ) from None
+    return credential
 
 
 # -- the registry of principals ------------------------------------------------------------
@@ -307,15 +411,55 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
+@dataclass(frozen=True)
+class UserKey:
+    """A user's signing key as the API key registry states it (shared/keys.py)."""
+
+    principal: str  # user:<name>
+    role: str
+    public_key: bytes
+    api_key_id: str
+    revoked: bool = False
+    expires_at: datetime | None = None
+
+
+class UserKeys(Protocol):
+    """Where a verifier finds users' signing keys: a service's view of the API key registry
+    (``shared.keys.KeyRegistry``), whose records the principal registry vouches for."""
+
+    def user_key(self, key_id: str) -> UserKey | None:
+        """The key registered with signing key id ``key_id`` (revoked and expired ones
+        included, so the refusal can say so), or None."""
+        ...
+
+    def fresh(self) -> bool:
+        """Whether the view is loaded and recent enough to trust (a missed revocation)."""
+        ...
+
+    def catch_up(self, timeout_s: float) -> Awaitable[bool]:
+        """Wait until the view has read the registry to its end as of now."""
+        ...
+
+
 class Verifier:
     """Checks commands against the admin-signed registry (re-read when its file changes),
-    their validity time, and (``once=True``) replays of their event id."""
+    their validity time, and (``once=True``) replays of their event id.
+
+    With ``users`` (a view of the API key registry) it also accepts commands signed by a
+    user's own key (principal ``user:<name>``), with that key's role, until the key is revoked
+    or expires."""
 
     def __init__(
-        self, settings: ServiceSettings, *, clock: Callable[[], datetime] = _utcnow
+        self,
+        settings: ServiceSettings,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        users: UserKeys | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.users = users
+        self.user_wait_s = settings.key_registry_wait_s
         self.max_age = timedelta(seconds=settings.authority_max_age_s)
         self.skew = timedelta(seconds=settings.authority_clock_skew_s)
         self.replays = ReplayGuard(settings.authority_replay_cache)
@@ -372,12 +516,19 @@ class Verifier:
         if not isinstance(authority, dict):
             return "unknown", "unsigned"
         principal = str(authority.get("principal", "unknown"))
-        principals = self.principals()
-        if principals is None:
-            return principal, self._problem
-        entry = principals.get(principal)
-        if entry is None:
-            return principal, f"unknown principal {principal!r}"
+        if principal.startswith(USER_PREFIX) and self.users is not None:
+            user = self._user_entry(principal, authority, event_type)
+            if isinstance(user, str):
+                return principal, user
+            entry = user
+        else:
+            principals = self.principals()
+            if principals is None:
+                return principal, self._problem
+            found = principals.get(principal)
+            if found is None:
+                return principal, f"unknown principal {principal!r}"
+            entry = found
         if authority.get("key_id") != key_id(entry.public_key):
             return principal, f"key {authority.get('key_id')!r} is not {principal}'s"
         if authority.get("role") != entry.role:
@@ -399,6 +550,55 @@ class Verifier:
                 str(payload.get("event_id")), expires, self.clock() - self.skew
             )
         return principal, why
+
+    async def check_async(
+        self, raw: bytes | str | dict[str, Any], *, once: bool = False
+    ) -> tuple[str, str | None]:
+        """``check``; a command signed by a user key is checked once the API key registry
+        view has caught up with the registry's topic as it is now (at most
+        ``LLMOPS_KEY_REGISTRY_WAIT_S``): a key created, or revoked, before the command was
+        published is then known as such (one offsets request to the broker; no wait when the
+        view is already there)."""
+        if self.users is not None and self._pending_user_key(raw) is not None:
+            await self.users.catch_up(self.user_wait_s)
+        return self.check(raw, once=once)
+
+    def _pending_user_key(self, raw: bytes | str | dict[str, Any]) -> str | None:
+        try:
+            payload = raw if isinstance(raw, dict) else json.loads(raw or b"")
+        except (ValueError, TypeError):
+            return None
+        authority = payload.get("authority") if isinstance(payload, dict) else None
+        if not isinstance(authority, dict):
+            return None
+        if not str(authority.get("principal", "")).startswith(USER_PREFIX):
+            return None
+        return str(authority.get("key_id"))
+
+    def _user_entry(
+        self, principal: str, authority: dict[str, Any], event_type: str
+    ) -> Principal | str:
+        """The registry entry of a user key that may still sign, or why not."""
+        assert self.users is not None
+        if not self.users.fresh():
+            return "the API key registry view is not loaded or stale: user keys cannot be checked"
+        signing_id = str(authority.get("key_id"))
+        user = self.users.user_key(signing_id)
+        if user is None:
+            return f"unknown user key {signing_id!r}"
+        if user.principal != principal:
+            return f"key {signing_id!r} is not {principal}'s"
+        if user.revoked:
+            return f"key {signing_id!r} of {principal} (API key {user.api_key_id}) is revoked"
+        now = self.clock()
+        if user.expires_at is not None and now >= user.expires_at:
+            return (
+                f"key {signing_id!r} of {principal} (API key {user.api_key_id}) expired at "
+                f"{user.expires_at.isoformat()}"
+            )
+        if event_type in NOT_FOR_USERS:
+            return f"{principal} (a user key) may not issue {event_type}"
+        return Principal(user.public_key, user.role)
 
     def _check_time(self, authority: dict[str, Any], *, expiring: bool = True) -> str | None:
         issued = _timestamp(authority.get("issued_at"))

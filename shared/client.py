@@ -30,7 +30,8 @@ class PlatformClient:
     ) -> None:
         self.settings = settings
         self.producer_name = producer_name
-        # commands are signed with the caller's credential: the admin key's signing key
+        # commands are signed with the caller's credential: the user's own key
+        # (LLMOPS_CREDENTIALS, from `llmops keys create`), else the admin key's signing key
         self.signer = signer or signer_for(settings, user=True)
         self._producer: AIOKafkaProducer | None = None
 

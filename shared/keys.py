@@ -27,6 +27,8 @@ and resolves ``Authorization: Bearer <key>`` / ``X-API-Key: <key>`` to an ``ApiP
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import hmac
 import logging
@@ -34,13 +36,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from shared.authority import Verifier
+from shared.authority import UserKey, Verifier, key_id, user_principal
 from shared.events.keys import ApiKeyChanged
 from shared.events.registry import EventDecodeError, decode
 from shared.settings import ServiceSettings
@@ -92,6 +95,21 @@ def actor_of(key: str | None) -> str:
     return "key:" + key_id_of(key) if key else "anonymous"
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def signing_key_id(public_key: str) -> str | None:
+    """The signing key id (shared/authority.py) of a record's base64url public key."""
+    if not public_key:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(public_key + "=" * (-len(public_key) % 4))
+    except ValueError:
+        return None
+    return key_id(raw) if len(raw) == 32 else None
+
+
 @dataclass(frozen=True)
 class ApiPrincipal:
     """Who a valid key stands for."""
@@ -102,6 +120,7 @@ class ApiPrincipal:
     rpm: int
     tpm: int
     root: bool = False
+    expires_at: datetime | None = None
 
     def at_least(self, role: str) -> bool:
         return at_least(self.role, role)
@@ -130,13 +149,16 @@ class KeyView:
         root_secret: Callable[[], str | None] = lambda: None,
         *,
         root_hash: Callable[[], str | None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         """``root_hash`` (the root key's sha256) if given, else the hash of ``root_secret``:
         a service recognises the root key without holding it."""
         self.root_secret = root_secret
         self.root_hash = root_hash
+        self.clock = clock
         self._by_id: dict[str, ApiKeyChanged] = {}
         self._id_of_hash: dict[str, str] = {}
+        self._id_of_signing_key: dict[str, str] = {}  # signing key id -> API key id
         self.revoked: set[str] = set()
 
     def apply(self, event: ApiKeyChanged) -> bool:
@@ -149,7 +171,35 @@ class KeyView:
             event = event.model_copy(update={"revoked": True})
         self._by_id[event.key_id] = event
         self._id_of_hash[event.key_hash] = event.key_id
+        if (signing := signing_key_id(event.public_key)) is not None:
+            self._id_of_signing_key.setdefault(signing, event.key_id)
         return True
+
+    def user_key(self, signing_id: str) -> UserKey | None:
+        """The API key a signing key was registered with, as a verifier needs it (revoked
+        and expired keys included: the verifier says why it refuses them)."""
+        key_id = self._id_of_signing_key.get(signing_id)
+        entry = self._by_id.get(key_id) if key_id is not None else None
+        if entry is None:
+            return None
+        return UserKey(
+            principal=user_principal(entry.name),
+            role=entry.role,
+            public_key=base64.urlsafe_b64decode(entry.public_key + "="),
+            api_key_id=entry.key_id,
+            revoked=entry.revoked,
+            expires_at=entry.expires_at,
+        )
+
+    def expired(self, secret: str | None) -> datetime | None:
+        """When an issued, unrevoked key expired, if it has (for a 401 that says so)."""
+        if not secret:
+            return None
+        key_id = self._id_of_hash.get(hash_key(secret))
+        entry = self._by_id.get(key_id) if key_id is not None else None
+        if entry is None or entry.revoked or entry.expires_at is None:
+            return None
+        return entry.expires_at if self.clock() >= entry.expires_at else None
 
     def entries(self) -> list[ApiKeyChanged]:
         return sorted(self._by_id.values(), key=lambda e: e.occurred_at)
@@ -177,7 +227,16 @@ class KeyView:
         key_id = self._id_of_hash.get(digest)
         if issued and key_id is not None:
             entry = self._by_id[key_id]
-            return ApiPrincipal(entry.key_id, entry.name, entry.role, entry.rpm, entry.tpm)
+            if entry.expires_at is not None and self.clock() >= entry.expires_at:
+                return None  # expired: ``expired`` says since when
+            return ApiPrincipal(
+                entry.key_id,
+                entry.name,
+                entry.role,
+                entry.rpm,
+                entry.tpm,
+                expires_at=entry.expires_at,
+            )
         return None
 
 
@@ -284,6 +343,37 @@ class KeyRegistry:
                 return False
         return True
 
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the view has applied every record the topic
+        holds now: its end offsets are asked of the broker after this call, so a record
+        published before it (a key created, or revoked, a moment ago) is then applied. True
+        if it caught up; without a Kafka consumer (in-memory tests), whether it is loaded."""
+        consumer = self._consumer()
+        if consumer is None:
+            return self.loaded()
+        deadline = time.monotonic() + timeout_s
+        while not consumer.assignment():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        try:
+            ends = await asyncio.wait_for(
+                consumer.end_offsets(list(consumer.assignment())),
+                max(0.0, deadline - time.monotonic()),
+            )
+        except Exception as exc:  # the broker did not answer in time: not caught up
+            log.warning("key registry end offsets unavailable", extra={"error": repr(exc)})
+            return False
+        while any(self._next.get(tp.partition, 0) < end for tp, end in ends.items()):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    def user_key(self, key_id: str) -> UserKey | None:
+        """A user's signing key by its id (``shared.authority.UserKeys``)."""
+        return self.view.user_key(key_id)
+
     # -- checking -----------------------------------------------------------------------
     def resolve(self, secret: str | None) -> ApiPrincipal | None:
         return self.view.resolve(secret, issued=self.fresh())
@@ -296,6 +386,8 @@ class KeyRegistry:
             raise KeyDeniedError(401, "an API key is required (Authorization: Bearer or X-API-Key)")
         principal = self.resolve(key)
         if principal is None:
+            if (expired := self.view.expired(key)) is not None:
+                raise KeyDeniedError(401, f"API key expired at {expired.isoformat()}")
             raise KeyDeniedError(401, "invalid or revoked API key")
         if not principal.at_least(role):
             raise KeyDeniedError(
@@ -316,8 +408,12 @@ def changed(
     revoked: bool = False,
     actor: str = "",
     hashed: bool = False,
+    public_key: str = "",
+    expires_at: datetime | None = None,
 ) -> ApiKeyChanged:
-    """The registry record of a key (from the key, or from its sha256 with ``hashed``)."""
+    """The registry record of a key (from the key, or from its sha256 with ``hashed``);
+    ``public_key``: the holder's Ed25519 signing key (base64url), ``expires_at``: when the
+    key stops working."""
     digest = secret_or_hash if hashed else hash_key(secret_or_hash)
     return ApiKeyChanged(
         key_id=digest[:12],
@@ -328,4 +424,6 @@ def changed(
         tpm=tpm,
         revoked=revoked,
         actor=actor,
+        public_key=public_key,
+        expires_at=expires_at,
     )

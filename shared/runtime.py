@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from shared.authority import Verifier, signer_for
 from shared.bus import EventBus, make_broker
+from shared.keys import KeyRegistry
 from shared.settings import ServiceSettings
 from shared.storage import ArtifactStore, engine_for
 from shared.telemetry import prometheus_payload, setup_telemetry, shutdown_telemetry
@@ -45,6 +46,8 @@ class Runtime:
     checks: dict[str, HealthCheck] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     state: dict[str, Any] = field(default_factory=dict)
+    # the API key registry view the bus checks user-signed commands against (None: no checks)
+    keys: KeyRegistry | None = None
 
 
 _gc_tuned = False
@@ -93,6 +96,11 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         else None
     )
     transit = ArtifactStore(settings.transit_root)
+    keys: KeyRegistry | None = None
+    if settings.require_authority:
+        # users sign commands with their own keys, registered on the API key registry
+        keys = KeyRegistry(settings)
+        keys.attach(broker)
     bus = EventBus(
         broker,
         engine,
@@ -101,7 +109,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         backoff_s=settings.retry_backoff_s,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         signer=signer_for(settings),
-        verifier=Verifier(settings) if settings.require_authority else None,
+        verifier=Verifier(settings, users=keys) if settings.require_authority else None,
         transit=transit,  # a raw hop's dead letters keep their bytes there, not in the DLQ
     )
     if settings.require_authority and not settings.authority_signing_key():
@@ -117,7 +125,19 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         engine=engine,
         artifacts=ArtifactStore(settings.artifact_root),
         transit=transit,
+        keys=keys,
     )
+
+
+def key_registry(runtime: Runtime, *, attach: bool = True) -> KeyRegistry:
+    """The process' one view of the API key registry, for its HTTP API: the bus's
+    (``runtime.keys``, when commands are checked), else a new one, attached to the broker
+    unless ``attach=False``. One view per process: one consumer reading the topic."""
+    if runtime.keys is None:
+        runtime.keys = KeyRegistry(runtime.settings)
+        if attach:
+            runtime.keys.attach(runtime.broker)
+    return runtime.keys
 
 
 def _process_module(service: str) -> str | None:

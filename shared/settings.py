@@ -230,6 +230,27 @@ class ServiceSettings(BaseSettings):
         description="A file holding this service's signing key, read when "
         "LLMOPS_AUTHORITY_KEY is unset (compose/: the service's own key volume).",
     )
+    credentials: Path | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_CREDENTIALS"),
+        description="The CLI's and SDK's user credential file (written mode 0600 by `llmops "
+        "keys create`): commands are signed with its key as `user:<name>`; unset: with the "
+        "admin key (docs/security.md).",
+    )
+    config_dir: Path = Field(
+        Path.home() / ".config" / "llmops",
+        validation_alias=_env("LLMOPS_CONFIG_DIR"),
+        description="The CLI's own folder: `llmops keys create` writes credential files under "
+        "its credentials/ (mode 0700).",
+    )
+    key_registry_wait_s: float = Field(
+        5.0,
+        ge=0,
+        validation_alias=_env("LLMOPS_KEY_REGISTRY_WAIT_S"),
+        description="Longest a consumer waits for its key registry view to apply every "
+        "record the topic held when a command signed by a user key arrived (a key created or "
+        "revoked a moment before); past it the command is refused.",
+    )
     key_registry_max_staleness_s: float = Field(
         30.0,
         validation_alias=_env("LLMOPS_KEY_REGISTRY_MAX_STALENESS_S"),

@@ -35,6 +35,15 @@ def ingestion_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cli_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`llmops keys create` writes credential files under LLMOPS_CONFIG_DIR (default
+    ~/.config/llmops): tests keep them in pytest's temp dir, never in the user's home."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMOPS_CONFIG_DIR", str(tmp_path_factory.mktemp("llmops-config")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap address of a real embedded broker shared by the session's tests."""

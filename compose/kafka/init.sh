@@ -107,9 +107,9 @@ acl evaluation topic literal Describe,Read,Write llmops.model.promoted.v1 llmops
 acl evaluation topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.model.evaluated.v1 llmops.model.promoted.v1.dlq llmops.model.rolled-back.v1.dlq llmops.model.trained.v1.dlq llmops.worker.heartbeat.v1.dlq
 acl evaluation topic prefixed Describe llmops.
 acl ingestion group prefixed Describe,Read ingestion
-acl ingestion topic literal Describe,Read llmops.ingest.requested.v1
+acl ingestion topic literal Describe,Read llmops.api-key.changed.v1 llmops.ingest.requested.v1
 acl ingestion topic literal Describe,Read,Write llmops.erasure.completed.v1
-acl ingestion topic literal Describe,Write llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1 llmops.ingest.progressed.v1 llmops.ingest.requested.v1.dlq llmops.records.ingested.v1
+acl ingestion topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.erasure.completed.v1.dlq llmops.ingest.completed.v1 llmops.ingest.progressed.v1 llmops.ingest.requested.v1.dlq llmops.records.ingested.v1
 acl ingestion topic prefixed Describe llmops.
 acl labeling group prefixed Describe,Read labeling
 acl labeling topic literal Describe,Read llmops.api-key.changed.v1 llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
@@ -129,7 +129,7 @@ acl serving topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.au
 acl serving topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.
 acl serving topic prefixed Describe llmops.
 acl training group prefixed Describe,Read training
-acl training topic literal Describe,Read llmops.dataset.versioned.v1 llmops.erasure.completed.v1 llmops.training.requested.v1
-acl training topic literal Describe,Write llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.erasure.completed.v1.dlq llmops.model.trained.v1 llmops.training.progressed.v1 llmops.training.requested.v1.dlq
+acl training topic literal Describe,Read llmops.api-key.changed.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1 llmops.training.requested.v1
+acl training topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1.dlq llmops.erasure.completed.v1.dlq llmops.model.trained.v1 llmops.training.progressed.v1 llmops.training.requested.v1.dlq
 acl training topic prefixed Describe llmops.
 echo "kafka init done"

@@ -18,8 +18,7 @@ from services.anonymization.keys import KeyRing
 from services.anonymization.known import KnownPolicy
 from services.anonymization.ports import PiiEngine
 from services.anonymization.service import AnonymizationService
-from shared.keys import KeyRegistry
-from shared.runtime import Runtime, build_runtime, make_app
+from shared.runtime import Runtime, build_runtime, key_registry, make_app
 
 DEFAULT_PORT = 9102
 
@@ -62,9 +61,9 @@ def build(
     )
     vault_for = partial(vault_factory, keys=keys, keks=VaultKeks(keys, kek_path(settings.data_dir)))
     handlers.register(runtime, service, vault_for, settings.consumer_group)
-    api_keys = KeyRegistry(settings)  # the platform's key registry, for the admin API
+    # the platform's key registry, for the admin API (the bus's view when it checks commands)
+    api_keys = key_registry(runtime, attach=bool(settings.api_port))
     if settings.api_port:
-        api_keys.attach(runtime.broker)
         runtime.checks["key_registry"] = api_keys.loaded
     runtime.state.update(
         service=service, keys=keys, vault_for=vault_for, engine=lazy, api_keys=api_keys

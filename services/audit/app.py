@@ -8,8 +8,7 @@ from services.audit import handlers
 from services.audit.adapters.api import build_api
 from services.audit.adapters.store import SqlAuditLog
 from services.audit.config import AuditSettings
-from shared.keys import KeyRegistry
-from shared.runtime import Runtime, build_runtime, make_app
+from shared.runtime import Runtime, build_runtime, key_registry, make_app
 
 
 def build(settings: AuditSettings | None = None) -> tuple[Runtime, AsgiFastStream]:
@@ -17,8 +16,7 @@ def build(settings: AuditSettings | None = None) -> tuple[Runtime, AsgiFastStrea
     runtime = build_runtime(settings, "audit")
     assert runtime.engine is not None
     handlers.register(runtime.bus, settings.consumer_group, lambda uow: SqlAuditLog(uow.session))
-    keys = KeyRegistry(settings)
-    keys.attach(runtime.broker)
+    keys = key_registry(runtime)
     runtime.checks["key_registry"] = keys.loaded
     api = build_api(runtime.engine, keys, settings.max_page)
     return runtime, make_app(runtime, web=api)

@@ -16,8 +16,7 @@ from services.evaluation.config import EvaluationSettings
 from services.evaluation.domain import Evaluator
 from services.evaluation.ports import Generator, Judge
 from services.evaluation.service import EvaluationRunner
-from shared.keys import KeyRegistry
-from shared.runtime import Runtime, build_runtime, make_app
+from shared.runtime import Runtime, build_runtime, key_registry, make_app
 
 
 def build(
@@ -49,8 +48,7 @@ def build(
 
     app = make_app(runtime, lifespan=lifespan)
     # /healthz and /metrics match exactly; every other path goes to the registry API
-    keys = KeyRegistry(settings)  # the platform's API keys: changes need an admin key
-    keys.attach(runtime.broker)
+    keys = key_registry(runtime)  # the platform's API keys: changes need an admin key
     runtime.checks["key_registry"] = keys.loaded
     app.not_found = build_api(runtime, keys, runner.kick)  # type: ignore[method-assign]
     return runtime, app

@@ -10,7 +10,8 @@ PLUGIN = ServicePlugin(
     processes=(
         ProcessSpec("ingestion", "ingestion", "services.ingestion", 9101, "LLMOPS_INGESTION_PORT"),
     ),
-    consumes=(Topic.INGEST_REQUESTED, Topic.ERASURE_COMPLETED),
+    # API keys: its bus checks commands signed with users' own keys against the registry
+    consumes=(Topic.INGEST_REQUESTED, Topic.ERASURE_COMPLETED, Topic.API_KEYS),
     produces=(
         Topic.RECORDS_INGESTED,
         Topic.INGEST_PROGRESSED,

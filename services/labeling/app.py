@@ -23,8 +23,7 @@ from services.labeling.curator import Curator
 from services.labeling.schema import LabelError
 from services.labeling.service import ConflictError, Labeling, NotFoundError
 from services.labeling.suggester import ModelSuggester
-from shared.keys import KeyRegistry
-from shared.runtime import Runtime, build_runtime, health
+from shared.runtime import Runtime, build_runtime, health, key_registry
 from shared.telemetry import prometheus_payload, shutdown_telemetry
 from shared.wire import create_channel, reply_topic
 
@@ -52,8 +51,7 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
         runtime.broker, replies, suggester, fetch_max_wait_ms=settings.fetch_max_wait_ms
     )
     runtime.checks["model_suggestions"] = suggester.alive
-    registry = KeyRegistry(settings)  # the platform's API keys (annotator role and above)
-    registry.attach(runtime.broker)
+    registry = key_registry(runtime)  # the platform's API keys (annotator role and above)
     runtime.checks["key_registry"] = registry.loaded
 
     @asynccontextmanager

@@ -17,8 +17,7 @@ from services.monitoring.config import MonitoringSettings
 from services.monitoring.pipeline import PipelinePoller
 from services.monitoring.ports import Embedder
 from services.monitoring.service import MonitoringService
-from shared.keys import KeyRegistry
-from shared.runtime import Runtime, build_runtime
+from shared.runtime import Runtime, build_runtime, key_registry
 from shared.telemetry import shutdown_telemetry
 
 log = logging.getLogger(__name__)
@@ -50,8 +49,7 @@ def build(
         settings.slo_dlq_growth,
     )
     runtime.checks["embedder"] = lambda: service.embedder is not None or not settings.embeddings
-    keys = KeyRegistry(settings)  # the platform's API keys: approvals need an operator key
-    keys.attach(runtime.broker)
+    keys = key_registry(runtime)  # the platform's API keys: approvals need an operator key
     runtime.checks["key_registry"] = keys.loaded
 
     @asynccontextmanager

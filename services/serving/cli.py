@@ -7,14 +7,17 @@ service); `model_artifact` stays here for tools that package a model directory.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
+from shared.authority import Credential, new_signing_key, write_credential
 from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, run, settings, stdout_line
 from shared.client import PlatformClient
 from shared.events import ClaimCheck, Event
@@ -87,6 +90,26 @@ def model_artifact(path: Path, upload: bool) -> ClaimCheck:
         return ArtifactStore(settings().artifact_root).put_file(tarball, MODEL_TAR_MEDIA_TYPE)
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a plain number of seconds;
+    ``never`` (or 0): no expiry."""
+    value = text.strip().lower()
+    if value in {"never", "0"}:
+        return 0
+    match = re.fullmatch(r"(\d+)\s*([smhdw]?)", value)
+    if match is None or int(match.group(1)) <= 0:
+        raise typer.BadParameter("a duration like 30d, 12h, 90m, 3600 (seconds) or never")
+    return int(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def _credential_path(name: str, key_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:60] or "key"
+    return settings().config_dir / "credentials" / f"{safe}-{key_id}.json"
+
+
 @keys_app.command("create")
 def keys_create(
     principal: Annotated[
@@ -103,17 +126,96 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Same as the NAME argument.")] = "key",
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    expires_in: Annotated[
+        str | None,
+        typer.Option(
+            "--expires-in",
+            help="Lifetime: 30d, 12h, 90m, 3600 (seconds), or never. Default: the gateway's "
+            "(LLMOPS_GATEWAY_KEY_DEFAULT_EXPIRES_IN_S, never unless set).",
+            show_default=False,
+        ),
+    ] = None,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials",
+            help="Where to write the credential file (API key + signing key, mode 0600); "
+            "default: <LLMOPS_CONFIG_DIR>/credentials/<NAME>-<key id>.json.",
+            show_default=False,
+        ),
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(
+            "--public-key",
+            help="Register this Ed25519 public key (base64url) instead of making a key pair "
+            "here: its holder keeps the private key; no credential file is written.",
+            show_default=False,
+        ),
+    ] = None,
+    signing: Annotated[
+        bool,
+        typer.Option(
+            "--signing/--no-signing",
+            help="Also make a signing key pair, so the key's holder signs commands on the "
+            "bus as user:NAME (its private key goes to the credential file only).",
+        ),
+    ] = True,
     url: GatewayOpt = "http://127.0.0.1:8000",
 ) -> None:
     """Create a key; the secret is printed once (only its hash is stored, and published to
-    the key registry every service checks)."""
-    body = {"role": role, "name": principal or name, "rpm": rpm, "tpm": tpm}
-    stdout_line(json.dumps(_call("POST", url, "/v1/keys", body)))
+    the key registry every service checks). With a signing key (the default), the key pair
+    is made here, its public key registered with the API key, and both secrets written to a
+    credential file readable by you only: `LLMOPS_CREDENTIALS=<file>` makes the CLI sign
+    commands with it."""
+    lifetime = parse_duration(expires_in) if expires_in is not None else None
+    private = None
+    if public_key is None and signing:
+        private, public_key = new_signing_key()
+    body = {
+        "role": role,
+        "name": principal or name,
+        "rpm": rpm,
+        "tpm": tpm,
+        "public_key": public_key,
+        "expires_in_s": lifetime,
+    }
+    made = _call("POST", url, "/v1/keys", body)
+    if private is not None:
+        path = credentials or _credential_path(made["name"], made["key_id"])
+        expires = made.get("expires_at")
+        try:
+            write_credential(
+                path,
+                Credential(
+                    name=made["name"],
+                    role=made["role"],
+                    api_key=made["key"],
+                    key_id=made["key_id"],
+                    signing_key=private,
+                    expires_at=datetime.fromisoformat(expires) if expires else None,
+                    gateway_url=url,
+                ),
+            )
+        except OSError as exc:
+            console.print(
+                f"[red]the key was created but its credential file {path} could not be "
+                f"written ({exc}):[/] revoke it (`llmops keys revoke {made['key_id']}`) "
+                "and create it again with --credentials"
+            )
+            stdout_line(json.dumps(made))
+            raise typer.Exit(EXIT_INVALID) from None
+        made["credentials"] = str(path)
+        console.print(
+            f"credential written to {path} (mode 0600); sign commands with it: "
+            f"export LLMOPS_CREDENTIALS={path}"
+        )
+    stdout_line(json.dumps(made))
 
 
 @keys_app.command("list")
 def keys_list(url: GatewayOpt = "http://127.0.0.1:8000") -> None:
-    """Keys (ids, roles, limits; never the secrets)."""
+    """Keys (ids, roles, limits, expiry, revoked or expired; never the secrets)."""
     for key in _call("GET", url, "/v1/keys")["data"]:
         stdout_line(json.dumps(key))
 

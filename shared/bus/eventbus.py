@@ -344,7 +344,7 @@ class EventBus:
         too."""
         if self.verifier is None:
             return True
-        principal, why = self.verifier.check(record.value, once=once)
+        principal, why = await self.verifier.check_async(record.value, once=once)
         if why is None:
             return True
         await self._dead_letter_record(topic, record, "unauthorized", why, attempts=0)

@@ -11,6 +11,7 @@ import typer
 from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 
+from shared.authority import CredentialError
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -27,7 +28,8 @@ def settings() -> ServiceSettings:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; a broker that cannot be reached is a clear message, not a trace."""
+    """Run a coroutine; a broker that cannot be reached, or a credential file that cannot
+    be used, is a clear message, not a trace."""
     try:
         return asyncio.run(coro)
     except KafkaConnectionError as exc:
@@ -36,6 +38,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             "Start the stack with `llmops up --detach`, or set LLMOPS_KAFKA_BOOTSTRAP."
         )
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except CredentialError as exc:  # LLMOPS_CREDENTIALS names a file that cannot sign
+        console.print(f"[red]credential:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
 
 
 def stdout_line(text: str) -> None:

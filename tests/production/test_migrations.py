@@ -230,7 +230,7 @@ def test_replicas_starting_together_migrate_once(
     results = [(p.wait(120), p.stderr.read().decode() if p.stderr else "") for p in procs]
     assert [code for code, _ in results] == [0, 0], results
     engine = service_engine(service, "services.serving.gateway")  # and drops the schema after
-    assert _version(engine, "alembic_version") == "gateway_0001"
+    assert _version(engine, "alembic_version") == "gateway_0002"
 
 
 def test_a_service_without_migrations_falls_back_to_create_all(service_engine: Factory) -> None:

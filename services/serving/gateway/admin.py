@@ -7,6 +7,7 @@ to its store, to its own view at once, and to the registry topic as a signed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.serving.gateway.config import GatewaySettings
@@ -14,8 +15,9 @@ from services.serving.gateway.keys import Action, KeyInfo, Role, new_secret
 from services.serving.gateway.ports import KeyStore, Publisher
 from services.serving.gateway.protocol import APIError, KeyCreateRequest
 from services.serving.gateway.serving import Gateway
+from shared.authority import user_principal
 from shared.events import ApiKeyChanged, AuditRecorded
-from shared.keys import KeyView, changed
+from shared.keys import KeyView, changed, signing_key_id
 
 
 @dataclass
@@ -60,6 +62,26 @@ class KeyAdmin:
             raise APIError(
                 400, f"role must be one of {[r.value for r in Role]}", param="role"
             ) from None
+        public_key = body.public_key or ""
+        if public_key and (
+            signing_key_id(public_key) is None or self.store.public_key_taken(public_key)
+        ):
+            raise APIError(
+                400,
+                "public_key must be a new Ed25519 public key (base64url of 32 bytes), one "
+                "per API key",
+                param="public_key",
+            )
+        lifetime = (
+            body.expires_in_s
+            if body.expires_in_s is not None
+            else self.settings.key_default_expires_in_s
+        )
+        expires_at = (
+            datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lifetime)
+            if lifetime
+            else None
+        )
         secret = new_secret()
         info = self.store.add(
             secret,
@@ -67,17 +89,33 @@ class KeyAdmin:
             role,
             body.rpm or self.settings.default_rpm,
             body.tpm or self.settings.default_tpm,
+            public_key=public_key,
+            expires_at=expires_at,
         )
         await self.announce(
-            changed(secret, info.name, role.value, info.rpm, info.tpm, actor=admin.key_id)
+            changed(
+                secret,
+                info.name,
+                role.value,
+                info.rpm,
+                info.tpm,
+                actor=admin.key_id,
+                public_key=public_key,
+                expires_at=expires_at,
+            )
         )
+        details: dict[str, Any] = {"role": role.value}
+        if public_key:
+            details["signing_key_id"] = signing_key_id(public_key)
+        if expires_at is not None:
+            details["expires_at"] = expires_at.isoformat()
         await self.publisher.publish(
             AuditRecorded(
                 action="key.create",
                 actor=admin.key_id,
                 allowed=True,
                 target=info.key_id,
-                details={"role": role.value},
+                details=details,
             )
         )
         return {
@@ -87,10 +125,14 @@ class KeyAdmin:
             "role": role.value,
             "rpm": info.rpm,
             "tpm": info.tpm,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "principal": user_principal(info.name) if public_key else None,
+            "signing_key_id": signing_key_id(public_key) if public_key else None,
         }
 
     def list(self, authorization: str | None) -> dict[str, Any]:
         self.gateway.authenticate(authorization, Action.MANAGE_KEYS)
+        now = datetime.now(UTC)
         return {
             "data": [
                 {
@@ -100,6 +142,8 @@ class KeyAdmin:
                     "rpm": k.rpm,
                     "tpm": k.tpm,
                     "created_at": created.isoformat(),
+                    "expires_at": k.expires_at.isoformat() if k.expires_at else None,
+                    "expired": k.expired(now),
                     "revoked": revoked,
                 }
                 for k, created, revoked in self.store.list()

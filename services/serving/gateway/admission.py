@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from opentelemetry import metrics
 
@@ -39,6 +40,18 @@ class Admission:
     def authenticate(self, authorization: str | None, action: Action) -> KeyInfo:
         scheme, _, secret = (authorization or "").partition(" ")
         key = self._lookup(secret.strip()) if scheme.lower() == "bearer" else None
+        now = datetime.now(UTC)
+        expired = key.expires_at if key is not None and key.expired(now) else None
+        if key is None and scheme.lower() == "bearer":
+            expired_of = getattr(self.keys, "expired", None)
+            expired = expired_of(secret.strip()) if expired_of is not None else None
+        if expired is not None:
+            raise APIError(
+                401,
+                f"API key expired at {expired.isoformat()}.",
+                type_="invalid_request_error",
+                code="expired_api_key",
+            )
         if key is None:
             raise APIError(
                 401, "Invalid API key.", type_="invalid_request_error", code="invalid_api_key"

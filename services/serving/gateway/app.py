@@ -26,8 +26,8 @@ from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
 from services.serving.wire import HEARTBEAT_TOPIC, ensure_serving_topics
 from shared.events import ApiKeyChanged
-from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM, KeyRegistry
-from shared.runtime import Runtime, build_runtime
+from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM
+from shared.runtime import Runtime, build_runtime, key_registry
 from shared.telemetry import shutdown_telemetry
 from shared.wire import create_channel, delete_reply_topic, reply_topic
 
@@ -45,8 +45,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
         settings.bootstrap_servers, topic, HEARTBEAT_TOPIC, directory, settings.fetch_max_wait_ms
     )
     store = SqlKeyStore(runtime.engine)
-    registry = KeyRegistry(settings)
-    registry.attach(runtime.broker)
+    registry = key_registry(runtime)
     gateway = Gateway(
         settings,
         keys=RegistryLookup(registry),

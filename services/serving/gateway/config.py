@@ -42,6 +42,12 @@ class GatewaySettings(ServiceSettings):
     worker_timeout_s: float = Field(3.5, description="A worker silent this long is gone.")
     default_rpm: int = Field(600, description="Requests per minute of a new key.")
     default_tpm: int = Field(200_000, description="Tokens per minute of a new key.")
+    key_default_expires_in_s: int = Field(
+        0,
+        ge=0,
+        description="Lifetime of a new API key when `llmops keys create` gives no "
+        "--expires-in; 0: keys do not expire unless asked.",
+    )
     fetch_max_wait_ms: int = Field(5, description="Reply consumer long-poll wait.")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="Name /v1/embeddings answers to.")
     embedding_path: str | None = Field(

@@ -7,6 +7,7 @@ the per-key limits (``RateLimiter``, shared/limits.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from shared.keys import KEY_PREFIX, ApiPrincipal, hash_key, key_id_of, new_secret
@@ -60,9 +61,13 @@ class KeyInfo:
     role: Role
     rpm: int
     tpm: int
+    expires_at: datetime | None = None  # None: never
 
     def may(self, action: Action) -> bool:
         return action in PERMISSIONS[self.role]
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     @classmethod
     def of(cls, principal: ApiPrincipal) -> KeyInfo | None:
@@ -71,4 +76,11 @@ class KeyInfo:
             role = Role(principal.role)
         except ValueError:
             return None
-        return cls(principal.key_id, principal.name, role, principal.rpm, principal.tpm)
+        return cls(
+            principal.key_id,
+            principal.name,
+            role,
+            principal.rpm,
+            principal.tpm,
+            principal.expires_at,
+        )

@@ -19,7 +19,19 @@ class KeyLookup(Protocol):
 
 
 class KeyStore(KeyLookup, Protocol):
-    def add(self, secret: str, name: str, role: Role, rpm: int, tpm: int) -> KeyInfo: ...
+    def add(
+        self,
+        secret: str,
+        name: str,
+        role: Role,
+        rpm: int,
+        tpm: int,
+        *,
+        public_key: str = "",
+        expires_at: datetime | None = None,
+    ) -> KeyInfo: ...
+
+    def public_key_taken(self, public_key: str) -> bool: ...
 
     def list(self) -> list[tuple[KeyInfo, datetime, bool]]: ...
 

@@ -229,6 +229,19 @@ class KeyCreateRequest(OpenAIModel):
     role: str = "user"
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
+    public_key: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{43}$",
+        description="The holder's Ed25519 public key (base64url, 32 bytes): the key then also "
+        "signs commands on the bus as user:<name> (docs/security.md).",
+    )
+    expires_in_s: int | None = Field(
+        None,
+        ge=0,
+        le=10 * 366 * 86400,
+        description="Seconds until the key expires; 0: never; none: the gateway's default "
+        "(LLMOPS_GATEWAY_KEY_DEFAULT_EXPIRES_IN_S).",
+    )
 
 
 class APIError(Exception):

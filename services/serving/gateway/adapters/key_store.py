@@ -25,10 +25,26 @@ class ApiKey(SQLModel, table=True):
     tpm: int
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     revoked_at: datetime | None = None
+    public_key: str = Field(default="", max_length=43)  # the holder's Ed25519 signing key, if any
+    expires_at: datetime | None = None
 
 
 def _info(row: ApiKey) -> KeyInfo:
-    return KeyInfo(key_id=row.key_id, name=row.name, role=Role(row.role), rpm=row.rpm, tpm=row.tpm)
+    return KeyInfo(
+        key_id=row.key_id,
+        name=row.name,
+        role=Role(row.role),
+        rpm=row.rpm,
+        tpm=row.tpm,
+        expires_at=_utc(row.expires_at),
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back: they were written in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _record(row: ApiKey) -> ApiKeyChanged:
@@ -40,6 +56,8 @@ def _record(row: ApiKey) -> ApiKeyChanged:
         row.tpm,
         revoked=row.revoked_at is not None,
         hashed=True,
+        public_key=row.public_key,
+        expires_at=_utc(row.expires_at),
     )
 
 
@@ -47,7 +65,17 @@ class SqlKeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def add(self, secret: str, name: str, role: Role, rpm: int, tpm: int) -> KeyInfo:
+    def add(
+        self,
+        secret: str,
+        name: str,
+        role: Role,
+        rpm: int,
+        tpm: int,
+        *,
+        public_key: str = "",
+        expires_at: datetime | None = None,
+    ) -> KeyInfo:
         """Store a key (idempotent for the same secret: an existing row is updated)."""
         with Session(self.engine) as session:
             row = session.get(ApiKey, hash_key(secret)) or ApiKey(
@@ -59,6 +87,7 @@ class SqlKeyStore:
                 tpm=tpm,
             )
             row.name, row.role, row.rpm, row.tpm, row.revoked_at = name, role, rpm, tpm, None
+            row.public_key, row.expires_at = public_key, expires_at
             session.add(row)
             session.commit()
             session.refresh(row)
@@ -90,6 +119,14 @@ class SqlKeyStore:
             row = session.exec(select(ApiKey).where(ApiKey.key_id == key_id)).first()
             return None if row is None else _record(row)
 
+    def public_key_taken(self, public_key: str) -> bool:
+        """Whether a key was already registered with this signing key (each signs for one)."""
+        with Session(self.engine) as session:
+            return (
+                session.exec(select(ApiKey).where(ApiKey.public_key == public_key)).first()
+                is not None
+            )
+
     def lookup(self, secret: str) -> KeyInfo | None:
         with Session(self.engine) as session:
             row = session.get(ApiKey, hash_key(secret))
@@ -120,3 +157,7 @@ class RegistryLookup:
     def lookup(self, secret: str) -> KeyInfo | None:
         principal = self.registry.resolve(secret)
         return None if principal is None else KeyInfo.of(principal)
+
+    def expired(self, secret: str) -> datetime | None:
+        """When the key expired, if it is an issued key that has (a 401 that says so)."""
+        return self.registry.view.expired(secret)
