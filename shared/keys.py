@@ -40,10 +40,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from shared.authority import UserKey, Verifier, key_id, user_principal
+from shared.bus.message import Message
 from shared.events.keys import ApiKeyChanged
 from shared.events.registry import EventDecodeError, decode
 from shared.settings import ServiceSettings
@@ -266,7 +266,7 @@ class KeyRegistry:
 
     # -- feeding ------------------------------------------------------------------------
     def attach(self, broker: KafkaBroker) -> None:
-        async def on_key_changed(message: KafkaMessage) -> None:
+        async def on_key_changed(message: Message) -> None:
             record = message.raw_message
             records = list(record) if isinstance(record, tuple | list) else [record]
             for one in records:
