@@ -108,6 +108,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         attempts=settings.handler_attempts,
         backoff_s=settings.retry_backoff_s,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=settings.session_timeout_ms,
         signer=signer_for(settings),
         verifier=Verifier(settings, users=keys) if settings.require_authority else None,
         transit=transit,  # a raw hop's dead letters keep their bytes there, not in the DLQ

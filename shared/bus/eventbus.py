@@ -88,6 +88,7 @@ class EventBus:
         attempts: int = 4,
         backoff_s: float = 0.2,
         fetch_max_wait_ms: int = 25,
+        session_timeout_ms: int = 6000,
         signer: Signer | None = None,
         verifier: Verifier | None = None,
         transit: ArtifactStore | None = None,
@@ -100,6 +101,7 @@ class EventBus:
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.session_timeout_ms = session_timeout_ms
         self.signer = signer  # signs the commands this service issues
         self.verifier = verifier  # None: commands are not checked (LLMOPS_REQUIRE_AUTHORITY=0)
         self.relay = OutboxRelay(broker, engine) if engine is not None else None
@@ -130,10 +132,14 @@ class EventBus:
             raise ValueError("an idempotent handler needs a database engine for its inbox")
         subscriber_kwargs.setdefault("auto_offset_reset", "earliest")
         subscriber_kwargs.setdefault("fetch_max_wait_ms", self.fetch_max_wait_ms)
-        # The smallest session Apache Kafka accepts by default (group.min.session.timeout.ms):
-        # a crashed member is noticed in seconds, so its replacement joins quickly.
-        subscriber_kwargs.setdefault("session_timeout_ms", 6000)
-        subscriber_kwargs.setdefault("heartbeat_interval_ms", 1000)
+        # A short session: a crashed or restarted member (the embedded broker ignores
+        # LeaveGroup) is noticed in seconds, so its replacement gets the partitions quickly.
+        # 6000 is the smallest Apache Kafka accepts by default (group.min.session.timeout.ms);
+        # the embedded broker takes 3000 (ServiceSettings.session_timeout_ms).
+        subscriber_kwargs.setdefault("session_timeout_ms", self.session_timeout_ms)
+        subscriber_kwargs.setdefault(
+            "heartbeat_interval_ms", max(100, self.session_timeout_ms // 6)
+        )
         subscriber_kwargs.setdefault("rebalance_timeout_ms", 5000)
         if max_workers > 1:
             subscriber_kwargs["max_workers"] = max_workers

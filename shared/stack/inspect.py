@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -12,6 +13,36 @@ from shared.plugins import process_by_label, processes
 from shared.settings import ServiceSettings
 from shared.stack.supervisor import read_state
 
+BEYOND_THE_END = 1 << 62
+
+
+async def log_end_offsets(
+    consumer: AIOKafkaConsumer, parts: list[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The end offset (high watermark) of each partition, as Fetch responses carry it.
+
+    ``consumer`` must have no subscription: its assignment is replaced. ListOffsets(latest),
+    what ``end_offsets`` asks, is wrong on the embedded broker (tansu 0.6.0, both engines):
+    it answers the base offset + 1 of the batch it finds most recently modified, i.e. too
+    small as soon as a batch holds more than one record, and on the durable engine (whose
+    store has a one-second clock) the first batch of the last second (docs/backbone.md).
+    A Fetch at an offset past the end returns no record and the true high watermark, so
+    this costs no data transfer. The larger of the two answers wins (a real Kafka answers
+    both right; a partition whose fetch does not answer in time keeps ListOffsets').
+    """
+    if not parts:
+        return {}
+    listed = await consumer.end_offsets(parts)
+    consumer.assign(parts)
+    for tp in parts:
+        consumer.seek(tp, BEYOND_THE_END)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in parts):
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await consumer.getmany(timeout_ms=100)
+    return {tp: max(listed[tp], consumer.highwater(tp) or 0) for tp in parts}
+
 
 def _security() -> dict[str, Any]:
     """SASL options of the environment (the production cluster); empty on the embedded one."""
@@ -21,7 +52,7 @@ def _security() -> dict[str, Any]:
 async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
     """topic -> {partitions, messages} (end minus beginning offsets)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **_security()
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()
     )
     await consumer.start()
     try:
@@ -32,7 +63,7 @@ async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
         begin = await consumer.beginning_offsets(parts) if parts else {}
-        end = await consumer.end_offsets(parts) if parts else {}
+        end = await log_end_offsets(consumer, parts)
         out: dict[str, dict[str, Any]] = {t: {"partitions": 0, "messages": 0} for t in topics}
         for tp in parts:
             out[tp.topic]["partitions"] += 1
@@ -82,7 +113,7 @@ async def consumer_lag(
     known = known or {}
     groups = sorted(set(await consumer_groups(bootstrap)) | set(known))
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **_security()
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()
     )
     await consumer.start()
     try:
@@ -90,8 +121,8 @@ async def consumer_lag(
         parts = [
             TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
         ]
-        ends = await consumer.end_offsets(parts) if parts else {}
         begins = await consumer.beginning_offsets(parts) if parts else {}
+        ends = await log_end_offsets(consumer, parts)
     finally:
         await consumer.stop()
     lag: dict[str, dict[str, int]] = {}

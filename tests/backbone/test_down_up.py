@@ -68,7 +68,7 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
         audits = [AuditRecorded(action="a", actor=f"actor-{i}", allowed=True) for i in range(10)]
         asyncio.run(produce(bootstrap, Topic.AUDIT_RECORDED.value, [e.to_bytes() for e in audits]))
         first = asyncio.run(
-            consume_and_commit(bootstrap, Topic.AUDIT_RECORDED.value, "probe.audit", 4)
+            consume_and_commit(bootstrap, Topic.AUDIT_RECORDED.value, "probe.audit", count=4)
         )
 
         # ingestion frozen: its group lags, and `down` refuses, naming it
@@ -105,7 +105,7 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
         kept = asyncio.run(read_topic(bootstrap, Topic.AUDIT_RECORDED.value, count=10))
         assert sorted(r.value for r in kept) == sorted(e.to_bytes() for e in audits)
         rest = asyncio.run(
-            consume_and_commit(bootstrap, Topic.AUDIT_RECORDED.value, "probe.audit", 6)
+            consume_and_commit(bootstrap, Topic.AUDIT_RECORDED.value, "probe.audit", count=6)
         )
         assert sorted(first + rest) == sorted(e.to_bytes() for e in audits)
         # the group that lagged before `down` has nothing left to do

@@ -14,12 +14,42 @@
 // watermarks and then the batches after them. They are honoured here, one request per key
 // at a time.
 //
+// Reads are made consistent too: a GET reads the object's bytes once, from one open file, and
+// answers the ETag (MD5) of exactly those bytes; s3rver took the ETag from the .md5 file and
+// the length from a stat before opening the data, so a GET racing a PUT could pair the new
+// ETag with the old bytes (the broker would then overwrite its watermark from a stale value).
+//
+// Listing (what the broker does on every fetch, over a partition's whole log): s3rver 3.7.1
+// walked the whole bucket with a synchronous stat per file and read two files per key, and
+// its continuation token (for listings over 1,000 keys) used DES, which Node.js 17+ (OpenSSL
+// 3) refuses: any partition of more than 1,000 batches answered 500 and became unreadable.
+// Here a listing walks only the prefix's directory, stats only the keys of the page it
+// answers, reports modification times to the millisecond (s3rver's were to the second), and
+// the continuation token is the last key, base64-encoded.
+//
 // usage: node server.js <directory> <port> [bucket]
 'use strict';
 
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
+const { Readable } = require('stream');
+
+// s3rver's continuation token: DES "encryption" of region/bucket/key (not a secret; DES is
+// unavailable under OpenSSL 3). An identity cipher keeps its format and round-trips it.
+const realCreateCipheriv = crypto.createCipheriv;
+const realCreateDecipheriv = crypto.createDecipheriv;
+function identityCipher() {
+  return {
+    update: data => (Buffer.isBuffer(data) ? data : Buffer.from(data, 'utf8')),
+    final: () => Buffer.alloc(0),
+  };
+}
+crypto.createCipheriv = (algorithm, ...rest) =>
+  algorithm === 'des' ? identityCipher() : realCreateCipheriv(algorithm, ...rest);
+crypto.createDecipheriv = (algorithm, ...rest) =>
+  algorithm === 'des' ? identityCipher() : realCreateDecipheriv(algorithm, ...rest);
+
 const S3rver = require('s3rver');
 const FilesystemStore = require('s3rver/lib/stores/filesystem');
 const S3Object = require('s3rver/lib/models/object');
@@ -53,6 +83,124 @@ FilesystemStore.prototype.putObject = async function putObject(object) {
   await writeAtomically(resource('object.md5'), md5);
   await writeAtomically(resource('object'), data);
   return { size: data.length, md5 };
+};
+
+const OBJECT_SUFFIX = '._S3rver_object';
+
+async function readConsistently(file) {
+  // one open file: a rename over it meanwhile does not change what we read
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    const [stat, data] = await Promise.all([handle.stat(), handle.readFile()]);
+    return { stat, data, md5: crypto.createHash('md5').update(data).digest('hex') };
+  } finally {
+    await handle.close();
+  }
+}
+
+FilesystemStore.prototype.getObject = async function getObject(bucket, key, options) {
+  let read;
+  try {
+    read = await readConsistently(this.getResourcePath(bucket, key, 'object'));
+  } catch (err) {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  }
+  const stored = await fs.promises
+    .readFile(this.getResourcePath(bucket, key, 'metadata.json'))
+    .then(JSON.parse)
+    .catch(() => ({}));
+  const { data, stat, md5 } = read;
+  const metadata = {
+    ...stored,
+    etag: JSON.stringify(md5),
+    'last-modified': stat.mtime.toUTCString(),
+    'content-length': data.length,
+  };
+  const lastByte = Math.max(0, data.length - 1);
+  const ranged = options && (options.start !== undefined || options.end);
+  const range = {
+    start: (options && options.start) || 0,
+    end: Math.min((options && options.end) || Infinity, lastByte),
+  };
+  if (range.start < 0 || range.end < range.start) {
+    const object = new S3Object(bucket, key, null, metadata);
+    if (ranged) object.range = range;
+    return object;
+  }
+  const content = Readable.from([data.subarray(range.start, range.end + 1)]);
+  const object = new S3Object(bucket, key, content, metadata);
+  if (ranged) object.range = range;
+  return object;
+};
+
+async function* walkObjects(dir) {
+  let entries;
+  try {
+    entries = await fs.promises.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return;
+    throw err;
+  }
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) yield* walkObjects(full);
+    else if (entry.name.endsWith(OBJECT_SUFFIX)) yield full;
+  }
+}
+
+FilesystemStore.prototype.listObjects = async function listObjects(bucket, options) {
+  const { delimiter = '', startAfter = '', prefix = '', maxKeys = Infinity } = options;
+  const bucketPath = this.getBucketPath(bucket);
+  // the deepest directory that holds every key under the prefix
+  const root = path.join(bucketPath, prefix.slice(0, prefix.lastIndexOf('/') + 1));
+  const keys = [];
+  for await (const file of walkObjects(root)) {
+    const key = path.relative(bucketPath, file).split(path.sep).join('/');
+    keys.push(key.slice(0, -OBJECT_SUFFIX.length));
+  }
+  keys.sort();
+  const commonPrefixes = new Set();
+  const page = [];
+  let isTruncated = false;
+  for (const key of keys) {
+    if (key <= startAfter || !key.startsWith(prefix)) continue;
+    if (delimiter) {
+      const idx = key.slice(prefix.length).indexOf(delimiter);
+      if (idx !== -1) {
+        commonPrefixes.add(key.slice(0, prefix.length + idx + 1));
+        continue;
+      }
+    }
+    if (page.length >= maxKeys) {
+      isTruncated = true;
+      break;
+    }
+    page.push(key);
+  }
+  const stats = await Promise.all(
+    page.map(key =>
+      fs.promises.stat(this.getResourcePath(bucket, key, 'object')).catch(err => {
+        if (err.code === 'ENOENT') return undefined; // deleted meanwhile
+        throw err;
+      }),
+    ),
+  );
+  const objects = [];
+  page.forEach((key, i) => {
+    const stat = stats[i];
+    if (!stat) return;
+    objects.push(
+      new S3Object(bucket, key, null, {
+        // not an MD5 (reading every object's .md5 made each listing cost a read per key);
+        // the broker uses only the key, size and time of a listing
+        etag: JSON.stringify(`${Math.floor(stat.mtimeMs).toString(16)}-${stat.size.toString(16)}`),
+        'last-modified': stat.mtime.toISOString(), // to the millisecond
+        'content-length': stat.size,
+      }),
+    );
+  });
+  return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
 };
 
 const locks = new Map();
@@ -92,7 +240,6 @@ function conditionalWrites(store) {
     const [bucket, ...rest] = parts.map(decodeURIComponent);
     const key = rest.join('/');
     return withKeyLock(`${bucket}/${key}`, async () => {
-      const md5Path = store.getResourcePath(bucket, key, 'object.md5');
       const objectPath = store.getResourcePath(bucket, key, 'object');
       const exists = fs.existsSync(objectPath);
       if (ifNoneMatch === '*' && exists) {
@@ -100,7 +247,7 @@ function conditionalWrites(store) {
       }
       if (ifMatch) {
         if (!exists) return preconditionFailed(ctx, 404, 'NoSuchKey');
-        const current = fs.readFileSync(md5Path, 'utf8').trim();
+        const current = (await readConsistently(objectPath)).md5; // the bytes, not the .md5 file
         const wanted = ifMatch.replace(/"/g, '').trim();
         if (wanted !== '*' && wanted !== current) {
           return preconditionFailed(ctx, 412, 'PreconditionFailed');
@@ -121,7 +268,7 @@ const server = new S3rver({
   address: '127.0.0.1',
   port: Number(port),
   directory,
-  silent: true,
+  silent: !process.env.S3RVER_DEBUG,
   configureBuckets: [{ name: bucket, configs: [] }],
 });
 server.middleware.unshift(conditionalWrites(server.store));
