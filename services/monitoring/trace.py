@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.bus.offsets import log_end_offsets
 from shared.events import EventDecodeError, decode
 from shared.settings import kafka_client_options
 from shared.topics import Topic
@@ -32,9 +33,9 @@ async def collect(bootstrap: str, correlation_id: uuid.UUID) -> list[dict[str, A
         ]
         if not parts:
             return []
+        ends = await log_end_offsets(consumer, parts)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
         pending = {tp for tp in parts if ends[tp] > 0}
         for tp in list(pending):
             if await consumer.position(tp) >= ends[tp]:

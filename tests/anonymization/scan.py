@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from shared.bus.offsets import log_end_offsets
 from shared.events import EventDecodeError, decode
 
 
@@ -30,9 +31,9 @@ async def topic_bytes(bootstrap: str, topics: list[str]) -> dict[str, list[bytes
             for t in topics
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
+        ends = await log_end_offsets(consumer, partitions)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         pending = {tp for tp in partitions if ends[tp] > 0}
         while pending:
             batch = await consumer.getmany(timeout_ms=1000)
@@ -120,8 +121,7 @@ async def skip_history(bootstrap: str, groups: list[str]) -> None:
                 for t in Topic
                 for p in sorted(consumer.partitions_for_topic(t.value) or ())
             ]
-            consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
+            ends = await log_end_offsets(consumer, partitions)
             await consumer.commit(dict(ends))
         finally:
             await consumer.stop()

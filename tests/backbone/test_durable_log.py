@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.stack.inspect import log_end_offsets
+from shared.bus.offsets import log_end_offsets
 from shared.stack.log import EmbeddedLog, s3rver_binary
 from tests.support.stack import free_port
 
