@@ -226,9 +226,11 @@ async def test_a_large_lineage_travels_by_claim_check_without_text(data_dir: Pat
 
 
 def test_ingestion_no_longer_reads_anonymized_records(data_dir: Path) -> None:
-    """Versions are labeling's: ingestion consumes requests and erasure answers only."""
+    """Versions are labeling's: ingestion's bus consumes requests and erasure answers only
+    (plus the key registry, read by its own subscriber to check user-signed requests)."""
     service = Service(data_dir)
     read = {topic for topics in service.runtime.bus.groups.values() for topic in topics}
     assert read == {Topic.INGEST_REQUESTED.value, Topic.ERASURE_COMPLETED.value}
-    assert set(PLUGIN.consumes) == {Topic(t) for t in read}
+    assert set(PLUGIN.consumes) == {Topic(t) for t in read} | {Topic.API_KEYS}
+    assert Topic.RECORDS_ANONYMIZED not in PLUGIN.consumes
     assert Topic.DATASET_VERSIONED not in PLUGIN.produces
