@@ -21,7 +21,22 @@ from pathlib import Path
 from typing import Any
 
 
-def generate_vllm(request: dict[str, Any], model_dir: str) -> tuple[list[str], list[float]]:
+def fitted_prompts(request: dict[str, Any], tokenizer: Any) -> list[list[int]]:
+    """Each prompt's token ids, cut from the left to leave room for the answer in the
+    engine's context (``max_model_len - max_new_tokens``): the end of a prompt (the question
+    and the answer cue) is what the model must see; a prompt that did not fit used to fail
+    the whole evaluation."""
+    budget = max(1, int(request["max_model_len"]) - int(request["max_new_tokens"]))
+    fitted = []
+    for prompt in request["prompts"]:
+        ids = list(tokenizer(prompt).input_ids)
+        fitted.append(ids[-budget:])
+    return fitted
+
+
+def generate_vllm(
+    request: dict[str, Any], model_dir: str, prompt_ids: list[list[int]]
+) -> tuple[list[str], list[float]]:
     from vllm import LLM, SamplingParams
 
     extra: dict[str, Any] = {}
@@ -37,10 +52,11 @@ def generate_vllm(request: dict[str, Any], model_dir: str) -> tuple[list[str], l
         **extra,
     )
     params = SamplingParams(temperature=0.0, max_tokens=int(request["max_new_tokens"]))
-    outputs = llm.generate(request["prompts"], params, use_tqdm=False)
+    prompts: list[Any] = [{"prompt_token_ids": ids} for ids in prompt_ids]
+    outputs = llm.generate(prompts, params, use_tqdm=False)
     texts = [out.outputs[0].text for out in outputs]
     latencies = []
-    for prompt in request["prompts"][: int(request.get("load_test_requests", 0))]:
+    for prompt in prompts[: int(request.get("load_test_requests", 0))]:
         started = time.perf_counter()
         llm.generate([prompt], params, use_tqdm=False)
         latencies.append((time.perf_counter() - started) * 1000)
@@ -50,13 +66,15 @@ def generate_vllm(request: dict[str, Any], model_dir: str) -> tuple[list[str], l
     return texts, latencies
 
 
-def generate_transformers(request: dict[str, Any], model: Any, tokenizer: Any) -> list[str]:
+def generate_transformers(
+    request: dict[str, Any], model: Any, tokenizer: Any, prompt_ids: list[list[int]]
+) -> list[str]:
     import torch
 
     texts = []
     with torch.no_grad():
-        for prompt in request["prompts"]:
-            ids = tokenizer(prompt, return_tensors="pt").input_ids
+        for fitted in prompt_ids:
+            ids = torch.tensor([fitted])
             out = model.generate(
                 ids,
                 max_new_tokens=int(request["max_new_tokens"]),
@@ -93,12 +111,13 @@ def one_model(request: dict[str, Any], model_dir: str) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32").eval()
     nll = nll_per_example(model, tokenizer, request["prompts"], request["references"])
+    prompt_ids = fitted_prompts(request, tokenizer)
     latencies: list[float] = []
     if request["backend"] == "vllm":
         del model
-        texts, latencies = generate_vllm(request, model_dir)
+        texts, latencies = generate_vllm(request, model_dir, prompt_ids)
     else:
-        texts = generate_transformers(request, model, tokenizer)
+        texts = generate_transformers(request, model, tokenizer, prompt_ids)
     return {
         "outputs": texts,
         "nll": [None if math.isnan(v) else v for v in nll],
