@@ -162,11 +162,20 @@ def lineage_of(session: Session, record_ids: Sequence[str]) -> dict[str, Lineage
     return found
 
 
-def request_lineage(session: Session, request_id: str) -> list[Lineage]:
-    """Every row of a request that reached dedup (kept or dropped), by source and line."""
+def request_lineage_rows(session: Session, request_id: str) -> list[Any]:
+    """Every row of a request that reached dedup (kept or dropped), by source and line, as
+    plain rows (record_id, status, source, line, duplicate_of, similarity): no ORM object
+    per row, the report of a large request reads tens of thousands of them."""
     return list(
         session.exec(
-            select(Lineage)
+            select(
+                Lineage.record_id,
+                Lineage.status,
+                Lineage.source,
+                Lineage.line,
+                Lineage.duplicate_of,
+                Lineage.similarity,
+            )
             .where(Lineage.request_id == request_id)
             .order_by(col(Lineage.source), col(Lineage.line), col(Lineage.record_id))
         )
