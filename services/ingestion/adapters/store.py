@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Column, LargeBinary, Text, delete, update
+from sqlalchemy import select as sa_select
 from sqlmodel import JSON, Field, Session, SQLModel, col, select
 
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex
@@ -166,19 +167,20 @@ def request_lineage_rows(session: Session, request_id: str) -> list[Any]:
     """Every row of a request that reached dedup (kept or dropped), by source and line, as
     plain rows (record_id, status, source, line, duplicate_of, similarity): no ORM object
     per row, the report of a large request reads tens of thousands of them."""
+    table = Lineage.__table__.c  # type: ignore[attr-defined]
     return list(
-        session.exec(
-            select(
-                Lineage.record_id,
-                Lineage.status,
-                Lineage.source,
-                Lineage.line,
-                Lineage.duplicate_of,
-                Lineage.similarity,
+        session.execute(
+            sa_select(
+                table.record_id,
+                table.status,
+                table.source,
+                table.line,
+                table.duplicate_of,
+                table.similarity,
             )
-            .where(Lineage.request_id == request_id)
-            .order_by(col(Lineage.source), col(Lineage.line), col(Lineage.record_id))
-        )
+            .where(table.request_id == request_id)
+            .order_by(table.source, table.line, table.record_id)
+        ).all()
     )
 
 
