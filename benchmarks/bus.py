@@ -38,6 +38,7 @@ from shared.bus import EventBus, UnitOfWork, make_broker
 from shared.events import AlertRaised, AuditRecorded
 from shared.settings import ServiceSettings
 from shared.stack.broker import start_broker
+from shared.stack.inspect import log_end_offsets
 from shared.storage import make_engine
 from shared.topics import Topic, ensure_topics
 from tests.support.stack import free_port
@@ -183,15 +184,16 @@ async def eventbus_service(bootstrap: str, src: str, dst: str, stop: asyncio.Eve
 
 # -- load and measurement ---------------------------------------------------------------
 async def tail_of(bootstrap: str, topic: str) -> AIOKafkaConsumer:
-    """A consumer positioned at the current end of every partition of ``topic``."""
+    """A consumer positioned at the current end of every partition of ``topic`` (the end
+    from a Fetch: the embedded broker's ListOffsets answers too small an end, see
+    ``shared.stack.inspect.log_end_offsets``)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=FETCH_WAIT_MS)
     await consumer.start()
     await consumer._client.force_metadata_update()
     parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-    consumer.assign(parts)
-    await consumer.seek_to_end(*parts)
-    for tp in parts:
-        await consumer.position(tp)
+    ends = await log_end_offsets(consumer, parts)
+    for tp, end in ends.items():
+        consumer.seek(tp, end)
     return consumer
 
 
