@@ -13,14 +13,15 @@ import logging
 
 from faststream.kafka import KafkaBroker
 from opentelemetry import context, propagate
-from sqlalchemy import delete
+from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from shared.background import BackgroundLoop
 from shared.bus.store import OutboxEntry
 
 log = logging.getLogger(__name__)
+_TABLE: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
 
 
 class OutboxRelay:
@@ -65,33 +66,46 @@ class OutboxRelay:
         async with self._lock:
             while True:
                 with Session(self.engine) as session:
-                    rows = session.exec(
-                        select(OutboxEntry)
-                        .order_by(col(OutboxEntry.id))
+                    # plain rows, not ORM objects: the relay only reads and deletes them
+                    rows = session.execute(
+                        select(
+                            _TABLE.c.id,
+                            _TABLE.c.topic,
+                            _TABLE.c.key,
+                            _TABLE.c.value,
+                            _TABLE.c.headers,
+                        )
+                        .order_by(_TABLE.c.id)
                         .limit(self.batch)
                         .with_for_update(skip_locked=True)
                     ).all()
                     if not rows:
                         return sent
-                    pending = [await self._publish(row) for row in rows]
+                    # every send is queued (aiokafka batches them per partition, in order),
+                    # then the acks are awaited together before the rows are deleted
+                    pending = [
+                        await self._publish(topic, key, value, headers)
+                        for _, topic, key, value, headers in rows
+                    ]
                     await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
-                    ids = [row.id for row in rows]
-                    session.exec(delete(OutboxEntry).where(col(OutboxEntry.id).in_(ids)))  # type: ignore[call-overload]
+                    session.execute(delete(_TABLE).where(_TABLE.c.id.in_([row[0] for row in rows])))
                     session.commit()
                     sent += len(rows)
                     if len(rows) < self.batch:
                         return sent
 
-    async def _publish(self, row: OutboxEntry) -> object:
-        headers = dict(row.headers or {})
+    async def _publish(
+        self, topic: str, key: str | None, value: bytes, stored: dict[str, str] | None
+    ) -> object:
+        headers = dict(stored or {})
         token = context.attach(propagate.extract(headers))
         try:
             for name in ("traceparent", "tracestate"):
                 headers.pop(name, None)
             return await self.broker.publish(
-                row.value,
-                row.topic,
-                key=row.key.encode() if row.key else None,
+                value,
+                topic,
+                key=key.encode() if key else None,
                 headers=headers,
                 no_confirm=True,
             )

@@ -3,15 +3,23 @@ and per-key order; a failing event falls back to one transaction per event."""
 
 from __future__ import annotations
 
-import pytest
-from faststream.kafka import TestKafkaBroker
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+import json
+from typing import Any
 
-from shared.bus import InboxEntry
-from shared.events import AuditRecorded
+import pytest
+from aiokafka.structs import ConsumerRecord
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from shared.bus import EventBus, InboxEntry, OutboxEntry, make_broker
+from shared.bus.store import UnitOfWork
+from shared.events import AlertRaised, AuditRecorded
+from shared.settings import ServiceSettings
 from shared.topics import Topic
 from tests.handlers.test_bus import Harness, audit
+from tests.support.echo_service import Applied
 
 pytestmark = pytest.mark.handlers
 
@@ -73,3 +81,100 @@ async def test_undecodable_bytes_in_a_batch_go_to_the_dlq_alone(engine: Engine) 
     assert [(body, headers["x-llmops-dlq-reason"]) for body, headers in h.dead] == [
         (b"\x00 not json", "undecodable")
     ]
+
+
+# -- crashes: the batch handed to the bus again, as the broker redelivers it -------------
+GROUP = "echo.audit.recorded"
+
+
+class Direct:
+    def __init__(self, engine: Engine) -> None:
+        self.broker = make_broker(ServiceSettings(), client_id="test")
+        self.bus = EventBus(self.broker, engine, service="echo", attempts=2, backoff_s=0.001)
+        self.engine = engine
+        self.calls: list[str] = []
+        self.alerts: list[dict[str, Any]] = []
+
+        async def on_audit_recorded(event: AuditRecorded, uow: UnitOfWork) -> None:
+            self.calls.append(event.target)
+            uow.session.add(Applied(event_id=str(event.event_id), target=event.target))
+            uow.emit(event.caused(AlertRaised, name="echo", summary=event.target))
+
+        self.handler = on_audit_recorded
+
+        @self.broker.subscriber(Topic.ALERT_RAISED.value)
+        async def alerts(message: KafkaMessage) -> None:
+            self.alerts.append(json.loads(message.body))
+
+    async def deliver(self, events: list[AuditRecorded | bytes], first_offset: int = 0) -> None:
+        records = [
+            ConsumerRecord(
+                topic=Topic.AUDIT_RECORDED.value,
+                partition=0,
+                offset=first_offset + i,
+                timestamp=0,
+                timestamp_type=0,
+                key=b"k",
+                value=e if isinstance(e, bytes) else e.to_bytes(),
+                checksum=None,
+                serialized_key_size=1,
+                serialized_value_size=0,
+                headers=(),
+            )
+            for i, e in enumerate(events)
+        ]
+        await self.bus._consume_batch(
+            Topic.AUDIT_RECORDED, GROUP, self.handler, records, idempotent=True
+        )
+
+    def applied(self) -> list[str]:
+        with Session(self.engine) as session:
+            return [r.target for r in session.exec(select(Applied).order_by(col(Applied.id)))]
+
+    def outbox(self) -> list[str]:
+        with Session(self.engine) as session:
+            rows = session.exec(select(OutboxEntry).order_by(col(OutboxEntry.id))).all()
+        return [json.loads(r.value)["summary"] for r in rows]
+
+
+async def test_a_batch_redelivered_after_a_crash_before_the_offset_commit_applies_once(
+    engine: Engine,
+) -> None:
+    """The transaction committed, the process died before the offsets did: the broker
+    hands the same batch (and more) again; the inbox skips what was applied."""
+    h = Direct(engine)
+    first = [audit(target=f"a{i}") for i in range(10)]
+    more = [audit(target=f"b{i}") for i in range(5)]
+    async with TestKafkaBroker(h.broker):
+        await h.deliver(first)
+        await h.deliver([*first, *more])  # redelivery, plus what came after it
+        await h.deliver([more[2], more[2]])  # and a duplicate within one batch
+        assert await h.bus.relay.drain() == 15  # type: ignore[union-attr]
+    expected = [e.target for e in [*first, *more]]
+    assert h.applied() == expected
+    assert [a["summary"] for a in h.alerts] == expected  # one follow-up per event
+    assert h.calls == expected  # the handler never ran twice for an event
+
+
+async def test_a_batch_whose_commit_failed_is_applied_whole_on_redelivery(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash inside the batch's transaction (here: its commit fails) leaves nothing:
+    no state, no inbox row, no outbox row; the redelivered batch applies every event."""
+    h = Direct(engine)
+    batch = [audit(target=f"c{i}") for i in range(8)]
+
+    def crash(_self: Session) -> None:
+        raise SystemExit("killed before the commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Session, "commit", crash)
+        with pytest.raises(SystemExit):
+            await h.deliver(batch)
+    assert h.applied() == []
+    assert h.outbox() == []
+    async with TestKafkaBroker(h.broker):
+        await h.deliver(batch)
+        assert await h.bus.relay.drain() == 8  # type: ignore[union-attr]
+    assert h.applied() == [e.target for e in batch]
+    assert len(h.alerts) == 8

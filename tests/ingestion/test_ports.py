@@ -127,3 +127,43 @@ def test_the_use_cases_import_no_database_library() -> None:
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not {m for m in imported if m.split(".")[0] in {"sqlmodel", "sqlalchemy"}}, name
+
+
+def test_the_sql_store_writes_a_chunk_in_bulk_and_a_chunk_applied_again_updates_it(
+    engine: object,
+) -> None:
+    """The chunk's rows go in as multi-row INSERTs; a lineage row already there (the same
+    chunk applied again) is updated, as the merge it replaces did, not a key conflict."""
+    import numpy as np
+    from sqlmodel import Session, select
+
+    from services.ingestion.adapters import store
+    from services.ingestion.domain.dedup import DedupConfig
+    from services.ingestion.domain.pipeline import ChunkResult, LineageEntry
+
+    config = DedupConfig()
+    lineage = [LineageEntry(f"r{i}", "kept", "f.jsonl", i) for i in range(3)]
+    first = ChunkResult(
+        lineage=lineage,
+        fingerprints=[(f"fp{i}", f"r{i}") for i in range(3)],
+        signatures=[(f"r{i}", np.arange(4, dtype=np.uint32) + i) for i in range(3)],
+    )
+    with Session(engine) as session:  # type: ignore[arg-type]
+        store.save_chunk(session, "d", "req", first, config)
+        session.commit()
+    again = ChunkResult(lineage=[LineageEntry("r1", "near_duplicate", "f.jsonl", 1, "r0", 0.9)])
+    with Session(engine) as session:  # type: ignore[arg-type]
+        store.save_chunk(session, "d", "req", again, config)
+        session.commit()
+        rows = {r.record_id: r for r in session.exec(select(store.Lineage))}
+        exact, lsh = store.load_index(session, "d", config)
+    assert sorted(rows) == ["r0", "r1", "r2"]
+    assert (rows["r1"].status, rows["r1"].duplicate_of, rows["r1"].similarity) == (
+        "near_duplicate",
+        "r0",
+        0.9,
+    )
+    assert rows["r2"].status == "kept"
+    assert rows["r2"].line == 2
+    assert exact == {"fp0": "r0", "fp1": "r1", "fp2": "r2"}
+    assert len(lsh) == 3

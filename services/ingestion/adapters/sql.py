@@ -27,14 +27,16 @@ def completed_event_id(request: IngestRequested) -> uuid.UUID:
 def request_lineage(session: Session, request_id: str) -> list[RowLineage]:
     return [
         RowLineage(
-            record_id=row.record_id,
-            status=row.status,  # type: ignore[arg-type]
-            source=row.source,
-            line=row.line,
-            duplicate_of=row.duplicate_of,
-            similarity=row.similarity,
+            record_id=record_id,
+            status=status,
+            source=source,
+            line=line,
+            duplicate_of=duplicate_of,
+            similarity=similarity,
         )
-        for row in store.request_lineage(session, request_id)
+        for record_id, status, source, line, duplicate_of, similarity in store.request_lineage_rows(
+            session, request_id
+        )
     ]
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Column, LargeBinary, Text, delete, update
+from sqlalchemy import select as sa_select
 from sqlmodel import JSON, Field, Session, SQLModel, col, select
 
 from services.ingestion.domain.dedup import DedupConfig, LSHIndex
 from services.ingestion.domain.pipeline import ChunkResult
+from shared.bus.store import insert_rows
 
 
 def _now() -> datetime:
@@ -104,26 +106,48 @@ def load_index(
 def save_chunk(
     session: Session, dataset: str, request_id: str, result: ChunkResult, config: DedupConfig
 ) -> None:
+    """The chunk's dedup entries and lineage, as multi-row INSERTs (no ORM object per row).
+
+    A lineage row already there (a chunk applied again) is updated, as a merge would."""
     scheme = scheme_of(config)
-    for fp, rid in result.fingerprints:
-        session.add(Fingerprint(dataset=dataset, fingerprint=fp, record_id=rid))
-    for rid, sig in result.signatures:
-        session.add(
-            Signature(record_id=rid, dataset=dataset, scheme=scheme, signature=sig.tobytes())
+    insert_rows(
+        session,
+        Fingerprint,
+        [
+            {"dataset": dataset, "fingerprint": fp, "record_id": rid}
+            for fp, rid in result.fingerprints
+        ],
+    )
+    insert_rows(
+        session,
+        Signature,
+        [
+            {"record_id": rid, "dataset": dataset, "scheme": scheme, "signature": sig.tobytes()}
+            for rid, sig in result.signatures
+        ],
+    )
+    rows = {
+        entry.record_id: {
+            "record_id": entry.record_id,
+            "dataset": dataset,
+            "request_id": request_id,
+            "status": entry.status,
+            "source": entry.source,
+            "line": entry.line,
+            "duplicate_of": entry.duplicate_of,
+            "similarity": entry.similarity,
+            "erased": False,
+        }
+        for entry in result.lineage
+    }
+    there: set[str] = set()
+    for part in _chunks(list(rows)):
+        there.update(
+            session.exec(select(Lineage.record_id).where(col(Lineage.record_id).in_(part)))
         )
-    for entry in result.lineage:
-        session.merge(
-            Lineage(
-                record_id=entry.record_id,
-                dataset=dataset,
-                request_id=request_id,
-                status=entry.status,
-                source=entry.source,
-                line=entry.line,
-                duplicate_of=entry.duplicate_of,
-                similarity=entry.similarity,
-            )
-        )
+    for rid in there:
+        session.exec(update(Lineage).where(col(Lineage.record_id) == rid).values(**rows.pop(rid)))  # type: ignore[call-overload]
+    insert_rows(session, Lineage, list(rows.values()))
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
@@ -139,14 +163,24 @@ def lineage_of(session: Session, record_ids: Sequence[str]) -> dict[str, Lineage
     return found
 
 
-def request_lineage(session: Session, request_id: str) -> list[Lineage]:
-    """Every row of a request that reached dedup (kept or dropped), by source and line."""
+def request_lineage_rows(session: Session, request_id: str) -> list[Any]:
+    """Every row of a request that reached dedup (kept or dropped), by source and line, as
+    plain rows (record_id, status, source, line, duplicate_of, similarity): no ORM object
+    per row, the report of a large request reads tens of thousands of them."""
+    table = Lineage.__table__.c  # type: ignore[attr-defined]
     return list(
-        session.exec(
-            select(Lineage)
-            .where(Lineage.request_id == request_id)
-            .order_by(col(Lineage.source), col(Lineage.line), col(Lineage.record_id))
-        )
+        session.execute(
+            sa_select(
+                table.record_id,
+                table.status,
+                table.source,
+                table.line,
+                table.duplicate_of,
+                table.similarity,
+            )
+            .where(table.request_id == request_id)
+            .order_by(table.source, table.line, table.record_id)
+        ).all()
     )
 
 
