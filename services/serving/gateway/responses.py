@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from services.serving.gateway.protocol import APIError
 from services.serving.gateway.serving import usage
 from shared.events import Event
-from shared.events.serving import GeneratedChoice, InferenceChunk, InferenceCompleted
+from shared.events.serving import GeneratedChoice, InferenceCompleted
+from shared.wire import Chunk
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,11 @@ def response_id(request_id: str, chat: bool) -> str:
 
 
 DONE = b"data: [DONE]\n\n"
+_json = msgspec.json.Encoder().encode
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"data: " + _json(data) + b"\n\n"
 
 
 class _Chunks:
@@ -131,6 +135,21 @@ class _Chunks:
         }
         self.started: set[int] = set()
         self.offsets: dict[int, int] = {}
+        self._frames: dict[tuple[int, str], tuple[bytes, bytes]] = {}
+
+    def text(self, index: int, version: str, text: str) -> bytes:
+        """A plain text chunk (no logprobs, role already sent): the same bytes as ``make``,
+        from a prefix and suffix rendered once per choice, only the text encoded per token."""
+        frame = self._frames.get((index, version))
+        if frame is None:
+            if self.shape.logprobs or (self.shape.chat and index not in self.started):
+                return self.make(index, version, text=text)
+            mark = "\x00"
+            whole = self.make(index, version, text=mark)
+            head, tail = whole.rsplit(_json(mark), 1)
+            frame = self._frames[(index, version)] = (head, tail)
+            return head + _json(text) + tail
+        return frame[0] + _json(text) + frame[1]
 
     def make(
         self,
@@ -183,8 +202,8 @@ class _Chunks:
 
 
 async def sse_stream(
-    first: Event | InferenceChunk,
-    rest: AsyncIterator[Event | InferenceChunk],
+    first: Event | Chunk,
+    rest: AsyncIterator[Event | Chunk],
     *,
     request_id: str,
     shape: Shape,
@@ -192,16 +211,19 @@ async def sse_stream(
 ) -> AsyncIterator[bytes]:
     """OpenAI's stream: one chunk per token batch, a finish chunk per choice, usage, [DONE]."""
     chunks = _Chunks(request_id, shape)
-    event: Event | InferenceChunk | None = first
+    event: Event | Chunk | None = first
     try:
         while event is not None:
             if isinstance(event, InferenceCompleted):  # the tail goes out in one write
                 yield chunks.tail(event, include_usage)
                 return
-            if isinstance(event, InferenceChunk) and not shape.tool_call:
-                yield chunks.make(
-                    event.index, event.model_version, text=event.delta, logprobs=event.logprobs
-                )
+            if isinstance(event, Chunk) and not shape.tool_call:
+                if event.logprobs is None:
+                    yield chunks.text(event.index, event.model_version, event.delta)
+                else:
+                    yield chunks.make(
+                        event.index, event.model_version, text=event.delta, logprobs=event.logprobs
+                    )
             event = await anext(rest, None)
     except APIError as exc:
         yield _sse(exc.body())

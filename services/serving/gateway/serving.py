@@ -26,12 +26,8 @@ from services.serving.gateway.protocol import (
 )
 from services.serving.gateway.workers import WorkerDirectory
 from shared.events import Event, FeedbackReceived
-from shared.events.serving import (
-    ChatMessage,
-    InferenceChunk,
-    InferenceCompleted,
-    InferenceRequested,
-)
+from shared.events.serving import ChatMessage, InferenceCompleted, InferenceRequested
+from shared.wire import Chunk
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter("llmops.gateway")
@@ -214,7 +210,7 @@ class Gateway(Admission):
                         raise APIError(status, event.error, type_=type_, code=event.error_type)
                     yield event
                     return
-                if isinstance(event, InferenceChunk) and not self._count(pending, event.tokens):
+                if isinstance(event, Chunk) and not self._count(pending, event.tokens):
                     raise APIError(  # the stream ends here; the generation is cancelled
                         429,
                         "Token limit per minute of this key reached while streaming; "
@@ -243,7 +239,7 @@ class Gateway(Admission):
                     event = await pending.queue.get()
                     if isinstance(event, InferenceCompleted):
                         completed = event
-                    elif isinstance(event, InferenceChunk):
+                    elif isinstance(event, Chunk):
                         self._count(pending, event.tokens)
         except TimeoutError:
             pass  # charged with the tokens streamed so far
