@@ -154,7 +154,8 @@ async def test_the_token_limit_stops_a_stream_that_passes_it() -> None:
         shape=Shape("m", chat=True),
         include_usage=False,
     )
-    frames = [frame async for frame in stream]
+    writes = [frame async for frame in stream]  # a write may hold several SSE events
+    frames = [f + b"\n\n" for w in writes for f in w.split(b"\n\n") if f]
     errors = [json.loads(f[6:]) for f in frames if f.startswith(b'data: {"error"')]
     assert errors
     assert errors[0]["error"]["code"] == "rate_limit_tokens"
@@ -343,3 +344,32 @@ def test_plain_text_chunks_render_as_the_full_path_does(chat: bool) -> None:
         assert fast.text(0, "v1", text) == full.make(0, "v1", text=text)
         frame = json.loads(fast.text(1, "v2", text).removeprefix(b"data: "))
         assert frame == json.loads(full.make(1, "v2", text=text).removeprefix(b"data: "))
+
+
+async def test_chunks_already_waiting_join_one_write() -> None:
+    gateway, _, key = _gateway(tpm=1000)
+    pending = await gateway.submit(key, _chat(stream=True), prompt="hi")
+    for seq in range(3):
+        pending.queue.put_nowait(Chunk(request_id=pending.request_id, seq=seq, delta=f"w{seq}"))
+    done = InferenceCompleted(
+        request_id=pending.request_id, model="m", model_version="1", text="w0w1w2"
+    )
+    pending.queue.put_nowait(done)
+    events = gateway.events(pending)
+    stream = sse_stream(
+        await anext(events),
+        events,
+        request_id=pending.request_id,
+        shape=Shape("m", chat=False),
+        include_usage=False,
+        backlog=pending.queue.qsize,
+    )
+    writes = [w async for w in stream]
+    assert len(writes) == 1  # everything was waiting: one write, not five
+    texts = [
+        json.loads(f[6:])["choices"][0]["text"]
+        for f in writes[0].split(b"\n\n")
+        if f.startswith(b"data: {")
+    ]
+    assert texts == ["w0", "w1", "w2"]
+    assert writes[0].endswith(b"data: [DONE]\n\n")

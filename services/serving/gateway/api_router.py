@@ -134,6 +134,7 @@ async def _complete(request: Request, body: CompletionRequest | ChatCompletionRe
         request_id=answer.request_id,
         shape=shape,
         include_usage=include_usage,
+        backlog=answer.backlog,
     )
     return StreamingResponse(
         stream,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,25 +208,39 @@ async def sse_stream(
     request_id: str,
     shape: Shape,
     include_usage: bool,
+    backlog: Callable[[], int] = lambda: 0,
 ) -> AsyncIterator[bytes]:
-    """OpenAI's stream: one chunk per token batch, a finish chunk per choice, usage, [DONE]."""
+    """OpenAI's stream: one chunk per token batch, a finish chunk per choice, usage, [DONE].
+
+    ``backlog`` says how many replies already wait: while some do (the gateway fell behind
+    its reply topic), their chunks join one write instead of one write each."""
     chunks = _Chunks(request_id, shape)
     event: Event | Chunk | None = first
+    out: list[bytes] = []
     try:
         while event is not None:
             if isinstance(event, InferenceCompleted):  # the tail goes out in one write
-                yield chunks.tail(event, include_usage)
+                out.append(chunks.tail(event, include_usage))
+                yield b"".join(out)
                 return
             if isinstance(event, Chunk) and not shape.tool_call:
                 if event.logprobs is None:
-                    yield chunks.text(event.index, event.model_version, event.delta)
+                    out.append(chunks.text(event.index, event.model_version, event.delta))
                 else:
-                    yield chunks.make(
-                        event.index, event.model_version, text=event.delta, logprobs=event.logprobs
+                    out.append(
+                        chunks.make(
+                            event.index,
+                            event.model_version,
+                            text=event.delta,
+                            logprobs=event.logprobs,
+                        )
                     )
+            if out and (not backlog() or len(out) >= 64):
+                yield b"".join(out)
+                out.clear()
             event = await anext(rest, None)
     except APIError as exc:
-        yield _sse(exc.body())
+        out.append(_sse(exc.body()))
     finally:  # the client may be gone: close the round trip now (it cancels the generation)
         await rest.aclose()  # type: ignore[attr-defined]
-    yield DONE
+    yield b"".join([*out, DONE])

@@ -66,6 +66,7 @@ class Answer:
     result: InferenceCompleted | None = None
     first: Reply | None = None
     rest: AsyncIterator[Reply] | None = None
+    backlog: Callable[[], int] = lambda: 0  # replies already waiting (a stream's writes merge)
 
 
 class Gateway(Admission):
@@ -122,7 +123,9 @@ class Gateway(Admission):
         events = self.events(pending)
         first = await anext(events)  # errors before the first token keep their HTTP status
         version = str(getattr(first, "model_version", ""))
-        return Answer(pending.request_id, version, first=first, rest=events)
+        return Answer(
+            pending.request_id, version, first=first, rest=events, backlog=pending.queue.qsize
+        )
 
     def list_models(self, authorization: str | None) -> dict[str, set[str]]:
         self.authenticate(authorization, Action.LIST_MODELS)
