@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 

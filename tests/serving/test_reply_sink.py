@@ -12,6 +12,7 @@ import pytest
 from services.serving.worker.adapters.kafka_sink import KafkaReplySink, records
 from shared.events.serving import InferenceCompleted
 from shared.wire import Chunk, decode_chunks
+from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +110,26 @@ async def test_a_send_before_start_is_refused() -> None:
     sink = KafkaReplySink("unused:9092", "test", producer_factory=RecordingProducer)
     with pytest.raises(RuntimeError):
         await sink.send("gw-a", _chunk("r1", 0), "r1")
+
+
+async def test_paced_chunks_share_a_frame_and_first_chunks_and_results_never_wait() -> None:
+    producer = RecordingProducer()
+    sink = KafkaReplySink(
+        "unused:9092", "test", producer_factory=lambda: producer, interval_s=3600.0
+    )
+    await sink.start()
+    try:
+        await sink.send("gw-a", _chunk("r1", 0), "r1")  # a first chunk: out at once
+        await until(lambda: len(producer.sent) == 1, timeout=30)
+        await sink.send("gw-a", _chunk("r1", 1), "r1")  # paced: waits for the interval...
+        await sink.send("gw-a", _chunk("r1", 2), "r1")
+        await sink.send("gw-a", _done("r1"), "r1")  # ... unless a result comes
+        await until(lambda: len(producer.sent) == 3, timeout=30)
+        frames = [decode_chunks(value) for _, value in producer.sent]
+        assert [[c.seq for c in f] if f is not None else "result" for f in frames] == [
+            [0],
+            [1, 2],
+            "result",
+        ]
+    finally:
+        await sink.stop()

@@ -8,12 +8,19 @@ not one per token and request); an event first flushes the chunks queued before 
 topic, so a request's chunks always precede its result. Everything the engine produced while
 the producer was busy coalesces into the next drain: at low load each step goes out at once,
 at high load frames grow instead of records multiplying.
+
+``interval_s`` paces the drains of plain chunks (vLLM's server has ``--stream-interval`` for
+the same reason): a drain waits that long after the previous one, so a lone stream's steps of
+1-2 ms share a frame instead of costing a Kafka record each. A request's first chunk and any
+event (a result, a heartbeat) cut the wait short: time to first token and the end of a
+stream never wait for the pace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -60,15 +67,19 @@ class KafkaReplySink:
         bootstrap: str,
         client_id: str,
         producer_factory: Callable[[], Any] | None = None,
+        interval_s: float = 0.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
+        self.interval_s = interval_s
         self._factory = producer_factory or self._producer
         self._queue: deque[_Item] = deque()
         self._scheduled = False  # a wake-up of the writer is on its way
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._wake: asyncio.Event | None = None
+        self._urgent: asyncio.Event | None = None
+        self._drained = 0.0  # when the writer last drained the queue (its loop's clock)
         self._writer: asyncio.Task[None] | None = None
         self._producer_obj: Any = None
 
@@ -115,6 +126,9 @@ class KafkaReplySink:
         if loop is None:
             raise RuntimeError("KafkaReplySink is not started")
         self._queue.append(item)
+        urgent = not isinstance(item[1], Chunk) or item[1].seq == 0
+        if urgent and self.interval_s > 0:
+            loop.call_soon_threadsafe(self._hurry)
         if not self._scheduled:  # the writer resets the flag before it drains: none is lost
             self._scheduled = True
             loop.call_soon_threadsafe(self._wake_writer)
@@ -138,6 +152,7 @@ class KafkaReplySink:
 
     async def _open(self) -> None:
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._producer_obj = self._factory()
         await self._producer_obj.start()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -146,12 +161,32 @@ class KafkaReplySink:
         assert self._wake is not None
         self._wake.set()
 
+    def _hurry(self) -> None:
+        assert self._urgent is not None
+        self._urgent.set()
+
+    async def _pace(self) -> None:
+        """Wait ``interval_s`` since the last drain, unless something urgent is queued."""
+        assert self._urgent is not None
+        wait = self._drained + self.interval_s - asyncio.get_running_loop().time()
+        if wait <= 0 or self._urgent.is_set():
+            return
+        try:
+            async with asyncio.timeout(wait):
+                await self._urgent.wait()
+        except TimeoutError:
+            pass
+
     async def _write_loop(self) -> None:
         assert self._wake is not None
+        assert self._urgent is not None
         while True:
             await self._wake.wait()
+            await self._pace()
             self._wake.clear()
+            self._urgent.clear()
             self._scheduled = False
+            self._drained = asyncio.get_running_loop().time()
             items = [self._queue.popleft() for _ in range(len(self._queue))]
             batch: list[tuple[str, Event | Chunk, str]] = []
             for topic, item, key in items:
@@ -180,10 +215,8 @@ class KafkaReplySink:
     async def _close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-            except asyncio.CancelledError:
-                pass
         left = [self._queue.popleft() for _ in range(len(self._queue))]
         await self._write(
             records((t, i, k) for t, i, k in left if not isinstance(i, concurrent.futures.Future))
