@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,15 @@ class Result:
     concurrency: int
     samples: list[Sample]
     wall: float
-    cpu_s: float = 0.0  # CPU time of the target's processes while measured
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU s of its processes, by role
+
+    @property
+    def cpu_s(self) -> float:  # CPU time of the target's processes while measured
+        return sum(self.cpu.values())
+
+    def cpu_breakdown(self) -> str:
+        per = {role: s / max(1, self.tokens) * 1e6 for role, s in self.cpu.items()}
+        return ", ".join(f"{role} {ms:,.0f}" for role, ms in sorted(per.items()))
 
     @property
     def tokens(self) -> int:
@@ -154,22 +162,33 @@ async def load(url: str, target: str, concurrency: int, requests: int) -> Result
         started = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-        return Result(target, concurrency, samples, wall, sum(_children_cpu(cpu).values()))
+        used: dict[str, float] = {}
+        for (role, pid), seconds in _children_cpu().items():
+            used[role] = used.get(role, 0.0) + seconds - cpu.get((role, pid), 0.0)
+        return Result(target, concurrency, samples, wall, used)
 
 
-def _children_cpu(since: dict[int, float] | None = None) -> dict[int, float]:
-    """CPU seconds (user + system) of every process this script started, by pid; with
-    ``since``: what each used after that snapshot (the sum is the target's cost)."""
-    now: dict[int, float] = {}
+ROLES = {
+    "tansu": "broker",
+    "services.serving.worker": "worker",
+    "services.serving.gateway": "gateway",
+    "vllm.entrypoints": "vllm-server",
+    "litellm": "litellm",
+}
+
+
+def _children_cpu() -> dict[tuple[str, int], float]:
+    """CPU seconds (user + system) of every process this script started, by (role, pid):
+    the broker, our worker and gateway, vLLM's server, LiteLLM, vLLM's engine processes."""
+    now: dict[tuple[str, int], float] = {}
     for proc in psutil.Process().children(recursive=True):
         try:
-            times = proc.cpu_times()
+            times, name, cmdline = proc.cpu_times(), proc.name(), " ".join(proc.cmdline())
         except psutil.Error:  # gone meanwhile
             continue
-        now[proc.pid] = times.user + times.system
-    if since is None:
-        return now
-    return {pid: cpu - since.get(pid, 0.0) for pid, cpu in now.items()}
+        role = next((r for key, r in ROLES.items() if key in cmdline), name)
+        now[(role, proc.pid)] = times.user + times.system
+    return now
 
 
 def merge(runs: list[Result]) -> Result:
@@ -182,7 +201,7 @@ def merge(runs: list[Result]) -> Result:
         runs[0].concurrency,
         samples,
         tokens / median.tokens_per_s,
-        sum(r.cpu_s for r in runs),
+        {role: sum(r.cpu.get(role, 0.0) for r in runs) for run in runs for role in run.cpu},
     )
 
 
@@ -387,6 +406,7 @@ def main() -> None:
                         result = asyncio.run(load(url, name, concurrency, requests))
                         runs.setdefault((target, concurrency), []).append(result)
                         print(f"round {round_no + 1}: {result.row()}", flush=True)
+                        print(f"  CPU ms / 1k tokens: {result.cpu_breakdown()}", flush=True)
             except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:  # report, go on
                 failures.append(f"- round {round_no + 1}: {name} failed: {exc!r}")
                 print(failures[-1], flush=True)
@@ -431,6 +451,13 @@ def main() -> None:
         "| p99 TTFT ms | CPU ms / 1k tokens |",
         "|---|---|---|---|---|---|---|---|",
         *[r.row() for t in targets for r in merged[t]],
+        "",
+        "CPU ms / 1k tokens by process (all rounds; vLLM's engine processes in both targets):",
+        *[
+            f"- {r.target}, {r.concurrency}: {r.cpu_breakdown()}"
+            for t in targets
+            for r in merged[t]
+        ],
         "",
         "In-process engine (AsyncLLM, no HTTP, no Kafka), concurrency 32: "
         f"{ceiling:,.0f} tokens/s.",
