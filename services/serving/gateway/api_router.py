@@ -195,6 +195,7 @@ async def healthz(request: Request) -> JSONResponse:
     body = {
         "status": "ok" if ready else ("failing" if started else "starting"),
         "service": "gateway",
+        "gateway_id": request.app.state.gateway_id,
         "checks": {"started": started, "reply_loop": replies, "key_registry": keys},
         "workers": len(live),
         "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats
