@@ -195,7 +195,7 @@ async def healthz(request: Request) -> JSONResponse:
     body = {
         "status": "ok" if ready else ("failing" if started else "starting"),
         "service": "gateway",
-        "gateway_id": request.app.state.gateway_id,
+        "gateway_id": getattr(request.app.state, "gateway_id", None),
         "checks": {"started": started, "reply_loop": replies, "key_registry": keys},
         "workers": len(live),
         "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats
