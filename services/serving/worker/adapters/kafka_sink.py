@@ -188,15 +188,21 @@ class KafkaReplySink:
             self._scheduled = False
             self._drained = asyncio.get_running_loop().time()
             items = [self._queue.popleft() for _ in range(len(self._queue))]
-            batch: list[tuple[str, Event | Chunk, str]] = []
-            for topic, item, key in items:
-                if isinstance(item, concurrent.futures.Future):  # a flush marker
-                    await self._write(records(batch))
-                    batch = []
-                    await self._settle(item)
-                else:
-                    batch.append((topic, item, key))
-            await self._write(records(batch))
+            try:
+                await self._drain(items)
+            except Exception:  # the writer must outlive one bad drain, or replies stall
+                log.exception("replies not written", extra={"items": len(items)})
+
+    async def _drain(self, items: list[_Item]) -> None:
+        batch: list[tuple[str, Event | Chunk, str]] = []
+        for topic, item, key in items:
+            if isinstance(item, concurrent.futures.Future):  # a flush marker
+                await self._write(records(batch))
+                batch = []
+                await self._settle(item)
+            else:
+                batch.append((topic, item, key))
+        await self._write(records(batch))
 
     async def _write(self, out: list[Record]) -> None:
         for topic, value, key, headers in out:
