@@ -1,7 +1,7 @@
 """Telemetry benchmark: the same consume -> validate -> publish service with full
-instrumentation (``make_broker``: the platform's messaging middleware with OpenTelemetry
-tracing through the SDK and a batch span exporter, the metrics on the Prometheus reader)
-vs none (a bare KafkaBroker).
+instrumentation (``make_broker``: the platform's messaging telemetry, ``shared/bus/
+instrument.py``, with OpenTelemetry tracing through the SDK and a batch span exporter, the
+metrics on the Prometheus reader) vs none (a bare KafkaBroker).
 
 Same broker, same 1 kB events carrying a W3C ``traceparent`` header (as every platform event
 does). Each round runs both variants AT THE SAME TIME, each in a process of its own with the
@@ -58,40 +58,50 @@ class CountingExporter(SpanExporter):
 
 EXPORTER = CountingExporter()
 READING = (
-    "Reading: the machine is shared (2 cores, load average 2.5-5 during these runs, other "
-    "sessions' tests alongside), so CPU per event swings by 1.5x between rounds; both "
-    "variants of a round run at the same time, and the per-round ratio is the figure to "
-    "read. Runs of this script on 2026-11-28, per-round median CPU ratio none/full: "
-    "0.86x (22:03 UTC, Python's GC), 0.96x (22:06, a service's GC), 0.89x (22:10, "
-    "Python's), 0.88x (22:12, a service's); with every service imported in each process "
-    "(`--service-heap`): 0.88x (22:19, Python's), 0.85x (22:22, a service's). **The goal of "
-    "0.95x is met in one run of six; the others give 0.85-0.89x.** Where the rest "
-    "goes: FastStream's middleware dispatch itself. The same paired run with a middleware "
-    "that does nothing (FastStream's `BaseMiddleware`) in place of the telemetry gave "
-    "0.96x (22:16 UTC): about 0.05-0.13 ms per event before any telemetry code runs, "
-    "against a telemetry hot path of 24-52 us; together they would give ~0.94x, so "
-    "about 5% more is not accounted for (suspects: collections and cache misses of a "
-    "busy process, which the isolated hot path does not see). What changed "
-    "(2026-11-28): (1) garbage "
-    "collection. Span objects that wait in the batch processor's queue survive young "
-    "collections, get promoted and bring on full collections that walk the whole heap. "
-    "Measured with SDK spans: the hot path in a process that imported every service "
-    "(706k tracked objects) took 71-80 us per event with Python's GC, 42-48 us with "
-    "`gc.disable()`, 40-42 us with `gc.freeze()` alone (gc.callbacks: 12-14 us of "
-    "collection per event of both loops, 1.4 us after the freeze). Every service process "
-    "now freezes its start-up heap and collects gen0 every 10,000 allocations "
-    "(`LLMOPS_GC_GEN0_THRESHOLD`, `shared/runtime.py` `tune_gc`); end to end the paired "
-    "runs above do not separate it from the noise. (2) The span itself: the SDK's `Span` "
-    "(a lock, bounded attributes validated per span, event and link lists, a second "
-    "`ReadableSpan` at the end) cost ~30 us; the bus now builds one small object and one "
-    "`ReadableSpan` per event with the SDK's sampler, ids and processors: hot path 51-79 "
-    "us before, 24-52 us after. Left in the hot path (profile): the duration histogram "
-    "through the OpenTelemetry SDK (~6 us: a Measurement, the attributes copied and "
-    "hashed per reader), parsing the `traceparent` (~4 us), the span (~8 us), injecting "
-    "it into the follow-up (~2 us). Next levers: the span and metrics taken out of "
-    "FastStream's middleware chain (a wrapper on the subscriber's handler), the "
-    "histogram pre-aggregated per slot, and sampling for high-rate services (an event of "
-    "an unsampled trace costs the figure above)."
+    "Reading: the machine is shared (2 cores, other sessions' tests alongside), so CPU per "
+    "event swings by 1.5x between rounds; both variants of a round run at the same time, "
+    "and the per-round ratio is the figure to read; the hot path above is the steadier "
+    "one. What changed (2026-11-29): (1) no FastStream middleware. `make_broker` builds a "
+    "`TracedKafkaBroker`: each subscriber's handlers are wrapped where they are called "
+    "(`TracedCall`, around FastStream's `HandlerItem.call`) and `publish` is instrumented "
+    "directly (`traced_send`); a middleware cost an object, an async context and a "
+    "`partial` per message and per publish. (2) The duration histogram is pre-bound per "
+    "attribute set (`Durations`, `duration_view`): after the first measurement, values go "
+    "straight into the SDK's aggregation of each reader, 0.8 us instead of 5.3 us (the "
+    "SDK's `Histogram.record`: a Measurement, the attributes validated, copied and hashed "
+    "per reader). The hot path measured as above (FastStream's dispatch, `make_broker`'s "
+    "broker against a plain one) on the shared machine, load average 4-9, 2026-11-29: "
+    "32-35 us per event in three runs of this script (00:09-00:14 UTC); the previous "
+    "code (the middleware, SDK histogram) with the same script and machine, runs "
+    "alternating: 42-48 us. End to end, per-round median CPU ratio none/full in those runs: "
+    "0.97x, 0.87x, 0.94x now against 0.90x, 1.00x, 0.89x before: at that load the paired "
+    "runs do not separate the two; a quiet machine's run is the figure (the table above). "
+    "What is left of the ~33 us (same machine, variants of the hot path with one part "
+    "switched off, 10-20 us noise): the span (sampler, ids, one `ReadableSpan` to the "
+    "batch processor: ~15 us), parsing the `traceparent` (~5 us; since 00:18 UTC the "
+    "platform's own version-00 header is read without the propagator: 1.8 us instead of "
+    "2.9 us in isolation), the rest a few us each (wrapping, counters, the bound "
+    "histogram, injecting the follow-up's `traceparent`). Not in the hot path but in the "
+    "paired runs: the follow-up's `traceparent` header is encoded by the producer and "
+    "decoded by the collector. Next lever: sampling for high-rate services (an event of "
+    "an unsampled trace costs the figure above, no `ReadableSpan`). Found on the way, a "
+    "cost both "
+    "variants pay and the ratio does not show: FastStream 0.7 resolves a handler parameter "
+    "`message: KafkaMessage` (this service's, and the EventBus' `consume`) through "
+    "FastDepends' synchronous `Context.use`, run in anyio's worker thread: one thread "
+    "round trip per message (counted: 100 per 100 messages; none for a `body` parameter). "
+    "Earlier, 2026-11-28 (middleware, isolated hot path without FastStream's dispatch: "
+    "24-52 us): quiet run 22:53 UTC, load average 1.3: 0.94x events/s, 0.88x CPU per "
+    "event; shared-machine runs 0.85-0.96x CPU per event (goal met in one of six); a "
+    "middleware that does nothing (FastStream's `BaseMiddleware`) alone gave 0.96x. "
+    "Garbage collection: span objects waiting in the batch processor's queue get promoted "
+    "and bring on full collections of the whole heap (hot path in a process with every "
+    "service imported: 71-80 us with Python's GC, 40-42 us with `gc.freeze()`): every "
+    "service process freezes its start-up heap and collects gen0 every 10,000 allocations "
+    "(`LLMOPS_GC_GEN0_THRESHOLD`, `shared/runtime.py` `tune_gc`). The span: the SDK's "
+    "`Span` (a lock, bounded attributes validated per span, event and link lists, a second "
+    "`ReadableSpan`) cost ~30 us; the bus builds one small object and one `ReadableSpan` "
+    "per event with the SDK's sampler, ids and processors."
 )
 BEFORE = (
     "Before (FastStream's OpenTelemetry + Prometheus middlewares: a create, a process and a "
@@ -107,24 +117,25 @@ UNSAMPLED = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203
 TRACEPARENT = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
 
 
+def bare_broker(bootstrap: str) -> KafkaBroker:
+    """``make_broker``'s settings on a plain KafkaBroker: no telemetry."""
+    return KafkaBroker(
+        bootstrap,
+        client_id="bench",
+        acks="all",
+        enable_idempotence=False,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=30_000,
+        graceful_timeout=15.0,
+        allow_auto_create_topics=False,
+        logger=None,
+    )
+
+
 def _service(instrumented: bool):  # type: ignore[no-untyped-def]
     async def service(bootstrap: str, src: str, dst: str, stop: asyncio.Event) -> None:
         settings = ServiceSettings(kafka_bootstrap=bootstrap)
-        broker = (
-            make_broker(settings, "bench")
-            if instrumented
-            else KafkaBroker(  # make_broker's settings, minus the two middlewares
-                bootstrap,
-                client_id="bench",
-                acks="all",
-                enable_idempotence=False,
-                max_request_size=8 * 1024 * 1024,
-                request_timeout_ms=30_000,
-                graceful_timeout=15.0,
-                allow_auto_create_topics=False,
-                logger=None,
-            )
-        )
+        broker = make_broker(settings, "bench") if instrumented else bare_broker(bootstrap)
 
         @broker.subscriber(
             src,
@@ -249,46 +260,54 @@ async def paired_round(
     return results
 
 
+class NullProducer:
+    """A producer that sends nothing: the hot path measures the code around it."""
+
+    async def publish(self, _cmd: Any) -> None:
+        return None
+
+    async def publish_batch(self, _cmd: Any) -> None:
+        return None
+
+
 async def hot_path(
     headers: list[tuple[str, bytes]], iterations: int = 20_000
 ) -> tuple[float, float]:
-    """CPU microseconds per event of the telemetry alone, without a broker or sockets: the
-    middleware around a handler that publishes one follow-up, with a real FastStream message
-    parsed from a record that carries a ``traceparent`` (so noise from the network, the
-    broker and other processes stays out). Returns (with telemetry, bare handler)."""
+    """CPU microseconds per event of one record through FastStream's own dispatch
+    (``subscriber.process_message``: parse, the acknowledgement and logging scopes, the
+    handler) to a handler that publishes one follow-up, with and without telemetry: the
+    same service as the paired rounds, without a broker, sockets or other processes in the
+    way (the producer sends nothing, the offset commit goes nowhere). Everything the
+    instrumented broker adds per event is in the difference, whichever way it hooks in.
+    Returns (with telemetry, bare)."""
     from aiokafka import ConsumerRecord
-    from faststream.kafka.message import KafkaMessage as Message
-    from faststream.kafka.parser import AioKafkaParser
-    from faststream.kafka.response import KafkaPublishCommand
-    from faststream.response.publish_type import PublishType
+    from faststream._internal.endpoint.subscriber import SubscriberUsecase
 
-    from shared.bus.instrument import MessagingTelemetry
-
-    middleware = MessagingTelemetry()
     record = ConsumerRecord("tel.hot", 0, 1, 0, 0, None, make_event(0), None, 1000, -1, headers)
-    message = await AioKafkaParser(Message, None).parse_message(record)
-
-    async def sent(_cmd: Any) -> None:
-        return None
-
-    async def handler(_msg: Any) -> None:  # what a handler's publish goes through
-        cmd = KafkaPublishCommand(b"x", topic="tel.out", _publish_type=PublishType.PUBLISH)
-        await middleware(None, context=None).publish_scope(sent, cmd)  # type: ignore[arg-type]
-
-    async def bare(_msg: Any) -> None:
-        cmd = KafkaPublishCommand(b"x", topic="tel.out", _publish_type=PublishType.PUBLISH)
-        await sent(cmd)
-
-    async def instrumented(msg: Any) -> None:
-        await middleware(record, context=None).consume_scope(handler, msg)  # type: ignore[arg-type]
-
     results = []
-    for run in (instrumented, bare):
+    for instrumented in (True, False):
+        broker = (
+            make_broker(ServiceSettings(), "hot") if instrumented else bare_broker("127.0.0.1:1")
+        )
+        broker.config.broker_config.producer = NullProducer()  # type: ignore[assignment]
+        broker.config.logger._setup(broker.config.context)  # what connect() would do
+
+        def relay(broker: KafkaBroker = broker) -> Any:
+            async def handle(_body: Any) -> None:  # no Context(): no worker thread
+                await broker.publish(b"x", "tel.hot.out")
+
+            return handle
+
+        subscriber = broker.subscriber(
+            "tel.hot", group_id="tel-hot", ack_policy=AckPolicy.NACK_ON_ERROR
+        )
+        subscriber(relay())
+        await SubscriberUsecase.start(subscriber)  # the handler's model; no consumer
         for _ in range(1000):  # warm-up
-            await run(message)
+            await subscriber.process_message(record)
         started = time.process_time()
         for _ in range(iterations):
-            await run(message)
+            await subscriber.process_message(record)
         results.append((time.process_time() - started) * 1e6 / iterations)
     return results[0], results[1]
 
@@ -366,8 +385,9 @@ async def main(n: int, rounds: int, python_gc: bool, service_heap: bool) -> None
             else f"{heap:,} objects tracked by the GC (the benchmark's own imports). "
         )
         + "Full telemetry = "
-        "`make_broker` (the platform's messaging middleware, `shared/bus/instrument.py`): "
-        f"one CONSUMER span per event, exported {spans} spans through a batch "
+        "`make_broker` (the platform's messaging telemetry, `shared/bus/instrument.py`: the "
+        "subscriber's handler call and the broker's publish wrapped, no FastStream "
+        f"middleware): one CONSUMER span per event, exported {spans} spans through a batch "
         "processor, the `messaging.*` metrics on the Prometheus reader. CPU ms/event: "
         "`time.process_time()` of the variant's process (service, collector, span export "
         "thread; not the broker) from its first output to its last, divided by the events."
@@ -375,11 +395,13 @@ async def main(n: int, rounds: int, python_gc: bool, service_heap: bool) -> None
         + table
         + "\n\nPer round:\n\n"
         + per_round
-        + "\n\nTelemetry's own hot path, measured without broker or sockets (the middleware "
-        "around a handler that publishes one follow-up, real FastStream message objects, "
-        f"20,000 events): **{hot - hot_bare:.1f} us CPU per event** ({hot:.1f} us with it, "
-        f"{hot_bare:.1f} us bare). Against the bare service's {cpu_bare:.3f} ms CPU per event "
-        f"in this run that is {cost_ms / cpu_bare:.1%}: an expected ratio of "
+        + "\n\nTelemetry's own hot path, measured without broker or sockets: one record "
+        "through FastStream's own dispatch (`subscriber.process_message`: parse, the "
+        "acknowledgement and logging scopes, the handler) to a handler that publishes one "
+        "follow-up (to a producer that sends nothing), `make_broker`'s broker against a plain "
+        f"one, 20,000 events each: **{hot - hot_bare:.1f} us CPU per event** ({hot:.1f} us "
+        f"with it, {hot_bare:.1f} us bare). Against the bare service's {cpu_bare:.3f} ms CPU "
+        f"per event in this run that is {cost_ms / cpu_bare:.1%}: an expected ratio of "
         f"**{cpu_bare / (cpu_bare + cost_ms):.2f}x**. The same for an event of a trace that "
         "is not sampled (`traceparent` flags 00, e.g. `OTEL_TRACES_SAMPLER="
         "parentbased_traceidratio` at its entry point): "

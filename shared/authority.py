@@ -45,6 +45,7 @@ from shared.events import (
     Event,
     InferenceRequested,
     IngestRequested,
+    LabelingProjectRequested,
     ModelPromoted,
     ModelRolledBack,
     TrainingRequested,
@@ -66,12 +67,13 @@ COMMANDS: dict[str, frozenset[str]] = {
     ModelRolledBack.EVENT_TYPE: frozenset({"admin"}),
     InferenceRequested.EVENT_TYPE: frozenset({"admin"}),
     ApiKeyChanged.EVENT_TYPE: frozenset({"admin"}),  # a key fact, signed like a command
+    LabelingProjectRequested.EVENT_TYPE: frozenset({"admin", "operator"}),
 }
 """Command event type -> roles of people allowed to issue it. Service principals (role
 ``service``) may issue exactly the commands their registry entry grants: what their plug-in
 declares it produces (e.g. monitoring: training requests; evaluation: promotions and
 rollbacks; serving: inference requests and the API key registry's records; anonymization:
-erasures from its admin API)."""
+erasures from its admin API; labeling: project changes from its HTTP API)."""
 
 
 LOG_OF_RECORD: frozenset[str] = frozenset(

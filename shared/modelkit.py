@@ -87,12 +87,18 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> object:
 
 
 def build_tiny_model(
-    out_dir: Path, texts: Iterable[str] | None = None, spec: TinyModelSpec | None = None
+    out_dir: Path,
+    texts: Iterable[str] | None = None,
+    spec: TinyModelSpec | None = None,
+    *,
+    keep_existing: bool = False,
 ) -> Path:
     """Write config, weights (safetensors) and tokenizer to ``out_dir``; returns it.
 
     Written to a temporary sibling and renamed, so a crash never leaves half a model.
-    Deterministic: the same texts and spec give the same files.
+    Deterministic: the same texts and spec give the same files. ``keep_existing``: a
+    complete model another process put at ``out_dir`` meanwhile is kept (it is the same
+    one), never removed under a reader.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -124,9 +130,15 @@ def build_tiny_model(
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)  # type: ignore[attr-defined]
         (staging / "llmops_model.json").write_text(json.dumps({"spec": asdict(spec)}, indent=2))
+        if keep_existing and is_model_dir(out_dir):
+            return out_dir
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        try:
+            staging.rename(out_dir)
+        except OSError:  # another process renamed its copy there first
+            if not (keep_existing and is_model_dir(out_dir)):
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -139,11 +151,40 @@ def ensure_tiny_model(
     """``build_tiny_model`` unless ``out_dir`` already holds a complete model (a cache)."""
     if is_model_dir(Path(out_dir)):
         return Path(out_dir)
-    return build_tiny_model(out_dir, texts, spec)
+    return build_tiny_model(out_dir, texts, spec, keep_existing=True)
 
 
 def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "tokenizer.json").is_file()
+
+
+def is_adapter_dir(path: Path) -> bool:
+    """A PEFT LoRA adapter (``save_pretrained`` of a peft model): config + weights."""
+    return (path / "adapter_config.json").is_file() and any(
+        (path / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")
+    )
+
+
+def adapter_base(path: Path) -> str:
+    """The base model an adapter declares (``base_model_name_or_path``; "" if none)."""
+    config = json.loads((Path(path) / "adapter_config.json").read_text())
+    return str(config.get("base_model_name_or_path") or "")
+
+
+def weights_digest(path: Path) -> str | None:
+    """sha256 over a model dir's config and weight files (not its tokenizer or README):
+    two copies of the same base model agree, wherever they live. None if not a model dir."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        return None
+    digest = hashlib.sha256()
+    names = ["config.json", *sorted(p.name for p in path.glob("*.safetensors"))]
+    for name in names:
+        digest.update(name.encode() + b"\0")
+        with (path / name).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def dir_digest(path: Path) -> tuple[str, int]:

@@ -52,7 +52,11 @@ class ProcessSpec:
     serves_api: bool = False
     replica_env: tuple[tuple[str, str], ...] = ()
     """Environment of the extra processes of `llmops up --scale` (e.g. a second listener
-    only the first process opens); the first process never gets it."""
+    only the first process opens); the first process never gets it. ``{replica}`` in a
+    value becomes the process' number (2, 3, ...): a name each process must own."""
+    singleton: str | None = None
+    """Why only one process of it may run (state one process must hold whole), or None when
+    it scales out; `llmops up --scale` refuses more than one, compose/ runs one replica."""
 
     @property
     def label(self) -> str:

@@ -243,6 +243,14 @@ class ServiceSettings(BaseSettings):
         description="`llmops up`: seconds each process may take to become healthy "
         "(default: its plug-in's; raise it on a slow or busy machine).",
     )
+    job_lease_s: float = Field(
+        30.0,
+        gt=0,
+        validation_alias=_env("LLMOPS_JOB_LEASE_S"),
+        description="Lease on a stored job (ingestion's jobs, training's runs, evaluation's "
+        "queued versions): the process working it renews it; when that process dies, another "
+        "process of the service takes the job over once the lease has run out.",
+    )
     replication_factor: int = Field(
         1,
         validation_alias=_env("LLMOPS_REPLICATION_FACTOR"),

@@ -159,9 +159,16 @@ def setup_telemetry(
         )
     if otlp_endpoint or spans_file:  # else spans would be recorded for nobody
         trace.set_tracer_provider(tracer_provider)
+    from shared.bus.instrument import duration_view  # the bus imports much: only when used
+
     exemplars = None if os.environ.get(OTEL_METRICS_EXEMPLAR_FILTER) else AlwaysOffExemplarFilter()
     metrics.set_meter_provider(
-        MeterProvider(resource=resource, metric_readers=readers, exemplar_filter=exemplars)
+        MeterProvider(
+            resource=resource,
+            metric_readers=readers,
+            exemplar_filter=exemplars,
+            views=[duration_view()],  # the bus' pre-bound duration histogram
+        )
     )
 
 

@@ -42,6 +42,7 @@ class Topic(StrEnum):
     ALERT_RAISED = "llmops.alert.raised.v1"
     AUDIT_RECORDED = "llmops.audit.recorded.v1"
     API_KEYS = "llmops.api-key.changed.v1"
+    LABELING_PROJECT_REQUESTED = "llmops.labeling-project.requested.v1"
 
     @property
     def spec(self) -> TopicSpec:
@@ -167,6 +168,12 @@ SPECS: dict[Topic, TopicSpec] = {
         "key_id",
         "The API key registry: each key's latest state (hashes only; compacted).",
         compacted=True,
+    ),
+    Topic.LABELING_PROJECT_REQUESTED: TopicSpec(
+        ev.LabelingProjectRequested,
+        1,
+        "project",
+        "Labeling project changes (signed commands).",
     ),
 }
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support.stack import ROOT, embedded_kafka
+from tests.support.telemetry import in_memory_spans
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,6 +49,12 @@ def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for anonymization): minutes of CPU that starve what the test is about."""
     with embedded_kafka(tmp_path_factory.mktemp("private-kafka")) as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def span_exporter() -> InMemorySpanExporter:
+    """The spans this process records from the module's start (tests.support.telemetry)."""
+    return in_memory_spans()
 
 
 def _pg_reachable() -> bool:

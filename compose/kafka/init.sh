@@ -88,6 +88,8 @@ topic llmops.audit.recorded.v1 1 604800000
 topic llmops.audit.recorded.v1.dlq 1 1209600000
 topic llmops.api-key.changed.v1 1 604800000 compact
 topic llmops.api-key.changed.v1.dlq 1 1209600000
+topic llmops.labeling-project.requested.v1 1 604800000
+topic llmops.labeling-project.requested.v1.dlq 1 1209600000
 
 # ACLs: what each service consumes and produces (its plug-in declaration)
 acl anonymization group prefixed Describe,Read anonymization
@@ -111,8 +113,8 @@ acl ingestion topic literal Describe,Write llmops.erasure.completed.v1.dlq llmop
 acl ingestion topic prefixed Describe llmops.
 acl labeling group prefixed Describe,Read labeling
 acl labeling topic literal Describe,Read llmops.api-key.changed.v1 llmops.ingest.completed.v1 llmops.ingest.requested.v1 llmops.records.anonymized.v1
-acl labeling topic literal Describe,Read,Write llmops.erasure.completed.v1
-acl labeling topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.inference.requested.v1 llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
+acl labeling topic literal Describe,Read,Write llmops.erasure.completed.v1 llmops.labeling-project.requested.v1
+acl labeling topic literal Describe,Write llmops.api-key.changed.v1.dlq llmops.audit.recorded.v1 llmops.dataset.versioned.v1 llmops.erasure.completed.v1.dlq llmops.inference.requested.v1 llmops.ingest.completed.v1.dlq llmops.ingest.requested.v1.dlq llmops.labeling-project.requested.v1.dlq llmops.records.anonymized.v1.dlq llmops.records.labeled.v1
 acl labeling topic prefixed Create,Delete,Describe,Read,Write llmops.inference.replies.labeling
 acl labeling topic prefixed Describe llmops.
 acl monitoring group prefixed Describe,Read monitoring

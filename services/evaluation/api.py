@@ -1,6 +1,8 @@
-"""The registry's HTTP API on the service's admin port: reads open, changes need an admin
-key of the platform's one key registry (shared/keys.py; the root key or an issued admin key,
-never a revoked one).
+"""The registry's HTTP API on the service's admin port: reads need a key of role viewer or
+above (shared/webauth.py: a header, or for the report and card pages the cookie its login
+form sets), changes an admin key in a header, both of the platform's one key registry
+(shared/keys.py; the root key or an issued key, never a revoked one). ``/healthz``,
+``/metrics`` and the plotly script stay open.
 
 Promotion, approval and rollback are requests to this service (not events anyone may
 publish): the registry checks the key, the version and its state, answers at once with a
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -26,8 +28,10 @@ from shared.events import AuditRecorded, ClaimCheck
 from shared.keys import KeyDeniedError, KeyRegistry, presented_key
 from shared.keys import actor_of as _key_actor
 from shared.runtime import Runtime
+from shared.webauth import login, page_denied, require_read
 
 PREFIX = "/v1/registry"
+LOGIN = f"{PREFIX}/login"
 
 
 class PromoteBody(BaseModel):
@@ -103,7 +107,29 @@ def build_api(runtime: Runtime, keys: KeyRegistry, on_registered: Callable[[], N
             message = f"this needs an admin key: {denied.message}"
             raise RegistryError(denied.status, message) from None
 
-    @api.get(f"{PREFIX}/models")
+    def reader(request: Request) -> None:
+        """Reads: a key of role viewer or above (401/403 JSON otherwise)."""
+        try:
+            require_read(keys, request)
+        except KeyDeniedError as denied:
+            raise RegistryError(denied.status, denied.message) from None
+
+    def page_reader(request: Request) -> HTMLResponse | None:
+        """Pages: None if the key is fine, else the login form (401/403)."""
+        try:
+            require_read(keys, request)
+        except KeyDeniedError as denied:
+            return page_denied(request, LOGIN, denied)
+        return None
+
+    read = [Depends(reader)]
+
+    @api.post(LOGIN, response_class=HTMLResponse)
+    async def login_form(request: Request) -> Response:
+        """The report and card pages' login form posts here (``key``, ``next``)."""
+        return await login(request, keys, action=LOGIN, home=f"{PREFIX}/models", cookie_path=PREFIX)
+
+    @api.get(f"{PREFIX}/models", dependencies=read)
     def list_models() -> dict[str, Any]:
         with Session(engine) as session:
             store = SqlRegistryStore(session)
@@ -118,7 +144,7 @@ def build_api(runtime: Runtime, keys: KeyRegistry, on_registered: Callable[[], N
                 ]
             }
 
-    @api.get(f"{PREFIX}/models/{{name}}")
+    @api.get(f"{PREFIX}/models/{{name}}", dependencies=read)
     def show_model(name: str) -> dict[str, Any]:
         with Session(engine) as session:
             store = SqlRegistryStore(session)
@@ -148,27 +174,33 @@ def build_api(runtime: Runtime, keys: KeyRegistry, on_registered: Callable[[], N
             raise RegistryError(404, f"{name} {version} has no {field.removesuffix('_json')} yet")
         return runtime.artifacts.get_bytes(ClaimCheck.model_validate_json(claim_json))
 
-    @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}")
+    @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}", dependencies=read)
     def show_version(name: str, version: str) -> dict[str, Any]:
         with Session(engine) as session:
             return version_view(_row(session, name, version))
 
-    @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}/report")
+    @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}/report", dependencies=read)
     def report_json(name: str, version: str) -> Response:
         return Response(_artifact(name, version, "report_json"), media_type="application/json")
 
     @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}/report.html")
-    def report_html(name: str, version: str) -> HTMLResponse:
+    def report_html(name: str, version: str, request: Request) -> HTMLResponse:
+        denied = page_reader(request)
+        if denied is not None:
+            return denied
         return HTMLResponse(_artifact(name, version, "report_html_json").decode())
 
-    @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}/card.md")
+    @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}/card.md", dependencies=read)
     def card_md(name: str, version: str) -> PlainTextResponse:
         return PlainTextResponse(
             _artifact(name, version, "card_json").decode(), media_type="text/markdown"
         )
 
     @api.get(f"{PREFIX}/models/{{name}}/versions/{{version}}/card.html")
-    def card_page(name: str, version: str) -> HTMLResponse:
+    def card_page(name: str, version: str, request: Request) -> HTMLResponse:
+        denied = page_reader(request)
+        if denied is not None:
+            return denied
         return HTMLResponse(report.card_html(_artifact(name, version, "card_json").decode()))
 
     @api.get(report.PLOTLY_PATH)

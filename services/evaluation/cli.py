@@ -18,7 +18,13 @@ import typer
 
 from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, settings, stdout_line
 from shared.events import ClaimCheck
-from shared.modelkit import MODEL_DIR_MEDIA_TYPE, MODEL_TAR_MEDIA_TYPE, dir_digest, is_model_dir
+from shared.modelkit import (
+    MODEL_DIR_MEDIA_TYPE,
+    MODEL_TAR_MEDIA_TYPE,
+    dir_digest,
+    is_adapter_dir,
+    is_model_dir,
+)
 from shared.settings import port_override
 from shared.storage import ArtifactStore
 
@@ -46,11 +52,11 @@ def _call(
     raw: bool = False,
 ) -> Any:
     headers = {}
-    if admin:
-        key = settings().admin_secret()
-        if not key:
-            console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack.")
-            raise typer.Exit(EXIT_INVALID)
+    key = settings().admin_secret()  # reads need a viewer key, changes an admin key
+    if admin and not key:
+        console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack.")
+        raise typer.Exit(EXIT_INVALID)
+    if key:
         headers["Authorization"] = f"Bearer {key}"
     base = (url or _default_url()).rstrip("/")
     try:
@@ -94,7 +100,8 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="json, html, card or url.")] = "url",
     url: UrlOpt = None,
 ) -> None:
-    """The evaluation report of a version (its URL by default) or its model card."""
+    """The evaluation report of a version (its URL by default: a browser asks for an API key
+    of role viewer or above) or its model card."""
     base = f"/models/{name}/versions/{version}"
     if fmt == "url":
         stdout_line(f"{(url or _default_url()).rstrip('/')}/v1/registry{base}/report.html")
@@ -125,7 +132,9 @@ def _artifact(path: Path, upload: bool) -> dict[str, Any]:
 def register_version(  # noqa: PLR0917 (typer command: parameters are the CLI)
     name: str,
     version: str,
-    path: Annotated[Path, typer.Option(help="Hugging Face model directory.")],
+    path: Annotated[
+        Path, typer.Option(help="Hugging Face model directory, or a PEFT LoRA adapter directory.")
+    ],
     upload: Annotated[bool, typer.Option(help="Copy into the artifact store (tarball).")] = False,
     dataset: Annotated[
         str | None,
@@ -133,10 +142,17 @@ def register_version(  # noqa: PLR0917 (typer command: parameters are the CLI)
     ] = None,
     url: UrlOpt = None,
 ) -> None:
-    """Register a model directory as a version (evaluated when --dataset is given)."""
+    """Register a model directory as a version (evaluated when --dataset is given). A LoRA
+    adapter directory is served live on its base model's engine once promoted."""
     path = path.resolve()
-    if not is_model_dir(path):
-        console.print(f"[red]{path} is not a model directory (config.json, tokenizer.json)[/]")
+    if not (is_model_dir(path) or is_adapter_dir(path)):
+        console.print(
+            f"[red]{path} is neither a model directory (config.json, tokenizer.json) "
+            "nor a LoRA adapter (adapter_config.json, adapter_model.safetensors)[/]"
+        )
+        raise typer.Exit(EXIT_INVALID)
+    if is_adapter_dir(path) and dataset:
+        console.print("[red]--dataset: the evaluation runs full models only, not adapters[/]")
         raise typer.Exit(EXIT_INVALID)
     body: dict[str, Any] = {"version": version, "artifact": _artifact(path, upload)}
     if dataset:

@@ -4,6 +4,11 @@ A ``ModelTrained`` handler only queues the version (a row); this runner picks it
 candidate and champion in child processes, applies the gates and, in one unit of work,
 records the result and emits ``ModelEvaluated`` (+ ``ModelPromoted`` and ``AuditRecorded``
 when the gates pass and no approval is configured). A crash leaves the row queued.
+
+Several processes of the service share the registry: a queued version is leased to the
+process evaluating it (``shared.storage.lease``; renewed while it scores, its recording
+fenced), so it is evaluated once; a version whose process died is evaluated by another
+once the lease has run out.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from services.evaluation.registry import CHAMPION, Registry, correlated
 from shared.datasets import LabeledExample, iter_examples, load_manifest
 from shared.events import ClaimCheck, ModelEvaluated
 from shared.runtime import Runtime
+from shared.storage.lease import LeaseLostError, Leases
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter("llmops.evaluation")
@@ -61,6 +67,7 @@ class EvaluationRunner:
         self.models = models
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.leases = Leases(ModelVersionRow, ttl_s=settings.job_lease_s)
 
     def kick(self) -> None:
         self._wake.set()
@@ -78,22 +85,34 @@ class EvaluationRunner:
                 await self._task
 
     async def _run(self) -> None:
+        engine = self.runtime.engine
+        assert engine is not None
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=2.0)
             self._wake.clear()
             for name, version in self._queued():
-                try:
-                    # the scoring runs in a thread (child processes), the recording on the
-                    # loop: the unit of work wakes the outbox relay, which lives here
-                    scored = await asyncio.to_thread(self.score_one, name, version)
-                    if scored is not None:
-                        self.record(name, version, *scored)
-                except DatasetNotSeenError:
-                    continue
-                except Exception as exc:
-                    log.exception("evaluation failed", extra={"model": name, "version": version})
-                    self._fail(name, version, f"{type(exc).__name__}: {exc}")
+                key = {"name": name, "version": version}
+                if not await asyncio.to_thread(self.leases.claim, engine, key):
+                    continue  # another process evaluates it
+                with self.leases.held(engine, key):
+                    await self._evaluate(name, version)
+
+    async def _evaluate(self, name: str, version: str) -> None:
+        try:
+            # the scoring runs in a thread (child processes), the recording on the
+            # loop: the unit of work wakes the outbox relay, which lives here
+            scored = await asyncio.to_thread(self.score_one, name, version)
+            if scored is not None:
+                self.record(name, version, *scored)
+        except DatasetNotSeenError:
+            return
+        except LeaseLostError:
+            log.warning("evaluation taken over by another process", extra={"model": name})
+        except Exception as exc:
+            log.exception("evaluation failed", extra={"model": name, "version": version})
+            with contextlib.suppress(LeaseLostError):
+                self._fail(name, version, f"{type(exc).__name__}: {exc}")
 
     def _queued(self) -> list[tuple[str, str]]:
         assert self.runtime.engine is not None
@@ -101,9 +120,15 @@ class EvaluationRunner:
             return [(r.name, r.version) for r in SqlRegistryStore(session).queued()]
 
     def run_one(self, name: str, version: str) -> ModelEvaluated | None:
-        """Evaluate one queued version now; returns the event it emitted (tests, CLI)."""
-        scored = self.score_one(name, version)
-        return None if scored is None else self.record(name, version, *scored)
+        """Evaluate one queued version now; returns the event it emitted (tests, CLI).
+        None when it is not queued, or another process is evaluating it."""
+        assert self.runtime.engine is not None
+        key = {"name": name, "version": version}
+        if not self.leases.claim(self.runtime.engine, key):
+            return None
+        with self.leases.held(self.runtime.engine, key):
+            scored = self.score_one(name, version)
+            return None if scored is None else self.record(name, version, *scored)
 
     def score_one(
         self, name: str, version: str
@@ -217,6 +242,8 @@ class EvaluationRunner:
             row.card_json = card_claim.model_dump_json()
             row.error = None
             uow.session.add(row)
+            uow.session.flush()
+            self.leases.fence(uow.session, {"name": name, "version": version})  # once, or not
             event = ModelEvaluated(
                 model_name=name,
                 model_version=version,
@@ -258,6 +285,8 @@ class EvaluationRunner:
             if row is not None:
                 row.status, row.error = "failed", error[:4000]
                 uow.session.add(row)
+                uow.session.flush()
+                self.leases.fence(uow.session, {"name": name, "version": version})
                 uow.emit(
                     ModelEvaluated(
                         model_name=name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,10 +25,17 @@ def fingerprint_key(settings: IngestionSettings) -> bytes:
     if settings.fingerprint_key is not None:
         return settings.fingerprint_key.get_secret_value().encode()
     path = Path(settings.data_dir) / "ingestion" / "fingerprint.key"
-    if not path.exists():
+    if not path.exists():  # made once: processes starting together must agree on one key
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        draft = path.with_name(f".fingerprint.key.{secrets.token_hex(4)}")
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)  # atomic, and fails if another process made it first
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip().encode()
 
 
@@ -42,7 +50,11 @@ def build(
     runtime = build_runtime(settings, "ingestion")
     assert runtime.engine is not None
     jobs = jobs or SqlJobStore(
-        runtime.engine, runtime.service, runtime.artifacts, settings.claim_bytes
+        runtime.engine,
+        runtime.service,
+        runtime.artifacts,
+        settings.claim_bytes,
+        lease_s=settings.job_lease_s,
     )
     relay = runtime.bus.relay
     runner = IngestRunner(

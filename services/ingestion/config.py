@@ -66,6 +66,11 @@ class IngestionSettings(ServiceSettings):
         description="URL schemes sources may use besides local paths (comma-separated, e.g. "
         "`s3,https`). Default: none. http(s) lets requesters make the service fetch URLs.",
     )
+    allow_hard_links: bool = Field(
+        False,
+        description="Read local files that have several hard links. Default: refused (a hard "
+        "link under a root can name a file outside, e.g. the admin key).",
+    )
 
     @field_validator("allowed_roots", mode="before")
     @classmethod
@@ -91,4 +96,10 @@ class IngestionSettings(ServiceSettings):
         return self.data_dir / "inbox"
 
     def source_policy(self) -> SourcePolicy:
-        return SourcePolicy.of(self.allowed_roots, self.allowed_schemes, self.data_dir, self.inbox)
+        return SourcePolicy.of(
+            self.allowed_roots,
+            self.allowed_schemes,
+            self.data_dir,
+            self.inbox,
+            allow_hard_links=self.allow_hard_links,
+        )

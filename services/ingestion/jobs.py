@@ -5,7 +5,10 @@ then reads its sources in a worker thread. Each chunk of rows commits in ONE tra
 of the job store: dedup index entries, lineage, the RecordsIngested batches (outbox,
 deterministic event ids) and the job's checkpoint (position in the source stream,
 counters). A process killed mid-request resumes at the last checkpoint: nothing is lost,
-nothing is emitted twice. The runner depends on ports only (``ports.JobStore``).
+nothing is emitted twice. Several processes of the service share the job table: the store
+leases each job to the process running it (``JobStore.next_job``), and a job whose process
+died is taken over by another once its lease has run out. The runner depends on ports
+only (``ports.JobStore``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from shared.background import BackgroundLoop
 from shared.claims import BlobWriter, pack
 from shared.events import AuditRecorded
 from shared.events.ingest import IngestProgressed, IngestRequested, Record, RecordsIngested
+from shared.storage.lease import LeaseLostError
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -117,6 +121,11 @@ class IngestRunner:
             return False
         try:
             await asyncio.to_thread(self.run_job, request_id)
+        except LeaseLostError:  # another process of the service works it now: not a failure
+            log.warning(
+                "ingest job taken over by another process", extra={"request_id": request_id}
+            )
+            return True
         except Exception:
             failures = self._failures[request_id] = self._failures.get(request_id, 0) + 1
             if failures >= MAX_ATTEMPTS:

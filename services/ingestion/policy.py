@@ -5,12 +5,21 @@ only what the operator allowed: local paths under the allowed roots (symlinks an
 resolved first), never inside the data dir except its ``inbox/`` (the data dir holds the
 admin key, signing keys, databases, artifacts), and URLs only of the allowed schemes.
 A refusal names the rule, never whether the path exists (the check does not look).
+
+A hard link is another name of the same file: one placed under a root for a file outside
+(the admin key, say) resolves to itself, so the path rules above cannot see it. A regular
+file with more than one link is therefore refused, unless ``allow_hard_links``
+(``LLMOPS_INGESTION_ALLOW_HARD_LINKS``). This looks at the file (``stat``) only once its
+path passed the rules above, and a path that cannot be looked at is not refused here (it
+fails when read, like any missing file under a root), so the refusal says nothing about
+anything outside the roots.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,16 +59,24 @@ class SourcePolicy:
     schemes: frozenset[str]
     data_dir: Path
     inbox: Path
+    allow_hard_links: bool = False
 
     @classmethod
     def of(
-        cls, roots: Iterable[Path], schemes: Collection[str], data_dir: Path, inbox: Path
+        cls,
+        roots: Iterable[Path],
+        schemes: Collection[str],
+        data_dir: Path,
+        inbox: Path,
+        *,
+        allow_hard_links: bool = False,
     ) -> SourcePolicy:
         return cls(
             roots=tuple(Path(os.path.realpath(r)) for r in (inbox, *roots)),
             schemes=frozenset(s.lower() for s in schemes),
             data_dir=Path(os.path.realpath(data_dir)),
             inbox=Path(os.path.realpath(inbox)),
+            allow_hard_links=allow_hard_links,
         )
 
     def check(self, uri: str) -> None:
@@ -77,24 +94,42 @@ class SourcePolicy:
 
     def check_local(self, path: str, *, shown: str | None = None) -> None:
         """Raise unless ``path`` (resolved: symlinks, ``..``) is under an allowed root and
-        not in the data dir outside its inbox. Looks at nothing on disk but the links."""
+        not in the data dir outside its inbox, and (unless hard links are allowed) is not a
+        regular file with several hard links. Looks at nothing on disk but the links, and,
+        for a path the rules allow, the file's link count."""
         resolved = Path(os.path.realpath(os.path.abspath(path)))
         inside_roots = any(_within(resolved, root) for root in self.roots)
         in_data_dir = _within(resolved, self.data_dir) and not _within(resolved, self.inbox)
-        if inside_roots and not in_data_dir:
-            return
-        raise SourceDeniedError(
-            redact(shown or path),
-            "local sources must be under LLMOPS_INGESTION_ALLOWED_ROOTS or <data_dir>/inbox, "
-            "and never elsewhere in the data dir",
-        )
+        if not inside_roots or in_data_dir:
+            raise SourceDeniedError(
+                redact(shown or path),
+                "local sources must be under LLMOPS_INGESTION_ALLOWED_ROOTS or <data_dir>/inbox, "
+                "and never elsewhere in the data dir",
+            )
+        if not self.allow_hard_links and _hard_linked(resolved):
+            raise SourceDeniedError(
+                redact(shown or path),
+                "local source files must not have several hard links (a hard link can name a "
+                "file outside the roots); LLMOPS_INGESTION_ALLOW_HARD_LINKS=true allows them",
+            )
 
     def describe(self) -> dict[str, object]:
         return {
             "roots": [str(r) for r in self.roots],
             "schemes": sorted(self.schemes),
             "data_dir_denied": str(self.data_dir),
+            "hard_links_allowed": self.allow_hard_links,
         }
+
+
+def _hard_linked(path: Path) -> bool:
+    """Whether ``path`` is a regular file with more than one hard link (False when it
+    cannot be looked at: reading it fails later, as for any missing file)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_nlink > 1
 
 
 def _static_prefix(path: str) -> str:

@@ -63,7 +63,9 @@ class JobStore(Protocol):
         """Store a new job in the handler's transaction (with its inbox row)."""
 
     def next_job(self) -> str | None:
-        """The oldest pending or running job's request id."""
+        """The oldest pending or running job's request id that no other process holds,
+        now held by this one (a lease: ``save_chunk`` and ``finish`` raise
+        ``shared.storage.lease.LeaseLostError`` once another process took the job over)."""
 
     def load(self, request_id: str) -> Job: ...
 

@@ -6,24 +6,41 @@ and the bus handlers never interleave inside the process.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from services.labeling import stats, transfer
-from services.labeling.adapters.store import AnnotationRow, ProjectRow, RecordRow, TaskRow
+from services.labeling import projects, stats, transfer
+from services.labeling.adapters.store import (
+    AnnotationRow,
+    ProjectCommandRow,
+    ProjectRow,
+    RecordRow,
+    TaskRow,
+)
 from services.labeling.auth import COOKIE, Principal
 from services.labeling.protocol import Answer, ImportBody, NewAnnotator
 from services.labeling.schema import ProjectSpec, parse_spec
 from services.labeling.service import prompt_and_prefill, spec_of
-from shared.events import AuditRecorded
+from shared.events import AuditRecorded, LabelingProjectRequested
 
 router = APIRouter(prefix="/api")
 TaskId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Task id (a database integer).")]
 """Bounded: a larger number is a 422, not a database overflow (a 500)."""
+Wait = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=120,
+        description="Seconds to wait for the command to be applied (default "
+        "LLMOPS_LABELING_COMMAND_WAIT_S); then 202 with its id.",
+    ),
+]
 
 
 async def principal(request: Request) -> Principal:
@@ -88,8 +105,18 @@ async def list_projects(request: Request, _who: Who) -> Any:
         return [stats.project_stats(session, spec_of(r)) for r in rows]
 
 
-@router.post("/projects")
-async def create_project(request: Request, who: Admin) -> Any:
+@router.post(
+    "/projects",
+    responses={
+        200: {"description": "The project command was applied: project, created, tasks_added."},
+        202: {"description": "Published, not applied yet: poll Location (its command id)."},
+        422: {"description": "An invalid definition (checked before and when applied)."},
+    },
+)
+async def create_project(request: Request, who: Admin, wait: Wait = None) -> Any:
+    """Create or update a project: published as a signed command
+    (``LabelingProjectRequested``, signed by this service for the caller) and applied by the
+    service's consumer like one from the CLI."""
     raw = (await request.body()).decode("utf-8", "replace")
     try:
         spec = parse_spec(raw)
@@ -99,7 +126,41 @@ async def create_project(request: Request, who: Admin) -> Any:
     except ValueError as exc:
         return JSONResponse({"detail": str(exc)}, 422)
     with request.app.state.bus.unit_of_work() as uow:
-        return request.app.state.labeling.save_project(uow, spec, who.name)
+        command = uow.emit(
+            LabelingProjectRequested(
+                project=spec.name, spec=spec.model_dump(mode="json"), requested_by=who.name
+            )
+        )
+    command_id = str(command.event_id)
+    limit = request.app.state.command_wait_s if wait is None else wait
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        with Session(request.app.state.engine) as session:
+            row = session.get(ProjectCommandRow, command_id)
+            if row is not None:
+                return _command_answer(projects.outcome(row, command_id))
+        if asyncio.get_running_loop().time() >= deadline:
+            return JSONResponse(
+                projects.outcome(None, command_id) | {"project": spec.name},
+                202,
+                headers={"location": f"/api/project-commands/{command_id}"},
+            )
+        await asyncio.sleep(0.05)
+
+
+def _command_answer(body: dict[str, Any]) -> Any:
+    if body["status"] == "rejected":
+        return JSONResponse({"detail": body["error"], **body}, 422)
+    return body
+
+
+@router.get("/project-commands/{command_id}")
+async def project_command(request: Request, command_id: uuid.UUID, _who: Admin) -> Any:
+    """The outcome of a project command: ``pending`` (not applied yet, or unknown here),
+    ``applied`` (created, tasks_added) or ``rejected`` (error; nothing changed)."""
+    with Session(request.app.state.engine) as session:
+        row = session.get(ProjectCommandRow, str(command_id))
+        return projects.outcome(row, str(command_id))
 
 
 @router.get("/projects/{project}")

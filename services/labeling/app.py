@@ -82,6 +82,7 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
     app.state.curator = curator
     app.state.suggester = suggester
     app.state.keys = KeyRing(runtime.engine, registry)
+    app.state.command_wait_s = settings.command_wait_s
     app.include_router(router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC), name="static")

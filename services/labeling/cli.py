@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import ValidationError
 
 from services.labeling import datasets_cli
 from services.labeling.config import LabelingSettings
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, stdout_line
+from services.labeling.schema import parse_spec
+from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, run, stdout_line
+from shared.client import PlatformClient
+from shared.events import LabelingProjectRequested
 
 label_app = typer.Typer(help="Labeling: projects, annotators, dataset cuts.", no_args_is_help=True)
 project_app = typer.Typer(help="Labeling projects.", no_args_is_help=True)
@@ -49,14 +54,76 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
     return res
 
 
+async def publish_project(settings: LabelingSettings, spec: dict[str, Any]) -> str:
+    """Publish a project command signed with the user's key; returns its command id."""
+    async with PlatformClient(settings, producer_name="cli") as client:
+        if client.signer is None:
+            console.print(
+                "[red]no admin key[/] to sign with: set LLMOPS_ADMIN_KEY or start the stack"
+            )
+            raise typer.Exit(EXIT_INVALID)
+        sent = await client.publish(LabelingProjectRequested(project=str(spec["name"]), spec=spec))
+    return str(sent.event_id)
+
+
+def await_outcome(command_id: str, wait_s: float) -> dict[str, Any] | None:
+    """The command's outcome from the labeling API once applied; None if it was not
+    within ``wait_s`` (or the service cannot be reached)."""
+    settings = LabelingSettings(log_format="text")
+    key = settings.admin_secret()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            res = httpx.get(
+                f"{settings.base_url()}/api/project-commands/{command_id}",
+                headers={"authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            body = res.json() if res.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            body = None
+        if body is not None and body.get("status") != "pending":
+            return body  # type: ignore[no-any-return]
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.5)
+
+
 @project_app.command("create")
 def create(
     file: Annotated[Path, typer.Argument(help="Project definition (YAML or JSON).")],
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for labeling to apply it (0: do not wait).")
+    ] = 60.0,
 ) -> None:
-    """Create or update a project from FILE."""
-    body = call("POST", "/api/projects", content=file.read_bytes()).json()
+    """Create or update a project from FILE: a command signed with your key, published on
+    llmops.labeling-project.requested.v1 and applied by the labeling service."""
+    try:
+        spec = parse_spec(file.read_text()).model_dump(mode="json")
+    except (ValidationError, ValueError) as exc:
+        console.print(f"[red]invalid project definition[/]: {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    command_id = run(publish_project(LabelingSettings(log_format="text"), spec))
+    body = await_outcome(command_id, wait) if wait > 0 else None
+    if body is None:
+        out.print(
+            f"project {spec['name']}: command {command_id} published; the labeling service "
+            f"applies it when it reads it (`llmops label project status {command_id}`)"
+        )
+        return
+    if body["status"] == "rejected":
+        console.print(f"[red]project {spec['name']} rejected[/]: {body['error']}")
+        raise typer.Exit(EXIT_INVALID)
     verb = "created" if body["created"] else "updated"
     out.print(f"project {body['project']} {verb}: {body['tasks_added']} task(s) added")
+
+
+@project_app.command("status")
+def command_status(
+    command_id: Annotated[str, typer.Argument(help="Command id `project create` printed.")],
+) -> None:
+    """The outcome of a project command as JSON: pending, applied or rejected."""
+    stdout_line(json.dumps(call("GET", f"/api/project-commands/{command_id}").json()))
 
 
 @project_app.command("list")

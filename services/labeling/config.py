@@ -34,6 +34,13 @@ class LabelingSettings(ServiceSettings):
     suggest_interval_s: float = Field(
         1.0, gt=0, description="How often open tasks are checked for model questions."
     )
+    command_wait_s: float = Field(
+        30.0,
+        ge=0,
+        le=120,
+        description="How long POST /api/projects waits for its project command to be applied "
+        "before answering 202 with the command id (a request's ?wait= overrides it).",
+    )
     url: str = Field(
         "", description="Base URL of the service for the CLI (default http://127.0.0.1:<port>)."
     )

@@ -71,6 +71,20 @@ def _own_batch(ctx: Any) -> str:
     return OWN_DATASET
 
 
+def _create_project(http: httpx.Client, spec: dict[str, Any], timeout: float = 120) -> None:
+    """POST the project (a signed command the service applies) and wait until applied."""
+    res = http.post("/api/projects", content=json.dumps(spec)).raise_for_status()
+    body = res.json()
+    deadline = time.monotonic() + timeout
+    while body["status"] == "pending":  # 202: published, not applied yet
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"project command {body['command_id']} not applied")
+        time.sleep(0.5)
+        body = http.get(f"/api/project-commands/{body['command_id']}").raise_for_status().json()
+    if body["status"] == "rejected":
+        raise ValueError(f"project rejected: {body['error']}")
+
+
 def _wait_for_tasks(http: httpx.Client, project: str, timeout: float = 60) -> dict[str, Any]:
     deadline, last, stable = time.monotonic() + timeout, -1, 0
     while True:
@@ -111,7 +125,7 @@ def run(ctx: Any) -> None:
     project = spec["name"]
     admin = {"authorization": f"Bearer {ctx.admin_key}"}
     with httpx.Client(base_url=base, headers=admin, timeout=60) as http:
-        http.post("/api/projects", content=json.dumps(spec)).raise_for_status()
+        _create_project(http, spec)
         stats = _wait_for_tasks(http, project)
         ctx.say(
             f"project {project} on {dataset}: {stats['tasks']} tasks, "

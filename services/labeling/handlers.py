@@ -1,22 +1,22 @@
 """Thin handlers: records become tasks, ingest requests get versions, erasures answered,
-the model's replies become suggestions."""
+signed project commands applied, the model's replies become suggestions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from services.labeling import erasure
+from services.labeling import erasure, projects
 from services.labeling.curator import Curator
 from services.labeling.suggester import ModelSuggester
-from shared.bus import EventBus, UnitOfWork
+from shared.bus import EventBus, Message, UnitOfWork
 from shared.events import (
     ErasureCompleted,
     IngestCompleted,
     IngestRequested,
+    LabelingProjectRequested,
     RecordsAnonymized,
 )
 from shared.topics import Topic
@@ -40,6 +40,11 @@ def register(
     async def on_ingest_completed(event: IngestCompleted, uow: UnitOfWork) -> None:
         curator.on_ingest_completed(uow, event)
 
+    async def on_project_requested(event: LabelingProjectRequested, uow: UnitOfWork) -> None:
+        projects.apply(curator.labeling, uow, event)  # verified by the bus before this
+        if on_tasks is not None:
+            on_tasks()
+
     async def on_erasure_completed(event: ErasureCompleted, uow: UnitOfWork) -> None:
         reply = erasure.answer(uow.session, event, uow.producer)
         if reply is not None:
@@ -52,6 +57,7 @@ def register(
     bus.subscribe(Topic.INGEST_REQUESTED, on_ingest_requested, group=f"{group}-ingest")
     bus.subscribe(Topic.INGEST_COMPLETED, on_ingest_completed, group=f"{group}-ingest-done")
     bus.subscribe(Topic.ERASURE_COMPLETED, on_erasure_completed, group=f"{group}-erasure")
+    bus.subscribe(Topic.LABELING_PROJECT_REQUESTED, on_project_requested, group=f"{group}-projects")
 
 
 def register_replies(
@@ -62,7 +68,7 @@ def register_replies(
     the end of the topic; replies to an earlier run's questions find no pending question
     (those are asked again at start) and change nothing."""
 
-    async def on_inference_reply(message: KafkaMessage) -> None:
+    async def on_inference_reply(message: Message) -> None:
         suggester.on_reply(message.body)
 
     broker.subscriber(

@@ -15,6 +15,8 @@ PLUGIN = ServicePlugin(
             8100,
             "LLMOPS_LABELING_PORT",
             serves_api=True,
+            # `up --scale`: each process reads the model's suggestions on a reply topic of its own
+            replica_env=(("LLMOPS_LABELING_SUGGEST_REPLY_ID", "labeling-{replica}"),),
         ),
     ),
     consumes=(
@@ -22,6 +24,7 @@ PLUGIN = ServicePlugin(
         Topic.INGEST_REQUESTED,
         Topic.INGEST_COMPLETED,
         Topic.ERASURE_COMPLETED,
+        Topic.LABELING_PROJECT_REQUESTED,  # signed project changes (CLI, its own API)
         Topic.API_KEYS,  # the API key registry its HTTP API checks keys against
     ),
     produces=(
@@ -30,6 +33,7 @@ PLUGIN = ServicePlugin(
         Topic.ERASURE_COMPLETED,
         Topic.AUDIT_RECORDED,
         Topic.INFERENCE_REQUESTED,  # model suggestions, answered by the serving workers
+        Topic.LABELING_PROJECT_REQUESTED,  # its API signs project changes for its callers
     ),
     # its own inference reply topic(s): llmops.inference.replies.labeling[...]
     topic_prefixes=("llmops.inference.replies.labeling",),

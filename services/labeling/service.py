@@ -74,7 +74,10 @@ class Labeling:
             raise NotFoundError(f"no project {name!r}")
         return row
 
-    def save_project(self, uow: UnitOfWork, spec: ProjectSpec, actor: str) -> dict[str, Any]:
+    def save_project(
+        self, uow: UnitOfWork, spec: ProjectSpec, actor: str, *, command_id: str | None = None
+    ) -> dict[str, Any]:
+        """Create or update a project (only through its signed command: projects.py)."""
         session = uow.session
         row = session.get(ProjectRow, spec.name)
         created = row is None
@@ -96,7 +99,12 @@ class Labeling:
                 actor=actor,
                 allowed=True,
                 target=f"project:{spec.name}",
-                details={"task": spec.task, "datasets": spec.datasets, "tasks_added": tasks},
+                details={
+                    "task": spec.task,
+                    "datasets": spec.datasets,
+                    "tasks_added": tasks,
+                    "command_id": command_id,
+                },
             )
         )
         return {"project": spec.name, "created": created, "tasks_added": tasks}

@@ -1,4 +1,9 @@
-"""HTTP: the dashboards, their JSON API, the policy's decisions and approvals, admin routes."""
+"""HTTP: the dashboards, their JSON API, the policy's decisions and approvals, admin routes.
+
+Reads (the dashboards and their data, status, alerts, drift, decisions) need a key of role
+viewer or above (shared/webauth.py: a header, or the cookie the login form sets for the
+pages); approvals a key of role operator in a header. ``/healthz``, ``/metrics`` and the
+plotly script stay open: probes and Prometheus scrape them, and they hold no records."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from sqlmodel import Session
@@ -21,9 +26,10 @@ from services.monitoring.adapters.store import (
 )
 from services.monitoring.policy import Outcome
 from services.monitoring.windows import summarize
-from shared.keys import KeyDeniedError
+from shared.keys import ApiPrincipal, KeyDeniedError
 from shared.runtime import health
 from shared.telemetry import prometheus_payload
+from shared.webauth import login, page_denied, require_read
 
 router = APIRouter()
 REFRESH_S = 5
@@ -40,8 +46,22 @@ DecisionId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="Decision 
 """Bounded: a larger number is a 422, not a database overflow (a 500)."""
 
 
+LOGIN = "/login"
+
+
 def _state(request: Request) -> Any:
     return request.app.state
+
+
+def reader(request: Request) -> ApiPrincipal:
+    """A key of role viewer or above (401/403 JSON otherwise)."""
+    try:
+        return require_read(_state(request).keys, request)
+    except KeyDeniedError as denied:
+        raise HTTPException(denied.status, denied.message) from None
+
+
+Reader = Annotated[ApiPrincipal, Depends(reader)]
 
 
 def _rows(request: Request, table: type[Any], limit: int) -> list[dict[str, Any]]:
@@ -76,8 +96,18 @@ async def index() -> RedirectResponse:
     return RedirectResponse("/dashboards/pipeline")
 
 
+@router.post(LOGIN, include_in_schema=True, response_class=HTMLResponse)
+async def login_form(request: Request) -> Response:
+    """The dashboards' login form posts here (``key``, ``next``): sets the key cookie."""
+    return await login(request, _state(request).keys, action=LOGIN, home="/dashboards/pipeline")
+
+
 @router.get("/dashboards/{name}", response_class=HTMLResponse)
-async def dashboard(name: str) -> HTMLResponse:
+async def dashboard(name: str, request: Request) -> HTMLResponse:
+    try:
+        require_read(_state(request).keys, request)
+    except KeyDeniedError as denied:
+        return page_denied(request, LOGIN, denied)  # 401/403: a form asking for a key
     if name not in dashboards.BUILDERS:
         raise HTTPException(404, f"no dashboard {name!r}; known: {', '.join(dashboards.TITLES)}")
     nav = "".join(
@@ -94,7 +124,7 @@ async def dashboard(name: str) -> HTMLResponse:
 
 
 @router.get("/api/dashboards/{name}")
-def dashboard_data(name: str, request: Request) -> dict[str, Any]:
+def dashboard_data(name: str, request: Request, _who: Reader) -> dict[str, Any]:
     builder = dashboards.BUILDERS.get(name)
     if builder is None:
         raise HTTPException(404, f"no dashboard {name!r}; known: {', '.join(dashboards.TITLES)}")
@@ -105,7 +135,7 @@ def dashboard_data(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/status")
-def status(request: Request) -> dict[str, Any]:
+def status(request: Request, _who: Reader) -> dict[str, Any]:
     state = _state(request)
     service = state.service
     with service.lock:
@@ -137,17 +167,17 @@ def status(request: Request) -> dict[str, Any]:
 
 
 @router.get("/api/alerts")
-def alerts(request: Request, limit: Limit = 100) -> list[dict[str, Any]]:
+def alerts(request: Request, _who: Reader, limit: Limit = 100) -> list[dict[str, Any]]:
     return _rows(request, AlertRow, limit)
 
 
 @router.get("/api/drift")
-def drift(request: Request, limit: Limit = 100) -> list[dict[str, Any]]:
+def drift(request: Request, _who: Reader, limit: Limit = 100) -> list[dict[str, Any]]:
     return _rows(request, DriftRow, limit)
 
 
 @router.get("/api/decisions")
-def decisions(request: Request, limit: Limit = 100) -> list[dict[str, Any]]:
+def decisions(request: Request, _who: Reader, limit: Limit = 100) -> list[dict[str, Any]]:
     return _rows(request, DecisionRow, limit)
 
 

@@ -28,13 +28,25 @@ def _base(url: str | None) -> str:
     return (url or f"http://{cfg.host}:{port(cfg)}").rstrip("/")
 
 
+def _key_headers() -> dict[str, str]:
+    """The CLI user's key (the admin key) for monitoring's reads (role viewer or above)."""
+    key = _settings().admin_secret()
+    return {"X-API-Key": key} if key else {}
+
+
 def _get(url: str | None, path: str) -> Any:
     base = _base(url)
     try:
-        response = httpx.get(f"{base}{path}", timeout=10)
+        response = httpx.get(f"{base}{path}", headers=_key_headers(), timeout=10)
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach monitoring at {base}:[/] {exc}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    if response.status_code in (401, 403):
+        console.print(
+            f"[red]{response.status_code}:[/] {response.json().get('detail')} "
+            "(set LLMOPS_ADMIN_KEY or run where `llmops up` ran)"
+        )
+        raise typer.Exit(EXIT_INVALID)
     response.raise_for_status()
     return response.json()
 

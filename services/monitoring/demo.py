@@ -30,23 +30,34 @@ def _monitoring_url() -> str:
     return f"http://{cfg.host}:{port(cfg)}"
 
 
-def _window_size(url: str) -> tuple[int, dict[str, Any]]:
-    status = httpx.get(f"{url}/api/status", timeout=10).json()
+class _Api:
+    """Monitoring's JSON API with the demo's key (its reads need role viewer or above)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", headers={"X-API-Key": self.key}, timeout=10)
+        return response.raise_for_status().json()
+
+
+def _window_size(api: _Api) -> tuple[int, dict[str, Any]]:
+    status = api.get("/api/status")
     return int(status.get("window_size") or 100), status
 
 
-def _decisions(url: str, model: str) -> list[dict[str, Any]]:
-    rows = httpx.get(f"{url}/api/decisions?limit=50", timeout=10).json()
+def _decisions(api: _Api, model: str) -> list[dict[str, Any]]:
+    rows = api.get("/api/decisions?limit=50")
     return [r for r in rows if r["model_name"] == model]
 
 
 def _wait_decision(
-    url: str, model: str, before: int, timeout_s: float, say: Any = None
+    api: _Api, model: str, before: int, timeout_s: float, say: Any = None
 ) -> dict[str, Any] | None:
     started = time.monotonic()
     next_note = started + 30
     while time.monotonic() < started + timeout_s:
-        rows = _decisions(url, model)
+        rows = _decisions(api, model)
         if len(rows) > before:
             return rows[0]
         if say is not None and time.monotonic() > next_note:
@@ -83,28 +94,29 @@ async def _publish(ctx: Any, n: int) -> None:
 
 def run(ctx: Any) -> None:
     url = _monitoring_url()
-    n, _status = _window_size(url)
+    api = _Api(url, ctx.admin_key)
+    n, _status = _window_size(api)
     serving = ctx.results.get("serving") or {}
     served = serving.get("model")
     decision = None
     if served:
-        before = len(_decisions(url, served))
+        before = len(_decisions(api, served))
         try:
             _through_gateway(ctx, serving["gateway_url"], served, n)
             # every request is anonymized (Presidio) before monitoring sees it: minutes for
             # two windows of traffic on a busy 2-core machine
-            decision = _wait_decision(url, served, before, 300, ctx.say)
+            decision = _wait_decision(api, served, before, 300, ctx.say)
         except Exception as exc:  # show the rest of the loop even if serving is struggling
             ctx.say(f"gateway burst failed ({type(exc).__name__}: {exc}); publishing instead")
     if decision is None:
-        before = len(_decisions(url, DEMO_MODEL))
+        before = len(_decisions(api, DEMO_MODEL))
         asyncio.run(_publish(ctx, n))
-        decision = _wait_decision(url, DEMO_MODEL, before, 60)
+        decision = _wait_decision(api, DEMO_MODEL, before, 60)
     if decision is None:
         raise RuntimeError("monitoring made no retraining decision within 60 s")
     drifted = [
         r
-        for r in httpx.get(f"{url}/api/drift?limit=20", timeout=10).json()
+        for r in api.get("/api/drift?limit=20")
         if r["drifted"] and r["model_name"] == decision["model_name"]
     ]
     for row in drifted[:7]:
@@ -113,9 +125,7 @@ def run(ctx: Any) -> None:
             f"drift: {row['feature']} {row['method']} {row['score']:.3f} "
             f"(threshold {row['threshold']}{p})"
         )
-    alerts = [
-        a for a in httpx.get(f"{url}/api/alerts?limit=5", timeout=10).json() if a["name"] == "drift"
-    ]
+    alerts = [a for a in api.get("/api/alerts?limit=5") if a["name"] == "drift"]
     if alerts:
         ctx.say(f"alert: {alerts[0]['summary']}")
     ctx.say(f"retraining decision #{decision['id']}: {decision['outcome']} — {decision['reason']}")

@@ -15,6 +15,11 @@ PLUGIN = ServicePlugin(
             8200,
             "LLMOPS_MONITORING_PORT",
             serves_api=True,
+            singleton=(
+                "its windows and drift references are kept in memory per process, and a "
+                "model's traffic is spread over every partition: a second process would "
+                "judge drift on part of it"
+            ),
         ),
     ),
     consumes=(

@@ -4,6 +4,11 @@ A request is stored by its handler (with the inbox row); the runner picks the ol
 pending or running run, trains it in a thread (the event loop keeps serving health and
 the bus), and commits ModelTrained with the run's completion. A process killed mid-run
 finds the run still ``running`` at start and resumes it from its last checkpoint.
+
+Several processes of the service share the run table: a run is leased to the process
+training it (``shared.storage.lease``; renewed while it trains, every commit of the run
+fenced), so it trains in one process at a time; a run whose process died is taken over by
+another, from its last checkpoint, once the lease has run out.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from services.training.training_job import JobOutcome, TrainingJob, failed_event
 from shared.bus.store import UnitOfWork
 from shared.events import Event, TrainingRequested
 from shared.runtime import Runtime
+from shared.storage.lease import LeaseLostError, Leases
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -51,6 +57,7 @@ class RunQueue:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
+        self.leases = Leases(store.TrainingRun, ttl_s=settings.job_lease_s)
 
     def kick(self) -> None:
         self._wake.set()
@@ -78,12 +85,16 @@ class RunQueue:
             outcome = JobOutcome.WAIT
             if run_id is not None:
                 try:
-                    outcome = await asyncio.to_thread(self.run_once, run_id)
+                    outcome = await asyncio.to_thread(self._work, run_id)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
+                except LeaseLostError:  # another process trains it now: not a failure
+                    log.warning(
+                        "training run taken over by another process", extra={"run_id": run_id}
+                    )
+                    outcome = JobOutcome.WAIT
+                except Exception:
                     log.exception("training run failed", extra={"run_id": run_id})
-                    await asyncio.to_thread(self._count_failure, run_id, exc)
                     outcome = JobOutcome.WAIT
             if outcome is JobOutcome.WAIT:
                 with contextlib.suppress(TimeoutError):
@@ -91,15 +102,32 @@ class RunQueue:
                 self._wake.clear()
 
     def _next(self) -> str | None:
+        """The oldest run due that no other process holds, leased to this one."""
         with Session(self.engine) as session:
             now = datetime.now(UTC)
-            run = store.next_run(session)
-            if run is None:
-                return None
-            waited = (now - run.updated_at.replace(tzinfo=UTC)).total_seconds()
-            if run.status == "pending" and run.attempts and waited < self.settings.poll_s:
-                return None
-            return run.run_id
+            due = []
+            for run in store.unfinished_runs(session):
+                waited = (now - run.updated_at.replace(tzinfo=UTC)).total_seconds()
+                if run.status == "pending" and run.attempts and waited < self.settings.poll_s:
+                    continue
+                due.append(run.run_id)
+        for run_id in due:
+            if self.leases.claim(self.engine, {"run_id": run_id}):
+                return run_id
+        return None
+
+    def _work(self, run_id: str) -> JobOutcome:
+        """Train a leased run, renewing the lease meanwhile; a failure is counted (and
+        reported) while the lease is still held, then the run is free again."""
+        with self.leases.held(self.engine, {"run_id": run_id}):
+            try:
+                return self.run_once(run_id)
+            except (LeaseLostError, ServiceStoppingError):
+                raise
+            except Exception as exc:
+                log.exception("training run failed", extra={"run_id": run_id})
+                self._count_failure(run_id, exc)
+                return JobOutcome.WAIT
 
     # -- the worker thread ----------------------------------------------------------
     def emit(self, event: Event, update: Callable[[store.TrainingRun], None] | None = None) -> None:
@@ -110,11 +138,14 @@ class RunQueue:
             uow = UnitOfWork(session, self.runtime.service)
             uow.emit(event)
             if update is not None:
-                run = session.get(store.TrainingRun, str(event.run_id))  # type: ignore[attr-defined]
+                run_id = str(event.run_id)  # type: ignore[attr-defined]
+                run = session.get(store.TrainingRun, run_id)
                 if run is not None:
                     update(run)
                     run.updated_at = datetime.now(UTC)
                     session.add(run)
+                    session.flush()
+                    self.leases.fence(session, {"run_id": run_id})  # still ours, or nothing
             session.commit()
         relay = self.runtime.bus.relay
         if relay is not None and self._loop is not None:

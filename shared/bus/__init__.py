@@ -8,6 +8,7 @@ from shared.bus.eventbus import (
     dlq_claim,
     resolve_dlq_value,
 )
+from shared.bus.message import Message
 from shared.bus.outbox import OutboxRelay
 from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork
 
@@ -16,6 +17,7 @@ __all__ = [
     "DLQ_HEADER_PREFIX",
     "EventBus",
     "InboxEntry",
+    "Message",
     "OutboxEntry",
     "OutboxRelay",
     "UnitOfWork",

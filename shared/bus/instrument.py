@@ -1,8 +1,12 @@
 """Messaging telemetry of every service, cheap by design.
 
-One FastStream middleware (``MessagingTelemetry``, installed by ``make_broker``) and the
-EventBus share this module, so every service gets the same spans and metrics without code
-of its own. OpenTelemetry semantic-convention names (``messaging.*``, ``error.type``):
+The broker ``make_broker`` builds (``TracedKafkaBroker``) and the EventBus share this
+module, so every service gets the same spans and metrics without code of its own. No
+FastStream middleware: each subscriber's handlers are ``TracedCall``s (the telemetry around
+FastStream's ``HandlerItem.call``, where a middleware's ``consume_scope`` would run) and the
+broker's ``publish``/``publish_batch`` go through ``traced_send``; a middleware costs an
+object, an async context and a ``partial`` per message and per publish before any telemetry
+runs. OpenTelemetry semantic-convention names (``messaging.*``, ``error.type``):
 
 Spans: ONE span per consumed event, ``<topic> process`` (kind CONSUMER), child of the
 producer's context from the record's ``traceparent`` header. A publish made while an event
@@ -35,23 +39,32 @@ are not recorded, and processors see ``on_end`` only.
 
 Counters are pre-bound: a slot per attribute set holds a plain integer that the hot path
 increments, and an observable counter reports the slots when a reader collects (Prometheus
-scrape, OTLP export). Attribute mappings are built once per slot, never per message.
+scrape, OTLP export). The duration histogram is pre-bound too (``Durations``): after an
+attribute set's first measurement, values go straight into the SDK's aggregation of each
+reader (``duration_view``, installed by ``setup_telemetry``). Attribute mappings are built
+once per slot, never per message.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
-from faststream._internal.middlewares import BaseMiddleware
+from faststream._internal.endpoint.subscriber.call_item import CallsCollection, HandlerItem
 from faststream.exceptions import IgnoredException
 from opentelemetry import context, metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics._internal.aggregation import (
+    _ExplicitBucketHistogramAggregation as _SdkHistogram,
+)
+from opentelemetry.sdk.metrics.export import AggregationTemporality
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.trace import (
@@ -65,13 +78,13 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
-    from faststream._internal.context.repository import ContextRepo
     from faststream.message import StreamMessage
 
 SYSTEM = "kafka"
 LAG_SAMPLE_S = 1.0  # most one lag reading per partition and second
 
-_meter = metrics.get_meter("llmops.bus")
+METER = "llmops.bus"
+_meter = metrics.get_meter(METER)
 _propagator = TraceContextTextMapPropagator()  # W3C trace context only: no baggage parsing
 # the record whose consumer span is current (set by whoever opened it)
 _consuming: ContextVar[Any] = ContextVar("llmops_consuming", default=None)
@@ -112,11 +125,110 @@ _dead = _Slots("llmops.messaging.dead_lettered", "Messages sent to a dead-letter
 _handled = _Slots(
     "llmops_events_handled", "Events handled by the EventBus, by topic, handler and outcome.", ""
 )
-_duration = _meter.create_histogram(
-    "messaging.process.duration",
-    unit="s",
-    description="Handler time of one delivery (a message, or a fetched batch).",
-)
+DURATION = "messaging.process.duration"
+
+
+class _Value:
+    """A reusable measurement: the histogram aggregation reads ``value`` alone when it
+    samples no exemplar."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+
+class Durations:
+    """The duration histogram of one attribute set, pre-bound.
+
+    The first measurement goes through the SDK's ``Histogram.record`` (a Measurement, the
+    attributes validated, copied and hashed per reader: ~5 us). When the meter provider
+    has ``duration_view()`` (``setup_telemetry`` installs it), the aggregation each reader
+    made for this attribute set registers here, and later measurements go straight into
+    those aggregations (``aggregate``: the SDK's own bucket, sum, min and max update, under
+    its lock): one bisect and a few additions. Without the view, every measurement takes
+    the SDK's way. An aggregation a DELTA reader collects is let go (the SDK may drop it
+    after the collection): the set's next measurement takes the SDK's way again, to every
+    reader, and binds what the SDK then holds. Bound measurements sample no exemplars."""
+
+    __slots__ = ("attributes", "bound", "histogram", "measurement")
+
+    def __init__(self, histogram: Any, attributes: dict[str, str]) -> None:
+        self.histogram = histogram
+        self.attributes = attributes
+        self.bound: list[_BoundHistogram] = []
+        self.measurement = _Value()
+
+    def record(self, seconds: float) -> None:
+        bound = self.bound  # replaced, never changed in place: a collector may unbind
+        if not bound:
+            self.histogram.record(seconds, self.attributes)
+            return
+        measurement = self.measurement
+        measurement.value = seconds
+        for aggregation in bound:
+            _SdkHistogram.aggregate(aggregation, measurement, False)  # type: ignore[arg-type]
+
+
+class DurationHistogram:
+    """``messaging.process.duration`` of one meter: a ``Durations`` per attribute set."""
+
+    def __init__(self, meter_name: str, provider: metrics.MeterProvider | None = None) -> None:
+        self.scope = meter_name
+        self.histogram = metrics.get_meter(meter_name, meter_provider=provider).create_histogram(
+            DURATION,
+            unit="s",
+            description="Handler time of one delivery (a message, or a fetched batch).",
+        )
+
+    def of(self, attributes: dict[str, str]) -> Durations:
+        key = (self.scope, frozenset(attributes.items()))
+        found = _durations.get(key)
+        if found is None:
+            found = _durations[key] = Durations(self.histogram, attributes)
+        return found
+
+
+# every Durations by meter and attribute set: where a bound aggregation finds its own
+_durations: dict[tuple[str, frozenset[tuple[str, str]]], Durations] = {}
+
+
+class _BoundHistogram(_SdkHistogram):
+    """The SDK's explicit-bucket aggregation of one attribute set and reader, which binds
+    itself to that set's ``Durations`` on the measurement the SDK hands it."""
+
+    def aggregate(self, measurement: Any, should_sample_exemplar: bool = True) -> None:
+        super().aggregate(measurement, should_sample_exemplar)
+        scope = measurement.instrument.instrumentation_scope.name
+        durations = _durations.get((scope, frozenset((measurement.attributes or {}).items())))
+        if durations is not None and self not in durations.bound:
+            durations.bound = [*durations.bound, self]
+
+    def collect(self, collection_aggregation_temporality: Any, collection_start_nano: int) -> Any:
+        point = super().collect(collection_aggregation_temporality, collection_start_nano)
+        if collection_aggregation_temporality is AggregationTemporality.DELTA:
+            for durations in list(_durations.values()):
+                if self in durations.bound:  # every reader's again on the SDK's next record
+                    durations.bound = []
+        return point
+
+
+class BoundDurationAggregation(ExplicitBucketHistogramAggregation):
+    """The explicit-bucket histogram aggregation (the SDK's default for a histogram, same
+    boundaries), made of ``_BoundHistogram``s: see ``Durations``."""
+
+    def _create_aggregation(self, *args: Any, **kwargs: Any) -> Any:
+        aggregation = super()._create_aggregation(*args, **kwargs)
+        aggregation.__class__ = _BoundHistogram  # built by the SDK, bound by us
+        return aggregation
+
+
+def duration_view() -> View:
+    """The view a meter provider needs for pre-bound durations (``setup_telemetry``)."""
+    return View(instrument_name=DURATION, aggregation=BoundDurationAggregation())
+
+
+_duration = DurationHistogram(METER)
 _lags: dict[tuple[str, int, str], tuple[int, dict[str, str]]] = {}
 
 
@@ -136,7 +248,15 @@ class Consumption:
     """Everything pre-built for one (topic, consumer group): span name and attributes,
     the counter slot, the histogram's attributes, the lag sampling clock."""
 
-    __slots__ = ("attributes", "consumed", "group", "next_lag", "span_attributes", "span_name")
+    __slots__ = (
+        "attributes",
+        "consumed",
+        "durations",
+        "group",
+        "next_lag",
+        "span_attributes",
+        "span_name",
+    )
 
     def __init__(self, topic: str, group: str | None) -> None:
         self.group = group or ""
@@ -149,14 +269,15 @@ class Consumption:
         self.span_name = f"{topic} process"
         self.span_attributes = {**self.attributes, "messaging.operation.type": "process"}
         self.consumed = _consumed.slot((topic, self.group, ""), self.attributes)
+        self.durations = _duration.of(self.attributes)
         self.next_lag: dict[int, float] = {}
 
-    def failed(self, error: BaseException, count: int) -> dict[str, str]:
-        """Count a failed delivery; returns the attributes with ``error.type``."""
+    def failed(self, error: BaseException, count: int) -> Durations:
+        """Count a failed delivery; returns the durations with its ``error.type``."""
         kind = type(error).__qualname__
         attributes = {**self.attributes, "error.type": kind}
         _consumed.slot((*self._key(), kind), attributes).value += count
-        return attributes
+        return _duration.of(attributes)
 
     def _key(self) -> tuple[str, str]:
         return (self.attributes["messaging.destination.name"], self.group)
@@ -249,7 +370,22 @@ def _parent(headers: Iterable[tuple[str, Any]] | dict[str, Any] | None) -> conte
         }
         if not carrier:
             return None
-    return _propagator.extract(carrier)
+    traceparent = carrier.get("traceparent")
+    if "tracestate" not in carrier and isinstance(traceparent, str):
+        match = _TRACEPARENT_00.fullmatch(traceparent)
+        if match is not None:  # the platform's own: what the propagator makes of it, sooner
+            trace_id, span_id = int(match[1], 16), int(match[2], 16)
+            if not trace_id or not span_id:
+                return context.Context()
+            remote = SpanContext(
+                trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(match[3], 16))
+            )
+            return trace.set_span_in_context(NonRecordingSpan(remote), context.Context())
+    return _propagator.extract(carrier)  # other versions, whitespace, a tracestate
+
+
+# a W3C traceparent of version 00 as every platform producer writes it
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 _UNSET = Status(StatusCode.UNSET)
@@ -363,7 +499,7 @@ def _start(
 @contextmanager
 def consumer_span(topic: str, group: str | None, record: Any) -> Iterator[None]:
     """The span of one consumed record, unless that record's span is already current (the
-    middleware opened it): per event, one span, whoever opens it."""
+    subscriber's traced call opened it): per event, one span, whoever opens it."""
     if _consuming.get() is record:
         yield
         return
@@ -386,89 +522,140 @@ def consumer_span(topic: str, group: str | None, record: Any) -> Iterator[None]:
             span.end()
 
 
-class MessagingTelemetry:
-    """The broker middleware: spans, counters, durations and lag for every subscriber and
-    every publish of the broker (replaces FastStream's OTel and Prometheus middlewares)."""
-
-    def __call__(self, msg: Any, /, *, context: ContextRepo) -> _Scope:
-        return _Scope(msg, context=context)
+# -- the subscriber side: a traced handler call, outside FastStream's middleware chain ------
+_ITEM_SLOTS = tuple(
+    name for klass in HandlerItem.__mro__ for name in getattr(klass, "__slots__", ())
+)
 
 
-class _Scope(BaseMiddleware[Any, Any]):
-    __slots__ = ()
+class TracedCall(HandlerItem[Any]):
+    """One handler of a subscriber, called with its span, counters, duration and lag.
 
-    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-        raw = msg.raw_message
-        consumer = getattr(msg, "consumer", None)
-        group = getattr(consumer, "_group_id", None)
+    FastStream calls ``HandlerItem.call(message, ...)`` once per delivery, inside its
+    acknowledgement and logging scopes, with the parsed message: where a broker middleware's
+    ``consume_scope`` ran, without a middleware object, an async context and a ``partial``
+    per message and per publish. A single record gets its CONSUMER span here; a fetched
+    batch is measured and counted here, and the EventBus opens the span of each event."""
+
+    __slots__ = ("group", "last_slot", "last_topic")
+
+    group: str | None
+    last_topic: str
+    last_slot: Consumption
+
+    @classmethod
+    def of(cls, item: HandlerItem[Any], group: str | None) -> TracedCall:
+        traced = cls.__new__(cls)
+        for name in _ITEM_SLOTS:  # the same handler, filter, parser and decoder
+            if hasattr(item, name):
+                setattr(traced, name, getattr(item, name))
+        traced.group = group
+        traced.last_topic = ""
+        return traced
+
+    def _consumption(self, topic: str) -> Consumption:
+        if topic != self.last_topic:  # a subscriber reads one topic, mostly
+            self.last_slot = consumption(topic, self.group)
+            self.last_topic = topic
+        return self.last_slot
+
+    async def call(self, /, message: StreamMessage[Any], _extra_middlewares: Iterable[Any]) -> Any:
+        raw = message.raw_message
+        consumer = getattr(message, "consumer", None)
         if isinstance(raw, tuple | list):  # a batch: per-event spans are the EventBus'
             if not raw:
-                return await call_next(msg)
-            slot = consumption(raw[0].topic, group)
-            count = len(raw)
+                return await HandlerItem.call(self, message, _extra_middlewares)
+            slot = self._consumption(raw[0].topic)
             last = raw[-1]
-            first_partition = raw[0].partition
-            if first_partition != last.partition:  # records of several partitions
-                ends = {r.partition: r.offset for r in raw}
-                for partition, offset in ends.items():
+            if raw[0].partition != last.partition:  # records of several partitions
+                for partition, offset in {r.partition: r.offset for r in raw}.items():
                     slot.sample_lag(consumer, partition, offset)
             else:
                 slot.sample_lag(consumer, last.partition, last.offset)
-            return await self._measured(call_next, msg, slot, count)
-        slot = consumption(raw.topic, group)
+            return await self._measured(message, _extra_middlewares, slot, len(raw), None)
+        slot = self._consumption(raw.topic)
         slot.sample_lag(consumer, raw.partition, raw.offset)
         span, current = _start(
-            slot.span_name, SpanKind.CONSUMER, slot.span_attributes, _parent(msg.headers)
+            slot.span_name, SpanKind.CONSUMER, slot.span_attributes, _parent(message.headers)
         )
         token = context.attach(current)
         mark = _consuming.set(raw)
         try:
-            return await self._measured(call_next, msg, slot, 1, span)
+            return await self._measured(message, _extra_middlewares, slot, 1, span)
         finally:
             _consuming.reset(mark)
             context.detach(token)
             if span is not None:
                 span.end()
 
-    @staticmethod
     async def _measured(
-        call_next: Any, msg: Any, slot: Consumption, count: int, span: _Span | None = None
+        self,
+        message: StreamMessage[Any],
+        extra: Iterable[Any],
+        slot: Consumption,
+        count: int,
+        span: _Span | None,
     ) -> Any:
         started = time.perf_counter()
         try:
-            result = await call_next(msg)
+            result = await HandlerItem.call(self, message, extra)
         except BaseException as exc:
             if isinstance(exc, IgnoredException):  # FastStream's ack/nack/skip signals
                 slot.consumed.value += count
-                _duration.record(time.perf_counter() - started, slot.attributes)
+                slot.durations.record(time.perf_counter() - started)
             else:
-                attributes = slot.failed(exc, count)
-                _duration.record(time.perf_counter() - started, attributes)
+                slot.failed(exc, count).record(time.perf_counter() - started)
                 if span is not None:
                     span.fail(exc)
             raise
         slot.consumed.value += count
-        _duration.record(time.perf_counter() - started, slot.attributes)
+        slot.durations.record(time.perf_counter() - started)
         return result
 
-    async def publish_scope(self, call_next: Any, cmd: Any) -> Any:
-        slot = production(cmd.destination)
-        count = len(cmd.batch_bodies) or 1
-        span = None
-        if _consuming.get() is not None:  # inside a handler: its consumer span is the parent
-            _propagator.inject(cmd.headers)
-        else:
-            span, current = _start(slot.span_name, SpanKind.PRODUCER, slot.span_attributes, None)
-            _propagator.inject(cmd.headers, current)
-        try:
-            result = await call_next(cmd)
-        except BaseException as exc:
-            slot.failed(exc, count)
-            if span is not None:
-                span.fail(exc)
-            raise
-        finally:
-            if span is not None:
-                span.end()
-        slot.sent.value += count
-        return result
+
+class TracedCalls(CallsCollection[Any]):
+    """A subscriber's handlers, each added as a ``TracedCall``."""
+
+    group: str | None
+
+    def add_call(self, call: HandlerItem[Any]) -> None:
+        super().add_call(call if isinstance(call, TracedCall) else TracedCall.of(call, self.group))
+
+
+def instrument_subscriber(subscriber: Any) -> Any:
+    """Trace every handler of ``subscriber`` (a FastStream Kafka subscriber), those it has
+    and those decorated later. Its handler collection becomes a ``TracedCalls`` in place
+    (the subscriber's specification shares that object). Returns the subscriber."""
+    calls = subscriber.calls
+    if not isinstance(calls, TracedCalls):
+        calls.__class__ = TracedCalls
+        calls.group = getattr(subscriber, "group_id", None)
+        calls.data[:] = [TracedCall.of(c, calls.group) for c in calls.data]
+    return subscriber
+
+
+# -- the producer side ---------------------------------------------------------------------
+async def traced_send(topic: str, count: int, headers: dict[str, Any], send: Awaitable[Any]) -> Any:
+    """Await ``send`` (a publish of ``count`` messages to ``topic`` with ``headers``, not
+    started yet) with the sent counters; the trace context goes into ``headers`` first: the
+    consumer span's inside a handler (no span of its own), else that of a PRODUCER span
+    opened here."""
+    slot = production(topic)
+    span = None
+    if _consuming.get() is not None:  # inside a handler: its consumer span is the parent
+        _propagator.inject(headers)
+    else:
+        span, current = _start(slot.span_name, SpanKind.PRODUCER, slot.span_attributes, None)
+        _propagator.inject(headers, current)
+    try:
+        result = await send
+    except BaseException as exc:
+        slot.failed(exc, count)
+        if span is not None:
+            span.fail(exc)
+        raise
+    finally:
+        if span is not None:
+            span.end()
+    slot.sent.value += count
+    return result

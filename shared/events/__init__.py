@@ -9,7 +9,7 @@ from shared.events.ingest import (
     RecordsIngested,
 )
 from shared.events.keys import ApiKeyChanged
-from shared.events.labeling import DatasetVersioned, RecordsLabeled
+from shared.events.labeling import DatasetVersioned, LabelingProjectRequested, RecordsLabeled
 from shared.events.monitoring import AlertRaised, AuditRecorded, DriftDetected
 from shared.events.privacy import ErasureCompleted, ErasureRequested, RecordsAnonymized
 from shared.events.registry import EventDecodeError, all_models, decode, register, upcaster
@@ -38,6 +38,7 @@ __all__ = [
     "IngestCompleted",
     "IngestProgressed",
     "IngestRequested",
+    "LabelingProjectRequested",
     "ModelEvaluated",
     "ModelPromoted",
     "ModelRolledBack",

@@ -40,3 +40,18 @@ class DatasetVersioned(Event):
     records: int = Field(description="Record count.")
     manifest: ClaimCheck = Field(description="The manifest in the artifact store.")
     labeled: bool = Field(False, description="Whether records carry labels.")
+
+
+@register("llmops.labeling-project.requested")
+class LabelingProjectRequested(Event):
+    """A command: create or update a labeling project (a signed command: the CLI signs it
+    with the user's key, the labeling API with its service key for the caller it
+    authenticated). The labeling service applies it once and records the outcome."""
+
+    project: str = Field(description="Project name (the spec's name).")
+    spec: dict[str, Any] = Field(description="The project definition (as in its YAML file).")
+    requested_by: str | None = Field(
+        None,
+        description="Who asked, when a service signs on their behalf (the labeling API: the "
+        "caller's key name); a person's own signature names them in authority.principal.",
+    )

@@ -100,6 +100,11 @@ def parse_scale(text: str | None, processes: list[ProcessSpec]) -> dict[str, int
                 f"--scale: {name.strip()!r} is not a running process or service "
                 f"(known: {', '.join(sorted(known))})"
             )
+        single = [p for p in processes if name.strip() in (p.label, p.service) and p.singleton]
+        if int(count) > 1 and single:
+            raise ValueError(
+                f"--scale: {single[0].label} runs as one process only: {single[0].singleton}"
+            )
         scale[name.strip()] = int(count)
     return scale
 
@@ -231,7 +236,7 @@ class Supervisor:
         if spec.port_env:  # a process reading its own port variable gets its replica's
             env[spec.port_env] = str(child.port)
         if child.replica > 1:
-            env.update(dict(spec.replica_env))
+            env.update({k: v.replace("{replica}", str(child.replica)) for k, v in spec.replica_env})
         if child.log is None:
             child.log = (self.log_dir / f"{child.label}.log").open("ab")
         child.proc = subprocess.Popen(

@@ -123,24 +123,30 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
         assert len(h.emitted(Topic.MODEL_PROMOTED)) == 1
 
         async with h.http() as http:
-            listed = (await http.get("/v1/registry/models")).json()["data"]
+            assert (await http.get("/v1/registry/models")).status_code == 401  # reads: a key
+            view = {"Authorization": f"Bearer {ADMIN}"}
+            listed = (await http.get("/v1/registry/models", headers=view)).json()["data"]
             assert listed == [
                 {"name": "m", "aliases": {"champion": "v2", "staging": "v3"}, "versions": 3}
             ]
-            page = await http.get("/v1/registry/models/m/versions/v3/report.html")
+            page = await http.get("/v1/registry/models/m/versions/v3/report.html", headers=view)
             assert page.status_code == 200
             assert "no_regression" in page.text
             assert "/v1/registry/static/plotly.min.js" in page.text
             assert page.text.count("Plotly.newPlot") == 3  # slices, confusion, vs champion
             assert (await http.get("/v1/registry/static/plotly.min.js")).status_code == 200
-            card = (await http.get("/v1/registry/models/m/versions/v2/card.md")).text
+            card = (await http.get("/v1/registry/models/m/versions/v2/card.md", headers=view)).text
             assert "## Fairness" in card
             assert "| region | eu |" in card
-            report = (await http.get("/v1/registry/models/m/versions/v2/report")).json()
+            report = (
+                await http.get("/v1/registry/models/m/versions/v2/report", headers=view)
+            ).json()
             assert report["result"]["intervals"]["accuracy"]["low"] <= 1.0
 
+            http.cookies.set("llmops_key", ADMIN)  # a read's cookie is no key for a change
             denied = await http.post("/v1/registry/models/m/rollback", json={})
             assert denied.status_code == 401
+            http.cookies.clear()
             auth = {"Authorization": f"Bearer {ADMIN}"}
             back = await http.post(
                 "/v1/registry/models/m/rollback", json={"reason": "test"}, headers=auth
@@ -155,7 +161,7 @@ async def test_better_promoted_then_worse_blocked_then_rollback(tmp_path: Path) 
             )
             assert missing.status_code == 404
             assert "v9" in missing.json()["error"]["message"]
-            shown = (await http.get("/v1/registry/models/m")).json()
+            shown = (await http.get("/v1/registry/models/m", headers=view)).json()
             assert shown["aliases"]["champion"]["version"] == "bootstrap"
             actions = [(e["alias"], e["action"], e["version"]) for e in shown["history"]]
             assert ("champion", "rollback", "bootstrap") in actions
@@ -264,7 +270,7 @@ async def test_register_by_hand_then_promote_as_canary_and_champion(tmp_path: Pa
                 "/v1/registry/models/m/promote", json={"version": "v5"}, headers=auth
             )
             assert full.status_code == 200, full.text
-            aliases = (await http.get("/v1/registry/models/m")).json()["aliases"]
+            aliases = (await http.get("/v1/registry/models/m", headers=auth)).json()["aliases"]
         assert aliases["champion"]["version"] == "v5"
         assert "challenger" not in aliases
         promoted = h.emitted(Topic.MODEL_PROMOTED)

@@ -126,7 +126,10 @@ def test_better_candidate_is_promoted_served_and_rolled_back(platform: dict[str,
     assert evaluated.compared_with == "bootstrap"
     assert evaluated.scores["accuracy"] >= 0.5
     assert evaluated.correlation_id == trained.correlation_id
-    report = httpx.get(f"{registry}/models/{MODEL}/versions/v2/report.html")
+    report = httpx.get(
+        f"{registry}/models/{MODEL}/versions/v2/report.html",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
     assert report.status_code == 200
     assert "Candidate vs champion bootstrap" in report.text
 

@@ -163,3 +163,50 @@ def test_allowed_sources_and_the_inbox_still_flow(tree: dict[str, Path]) -> None
     assert report.failed is None
     assert report.read == 2
     assert jobs.of(AuditRecorded) == []
+
+
+def test_a_hard_link_under_a_root_to_a_file_outside_is_refused(tree: dict[str, Path]) -> None:
+    """A hard link resolves to itself: the path rules pass it, its link count does not."""
+    root, data = tree["root"], tree["data"]
+    os.link(data / "admin.key", root / "in" / "key.jsonl")  # the admin key, under a root
+    os.link(tree["outside"] / "secret.jsonl", root / "in" / "secret.jsonl")
+    policy = _settings(tree).source_policy()
+    rules = {_denial(policy, str(root / "in" / "key.jsonl"))}
+    rules.add(_denial(policy, f"file://{root}/in/secret.jsonl"))
+    (rule,) = rules  # one text, whatever the link leads to: it names nothing outside
+    assert "hard links" in rule
+    assert "LLMOPS_INGESTION_ALLOW_HARD_LINKS" in rule
+    assert str(data) not in rule
+    policy.check(str(root / "in" / "good.jsonl"))  # one link: still fine
+    # a missing file under a root is not refused by the link rule (it fails when read)
+    policy.check(str(root / "in" / "no-such-file.jsonl"))
+    allowing = _settings(tree, allow_hard_links=True).source_policy()
+    allowing.check(str(root / "in" / "secret.jsonl"))
+    assert allowing.describe()["hard_links_allowed"] is True
+
+
+def test_a_directory_holding_a_hard_link_fails_the_job_before_reading_it(
+    tree: dict[str, Path],
+) -> None:
+    os.link(tree["data"] / "admin.key", tree["root"] / "in" / "zz-key.jsonl")
+    (tree["root"] / "in" / "link.jsonl").unlink()  # only the hard link leads out
+    (tree["root"] / "in" / "dangling.jsonl").unlink()
+    jobs = _run(tree, str(tree["root"] / "in"))
+    (report,) = jobs.of(IngestCompleted)
+    assert report.failed is not None
+    assert "hard links" in report.failed
+    assert "sk-llmops" not in report.model_dump_json()
+    texts = [r.text for b in jobs.of(RecordsIngested) for r in b.records]
+    assert not any("sk-llmops" in t for t in texts)
+    (audit,) = jobs.of(AuditRecorded)
+    assert (audit.action, audit.allowed) == ("ingest.source_denied", False)
+
+
+def test_hard_links_allowed_by_setting(
+    monkeypatch: pytest.MonkeyPatch, tree: dict[str, Path]
+) -> None:
+    os.link(tree["outside"] / "secret.jsonl", tree["root"] / "in" / "shared.jsonl")
+    monkeypatch.setenv("LLMOPS_INGESTION_ALLOW_HARD_LINKS", "true")
+    settings = IngestionSettings(data_dir=tree["data"], allowed_roots=[tree["root"]])
+    assert settings.allow_hard_links is True
+    settings.source_policy().check(str(tree["root"] / "in" / "shared.jsonl"))

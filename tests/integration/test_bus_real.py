@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.client import PlatformClient
@@ -21,17 +19,6 @@ from shared.topics import Topic
 from tests.support.stack import ServiceProcess, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # the global provider can be set only once
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 @pytest.fixture
@@ -72,7 +59,7 @@ async def alerts_caused_by(
 
 
 async def test_a_typed_event_crosses_processes_and_its_trace_continues(
-    kafka: str, echo: ServiceProcess, data_dir: Path, exporter: InMemorySpanExporter
+    kafka: str, echo: ServiceProcess, data_dir: Path, span_exporter: InMemorySpanExporter
 ) -> None:
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("test-root") as root:
@@ -81,7 +68,7 @@ async def test_a_typed_event_crosses_processes_and_its_trace_continues(
                 AuditRecorded(action="x", actor="t", allowed=True, target="traced")
             )
     trace_id = f"{root.get_span_context().trace_id:032x}"
-    publish_span = next(s for s in exporter.get_finished_spans() if s.name.endswith("publish"))
+    publish_span = next(s for s in span_exporter.get_finished_spans() if s.name.endswith("publish"))
 
     alerts = await alerts_caused_by(kafka, str(sent.event_id))
     assert len(alerts) == 1

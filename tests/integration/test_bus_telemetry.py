@@ -16,8 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,19 +32,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def exporter() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # the global provider can be set only once
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+def exporter(span_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    """The module's spans, and the Prometheus reader its metrics are read from."""
     if not isinstance(metrics.get_meter_provider(), MeterProvider):
         root = logging.getLogger()
         handlers, level = root.handlers[:], root.level
         setup_telemetry("telemetry-test", log_format="text")  # the Prometheus reader
         root.handlers[:], root.level = handlers, level
-    return exporter
+    return span_exporter
 
 
 def samples(name: str, **labels: str) -> list[float]:

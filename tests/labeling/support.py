@@ -134,7 +134,8 @@ def start_curator(kafka: str, data_dir: Path, log: Path, **extra: str) -> Servic
     """The labeling service as a real process, in fresh consumer groups that skip what
     earlier tests left in the broker: it cuts the versions of `llmops ingest --version`."""
     group = f"labeling-{uuid.uuid4().hex[:8]}"
-    groups = [f"{group}-{name}" for name in ("records", "ingest", "ingest-done", "erasure")]
+    names = ("records", "ingest", "ingest-done", "erasure", "projects")
+    groups = [f"{group}-{name}" for name in names]
     asyncio.run(skip_history(kafka, groups))
     env = {
         "LLMOPS_KAFKA_BOOTSTRAP": kafka,

@@ -16,9 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.monitoring.traffic import inference_batch
 from shared.client import PlatformClient
@@ -36,8 +33,10 @@ from shared.events.privacy import AnonymizedRecord
 from shared.settings import ServiceSettings
 from tests.anonymization.scan import skip_history
 from tests.support.stack import ServiceProcess, wait_until
+from tests.support.telemetry import in_memory_spans
 
 ADMIN_KEY = "test-admin-key-monitoring-0123"
+AUTH = {"X-API-Key": ADMIN_KEY}  # monitoring's reads need a key (role viewer or above)
 WINDOW = 40
 FEEDBACK = 20
 
@@ -53,20 +52,10 @@ class Loaded:
     env: dict[str, str]
 
 
-def _exporter() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # the global provider can be set only once
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
 async def _feed(
     bootstrap: str, correlation_id: uuid.UUID, seen: Callable[[int], object]
 ) -> list[tuple[str, str]]:
-    exporter = _exporter()
+    exporter = in_memory_spans()
     loop = {"correlation_id": correlation_id}
     run_id = uuid.uuid4()
     artifact = ClaimCheck(uri="file:///nowhere", sha256="0" * 64, size=1)
@@ -180,7 +169,7 @@ def loaded(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loa
 
     def seen(labels: int) -> object:
         def known() -> bool:
-            models = httpx.get(f"{url}/api/status").json()["models"]
+            models = httpx.get(f"{url}/api/status", headers=AUTH).json()["models"]
             return any(
                 m["model_name"] == "tickets-clf" and m["new_labels"] >= labels for m in models
             )
@@ -190,7 +179,9 @@ def loaded(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loa
     spans = asyncio.run(_feed(kafka, correlation_id, seen))
     try:
         wait_until(
-            lambda: len(httpx.get(f"{url}/api/decisions").json()) >= 2, timeout=180, interval=0.5
+            lambda: len(httpx.get(f"{url}/api/decisions", headers=AUTH).json()) >= 2,
+            timeout=180,
+            interval=0.5,
         )
         yield Loaded(process, url, kafka, data_dir, correlation_id, spans, env)
     finally:

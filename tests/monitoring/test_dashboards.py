@@ -1,4 +1,6 @@
-"""The built-in dashboards render with data in a real browser (Debian chromium, headless).
+"""The built-in dashboards render with data in a real browser (Debian chromium, headless),
+after the page's login form took an API key (reads need role viewer or above): the cookie
+it sets opens every dashboard of the browser context.
 
 Screenshots land in docs/monitoring/ (the pictures the docs show)."""
 
@@ -8,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.monitoring.conftest import Loaded
+from tests.monitoring.conftest import ADMIN_KEY, Loaded
 from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +58,14 @@ def test_dashboard_renders_charts_with_data(loaded: Loaded, browser, name: str) 
     page = browser.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(f"{loaded.url}/dashboards/{name}", wait_until="domcontentloaded")
+    url = f"{loaded.url}/dashboards/{name}"
+    response = page.goto(url, wait_until="domcontentloaded")
+    assert response is not None
+    if response.status == 401:  # the first page of the context: the login form
+        assert page.query_selector('form[action="/login"]') is not None
+        page.fill("#key", ADMIN_KEY)
+        page.click("button[type=submit]")
+        page.wait_for_url(url)
     page.wait_for_selector("body[data-loaded=true]")
     charts = page.eval_on_selector_all(
         ".chart",

@@ -14,7 +14,7 @@ import pytest
 
 from shared.events import AuditRecorded, DriftDetected, EventDecodeError, TrainingRequested, decode
 from shared.topics import Topic
-from tests.monitoring.conftest import Loaded
+from tests.monitoring.conftest import ADMIN_KEY, AUTH, Loaded
 from tests.support.stack import ROOT, read_topic, wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def _events(loaded: Loaded, topic: Topic) -> list:
 
 
 def test_drifted_burst_detected_alerted_and_retraining_requested_once(loaded: Loaded) -> None:
-    decisions = httpx.get(f"{loaded.url}/api/decisions").json()
+    decisions = httpx.get(f"{loaded.url}/api/decisions", headers=AUTH).json()
     assert [d["outcome"] for d in reversed(decisions)] == ["fired", "suppressed_cooldown"]
     requests = _events(loaded, Topic.TRAINING_REQUESTED)
     assert len(requests) == 1
@@ -56,19 +56,19 @@ def test_drifted_burst_detected_alerted_and_retraining_requested_once(loaded: Lo
     assert mmd.evidence["dimensions"] == 384  # the real all-MiniLM-L6-v2
     audits = [e for e in _events(loaded, Topic.AUDIT_RECORDED) if isinstance(e, AuditRecorded)]
     assert sorted(a.details["outcome"] for a in audits) == ["fired", "suppressed_cooldown"]
-    alerts = httpx.get(f"{loaded.url}/api/alerts").json()
+    alerts = httpx.get(f"{loaded.url}/api/alerts", headers=AUTH).json()
     assert any(a["name"] == "drift" for a in alerts)
 
 
 def test_quiet_window_raised_nothing(loaded: Loaded) -> None:
-    drift = httpx.get(f"{loaded.url}/api/drift?limit=1000").json()
+    drift = httpx.get(f"{loaded.url}/api/drift?limit=1000", headers=AUTH).json()
     first_window = [r for r in drift if r["window"] == 1]
     assert len(first_window) == 7
     assert not [r for r in first_window if r["drifted"]]
 
 
 def test_status_api_and_cli(loaded: Loaded) -> None:
-    status = httpx.get(f"{loaded.url}/api/status").json()
+    status = httpx.get(f"{loaded.url}/api/status", headers=AUTH).json()
     window = status["windows"]["tickets-clf@v1"]
     assert window["records"] >= 160  # (the Prometheus test adds 10 when it runs first)
     assert window["latency_p95_ms"] > 0
@@ -161,7 +161,8 @@ def test_demo_stage_shows_drift_alert_and_decision(loaded: Loaded, monkeypatch, 
 
     monkeypatch.setenv("LLMOPS_MONITORING_PORT", str(loaded.process.port))
     said: list[str] = []
-    ctx = DemoContext(settings=ServiceSettings(kafka_bootstrap=loaded.bootstrap), work_dir=tmp_path)
+    settings = ServiceSettings(kafka_bootstrap=loaded.bootstrap, admin_key=ADMIN_KEY)
+    ctx = DemoContext(settings=settings, work_dir=tmp_path)
     monkeypatch.setattr(ctx, "say", said.append)
     demo.run(ctx)  # no serving result: the stage publishes the anonymized records itself
     text = "\n".join(said)

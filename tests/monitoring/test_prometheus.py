@@ -15,7 +15,7 @@ import pytest
 from services.monitoring.traffic import inference_batch
 from shared.client import PlatformClient
 from shared.settings import ServiceSettings
-from tests.monitoring.conftest import Loaded
+from tests.monitoring.conftest import AUTH, Loaded
 from tests.support.stack import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -79,16 +79,22 @@ async def _more_traffic(bootstrap: str) -> None:
 
 
 def test_every_grafana_panel_query_returns_data(loaded: Loaded, prometheus: str) -> None:
-    before = httpx.get(f"{loaded.url}/api/status").json()["windows"]["tickets-clf@v1"]["records"]
+    before = httpx.get(f"{loaded.url}/api/status", headers=AUTH).json()["windows"][
+        "tickets-clf@v1"
+    ]["records"]
     asyncio.run(_more_traffic(loaded.bootstrap))  # so that rates over the window are not flat
     wait_until(
         lambda: (
-            httpx.get(f"{loaded.url}/api/status").json()["windows"]["tickets-clf@v1"]["records"]
+            httpx.get(f"{loaded.url}/api/status", headers=AUTH).json()["windows"]["tickets-clf@v1"][
+                "records"
+            ]
             >= before + 10
         ),
         timeout=60,
     )
-    wait_until(lambda: httpx.get(f"{loaded.url}/api/status").json()["feedback"], timeout=60)
+    wait_until(
+        lambda: httpx.get(f"{loaded.url}/api/status", headers=AUTH).json()["feedback"], timeout=60
+    )
     time.sleep(3)  # absence window: three more scrapes so that rate() sees the increase
     queries = _queries()
     assert len(queries) >= 15

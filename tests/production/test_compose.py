@@ -212,6 +212,15 @@ def test_gpu_workers_and_replicas(compose_config: dict[str, Any]) -> None:
     assert services["ingestion"]["build"]["target"] == "cpu"
 
 
+def test_singleton_processes_run_one_replica(raw_compose: dict[str, Any]) -> None:
+    """A process the plug-in declares single (monitoring, audit) gets exactly one replica in
+    the file, not a variable an operator could raise; `llmops up --scale` refuses it too."""
+    singles = [spec for plugin in discover() for spec in plugin.processes if spec.singleton]
+    assert {spec.label for spec in singles} >= {"monitoring", "audit"}
+    for spec in singles:
+        assert raw_compose["services"][spec.label]["deploy"]["replicas"] == 1, spec.label
+
+
 def test_dockerfile_is_multistage_non_root_with_cpu_and_gpu_targets() -> None:
     text = (ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM \S+ AS (\S+)", text, re.MULTILINE)
@@ -444,6 +453,7 @@ def _command(event_cls: type[Any]) -> Any:
         ErasureRequested,
         InferenceRequested,
         IngestRequested,
+        LabelingProjectRequested,
         ModelPromoted,
         ModelRolledBack,
         TrainingRequested,
@@ -465,5 +475,8 @@ def _command(event_cls: type[Any]) -> Any:
             request_id="r", model="m", prompt="p", reply_to="llmops.inference.replies.g"
         ),
         ApiKeyChanged: lambda: changed("sk-llmops-k", "k", "user", 1, 1),
+        LabelingProjectRequested: lambda: LabelingProjectRequested(
+            project="p", spec={"name": "p", "task": "rating"}, requested_by="ops"
+        ),
     }
     return samples[event_cls]()

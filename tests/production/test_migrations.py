@@ -193,8 +193,8 @@ def test_training_and_optuna_share_a_database(
         storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         optuna.create_study(storage=storage, study_name=_name())
         storage.engine.dispose()
-        assert _version(engine, "alembic_version_training") == "training_0001"
-        assert _version(engine, "alembic_version") not in (None, "training_0001")
+        assert _version(engine, "alembic_version_training") == "training_0002"
+        assert _version(engine, "alembic_version") not in (None, "training_0002")
 
 
 def test_a_database_from_create_all_is_adopted(service_engine: Factory, tmp_path: Path) -> None:
@@ -275,7 +275,10 @@ def test_ingestion_0002_drops_what_moved_to_labeling(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT request_id, position FROM ingestion_job")).all() == [
             ("r1", 3)
         ]
-    assert _version(engine, "alembic_version") == "ingestion_0002"
+    assert _version(engine, "alembic_version") == "ingestion_0003"  # and the job lease after
+    assert {"lease_owner", "lease_until"} <= {
+        c["name"] for c in inspect(engine).get_columns("ingestion_job")
+    }
     engine.dispose()
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from services.serving.worker.ports import Delta, InvalidRequestError, Sampling
+from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
 from shared.events import ClaimCheck, Event
 from shared.events.serving import ChatMessage
 from shared.wire import Chunk
 
 
 class FakeEngine:
-    """Echoes the words of the prompt back, one word per step, tagged with its location."""
+    """Echoes the words of the prompt back, one word per step; through a LoRA adapter, each
+    word is tagged with the adapter's name (``word@name:version``)."""
 
     def __init__(self, location: str, step_s: float = 0.0, context: int = 64) -> None:
         self.location = location
@@ -21,6 +22,8 @@ class FakeEngine:
         self.aborted: list[str] = []
         self.closed = False
         self.active = 0
+        self.adapters: dict[int, Adapter] = {}  # added and not removed
+        self.added: list[str] = []  # every adapter ever added, by name
 
     def prompt_tokens(self, prompt: str | list[ChatMessage]) -> list[int]:
         text = prompt if isinstance(prompt, str) else " ".join(m.content for m in prompt)
@@ -31,11 +34,18 @@ class FakeEngine:
         return list(range(len(words)))
 
     async def generate(
-        self, prompt_ids: list[int], sampling: Sampling, request_id: str
+        self,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        request_id: str,
+        adapter: Adapter | None = None,
     ) -> AsyncIterator[list[Delta]]:
+        if adapter is not None and adapter.id not in self.adapters:
+            raise RuntimeError(f"adapter {adapter.name} is not loaded")
+        tag = f"@{adapter.name}" if adapter else ""
         self.active += 1
         try:
-            words = self._words[: sampling.max_tokens]
+            words = [f"{w}{tag}" for w in self._words[: sampling.max_tokens]]
             for i, word in enumerate(words):
                 await asyncio.sleep(self.step_s)
                 if request_id in self.aborted:  # as vLLM: one last output, then the end
@@ -57,6 +67,13 @@ class FakeEngine:
                 ]
         finally:
             self.active -= 1
+
+    async def add_adapter(self, adapter: Adapter) -> None:
+        self.adapters[adapter.id] = adapter
+        self.added.append(adapter.name)
+
+    async def remove_adapter(self, adapter: Adapter) -> None:
+        self.adapters.pop(adapter.id, None)
 
     async def abort(self, request_id: str) -> None:
         self.aborted.append(request_id)
@@ -95,11 +112,20 @@ class FakeSink:
 
 
 class FakeLocator:
-    """Artifacts resolve to their URI (the fake engine loads any location)."""
+    """Artifacts resolve to their URI (the fake engine loads any location). A URI
+    ``lora:<base>:<anything>`` is a LoRA adapter declaring ``<base>``; ``same`` lists
+    (declared, location) pairs that hold the same weights."""
 
-    def __init__(self) -> None:
+    def __init__(self, same: set[tuple[str, str]] | None = None) -> None:
         self.resolved: list[str] = []
+        self.same = same or set()
 
     def resolve(self, artifact: ClaimCheck) -> str:
         self.resolved.append(artifact.uri)
         return artifact.uri
+
+    def adapter_base(self, location: str) -> str | None:
+        return location.split(":")[1] if location.startswith("lora:") else None
+
+    def same_model(self, declared: str, location: str) -> bool:
+        return declared == location or (declared, location) in self.same

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,38 @@ def test_same_inputs_same_digest_and_cache(tmp_path: Path) -> None:
     before = (a / "model.safetensors").stat().st_mtime_ns
     assert ensure_tiny_model(a) == a
     assert (a / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_the_worker_tells_adapters_from_models_and_bases_by_their_weights(tmp_path: Path) -> None:
+    import tarfile
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from services.serving.worker.adapters.model_source import ModelSource
+    from shared.events import ClaimCheck
+    from shared.modelkit import MODEL_TAR_MEDIA_TYPE, is_adapter_dir
+    from shared.storage import ArtifactStore
+
+    spec = TinyModelSpec(hidden_size=64, intermediate_size=128, vocab_size=300)
+    base = build_tiny_model(tmp_path / "base", ["x y z"], spec)
+    copy = build_tiny_model(tmp_path / "copy", ["x y z"], spec)  # same weights, elsewhere
+    other = build_tiny_model(tmp_path / "other", ["x y z"], dataclasses.replace(spec, seed=7))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=8, target_modules=["q_proj"])
+    )
+    model.save_pretrained(tmp_path / "adapter")
+    assert is_adapter_dir(tmp_path / "adapter")
+    store = ArtifactStore(str(tmp_path / "store"))
+    with tarfile.open(tmp_path / "adapter.tar", "w") as tar:
+        tar.add(tmp_path / "adapter", arcname="adapter")
+    claim = store.put_file(tmp_path / "adapter.tar", MODEL_TAR_MEDIA_TYPE)
+    source = ModelSource(tmp_path / "models", store)
+    unpacked = source.resolve(claim)
+    assert source.adapter_base(unpacked) == str(base)
+    assert source.adapter_base(str(base)) is None
+    assert source.same_model(str(base), str(base))
+    assert source.same_model(str(base), str(copy))
+    assert not source.same_model(str(base), str(other))
+    assert not source.same_model("hub/name", str(base))
+    assert source.resolve(ClaimCheck(uri=str(base), sha256="0" * 64, size=1)) == str(base)

@@ -59,3 +59,19 @@ def test_snapshot_round_trip() -> None:
     again = ModelTable.from_dict(table.to_dict())
     assert again.to_dict() == table.to_dict()
     assert again.choose("m", 0.05) == (V3, CHALLENGER)
+
+
+def test_an_adapter_wants_its_base_and_survives_a_snapshot() -> None:
+    table = ModelTable()
+    base = Version("base", "1", "/base")
+    adapter = Version("m", "a", "/a", base=base.key)
+    table.promote(base)
+    table.promote(adapter)
+    table.promote(Version("base", "2", "/base2"))
+    assert table.wanted(keep_previous=False) == {adapter.key, base.key, ("base", "2")}
+    assert table.full_version(adapter) == base
+    assert table.full_version(base) == base
+    restored = ModelTable.from_dict(table.to_dict())
+    assert restored.routes["m"].champion == adapter
+    assert restored.known[adapter.key].base == ("base", "1")
+    assert ModelTable.from_dict({"known": [], "routes": {}}).lookup(base.key) is None

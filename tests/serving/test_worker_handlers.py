@@ -79,6 +79,40 @@ async def test_promotion_rollback_and_a_bad_promotion(tmp_path: Path) -> None:
     assert snapshot.body["routes"]["m"]["champion"]["version"] == "bootstrap"
 
 
+async def test_a_promoted_lora_adapter_joins_the_running_engine_and_is_saved(
+    tmp_path: Path,
+) -> None:
+    settings = WorkerSettings(data_dir=tmp_path, handler_attempts=1, retry_backoff_s=0.001)
+    loader = FakeLoader()
+    runtime, _app = build(settings, loader=loader)
+    table, control = runtime.state["table"], runtime.state["control"]
+    await control.promote(Version("m", "bootstrap", "/boot"), datetime(2020, 1, 1, tzinfo=UTC))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "m", "r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    artifact = ClaimCheck(
+        uri=str(adapter), sha256="0" * 64, size=2, media_type=MODEL_DIR_MEDIA_TYPE
+    )
+    async with TestKafkaBroker(runtime.broker) as broker:
+        promoted = ModelPromoted(
+            model_name="m",
+            model_version="a1",
+            artifact=artifact,
+            alias="challenger",
+            traffic_share=0.5,
+        )
+        await broker.publish(promoted.to_bytes(), Topic.MODEL_PROMOTED.value)
+        assert table.choose("m", 0.1)[0].version == "a1"
+    assert loader.loaded == ["/boot"]  # no new engine: the adapter joined the running one
+    assert loader.engines["/boot"].added == ["m:a1"]
+    assert runtime.engine is not None
+    snapshot = load_snapshot(runtime.engine)
+    assert snapshot is not None
+    challenger = snapshot.body["routes"]["m"]["challenger"]
+    assert (challenger["version"], challenger["base"]) == ("a1", ["m", "bootstrap"])
+
+
 async def test_a_request_whose_reply_to_is_not_a_reply_topic_is_dead_lettered(
     tmp_path: Path,
 ) -> None:

@@ -230,7 +230,10 @@ def test_llmops_up_grants_each_service_the_commands_its_plugin_produces(data_dir
     assert grants["service:serving"] == {"llmops.inference.requested", "llmops.api-key.changed"}
     assert grants["service:anonymization"] == {ErasureRequested.EVENT_TYPE}
     assert grants["service:ingestion"] == set()
-    assert grants["service:labeling"] == {"llmops.inference.requested"}  # model suggestions
+    assert grants["service:labeling"] == {  # model suggestions; project changes from its API
+        "llmops.inference.requested",
+        "llmops.labeling-project.requested",
+    }
     assert SECRET not in (data_dir / "authority.json").read_text()
     verifier = Verifier(ServiceSettings(data_dir=data_dir))
     for name, key in keys.items():  # each service's key is the one registered for it

@@ -36,6 +36,8 @@ class ModelVersionRow(SQLModel, table=True):
     error: str | None = None
     correlation_id: str | None = None
     attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=120)  # shared.storage.lease
+    lease_until: datetime | None = None
 
 
 class AliasRow(SQLModel, table=True):

@@ -16,6 +16,7 @@ from services.ingestion.ports import Job, Outgoing
 from shared.bus.store import UnitOfWork
 from shared.claims import BlobWriter, pack
 from shared.events.ingest import IngestCompleted, IngestRequested, RowLineage
+from shared.storage.lease import DEFAULT_TTL_S, Leases
 
 
 def completed_event_id(request: IngestRequested) -> uuid.UUID:
@@ -38,13 +39,23 @@ def request_lineage(session: Session, request_id: str) -> list[RowLineage]:
 
 
 class SqlJobStore:
+    """Several processes may share the table: ``next_job`` leases the job it returns to
+    this process, and ``save_chunk`` and ``finish`` commit only while the lease is still
+    this process' (else ``LeaseLostError``, nothing written); each write extends it."""
+
     def __init__(
-        self, engine: Engine, producer: str, artifacts: BlobWriter, claim_bytes: int = 256_000
+        self,
+        engine: Engine,
+        producer: str,
+        artifacts: BlobWriter,
+        claim_bytes: int = 256_000,
+        lease_s: float = DEFAULT_TTL_S,
     ) -> None:
         self.engine = engine
         self.producer = producer
         self.artifacts = artifacts  # large lineages travel by claim check (no text in them)
         self.claim_bytes = claim_bytes
+        self.leases = Leases(store.IngestJob, ttl_s=lease_s)
 
     def add(self, uow: UnitOfWork, request: IngestRequested) -> None:
         uow.session.add(
@@ -56,14 +67,25 @@ class SqlJobStore:
         )
 
     def next_job(self) -> str | None:
+        """The oldest unfinished job no other process holds, leased to this one.
+
+        A dataset's jobs run one after the other, in arrival order, as in one process: only
+        its oldest unfinished job may be claimed (a job dedups against the index the jobs
+        before it grew), so two processes never run two jobs of one dataset at once.
+        """
         with Session(self.engine) as session:
-            job = session.exec(
-                select(store.IngestJob)
+            unfinished = session.exec(
+                select(store.IngestJob.request_id, store.IngestJob.dataset)
                 .where(col(store.IngestJob.status).in_(["pending", "running"]))
-                .order_by(col(store.IngestJob.created_at))
-                .limit(1)
-            ).first()
-            return job.request_id if job else None
+                .order_by(col(store.IngestJob.created_at), col(store.IngestJob.request_id))
+            ).all()
+        heads: dict[str, str] = {}
+        for request_id, dataset in unfinished:
+            heads.setdefault(dataset, request_id)
+        for request_id in heads.values():
+            if self.leases.claim(self.engine, {"request_id": request_id}):
+                return request_id
+        return None
 
     def load(self, request_id: str) -> Job:
         with Session(self.engine) as session:
@@ -98,6 +120,8 @@ class SqlJobStore:
             row.status = job.status = "running"
             row.updated_at = datetime.now(UTC)
             session.add(row)
+            session.flush()
+            self.leases.fence(session, {"request_id": job.request_id})
             session.commit()
 
     def finish(self, job: Job, failed: str | None = None, also: Sequence[Outgoing] = ()) -> None:
@@ -133,6 +157,8 @@ class SqlJobStore:
                 row.request_json = request.model_copy(update={"records": []}).model_dump_json()
             row.updated_at = datetime.now(UTC)
             session.add(row)
+            session.flush()
+            self.leases.fence(session, {"request_id": job.request_id})
             session.commit()
 
 

@@ -37,6 +37,8 @@ class IngestJob(SQLModel, table=True):
     report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
+    lease_owner: str | None = Field(default=None, max_length=120)  # shared.storage.lease
+    lease_until: datetime | None = None
 
 
 class Fingerprint(SQLModel, table=True):

@@ -198,6 +198,22 @@ class ModelAskRow(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=200)  # auto, human, kept, error:...
 
 
+class ProjectCommandRow(SQLModel, table=True):
+    """The outcome of a project command (``LabelingProjectRequested``), by its event id:
+    what the API and the CLI report to whoever issued it."""
+
+    __tablename__ = "labeling_project_command"
+
+    command_id: str = Field(primary_key=True, max_length=36)
+    project: str = Field(max_length=200, index=True)
+    status: str = Field(max_length=16)  # applied, rejected
+    actor: str = Field(max_length=200)
+    created: bool = False
+    tasks_added: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+    applied_at: datetime = Field(default_factory=now)
+
+
 def task_counts(session: Session, project: str) -> dict[str, int]:
     rows = session.exec(
         select(TaskRow.status, func.count())

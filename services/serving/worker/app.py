@@ -62,7 +62,7 @@ def build(
         interval_s=settings.stream_interval_ms / 1000,
     )
     table = ModelTable()
-    pool = EnginePool(loader or VllmLoader(settings))
+    pool = EnginePool(loader or VllmLoader(settings), lookup=table.lookup)
     source = ModelSource(handlers.models_dir(settings), runtime.artifacts)
     control = ModelControl(table, pool, source, keep_previous=settings.keep_previous)
     inference = InferenceService(

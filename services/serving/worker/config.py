@@ -33,6 +33,18 @@ class WorkerSettings(ServiceSettings):
         256, description="KV cache per engine in MiB (ignored if VLLM_CPU_KVCACHE_SPACE set)."
     )
     gpu_memory_utilization: float = Field(0.5, description="Share of GPU memory per engine.")
+    max_loras: int = Field(
+        0,
+        ge=0,
+        description="LoRA adapters in one batch (vLLM max_loras); 0 starts engines without "
+        "LoRA support, and a promoted adapter is refused.",
+    )
+    max_lora_rank: int = Field(
+        16, description="Largest adapter rank accepted (vLLM: 1, 8, 16, 32, 64, ... 512)."
+    )
+    max_cpu_loras: int = Field(
+        8, description="Adapters kept loaded per engine (vLLM max_cpu_loras, >= MAX_LORAS)."
+    )
     keep_previous: bool = Field(True, description="Keep the previous champion loaded (rollback).")
     heartbeat_s: float = Field(1.0, description="Seconds between heartbeats.")
     request_group: str = Field("serving-worker", description="Group sharing inference requests.")

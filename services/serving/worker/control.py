@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelControl:
-    """Switches versions live: the new engine loads first, the old one drains."""
+    """Switches versions live: the new engine loads first, the old one drains. A LoRA
+    adapter is added to its base's running engine instead (no new engine)."""
 
     def __init__(
         self,
@@ -43,9 +44,12 @@ class ModelControl:
     async def start(self) -> None:
         """Load everything the table wants (champions first) and nothing else."""
         for version, _alias, _share in self.table.served():
-            await self.pool.ensure(version)
+            await self._ensure(version)
         for key in self.table.wanted(self.keep_previous) - self.pool.loaded():
-            await self.pool.ensure(self.table.known[key])
+            await self._ensure(self.table.known[key])
+
+    async def _ensure(self, version: Version) -> None:
+        await self.pool.ensure(version, self.table.full_version(version))
 
     async def apply_promotion(self, event: ModelPromoted) -> bool:
         """Apply a promotion unless already reflected; True if the table changed."""
@@ -58,13 +62,39 @@ class ModelControl:
         )
         if location is None:
             raise FileNotFoundError(f"{event.model_name} {event.model_version}: no artifact")
+        declared = self.locator.adapter_base(location)
+        base = None if declared is None else self.base_for(event.model_name, declared).key
         await self.promote(
-            Version(event.model_name, event.model_version, location),
+            Version(event.model_name, event.model_version, location, base),
             event.occurred_at,
             alias=event.alias,
             share=event.traffic_share,
         )
         return True
+
+    def base_for(self, name: str, declared: str) -> Version:
+        """The loaded full version a LoRA adapter of model ``name`` runs on. ``declared`` is
+        the adapter's ``base_model_name_or_path``: a served model name, or a path holding
+        the same weights as a loaded version (the bootstrap model built elsewhere counts);
+        failing both, the full model that serves ``name`` now (an adapter of one's own
+        model). UnknownVersionError if none fits."""
+        fulls = [self.table.full_version(v) for v, _alias, _share in self.table.served()]
+        loaded = [self.table.known[k] for k in self.table.wanted(self.keep_previous)]
+        candidates = list(dict.fromkeys([*fulls, *(v for v in loaded if not v.is_adapter)]))
+        route = self.table.routes.get(declared)
+        if route is not None:
+            return self.table.full_version(route.champion)
+        for version in candidates:
+            if declared and self.locator.same_model(declared, version.location):
+                return version
+        own = self.table.routes.get(name)
+        if own is not None:
+            log.warning(
+                "adapter base not found; using the model's own base",
+                extra={"model": name, "declared_base": declared[:200]},
+            )
+            return self.table.full_version(own.champion)
+        raise UnknownVersionError(f"{name}: no loaded base model matches {declared!r}")
 
     async def apply_rollback(self, event: ModelRolledBack) -> bool:
         """Apply a rollback unless already reflected; True if the table changed."""
@@ -81,13 +111,22 @@ class ModelControl:
         share: float = 1.0,
     ) -> None:
         async with self._lock:
-            await self.pool.ensure(version)
+            if version.base is not None and version.base not in self.table.known:
+                raise UnknownVersionError(f"{version.name} {version.version}: unknown base")
+            await self.pool.ensure(
+                version, self.table.known[version.base] if version.base else None
+            )
             self.table.promote(version, alias, share)
             self._mark(occurred_at)
             await self.pool.retire(self.table.wanted(self.keep_previous))
         log.info(
             "promoted",
-            extra={"model": version.name, "version": version.version, "alias": alias},
+            extra={
+                "model": version.name,
+                "version": version.version,
+                "alias": alias,
+                "adapter_on": "/".join(version.base) if version.base else None,
+            },
         )
 
     async def rollback(self, name: str, to_version: str, occurred_at: datetime) -> None:
@@ -95,7 +134,7 @@ class ModelControl:
             target = self.table.known.get((name, to_version))
             if target is None:
                 raise UnknownVersionError(f"{name} {to_version} was never served here")
-            await self.pool.ensure(target)
+            await self._ensure(target)
             self.table.rollback(name, to_version)
             self._mark(occurred_at)
             await self.pool.retire(self.table.wanted(self.keep_previous))

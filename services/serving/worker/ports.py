@@ -49,6 +49,15 @@ class Delta:
     logprobs: list[dict[str, Any]] | None = None  # per token: token, logprob, top [[t, lp]]
 
 
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter on a running engine (vLLM's LoRARequest): ``id`` is unique per engine."""
+
+    id: int
+    name: str
+    location: str
+
+
 class TextEngine(Protocol):
     """One loaded model version (vLLM's AsyncLLM behind it in production)."""
 
@@ -57,10 +66,21 @@ class TextEngine(Protocol):
         ...
 
     def generate(
-        self, prompt_ids: list[int], sampling: Sampling, request_id: str
+        self,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        request_id: str,
+        adapter: Adapter | None = None,
     ) -> AsyncIterator[list[Delta]]:
-        """Stream deltas (batched per engine step) until every choice finished."""
+        """Stream deltas (batched per engine step) until every choice finished; with
+        ``adapter``, through that LoRA adapter on this engine's base weights."""
         ...
+
+    async def add_adapter(self, adapter: Adapter) -> None:
+        """Load a LoRA adapter next to the others, the engine running on (no reload)."""
+        ...
+
+    async def remove_adapter(self, adapter: Adapter) -> None: ...
 
     async def abort(self, request_id: str) -> None: ...
 
@@ -85,4 +105,14 @@ class ReplySink(Protocol):
 class ModelLocator(Protocol):
     """Turns a promoted model artifact into a location the engine loads (a local dir)."""
 
-    def resolve(self, artifact: ClaimCheck) -> str: ...
+    def resolve(self, artifact: ClaimCheck) -> str:
+        """A model dir or a LoRA adapter dir."""
+        ...
+
+    def adapter_base(self, location: str) -> str | None:
+        """None for a full model; for a LoRA adapter, the base it declares ("" if none)."""
+        ...
+
+    def same_model(self, declared: str, location: str) -> bool:
+        """Whether ``declared`` (an adapter's base, a path) holds the weights at ``location``."""
+        ...

@@ -3,6 +3,10 @@
 The worker keeps one ``ModelTable``; promotions and rollbacks change it, every request asks
 it for a version. ``wanted()`` tells the engine pool what must stay loaded, so the pool can
 load a new version before the switch and retire an old one only when it is idle.
+
+A version is a full model (an engine of its own) or a LoRA adapter on a full version's
+engine (``base``): champion, challenger and history mix both freely, so a canary can split
+traffic between two adapters, or between an adapter and its base, on one engine.
 """
 
 from __future__ import annotations
@@ -23,10 +27,15 @@ class Version:
     name: str
     version: str
     location: str  # local directory (or hub id) the engine loads
+    base: tuple[str, str] | None = None  # a LoRA adapter on this full version's engine
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.name, self.version)
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.base is not None
 
 
 @dataclass
@@ -63,7 +72,21 @@ class ModelTable:
                 keys.add(route.challenger.key)
             if keep_previous and route.history:
                 keys.add(route.history[-1].key)
+        # an adapter needs its base's engine: wanted too, even if no route serves it
+        keys |= {v.base for k in keys if (v := self.known.get(k)) and v.base is not None}
         return keys
+
+    def lookup(self, key: tuple[str, str]) -> Version | None:
+        return self.known.get(key)
+
+    def full_version(self, version: Version) -> Version:
+        """The full model whose engine serves ``version`` (itself, or an adapter's base)."""
+        if version.base is None:
+            return version
+        base = self.known.get(version.base)
+        if base is None:
+            raise UnknownVersionError(f"{version.name} {version.version}: base {version.base}")
+        return base
 
     def served(self) -> list[tuple[Version, str, float]]:
         out: list[tuple[Version, str, float]] = []
@@ -112,12 +135,13 @@ class ModelTable:
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        def dump(v: Version | None) -> dict[str, str] | None:
-            return (
-                None
-                if v is None
-                else {"name": v.name, "version": v.version, "location": v.location}
-            )
+        def dump(v: Version | None) -> dict[str, Any] | None:
+            if v is None:
+                return None
+            out: dict[str, Any] = {"name": v.name, "version": v.version, "location": v.location}
+            if v.base is not None:
+                out["base"] = list(v.base)
+            return out
 
         return {
             "known": [dump(v) for v in self.known.values()],
@@ -134,14 +158,23 @@ class ModelTable:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelTable:
+        def load(item: dict[str, Any]) -> Version:
+            base = item.get("base")
+            return Version(
+                item["name"],
+                item["version"],
+                item["location"],
+                (base[0], base[1]) if base else None,
+            )
+
         table = cls()
         for item in data.get("known", []):
-            table.remember(Version(**item))
+            table.remember(load(item))
         for name, r in data.get("routes", {}).items():
             table.routes[name] = Route(
-                champion=Version(**r["champion"]),
-                challenger=Version(**r["challenger"]) if r.get("challenger") else None,
+                champion=load(r["champion"]),
+                challenger=load(r["challenger"]) if r.get("challenger") else None,
                 share=float(r.get("share", 0.0)),
-                history=[Version(**v) for v in r.get("history", [])],
+                history=[load(v) for v in r.get("history", [])],
             )
         return table

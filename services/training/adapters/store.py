@@ -29,6 +29,8 @@ class TrainingRun(SQLModel, table=True):
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
+    lease_owner: str | None = Field(default=None, max_length=120)  # shared.storage.lease
+    lease_until: datetime | None = None
 
 
 class SeenVersion(SQLModel, table=True):
@@ -65,10 +67,12 @@ def find_version(session: Session, dataset: str, version: str) -> SeenVersion | 
     return rows[0] if len(rows) == 1 else None
 
 
-def next_run(session: Session) -> TrainingRun | None:
-    return session.exec(
-        select(TrainingRun)
-        .where(col(TrainingRun.status).in_(["pending", "running"]))
-        .order_by(col(TrainingRun.created_at))
-        .limit(1)
-    ).first()
+def unfinished_runs(session: Session) -> list[TrainingRun]:
+    """Pending and running runs, oldest first."""
+    return list(
+        session.exec(
+            select(TrainingRun)
+            .where(col(TrainingRun.status).in_(["pending", "running"]))
+            .order_by(col(TrainingRun.created_at))
+        )
+    )

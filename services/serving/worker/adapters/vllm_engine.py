@@ -9,16 +9,17 @@ from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
-from services.serving.worker.ports import Delta, InvalidRequestError, Sampling
+from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
 
 
 class VllmEngine:
-    def __init__(self, engine: Any, max_model_len: int) -> None:
+    def __init__(self, engine: Any, max_model_len: int, max_loras: int = 0) -> None:
         self.engine = engine
         self.max_model_len = max_model_len
+        self.max_loras = max_loras  # 0: started without LoRA support
         self.tokenizer = engine.tokenizer
 
     def prompt_tokens(self, prompt: str | list[ChatMessage]) -> list[int]:
@@ -39,7 +40,11 @@ class VllmEngine:
         return ids
 
     async def generate(
-        self, prompt_ids: list[int], sampling: Sampling, request_id: str
+        self,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        request_id: str,
+        adapter: Adapter | None = None,
     ) -> AsyncIterator[list[Delta]]:
         max_tokens = min(sampling.max_tokens, self.max_model_len - len(prompt_ids))
         try:
@@ -49,8 +54,11 @@ class VllmEngine:
         from vllm.exceptions import VLLMClientError
 
         prompt = {"prompt_token_ids": prompt_ids}
+        lora = _lora_request(adapter) if adapter is not None else None
         try:
-            async for output in self.engine.generate(prompt, params, request_id=request_id):
+            async for output in self.engine.generate(
+                prompt, params, request_id=request_id, lora_request=lora
+            ):
                 yield [
                     Delta(
                         index=c.index,
@@ -94,11 +102,32 @@ class VllmEngine:
             output_kind=RequestOutputKind.DELTA,
         )
 
+    async def add_adapter(self, adapter: Adapter) -> None:
+        """Load the adapter into the running engine (vLLM's add_lora): no restart. Beyond
+        ``max_loras`` vLLM swaps adapters in and out of its cache (a request brings its
+        adapter back, the path travels with it)."""
+        if not self.max_loras:
+            raise RuntimeError(
+                f"{adapter.name} is a LoRA adapter and this engine runs without LoRA: "
+                "set LLMOPS_WORKER_MAX_LORAS > 0"
+            )
+        if not await self.engine.add_lora(_lora_request(adapter)):
+            raise RuntimeError(f"vLLM refused the LoRA adapter {adapter.name}")
+
+    async def remove_adapter(self, adapter: Adapter) -> None:
+        await self.engine.remove_lora(adapter.id)
+
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.engine.shutdown)
+
+
+def _lora_request(adapter: Adapter) -> Any:
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(adapter.name, adapter.id, adapter.location)
 
 
 def _logprobs(choice: Any, top: int | None) -> list[dict[str, Any]]:
@@ -137,6 +166,13 @@ class VllmLoader:
         extra: dict[str, Any] = {}
         if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
             extra["kv_cache_memory_bytes"] = cfg.kv_cache_mib * 1024 * 1024
+        if cfg.max_loras > 0:  # LoRA adapters added live (costs a little per token)
+            extra.update(
+                enable_lora=True,
+                max_loras=cfg.max_loras,
+                max_lora_rank=cfg.max_lora_rank,
+                max_cpu_loras=max(cfg.max_loras, cfg.max_cpu_loras),
+            )
         args = AsyncEngineArgs(
             model=location,
             dtype=cast(Any, cfg.dtype),
@@ -154,4 +190,4 @@ class VllmLoader:
         log.info("loading model", extra={"location": location})
         # Loading takes seconds to minutes: off the event loop, so requests keep flowing.
         engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-        return VllmEngine(engine, cfg.max_model_len)
+        return VllmEngine(engine, cfg.max_model_len, cfg.max_loras)
