@@ -8,6 +8,12 @@ and stops it before the next target starts; rounds alternate the order. Tokens a
 from the stream (the streamed text, re-tokenized with the model's tokenizer), never from the
 server's own usage figures. LiteLLM is installed into its own venv by this script.
 
+Beside tokens/s and latency, each level records the CPU time the target's processes used
+(every process this script started: broker, worker, engine processes, gateway; or vLLM's
+server and its engine; or LiteLLM and the vLLM server behind it; not the load generator) per
+1,000 streamed tokens. On a machine shared with other work that figure moves much less than
+tokens/s: it is what a target costs, whoever else runs.
+
     .venv/bin/python benchmarks/serving.py [--quick] [--rounds N] [--no-litellm]
 """
 
@@ -23,12 +29,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,6 +74,23 @@ class Result:
     concurrency: int
     samples: list[Sample]
     wall: float
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU s of its processes, by role
+
+    @property
+    def cpu_s(self) -> float:  # CPU time of the target's processes while measured
+        return sum(self.cpu.values())
+
+    def cpu_breakdown(self) -> str:
+        per = {role: s / max(1, self.tokens) * 1e6 for role, s in self.cpu.items()}
+        return ", ".join(f"{role} {ms:,.0f}" for role, ms in sorted(per.items()))
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.samples)
+
+    @property
+    def cpu_per_1k(self) -> float:
+        return self.cpu_s / max(1, self.tokens) * 1000
 
     @property
     def tokens_per_s(self) -> float:
@@ -80,7 +104,8 @@ class Result:
         return (
             f"| {self.target} | {self.concurrency} | {self.tokens_per_s:,.0f} | "
             f"{self.pct('latency', 0.5):.0f} | {self.pct('latency', 0.99):.0f} | "
-            f"{self.pct('ttft', 0.5):.1f} | {self.pct('ttft', 0.99):.1f} |"
+            f"{self.pct('ttft', 0.5):.1f} | {self.pct('ttft', 0.99):.1f} | "
+            f"{self.cpu_per_1k * 1000:,.0f} |"
         )
 
 
@@ -133,9 +158,37 @@ async def load(url: str, target: str, concurrency: int, requests: int) -> Result
                 queue.pop()
                 samples.append(await one_request(client))
 
+        cpu = _children_cpu()
         started = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
-        return Result(target, concurrency, samples, time.perf_counter() - started)
+        wall = time.perf_counter() - started
+        used: dict[str, float] = {}
+        for (role, pid), seconds in _children_cpu().items():
+            used[role] = used.get(role, 0.0) + seconds - cpu.get((role, pid), 0.0)
+        return Result(target, concurrency, samples, wall, used)
+
+
+ROLES = {
+    "tansu": "broker",
+    "services.serving.worker": "worker",
+    "services.serving.gateway": "gateway",
+    "vllm.entrypoints": "vllm-server",
+    "litellm": "litellm",
+}
+
+
+def _children_cpu() -> dict[tuple[str, int], float]:
+    """CPU seconds (user + system) of every process this script started, by (role, pid):
+    the broker, our worker and gateway, vLLM's server, LiteLLM, vLLM's engine processes."""
+    now: dict[tuple[str, int], float] = {}
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            times, name, cmdline = proc.cpu_times(), proc.name(), " ".join(proc.cmdline())
+        except psutil.Error:  # gone meanwhile
+            continue
+        role = next((r for key, r in ROLES.items() if key in cmdline), name)
+        now[(role, proc.pid)] = times.user + times.system
+    return now
 
 
 def merge(runs: list[Result]) -> Result:
@@ -143,7 +196,13 @@ def merge(runs: list[Result]) -> Result:
     median = sorted(runs, key=lambda r: r.tokens_per_s)[len(runs) // 2]
     samples = [s for r in runs for s in r.samples]
     tokens = sum(s.tokens for s in samples)
-    return Result(runs[0].target, runs[0].concurrency, samples, tokens / median.tokens_per_s)
+    return Result(
+        runs[0].target,
+        runs[0].concurrency,
+        samples,
+        tokens / median.tokens_per_s,
+        {role: sum(r.cpu.get(role, 0.0) for r in runs) for run in runs for role in run.cpu},
+    )
 
 
 async def in_process(model: Path, concurrency: int, requests: int) -> float:
@@ -331,7 +390,7 @@ def main() -> None:
     targets = [t for t in TARGETS if not (args.no_litellm and t == "litellm")]
     print(
         "| target | concurrency | tokens/s | p50 latency ms | p99 latency ms | "
-        "p50 TTFT ms | p99 TTFT ms |\n|---|---|---|---|---|---|---|",
+        "p50 TTFT ms | p99 TTFT ms | CPU ms / 1k tokens |\n|---|---|---|---|---|---|---|---|",
         flush=True,
     )
     runs: dict[tuple[str, int], list[Result]] = {}
@@ -347,6 +406,7 @@ def main() -> None:
                         result = asyncio.run(load(url, name, concurrency, requests))
                         runs.setdefault((target, concurrency), []).append(result)
                         print(f"round {round_no + 1}: {result.row()}", flush=True)
+                        print(f"  CPU ms / 1k tokens: {result.cpu_breakdown()}", flush=True)
             except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:  # report, go on
                 failures.append(f"- round {round_no + 1}: {name} failed: {exc!r}")
                 print(failures[-1], flush=True)
@@ -363,7 +423,8 @@ def main() -> None:
         line = (
             f"- concurrency {concurrency}: tokens/s {mine.tokens_per_s / peer.tokens_per_s:.2f}x "
             f"vLLM's server; p50 TTFT {mine.pct('ttft', 0.5):.0f} ms vs "
-            f"{peer.pct('ttft', 0.5):.0f} ms"
+            f"{peer.pct('ttft', 0.5):.0f} ms; "
+            f"CPU per token {mine.cpu_per_1k / max(peer.cpu_per_1k, 1e-9):.2f}x"
         )
         if "litellm" in merged:
             lite = merged["litellm"][i]
@@ -383,12 +444,20 @@ def main() -> None:
         f"round), same engine settings (max-num-seqs {MAX_NUM_SEQS}, KV cache "
         f"{KV_CACHE_MIB} MiB, max-model-len {MAX_MODEL_LEN}, float32, eager), same load "
         "generator (httpx, asyncio). Tokens counted from the stream (streamed text "
-        "re-tokenized). tokens/s: median round; latency and TTFT: all rounds pooled.",
+        "re-tokenized). tokens/s: median round; latency and TTFT: all rounds pooled. CPU ms / 1k "
+        "tokens: CPU time of the target's processes (not the load generator), all rounds.",
         "",
         "| target | concurrency | tokens/s | p50 latency ms | p99 latency ms | p50 TTFT ms "
-        "| p99 TTFT ms |",
-        "|---|---|---|---|---|---|---|",
+        "| p99 TTFT ms | CPU ms / 1k tokens |",
+        "|---|---|---|---|---|---|---|---|",
         *[r.row() for t in targets for r in merged[t]],
+        "",
+        "CPU ms / 1k tokens by process (all rounds; vLLM's engine processes in both targets):",
+        *[
+            f"- {r.target}, {r.concurrency}: {r.cpu_breakdown()}"
+            for t in targets
+            for r in merged[t]
+        ],
         "",
         "In-process engine (AsyncLLM, no HTTP, no Kafka), concurrency 32: "
         f"{ceiling:,.0f} tokens/s.",

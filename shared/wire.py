@@ -6,15 +6,21 @@ Each requester instance owns ``llmops.inference.replies.<id>`` (one partition: c
 request stay in order); ``InferenceRequested.reply_to`` names it and a worker writes to
 nothing else. On it travel ``InferenceChunks`` frames (streamed tokens, one per engine step)
 and the final ``InferenceCompleted`` of each request, after its last chunk.
+
+Chunk frames are the hot path (one per engine step and requester, read by every gateway): they
+are encoded and decoded with msgspec (``Chunk``, a C struct checked while it is parsed) rather
+than through pydantic models; the JSON is the ``InferenceChunks`` of the event catalogue.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
+from collections.abc import Sequence
+from typing import Any
 
+import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -43,38 +49,43 @@ def is_reply_topic(name: str) -> bool:
     )
 
 
-def encode_chunks(chunks: list[InferenceChunk]) -> bytes:
+class Chunk(msgspec.Struct, gc=False):
+    """One request's new text after an engine step: ``InferenceChunk`` on the wire, as a
+    msgspec struct (built and read per token and request, so it must cost next to nothing)."""
+
+    request_id: str
+    seq: int
+    delta: str
+    index: int = 0
+    tokens: int = 0
+    model_version: str = ""
+    logprobs: list[dict[str, Any]] | None = None
+
+
+class _Frame(msgspec.Struct, gc=False):
+    kind: str  # first: a reader tells a frame from an event by its first bytes
+    chunks: list[Chunk]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_frame = msgspec.json.Decoder(_Frame).decode
+
+
+def encode_chunks(chunks: Sequence[Chunk | InferenceChunk]) -> bytes:
     """One frame (an ``InferenceChunks`` in JSON) for the chunks of one engine step."""
-    return json.dumps(
-        {"kind": CHUNKS_KIND, "chunks": [c.__dict__ for c in chunks]},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    wire = [c if isinstance(c, Chunk) else Chunk(**c.model_dump(exclude_none=True)) for c in chunks]
+    return _encode(_Frame(CHUNKS_KIND, wire))
 
 
-def decode_chunks(frame: bytes) -> list[InferenceChunk] | None:
-    """The chunks of a frame, None if it is not one; ValueError if it is a broken one. No
-    pydantic validation per chunk (the hot path): only the shape the gateway relies on."""
+def decode_chunks(frame: bytes) -> list[Chunk] | None:
+    """The chunks of a frame, None if it is not one; ValueError (msgspec's) if it is a broken
+    one: types are checked while parsing, no pydantic model per chunk (the hot path)."""
     if not frame.startswith(CHUNKS_PREFIX):
         return None
-    chunks = json.loads(frame).get("chunks")
-    if not isinstance(chunks, list) or not all(_chunk_shaped(c) for c in chunks):
-        raise ValueError("malformed chunks frame")
-    return [InferenceChunk.model_construct(**c) for c in chunks]
+    return _decode_frame(frame).chunks
 
 
-def _chunk_shaped(chunk: object) -> bool:
-    return (
-        isinstance(chunk, dict)
-        and isinstance(chunk.get("request_id"), str)
-        and isinstance(chunk.get("delta"), str)
-        and isinstance(chunk.get("seq"), int)
-        and isinstance(chunk.get("index", 0), int)
-        and isinstance(chunk.get("tokens", 0), int)
-    )
-
-
-def decode_reply(frame: bytes) -> list[InferenceChunk] | Event:
+def decode_reply(frame: bytes) -> list[Chunk] | Event:
     """A reply-topic record: the chunks of a chunks frame, else the event it holds
     (``EventDecodeError`` / ``ValueError`` when it is neither)."""
     chunks = decode_chunks(frame)

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
 from shared.events import ClaimCheck, Event
-from shared.events.serving import ChatMessage, InferenceChunk
+from shared.events.serving import ChatMessage
+from shared.wire import Chunk
 
 
 class FakeEngine:
@@ -98,15 +99,15 @@ class FakeLoader:
 
 class FakeSink:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, Event | InferenceChunk]] = []
+        self.sent: list[tuple[str, Event | Chunk]] = []
 
-    async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None:
+    async def send(self, topic: str, event: Event | Chunk, key: str) -> None:
         self.sent.append((topic, event))
 
     async def flush(self) -> None:
         return None
 
-    def on(self, topic: str) -> list[Event | InferenceChunk]:
+    def on(self, topic: str) -> list[Event | Chunk]:
         return [e for t, e in self.sent if t == topic]
 
 

@@ -16,7 +16,8 @@ from services.serving.gateway.responses import Shape, completion_body, sse_strea
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
 from shared.events import Event
-from shared.events.serving import GeneratedChoice, InferenceChunk, InferenceCompleted
+from shared.events.serving import GeneratedChoice, InferenceCompleted
+from shared.wire import Chunk
 from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
@@ -126,9 +127,7 @@ async def test_a_caller_leaving_mid_stream_cancels_and_is_charged() -> None:
         reply_topic="replies",
     )
     pending = await gateway.submit(KEY, _chat(stream=True), prompt="hi")
-    pending.queue.put_nowait(
-        InferenceChunk(request_id=pending.request_id, seq=0, delta="a", tokens=3)
-    )
+    pending.queue.put_nowait(Chunk(request_id=pending.request_id, seq=0, delta="a", tokens=3))
     events = gateway.events(pending)
     stream = sse_stream(
         await anext(events),

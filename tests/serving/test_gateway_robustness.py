@@ -27,12 +27,11 @@ from services.serving.gateway.responses import Shape, sse_stream
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
 from shared.events.serving import (
-    InferenceChunk,
     InferenceCompleted,
     ServedModel,
     WorkerHeartbeat,
 )
-from shared.wire import encode_chunks
+from shared.wire import Chunk, encode_chunks
 from tests.serving.test_gateway_logic import FakeBus, FakeReplies, _chat
 from tests.support.stack import until
 
@@ -72,7 +71,7 @@ async def _router(consumer: FakeConsumer) -> ReplyRouter:
 
 
 async def test_malformed_replies_are_skipped_and_the_loop_goes_on() -> None:
-    good = encode_chunks([InferenceChunk(request_id="r1", seq=0, delta="hi", tokens=1)])
+    good = encode_chunks([Chunk(request_id="r1", seq=0, delta="hi", tokens=1)])
     done = InferenceCompleted(request_id="r1", model="m", model_version="1").to_bytes()
     broken = [
         b'{"kind":"llmops.inference.chunks"',  # cut off
@@ -88,7 +87,7 @@ async def test_malformed_replies_are_skipped_and_the_loop_goes_on() -> None:
         await until(lambda: queue.qsize() == 2)
         assert replies.alive()
         chunk, completed = queue.get_nowait(), queue.get_nowait()
-        assert isinstance(chunk, InferenceChunk)
+        assert isinstance(chunk, Chunk)
         assert chunk.delta == "hi"
         assert isinstance(completed, InferenceCompleted)
     finally:
@@ -145,7 +144,7 @@ async def test_the_token_limit_stops_a_stream_that_passes_it() -> None:
     pending = await gateway.submit(key, _chat(stream=True), prompt="hi")
     for seq in range(4):  # 12 tokens on their way; the key may use 5 a minute
         pending.queue.put_nowait(
-            InferenceChunk(request_id=pending.request_id, seq=seq, delta="abc ", tokens=3)
+            Chunk(request_id=pending.request_id, seq=seq, delta="abc ", tokens=3)
         )
     events = gateway.events(pending)
     stream = sse_stream(
@@ -155,7 +154,8 @@ async def test_the_token_limit_stops_a_stream_that_passes_it() -> None:
         shape=Shape("m", chat=True),
         include_usage=False,
     )
-    frames = [frame async for frame in stream]
+    writes = [frame async for frame in stream]  # a write may hold several SSE events
+    frames = [f + b"\n\n" for w in writes for f in w.split(b"\n\n") if f]
     errors = [json.loads(f[6:]) for f in frames if f.startswith(b'data: {"error"')]
     assert errors
     assert errors[0]["error"]["code"] == "rate_limit_tokens"
@@ -178,13 +178,11 @@ async def test_the_token_limit_stops_a_stream_that_passes_it() -> None:
 async def test_live_streams_of_one_key_count_against_each_other() -> None:
     gateway, _bus, key = _gateway(tpm=10)
     first = await gateway.submit(key, _chat(stream=True), prompt="hi")
-    first.queue.put_nowait(InferenceChunk(request_id=first.request_id, seq=0, delta="a", tokens=8))
+    first.queue.put_nowait(Chunk(request_id=first.request_id, seq=0, delta="a", tokens=8))
     events = gateway.events(first)
-    assert isinstance(await anext(events), InferenceChunk)
+    assert isinstance(await anext(events), Chunk)
     second = await gateway.submit(key, _chat(stream=True), prompt="hi")
-    second.queue.put_nowait(
-        InferenceChunk(request_id=second.request_id, seq=0, delta="b", tokens=3)
-    )
+    second.queue.put_nowait(Chunk(request_id=second.request_id, seq=0, delta="b", tokens=3))
     with pytest.raises(APIError) as refused:
         await anext(gateway.events(second))  # 8 + 3 live tokens: over 10
     assert refused.value.status == 429
@@ -334,3 +332,44 @@ async def test_a_non_streaming_caller_that_stays_gets_its_result() -> None:
     assert caller.status() == 200
     assert bus.cancelled == []
     assert gateway.limiter.windows["k1"].token_sum == 2
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_plain_text_chunks_render_as_the_full_path_does(chat: bool) -> None:
+    from services.serving.gateway.responses import _Chunks
+
+    fast, full = _Chunks("r1", Shape("m", chat=chat)), _Chunks("r1", Shape("m", chat=chat))
+    full.base = fast.base  # same created second
+    for text in ["", "héllo", 'quote " and \\ and \n', "\x00", "plain"]:
+        assert fast.text(0, "v1", text) == full.make(0, "v1", text=text)
+        frame = json.loads(fast.text(1, "v2", text).removeprefix(b"data: "))
+        assert frame == json.loads(full.make(1, "v2", text=text).removeprefix(b"data: "))
+
+
+async def test_chunks_already_waiting_join_one_write() -> None:
+    gateway, _, key = _gateway(tpm=1000)
+    pending = await gateway.submit(key, _chat(stream=True), prompt="hi")
+    for seq in range(3):
+        pending.queue.put_nowait(Chunk(request_id=pending.request_id, seq=seq, delta=f"w{seq}"))
+    done = InferenceCompleted(
+        request_id=pending.request_id, model="m", model_version="1", text="w0w1w2"
+    )
+    pending.queue.put_nowait(done)
+    events = gateway.events(pending)
+    stream = sse_stream(
+        await anext(events),
+        events,
+        request_id=pending.request_id,
+        shape=Shape("m", chat=False),
+        include_usage=False,
+        backlog=pending.queue.qsize,
+    )
+    writes = [w async for w in stream]
+    assert len(writes) == 1  # everything was waiting: one write, not five
+    texts = [
+        json.loads(f[6:])["choices"][0]["text"]
+        for f in writes[0].split(b"\n\n")
+        if f.startswith(b"data: {")
+    ]
+    assert texts == ["w0", "w1", "w2"]
+    assert writes[0].endswith(b"data: [DONE]\n\n")

@@ -1,47 +1,135 @@
-"""Chunk batching of the worker's reply sink: one message per step, chunks before results."""
+"""The worker's reply sink: chunks coalesce into one frame per topic, results follow their
+chunks, and the writing happens on the sink's own thread and loop, never the engine's."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 
-from services.serving.worker.adapters.kafka_sink import KafkaReplySink
-from shared.events.serving import InferenceChunk, InferenceCompleted
+from services.serving.worker.adapters.kafka_sink import KafkaReplySink, records
+from shared.events.serving import InferenceCompleted
+from shared.wire import Chunk, decode_chunks
 from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
 
 
+def _chunk(request_id: str, seq: int) -> Chunk:
+    return Chunk(request_id=request_id, seq=seq, delta=f"t{seq}", tokens=1)
+
+
+def _done(request_id: str) -> InferenceCompleted:
+    return InferenceCompleted(request_id=request_id, model="m", model_version="1")
+
+
+def test_chunks_queued_together_share_a_frame_per_topic_and_precede_the_result() -> None:
+    out = records(
+        [
+            ("gw-a", _chunk("r1", 0), "r1"),
+            ("gw-a", _chunk("r2", 0), "r2"),
+            ("gw-b", _chunk("r3", 0), "r3"),
+            ("gw-a", _chunk("r1", 1), "r1"),
+            ("gw-a", _done("r1"), "r1"),  # flushes gw-a's chunks first
+            ("gw-a", _chunk("r2", 1), "r2"),
+        ]
+    )
+    shapes = []
+    for topic, value, key, headers in out:
+        chunks = decode_chunks(value)
+        if chunks is None:
+            shapes.append((topic, json.loads(value)["event_type"], key, dict(headers or [])))
+        else:
+            shapes.append((topic, [(c.request_id, c.seq) for c in chunks], key, headers))
+    assert shapes == [
+        ("gw-a", [("r1", 0), ("r2", 0), ("r1", 1)], None, None),
+        (
+            "gw-a",
+            "llmops.inference.completed",
+            b"r1",
+            {"event_type": b"llmops.inference.completed", "schema_version": b"1"},
+        ),
+        ("gw-b", [("r3", 0)], None, None),
+        ("gw-a", [("r2", 1)], None, None),
+    ]
+
+
 class RecordingProducer:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, object]]] = []
+        self.sent: list[tuple[str, bytes]] = []
+        self.threads: set[str] = set()
+        self.flushed = 0
+        self.stopped = False
 
-    async def send(self, topic: str, value: bytes, **_kwargs: object) -> None:
-        await asyncio.sleep(0)  # a real producer may suspend here
-        self.sent.append((topic, json.loads(value)))
-
-    async def flush(self) -> None:
+    async def start(self) -> None:
         return None
 
+    async def send(self, topic: str, value: bytes, **_kwargs: object) -> None:
+        self.threads.add(threading.current_thread().name)
+        await asyncio.sleep(0)  # a real producer may suspend here
+        self.sent.append((topic, value))
 
-def _chunk(request_id: str, seq: int) -> InferenceChunk:
-    return InferenceChunk(request_id=request_id, seq=seq, delta=f"t{seq}", tokens=1)
+    async def flush(self) -> None:
+        self.flushed += 1
+
+    async def stop(self) -> None:
+        self.stopped = True
 
 
-async def test_chunks_of_one_step_share_a_message_and_precede_the_result() -> None:
-    sink = KafkaReplySink("unused:9092", "test", window_s=0.01)
+async def test_sends_return_at_once_and_are_written_in_order_on_the_sink_thread() -> None:
     producer = RecordingProducer()
-    sink._producer = producer  # type: ignore[assignment]
-    await sink.send("gw-a", _chunk("r1", 0), "r1")
-    await sink.send("gw-a", _chunk("r2", 0), "r2")
-    await sink.send("gw-b", _chunk("r3", 0), "r3")
-    await until(lambda: len(producer.sent) == 2)  # the window flushed
-    assert [(t, len(v["chunks"])) for t, v in producer.sent] == [("gw-a", 2), ("gw-b", 1)]
-    await sink.send("gw-a", _chunk("r1", 1), "r1")
-    done = InferenceCompleted(request_id="r1", model="m", model_version="1")
-    await sink.send("gw-a", done, "r1")  # flushes r1's pending chunk first
-    kinds = [v.get("kind", v.get("event_type")) for _, v in producer.sent[2:]]
-    assert kinds == ["llmops.inference.chunks", "llmops.inference.completed"]
-    await sink.flush()
+    sink = KafkaReplySink("unused:9092", "test", producer_factory=lambda: producer)
+    await sink.start()
+    try:
+        for seq in range(50):
+            await sink.send("gw-a", _chunk("r1", seq), "r1")
+        await sink.send("gw-a", _done("r1"), "r1")
+        await sink.flush()  # everything sent before is written, then the producer flushed
+        assert producer.flushed == 1
+        assert producer.threads == {"reply-sink"}
+        seqs, tail = [], []
+        for topic, value in producer.sent:
+            assert topic == "gw-a"
+            chunks = decode_chunks(value)
+            if chunks is None:
+                tail.append(json.loads(value)["request_id"])
+            else:
+                assert not tail, "a chunk after the result"
+                seqs += [c.seq for c in chunks]
+        assert seqs == list(range(50))
+        assert tail == ["r1"]
+        assert len(producer.sent) <= 51
+    finally:
+        await sink.stop()
+    assert producer.stopped
+
+
+async def test_a_send_before_start_is_refused() -> None:
+    sink = KafkaReplySink("unused:9092", "test", producer_factory=RecordingProducer)
+    with pytest.raises(RuntimeError):
+        await sink.send("gw-a", _chunk("r1", 0), "r1")
+
+
+async def test_paced_chunks_share_a_frame_and_first_chunks_and_results_never_wait() -> None:
+    producer = RecordingProducer()
+    sink = KafkaReplySink(
+        "unused:9092", "test", producer_factory=lambda: producer, interval_s=3600.0
+    )
+    await sink.start()
+    try:
+        await sink.send("gw-a", _chunk("r1", 0), "r1")  # a first chunk: out at once
+        await until(lambda: len(producer.sent) == 1, timeout=30)
+        await sink.send("gw-a", _chunk("r1", 1), "r1")  # paced: waits for the interval...
+        await sink.send("gw-a", _chunk("r1", 2), "r1")
+        await sink.send("gw-a", _done("r1"), "r1")  # ... unless a result comes
+        await until(lambda: len(producer.sent) == 3, timeout=30)
+        frames = [decode_chunks(value) for _, value in producer.sent]
+        assert [[c.seq for c in f] if f is not None else "result" for f in frames] == [
+            [0],
+            [1, 2],
+            "result",
+        ]
+    finally:
+        await sink.stop()

@@ -13,10 +13,10 @@ from services.serving.worker.inference import InferenceService
 from services.serving.worker.routing import CHALLENGER, ModelTable, Version
 from shared.events.serving import (
     ChatMessage,
-    InferenceChunk,
     InferenceCompleted,
     InferenceRequested,
 )
+from shared.wire import Chunk
 from tests.serving.fakes import FakeLoader, FakeLocator, FakeSink
 from tests.support.stack import until
 
@@ -48,7 +48,7 @@ async def test_streams_chunks_in_order_then_completes_on_both_topics() -> None:
     service, control, _, sink = _service()
     await control.promote(Version("m", "1", "/m1"), datetime.now(UTC))
     done = await service.handle(_request(stream=True))
-    chunks = [e for e in sink.on("replies") if isinstance(e, InferenceChunk)]
+    chunks = [e for e in sink.on("replies") if isinstance(e, Chunk)]
     assert [c.seq for c in chunks] == [0, 1, 2]
     assert "".join(c.delta for c in chunks) == "one two three " == done.text
     assert done.model_version == "1"

@@ -1,4 +1,9 @@
-"""`python -m services.serving.gateway` (port LLMOPS_GATEWAY_PORT, else the admin port, 8000)."""
+"""`python -m services.serving.gateway` (port LLMOPS_GATEWAY_PORT, else the admin port, 8000).
+
+With ``LLMOPS_GATEWAY_WORKERS`` > 1, uvicorn starts that many gateway processes on the one
+listening socket; each is a gateway instance of its own (own reply topic, own limits)."""
+
+from typing import Any
 
 import uvicorn
 
@@ -7,12 +12,16 @@ from services.serving.gateway.config import GatewaySettings
 
 if __name__ == "__main__":
     settings = GatewaySettings()
-    runtime, app = build(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=port(settings),
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": port(settings),
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers > 1:
+        app_path = "services.serving.gateway.app:create_app"
+        uvicorn.run(app_path, factory=True, workers=settings.workers, **options)
+    else:
+        runtime, app = build(settings)
+        uvicorn.run(app, **options)

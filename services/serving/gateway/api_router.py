@@ -134,6 +134,7 @@ async def _complete(request: Request, body: CompletionRequest | ChatCompletionRe
         request_id=answer.request_id,
         shape=shape,
         include_usage=include_usage,
+        backlog=answer.backlog,
     )
     return StreamingResponse(
         stream,
@@ -194,6 +195,7 @@ async def healthz(request: Request) -> JSONResponse:
     body = {
         "status": "ok" if ready else ("failing" if started else "starting"),
         "service": "gateway",
+        "gateway_id": getattr(request.app.state, "gateway_id", None),
         "checks": {"started": started, "reply_loop": replies, "key_registry": keys},
         "workers": len(live),
         "in_flight": sum(beat.in_flight for beat in live),  # as of their last heartbeats

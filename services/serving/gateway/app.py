@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -122,3 +123,12 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
 
 def port(settings: GatewaySettings) -> int:
     return settings.port or settings.admin_port or 8000
+
+
+def create_app() -> FastAPI:
+    """One of ``LLMOPS_GATEWAY_WORKERS`` processes sharing the port (uvicorn's factory): an
+    instance of its own, with its own reply topic (``<id>-<pid>`` when an id is set)."""
+    settings = GatewaySettings()
+    if settings.id and settings.workers > 1:
+        settings = settings.model_copy(update={"id": f"{settings.id}-{os.getpid()}"})
+    return build(settings)[1]

@@ -49,6 +49,13 @@ class GatewaySettings(ServiceSettings):
         "--expires-in; 0: keys do not expire unless asked.",
     )
     fetch_max_wait_ms: int = Field(5, description="Reply consumer long-poll wait.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing the port (each its own reply topic); more "
+        "than 1 helps only where cores are free beside the engine.",
+    )
     embedding_model: str = Field("all-MiniLM-L6-v2", description="Name /v1/embeddings answers to.")
     embedding_path: str | None = Field(
         None,

@@ -9,9 +9,9 @@ from typing import Protocol
 
 from services.serving.gateway.keys import KeyInfo, Role
 from shared.events import ApiKeyChanged, Event
-from shared.events.serving import InferenceChunk
+from shared.wire import Chunk
 
-Reply = Event | InferenceChunk
+Reply = Event | Chunk
 
 
 class KeyLookup(Protocol):

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from services.serving.gateway.protocol import APIError
 from services.serving.gateway.serving import usage
 from shared.events import Event
-from shared.events.serving import GeneratedChoice, InferenceChunk, InferenceCompleted
+from shared.events.serving import GeneratedChoice, InferenceCompleted
+from shared.wire import Chunk
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,11 @@ def response_id(request_id: str, chat: bool) -> str:
 
 
 DONE = b"data: [DONE]\n\n"
+_json = msgspec.json.Encoder().encode
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return b"data: " + _json(data) + b"\n\n"
 
 
 class _Chunks:
@@ -131,6 +135,21 @@ class _Chunks:
         }
         self.started: set[int] = set()
         self.offsets: dict[int, int] = {}
+        self._frames: dict[tuple[int, str], tuple[bytes, bytes]] = {}
+
+    def text(self, index: int, version: str, text: str) -> bytes:
+        """A plain text chunk (no logprobs, role already sent): the same bytes as ``make``,
+        from a prefix and suffix rendered once per choice, only the text encoded per token."""
+        frame = self._frames.get((index, version))
+        if frame is None:
+            if self.shape.logprobs or (self.shape.chat and index not in self.started):
+                return self.make(index, version, text=text)
+            mark = "\x00"
+            whole = self.make(index, version, text=mark)
+            head, tail = whole.rsplit(_json(mark), 1)
+            frame = self._frames[(index, version)] = (head, tail)
+            return head + _json(text) + tail
+        return frame[0] + _json(text) + frame[1]
 
     def make(
         self,
@@ -183,28 +202,45 @@ class _Chunks:
 
 
 async def sse_stream(
-    first: Event | InferenceChunk,
-    rest: AsyncIterator[Event | InferenceChunk],
+    first: Event | Chunk,
+    rest: AsyncIterator[Event | Chunk],
     *,
     request_id: str,
     shape: Shape,
     include_usage: bool,
+    backlog: Callable[[], int] = lambda: 0,
 ) -> AsyncIterator[bytes]:
-    """OpenAI's stream: one chunk per token batch, a finish chunk per choice, usage, [DONE]."""
+    """OpenAI's stream: one chunk per token batch, a finish chunk per choice, usage, [DONE].
+
+    ``backlog`` says how many replies already wait: while some do (the gateway fell behind
+    its reply topic), their chunks join one write instead of one write each."""
     chunks = _Chunks(request_id, shape)
-    event: Event | InferenceChunk | None = first
+    event: Event | Chunk | None = first
+    out: list[bytes] = []
     try:
         while event is not None:
             if isinstance(event, InferenceCompleted):  # the tail goes out in one write
-                yield chunks.tail(event, include_usage)
+                out.append(chunks.tail(event, include_usage))
+                yield b"".join(out)
                 return
-            if isinstance(event, InferenceChunk) and not shape.tool_call:
-                yield chunks.make(
-                    event.index, event.model_version, text=event.delta, logprobs=event.logprobs
-                )
+            if isinstance(event, Chunk) and not shape.tool_call:
+                if event.logprobs is None:
+                    out.append(chunks.text(event.index, event.model_version, event.delta))
+                else:
+                    out.append(
+                        chunks.make(
+                            event.index,
+                            event.model_version,
+                            text=event.delta,
+                            logprobs=event.logprobs,
+                        )
+                    )
+            if out and (not backlog() or len(out) >= 64):
+                yield b"".join(out)
+                out.clear()
             event = await anext(rest, None)
     except APIError as exc:
-        yield _sse(exc.body())
+        out.append(_sse(exc.body()))
     finally:  # the client may be gone: close the round trip now (it cancels the generation)
         await rest.aclose()  # type: ignore[attr-defined]
-    yield DONE
+    yield b"".join([*out, DONE])

@@ -26,12 +26,8 @@ from services.serving.gateway.protocol import (
 )
 from services.serving.gateway.workers import WorkerDirectory
 from shared.events import Event, FeedbackReceived
-from shared.events.serving import (
-    ChatMessage,
-    InferenceChunk,
-    InferenceCompleted,
-    InferenceRequested,
-)
+from shared.events.serving import ChatMessage, InferenceCompleted, InferenceRequested
+from shared.wire import Chunk
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter("llmops.gateway")
@@ -70,6 +66,7 @@ class Answer:
     result: InferenceCompleted | None = None
     first: Reply | None = None
     rest: AsyncIterator[Reply] | None = None
+    backlog: Callable[[], int] = lambda: 0  # replies already waiting (a stream's writes merge)
 
 
 class Gateway(Admission):
@@ -126,7 +123,9 @@ class Gateway(Admission):
         events = self.events(pending)
         first = await anext(events)  # errors before the first token keep their HTTP status
         version = str(getattr(first, "model_version", ""))
-        return Answer(pending.request_id, version, first=first, rest=events)
+        return Answer(
+            pending.request_id, version, first=first, rest=events, backlog=pending.queue.qsize
+        )
 
     def list_models(self, authorization: str | None) -> dict[str, set[str]]:
         self.authenticate(authorization, Action.LIST_MODELS)
@@ -214,7 +213,7 @@ class Gateway(Admission):
                         raise APIError(status, event.error, type_=type_, code=event.error_type)
                     yield event
                     return
-                if isinstance(event, InferenceChunk) and not self._count(pending, event.tokens):
+                if isinstance(event, Chunk) and not self._count(pending, event.tokens):
                     raise APIError(  # the stream ends here; the generation is cancelled
                         429,
                         "Token limit per minute of this key reached while streaming; "
@@ -243,7 +242,7 @@ class Gateway(Admission):
                     event = await pending.queue.get()
                     if isinstance(event, InferenceCompleted):
                         completed = event
-                    elif isinstance(event, InferenceChunk):
+                    elif isinstance(event, Chunk):
                         self._count(pending, event.tokens)
         except TimeoutError:
             pass  # charged with the tokens streamed so far

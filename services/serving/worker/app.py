@@ -56,7 +56,11 @@ def build(
     settings = settings or WorkerSettings()
     runtime = _build_runtime(settings)
     worker_id = handlers.new_worker_id(settings)
-    sink = KafkaReplySink(settings.bootstrap_servers, client_id=f"serving-worker-{worker_id}")
+    sink = KafkaReplySink(
+        settings.bootstrap_servers,
+        client_id=f"serving-worker-{worker_id}",
+        interval_s=settings.stream_interval_ms / 1000,
+    )
     table = ModelTable()
     pool = EnginePool(loader or VllmLoader(settings), lookup=table.lookup)
     source = ModelSource(handlers.models_dir(settings), runtime.artifacts)

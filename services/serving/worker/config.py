@@ -49,3 +49,9 @@ class WorkerSettings(ServiceSettings):
     heartbeat_s: float = Field(1.0, description="Seconds between heartbeats.")
     request_group: str = Field("serving-worker", description="Group sharing inference requests.")
     fetch_max_wait_ms: int = Field(5, description="Consumer long-poll wait (latency vs CPU).")
+    stream_interval_ms: float = Field(
+        5.0,
+        ge=0,
+        description="Least time between two frames of streamed chunks (a request's first "
+        "chunk and results never wait): fewer Kafka records per token at low concurrency.",
+    )

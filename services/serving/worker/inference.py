@@ -17,10 +17,10 @@ from services.serving.worker.ports import InvalidRequestError, ReplySink, Sampli
 from services.serving.worker.routing import CHAMPION, ModelTable
 from shared.events.serving import (
     GeneratedChoice,
-    InferenceChunk,
     InferenceCompleted,
     InferenceRequested,
 )
+from shared.wire import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class InferenceService:
                     finish[delta.index] = delta.finish_reason or finish[delta.index]
                     logprobs[delta.index].extend(delta.logprobs or [])
                     if request.stream and (delta.text or delta.tokens):
-                        chunk = InferenceChunk.model_construct(  # trusted: no validation
+                        chunk = Chunk(  # a C struct: built per token and request
                             request_id=request.request_id,
                             seq=seq,
                             index=delta.index,

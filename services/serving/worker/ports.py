@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.events import ClaimCheck, Event
-from shared.events.serving import ChatMessage, InferenceChunk
+from shared.events.serving import ChatMessage
+from shared.wire import Chunk
 
 
 class InvalidRequestError(ValueError):
@@ -93,7 +94,10 @@ class EngineLoader(Protocol):
 class ReplySink(Protocol):
     """Where a worker sends chunks and results (the asking gateway's reply topic)."""
 
-    async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None: ...
+    async def send(self, topic: str, event: Event | Chunk, key: str) -> None:
+        """Queue a streamed chunk or an event for ``topic`` (in order; may return before it
+        is written)."""
+        ...
 
     async def flush(self) -> None: ...
 

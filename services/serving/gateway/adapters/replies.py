@@ -13,16 +13,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.serving.gateway.workers import WorkerDirectory
 from shared.background import BackgroundLoop
 from shared.events import Event, EventDecodeError, decode
-from shared.events.serving import (
-    InferenceChunk,
-    InferenceCompleted,
-    WorkerHeartbeat,
-)
+from shared.events.serving import InferenceCompleted, WorkerHeartbeat
 from shared.settings import kafka_client_options
-from shared.wire import decode_chunks
+from shared.wire import Chunk, decode_chunks
 
 log = logging.getLogger(__name__)
-Reply = Event | InferenceChunk
+Reply = Event | Chunk
 HEARTBEAT_REPLAY = 500  # last heartbeats read at start (a few seconds of a busy cluster)
 
 

@@ -1,86 +1,233 @@
-"""ReplySink on a plain aiokafka producer, batching streamed chunks.
+"""ReplySink on a plain aiokafka producer that runs on a thread and event loop of its own.
 
-Chunks wait for one short window (an engine step's outputs arrive together) and go out as one
-``InferenceChunks`` message per reply topic; an event sent to a topic first flushes that
-topic's chunks, under one lock, so a request's chunks always precede its result. ``send`` only
-appends to the producer's batch (linger 0); ``flush`` waits for everything at shutdown.
+The engine's event loop (vLLM's AsyncLLM output handling, the generation tasks) only appends
+to a queue: ``send`` never waits for Kafka. The I/O thread drains what has queued up since it
+last ran and writes it in order: the chunks of one drain go out as one ``InferenceChunks``
+frame per reply topic (one engine step's deltas for every request of a gateway: one record,
+not one per token and request); an event first flushes the chunks queued before it for its
+topic, so a request's chunks always precede its result. Everything the engine produced while
+the producer was busy coalesces into the next drain: at low load each step goes out at once,
+at high load frames grow instead of records multiplying.
+
+``interval_s`` paces the drains of plain chunks (vLLM's server has ``--stream-interval`` for
+the same reason): a drain waits that long after the previous one, so a lone stream's steps of
+1-2 ms share a frame instead of costing a Kafka record each. A request's first chunk and any
+event (a result, a heartbeat) cut the wait short: time to first token and the end of a
+stream never wait for the pace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from shared.events import Event
-from shared.events.serving import InferenceChunk
 from shared.settings import kafka_client_options
-from shared.wire import encode_chunks
+from shared.wire import Chunk, encode_chunks
+
+log = logging.getLogger(__name__)
+
+# (topic, value, key, headers): one Kafka record
+Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]] | None]
+_Item = tuple[str, Event | Chunk | concurrent.futures.Future[None], str]
+
+
+def records(items: Iterable[tuple[str, Event | Chunk, str]]) -> list[Record]:
+    """The Kafka records for queued items, in order: consecutive chunks of a topic share one
+    frame; an event flushes its topic's chunks before itself."""
+    out: list[Record] = []
+    pending: dict[str, list[Chunk]] = {}
+    for topic, item, key in items:
+        if isinstance(item, Chunk):
+            pending.setdefault(topic, []).append(item)
+            continue
+        chunks = pending.pop(topic, None)
+        if chunks:
+            out.append((topic, encode_chunks(chunks), None, None))
+        headers = [
+            ("event_type", item.EVENT_TYPE.encode()),
+            ("schema_version", str(item.SCHEMA_VERSION).encode()),
+        ]
+        out.append((topic, item.to_bytes(), key.encode(), headers))
+    out.extend((topic, encode_chunks(chunks), None, None) for topic, chunks in pending.items())
+    return out
 
 
 class KafkaReplySink:
-    def __init__(self, bootstrap: str, client_id: str, window_s: float = 0.001) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str,
+        producer_factory: Callable[[], Any] | None = None,
+        interval_s: float = 0.0,
+    ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
-        self.window_s = window_s
-        self._producer: AIOKafkaProducer | None = None
-        self._pending: dict[str, list[InferenceChunk]] = {}
-        self._flusher: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self.interval_s = interval_s
+        self._factory = producer_factory or self._producer
+        self._queue: deque[_Item] = deque()
+        self._scheduled = False  # a wake-up of the writer is on its way
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._wake: asyncio.Event | None = None
+        self._urgent: asyncio.Event | None = None
+        self._drained = 0.0  # when the writer last drained the queue (its loop's clock)
+        self._writer: asyncio.Task[None] | None = None
+        self._producer_obj: Any = None
 
-    @property
-    def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            raise RuntimeError("KafkaReplySink is not started")
-        return self._producer
-
-    async def start(self) -> None:
-        self._producer = AIOKafkaProducer(  # needs the running loop: created here
+    def _producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(  # needs the running loop: created on the I/O thread
             bootstrap_servers=self.bootstrap,
             client_id=self.client_id,
             acks="all",
-            linger_ms=0,
+            linger_ms=0,  # one request in flight per broker: later records batch behind it
             max_request_size=8 * 1024 * 1024,
             **kafka_client_options(),  # type: ignore[arg-type]
         )
-        await self._producer.start()
 
-    async def send(self, topic: str, event: Event | InferenceChunk, key: str) -> None:
-        if isinstance(event, InferenceChunk):
-            self._pending.setdefault(topic, []).append(event)
-            if self._flusher is None:
-                self._flusher = asyncio.create_task(self._flush_soon())
-            return
-        headers = [
-            ("event_type", event.EVENT_TYPE.encode()),
-            ("schema_version", str(event.SCHEMA_VERSION).encode()),
-        ]
-        async with self._lock:
-            await self._send_chunks(topic)
-            await self.producer.send(topic, event.to_bytes(), key=key.encode(), headers=headers)
+    # -- the engine's side -----------------------------------------------------------------
+    async def start(self) -> None:
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="reply-sink", daemon=True
+        )
+        self._thread.start()
+        await asyncio.wrap_future(ready)
 
-    async def _flush_soon(self) -> None:
-        await asyncio.sleep(self.window_s)
-        self._flusher = None
-        async with self._lock:
-            for topic in list(self._pending):
-                await self._send_chunks(topic)
-
-    async def _send_chunks(self, topic: str) -> None:
-        chunks = self._pending.pop(topic, None)
-        if chunks:
-            await self.producer.send(topic, encode_chunks(chunks))
+    async def send(self, topic: str, event: Event | Chunk, key: str) -> None:
+        """Queue a chunk or an event for ``topic``; returns at once (written in order)."""
+        self._put((topic, event, key))
 
     async def flush(self) -> None:
-        async with self._lock:
-            for topic in list(self._pending):
-                await self._send_chunks(topic)
-        await self.producer.flush()
+        """Wait until everything sent so far has been written and acknowledged."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._put(("", done, ""))
+        await asyncio.wrap_future(done)
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        if self._loop is None or self._thread is None:
+            return
+        stopped = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
+        await asyncio.wrap_future(stopped)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+        self._loop = self._thread = None
+
+    def _put(self, item: _Item) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("KafkaReplySink is not started")
+        self._queue.append(item)
+        urgent = not isinstance(item[1], Chunk) or item[1].seq == 0
+        if urgent and self.interval_s > 0:
+            loop.call_soon_threadsafe(self._hurry)
+        if not self._scheduled:  # the writer resets the flag before it drains: none is lost
+            self._scheduled = True
+            loop.call_soon_threadsafe(self._wake_writer)
+
+    # -- the I/O thread --------------------------------------------------------------------
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as exc:
+            ready.set_exception(exc)
+            loop.close()
+            return
+        self._loop = loop
+        ready.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    async def _open(self) -> None:
+        self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._producer_obj = self._factory()
+        await self._producer_obj.start()
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def _wake_writer(self) -> None:
+        assert self._wake is not None
+        self._wake.set()
+
+    def _hurry(self) -> None:
+        assert self._urgent is not None
+        self._urgent.set()
+
+    async def _pace(self) -> None:
+        """Wait ``interval_s`` since the last drain, unless something urgent is queued."""
+        assert self._urgent is not None
+        wait = self._drained + self.interval_s - asyncio.get_running_loop().time()
+        if wait <= 0 or self._urgent.is_set():
+            return
+        try:
+            async with asyncio.timeout(wait):
+                await self._urgent.wait()
+        except TimeoutError:
+            pass
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        assert self._urgent is not None
+        while True:
+            await self._wake.wait()
+            await self._pace()
+            self._wake.clear()
+            self._urgent.clear()
+            self._scheduled = False
+            self._drained = asyncio.get_running_loop().time()
+            items = [self._queue.popleft() for _ in range(len(self._queue))]
+            try:
+                await self._drain(items)
+            except Exception:  # the writer must outlive one bad drain, or replies stall
+                log.exception("replies not written", extra={"items": len(items)})
+
+    async def _drain(self, items: list[_Item]) -> None:
+        batch: list[tuple[str, Event | Chunk, str]] = []
+        for topic, item, key in items:
+            if isinstance(item, concurrent.futures.Future):  # a flush marker
+                await self._write(records(batch))
+                batch = []
+                await self._settle(item)
+            else:
+                batch.append((topic, item, key))
+        await self._write(records(batch))
+
+    async def _write(self, out: list[Record]) -> None:
+        for topic, value, key, headers in out:
+            try:  # appends to the producer's batch; the ack is not waited for
+                await self._producer_obj.send(topic, value, key=key, headers=headers)
+            except Exception:  # one record the broker refuses must not stop the others
+                log.exception("reply not written", extra={"topic": topic})
+
+    async def _settle(self, marker: concurrent.futures.Future[None]) -> None:
+        try:
+            await self._producer_obj.flush()
+            marker.set_result(None)
+        except Exception as exc:
+            marker.set_exception(exc)
+
+    async def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.producer.stop()
+                await self._writer
+        left = [self._queue.popleft() for _ in range(len(self._queue))]
+        await self._write(
+            records((t, i, k) for t, i, k in left if not isinstance(i, concurrent.futures.Future))
+        )
+        await self._producer_obj.stop()
+        for _, item, _ in left:
+            if isinstance(item, concurrent.futures.Future):
+                item.set_result(None)
