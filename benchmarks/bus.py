@@ -28,17 +28,16 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import median, pct, write_result
-from shared.bus import EventBus, UnitOfWork, make_broker
+from shared.bus import EventBus, Message, UnitOfWork, make_broker
+from shared.bus.offsets import log_end_offsets
 from shared.events import AlertRaised, AuditRecorded
 from shared.settings import ServiceSettings
 from shared.stack.broker import start_broker
-from shared.stack.inspect import log_end_offsets
 from shared.storage import make_engine
 from shared.topics import Topic, ensure_topics
 from tests.support.stack import free_port
@@ -140,7 +139,7 @@ async def faststream_service(bootstrap: str, src: str, dst: str, stop: asyncio.E
         max_records=BATCH,
         batch_timeout_ms=BATCH_TIMEOUT_MS,
     )
-    async def handle(message: KafkaMessage) -> None:
+    async def handle(message: Message) -> None:
         pending = []
         for record in message.raw_message:  # type: ignore[union-attr]
             event = AuditRecorded.model_validate_json(record.value)

@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +35,7 @@ from sqlmodel import Session, col, select
 
 from shared.authority import Signer, Verifier, is_command
 from shared.bus.instrument import consumer_span, dead_lettered, handled
+from shared.bus.message import Message
 from shared.bus.outbox import OutboxRelay
 from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
 from shared.events.envelope import ClaimCheck, Event
@@ -148,7 +148,7 @@ class EventBus:
                 batch=True, max_records=batch, batch_timeout_ms=self.BATCH_TIMEOUT_MS
             )
 
-        async def consume(message: KafkaMessage) -> None:
+        async def consume(message: Message) -> None:
             raw = message.raw_message
             records = list(raw) if isinstance(raw, tuple | list) else [raw]
             await self._consume_batch(topic, group_id, handler, records, idempotent=idempotent)
@@ -375,7 +375,7 @@ class EventBus:
         return False
 
     async def dead_letter(
-        self, topic: Topic, message: KafkaMessage, reason: str, detail: str, *, attempts: int
+        self, topic: Topic, message: Message, reason: str, detail: str, *, attempts: int
     ) -> None:
         """Send the original bytes and headers to ``<topic>.dlq`` with why."""
         raw = message.raw_message

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from services.serving.wire import CANCEL_TOPIC, cancelled_request
@@ -14,7 +13,7 @@ from services.serving.worker.adapters.state_store import snapshot_row
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
 from services.serving.worker.inference import InferenceService
-from shared.bus import UnitOfWork
+from shared.bus import Message, UnitOfWork
 from shared.events import EventDecodeError, ModelPromoted, ModelRolledBack, decode
 from shared.events.serving import InferenceRequested
 from shared.runtime import Runtime
@@ -32,7 +31,7 @@ def register(
 ) -> None:
     bus = runtime.bus
 
-    async def on_inference_requested(message: KafkaMessage) -> None:
+    async def on_inference_requested(message: Message) -> None:
         raw = message.raw_message
         if not await bus.admit(  # not idempotent: a replayed request is refused
             Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw, once=True
@@ -66,7 +65,7 @@ def register(
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )(on_inference_requested)
 
-    async def on_inference_cancelled(message: KafkaMessage) -> None:
+    async def on_inference_cancelled(message: Message) -> None:
         request_id = cancelled_request(message.body)
         if request_id is not None:
             await inference.cancel(request_id)
