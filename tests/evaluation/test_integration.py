@@ -31,6 +31,7 @@ from tests.support.stack import ROOT, ServiceProcess, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 MODEL = "llmops-tiny"
 ADMIN = "sk-llmops-eval-admin"
+READ = {"Authorization": f"Bearer {ADMIN}"}  # the registry's reads need a key (viewer+)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,13 @@ def test_better_candidate_is_promoted_served_and_rolled_back(platform: dict[str,
         kafka_bootstrap=env["LLMOPS_KAFKA_BOOTSTRAP"], data_dir=Path(env["LLMOPS_DATA_DIR"])
     )
     # the bootstrap model serving started with becomes the champion (from its heartbeats)
-    wait_until(lambda: httpx.get(f"{registry}/models").json()["data"], timeout=60, interval=0.5)
-    assert httpx.get(f"{registry}/models").json()["data"][0]["aliases"] == {"champion": "bootstrap"}
+    wait_until(
+        lambda: httpx.get(f"{registry}/models", headers=READ).json()["data"],
+        timeout=60,
+        interval=0.5,
+    )
+    models = httpx.get(f"{registry}/models", headers=READ).json()["data"]
+    assert models[0]["aliases"] == {"champion": "bootstrap"}
 
     store = ArtifactStore(settings.artifact_root)
     manifest, claim = cut_version(
@@ -147,5 +153,5 @@ def test_better_candidate_is_promoted_served_and_rolled_back(platform: dict[str,
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["to_version"] == "bootstrap"
     wait_until(lambda: _fingerprints(serving) == {"bootstrap"}, timeout=120, interval=0.5)
-    aliases = httpx.get(f"{registry}/models/{MODEL}").json()["aliases"]
+    aliases = httpx.get(f"{registry}/models/{MODEL}", headers=READ).json()["aliases"]
     assert aliases["champion"]["version"] == "bootstrap"

@@ -235,7 +235,8 @@ def test_killed_service_resumes_without_losing_or_duplicating(
     for process in _ANONYMIZATION:  # 3000 records to anonymize would only slow this down
         process.stop()
 
-    docs = generate(3000, seed=5, near_per_cluster=(0, 1), exact_per_cluster=(0, 1))
+    # large enough that the kill lands mid-request: the bulk chunk writes do ~4,000 rows/s
+    docs = generate(12000, seed=5, near_per_cluster=(0, 1), exact_per_cluster=(0, 1))
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": d.text}) + "\n" for d in docs))
     env = service_env(
