@@ -15,12 +15,11 @@ import pytest
 
 from shared.bus import resolve_dlq_value
 from shared.events import AuditRecorded
-from shared.stack.log import s3rver_binary
 from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 from tests.backbone.test_durable_log import consume_and_commit
 from tests.integration.test_cli import llmops
-from tests.support.stack import free_port, produce, read_topic, wait_until
+from tests.support.stack import free_port, produce, read_topic, require_s3rver, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,8 +43,7 @@ def ingestion_lag(env: dict[str, str]) -> int | None:
 
 
 def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
-    if s3rver_binary() is None and not os.environ.get("CI"):
-        pytest.skip("s3rver not installed (make setup)")
+    require_s3rver()
     bootstrap = f"127.0.0.1:{free_port()}"
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),

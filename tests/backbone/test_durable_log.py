@@ -13,18 +13,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.bus.offsets import log_end_offsets
-from shared.stack.log import EmbeddedLog, s3rver_binary
-from tests.support.stack import free_port
+from shared.stack.log import EmbeddedLog
+from tests.support.stack import free_port, require_s3rver
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def durable_log(tmp_path: Path) -> Iterator[EmbeddedLog]:
-    if s3rver_binary() is None:
-        if os.environ.get("CI"):
-            pytest.fail("s3rver is missing: `make setup` installs it under tools/s3rver")
-        pytest.skip("s3rver not installed (make setup)")
+    require_s3rver()
     log = EmbeddedLog(f"127.0.0.1:{free_port()}", tmp_path / "log", tmp_path / "logs").start()
     assert log.durable
     yield log
@@ -138,8 +135,8 @@ async def test_sigkilled_log_loses_no_acknowledged_event_nor_committed_offset(
 async def test_log_end_offsets_count_every_record_of_multi_record_batches(
     tmp_path: Path, durable: bool
 ) -> None:
-    if durable and s3rver_binary() is None:
-        pytest.skip("s3rver not installed (make setup)")
+    if durable:
+        require_s3rver()
     log = EmbeddedLog(
         f"127.0.0.1:{free_port()}", tmp_path / "log", tmp_path / "logs", want_durable=durable
     ).start()

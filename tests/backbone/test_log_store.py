@@ -11,17 +11,17 @@ import httpx
 import pytest
 
 from shared.stack.broker import stop_process
-from shared.stack.log import BUCKET, EmbeddedLog, s3rver_binary
+from shared.stack.log import BUCKET, EmbeddedLog
+from tests.support.stack import require_s3rver
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[str]:
-    if s3rver_binary() is None:
-        pytest.skip("s3rver not installed (make setup)")
+    binary = require_s3rver()
     log = EmbeddedLog("127.0.0.1:1", tmp_path / "log", tmp_path / "logs")
-    log._binary = s3rver_binary()
+    log._binary = binary
     log._start_store()
     try:
         yield f"http://127.0.0.1:{log.store_port}/{BUCKET}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.authority import service_principal
@@ -185,3 +186,17 @@ async def until(predicate: Callable[[], Any], timeout: float = 5.0, interval: fl
             raise TimeoutError(f"condition not met in {timeout}s")
         await asyncio.sleep(interval)
     return value
+
+
+def require_s3rver() -> list[str]:
+    """The durable log store's command. Without it (no Node.js, or `make setup` not run) a
+    test skips on a developer's machine and fails in CI (`.ci/run` sets CI), where `make
+    setup` installs it: a missing store must not pass as a skip there."""
+    from shared.stack.log import s3rver_binary
+
+    binary = s3rver_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("s3rver is missing: `make setup` installs it under tools/s3rver")
+        pytest.skip("s3rver not installed (make setup)")
+    return binary
