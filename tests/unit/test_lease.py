@@ -61,11 +61,13 @@ def test_one_claimant_at_a_time_and_takeover_after_expiry(jobs: Engine) -> None:
 
 
 def test_held_renews_while_the_work_runs_then_releases(jobs: Engine) -> None:
-    mine = Leases(JOBS, ttl_s=0.6, owner="p1")
-    other = Leases(JOBS, ttl_s=0.6, owner="p2")
+    # renewals every ttl/3: a lease of 2 s survives a renewal thread starved for over a
+    # second on a busy machine
+    mine = Leases(JOBS, ttl_s=2.0, owner="p1")
+    other = Leases(JOBS, ttl_s=2.0, owner="p2")
     assert mine.claim(jobs, {"job_id": "a"})
     with mine.held(jobs, {"job_id": "a"}) as lost:
-        end = time.monotonic() + 1.5  # well past one lease: the renewals keep it
+        end = time.monotonic() + 3.0  # well past one lease: the renewals keep it
         while time.monotonic() < end:
             assert not other.claim(jobs, {"job_id": "a"})
             time.sleep(0.1)
