@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from shared.background import BackgroundLoop
 from shared.bus.store import OutboxEntry
+from shared.storage.db import hold_write_lock
 
 log = logging.getLogger(__name__)
 _TABLE: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
@@ -88,6 +89,7 @@ class OutboxRelay:
                         for _, topic, key, value, headers in rows
                     ]
                     await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+                    await hold_write_lock(session)  # waited for off the loop (SQLite)
                     session.execute(delete(_TABLE).where(_TABLE.c.id.in_([row[0] for row in rows])))
                     session.commit()
                     sent += len(rows)
