@@ -349,7 +349,7 @@ async function sealClearObjects(bucketPath) {
     }
     const stored = await fs.promises.readFile(file);
     await writeAtomically(file, seal(stored, aad));
-    await fs.promises.utimes(file, stat.atime, stat.mtime); // its age, for retention
+    await fs.promises.utimes(file, stat.atimeMs / 1000, stat.mtimeMs / 1000); // its age
     sealed += 1;
   }
   return sealed;
