@@ -38,8 +38,12 @@ def test_a_listing_of_more_than_a_page_reads_every_key(store: str) -> None:
         for key in keys:
             http.put(f"{store}/{key}", content=b"x").raise_for_status()
         http.put(f"{store}/topics/t/partitions/0000000000/watermark.json", content=b"{}")
+        # tansu's listing (no max-keys): every key in one page, from the store's index
+        answer = http.get(store, params={"list-type": "2", "prefix": prefix})
+        assert re.findall(r"<Key>([^<]+)</Key>", answer.text) == keys
+        assert "<IsTruncated>false</IsTruncated>" in answer.text
         listed: list[str] = []
-        params = {"list-type": "2", "prefix": prefix}
+        params = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}
         while True:
             answer = http.get(store, params=params)
             assert answer.status_code == 200, answer.text
@@ -49,6 +53,10 @@ def test_a_listing_of_more_than_a_page_reads_every_key(store: str) -> None:
                 break
             params = {**params, "continuation-token": token.group(1)}
     assert listed == keys  # in order, once each, nothing outside the prefix
+    with httpx.Client(timeout=30) as http:  # the index follows deletes
+        http.delete(f"{store}/{keys[3]}").raise_for_status()
+        answer = http.get(store, params={"list-type": "2", "prefix": prefix})
+    assert re.findall(r"<Key>([^<]+)</Key>", answer.text) == keys[:3] + keys[4:]
 
 
 def test_conditional_writes_and_etags_of_the_bytes(store: str) -> None:

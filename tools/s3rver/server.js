@@ -47,6 +47,7 @@
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
+const { AsyncLocalStorage } = require('async_hooks');
 const { Readable } = require('stream');
 
 // s3rver's continuation token: DES "encryption" of region/bucket/key (not a secret; DES is
@@ -143,6 +144,8 @@ FilesystemStore.prototype.putObject = async function putObject(object) {
   await writeAtomically(resource('metadata.json'), JSON.stringify(metadata, null, 2));
   await writeAtomically(resource('object.md5'), md5);
   await writeAtomically(resource('object'), seal(data, `${object.bucket}/${object.key}`));
+  const stat = await fs.promises.stat(resource('object'));
+  indexSet(resource('object'), object.key, data.length, stat.mtimeMs);
   return { size: data.length, md5 };
 };
 
@@ -217,17 +220,78 @@ async function* walkObjects(dir) {
   }
 }
 
+// -- the listing index ----------------------------------------------------------------------
+// Per listed directory (the deepest one holding a prefix's keys): every key under it with its
+// plaintext size and modification time, built by one walk at its first listing and kept up to
+// date by this process' writes and deletes (the only writer of the directory). A listing then
+// costs no file system call.
+const listingIndex = new Map(); // root directory -> { items: Map(key -> {size, mtimeMs}), sorted }
+
+function indexedRoots(file) {
+  const roots = [];
+  for (const [root, entry] of listingIndex) {
+    if (file.startsWith(root.endsWith(path.sep) ? root : root + path.sep)) roots.push(entry);
+  }
+  return roots;
+}
+
+function indexSet(file, key, size, mtimeMs) {
+  for (const entry of indexedRoots(file)) {
+    if (!entry.items.has(key)) entry.sorted = null;
+    entry.items.set(key, { size, mtimeMs });
+  }
+}
+
+function indexDelete(file, key) {
+  for (const entry of indexedRoots(file)) {
+    if (entry.items.delete(key)) entry.sorted = null;
+  }
+}
+
+async function indexOf(bucketPath, root) {
+  let entry = listingIndex.get(root);
+  if (!entry) {
+    // registered before the walk: writes meanwhile update it too
+    entry = { items: new Map(), sorted: null, ready: null };
+    listingIndex.set(root, entry);
+    entry.ready = (async () => {
+      for await (const file of walkObjects(root)) {
+        const stat = await fs.promises.stat(file).catch(() => null);
+        if (!stat) continue; // deleted meanwhile
+        const key = path.relative(bucketPath, file).split(path.sep).join('/');
+        const name = key.slice(0, -OBJECT_SUFFIX.length);
+        if (!entry.items.has(name)) {
+          entry.items.set(name, { size: plainSize(stat.size), mtimeMs: stat.mtimeMs });
+        }
+      }
+    })();
+    entry.ready.catch(() => listingIndex.delete(root));
+  }
+  await entry.ready;
+  if (!entry.sorted) entry.sorted = [...entry.items.keys()].sort();
+  return entry;
+}
+
+const realDeleteObject = FilesystemStore.prototype.deleteObject;
+FilesystemStore.prototype.deleteObject = async function deleteObject(bucket, key) {
+  indexDelete(this.getResourcePath(bucket, key, 'object'), key);
+  return realDeleteObject.call(this, bucket, key);
+};
+
+FilesystemStore.prototype.copyObject = async function copyObject() {
+  // copies bytes as stored (sealed under the source key's authenticated data): refused, the
+  // broker never copies
+  throw new Error('CopyObject is not supported by this store');
+};
+
 FilesystemStore.prototype.listObjects = async function listObjects(bucket, options) {
-  const { delimiter = '', startAfter = '', prefix = '', maxKeys = Infinity } = options;
+  const { delimiter = '', startAfter = '', prefix = '' } = options;
+  const maxKeys = (listing.getStore() || {}).unbounded ? Infinity : options.maxKeys || Infinity;
   const bucketPath = this.getBucketPath(bucket);
   // the deepest directory that holds every key under the prefix
   const root = path.join(bucketPath, prefix.slice(0, prefix.lastIndexOf('/') + 1));
-  const keys = [];
-  for await (const file of walkObjects(root)) {
-    const key = path.relative(bucketPath, file).split(path.sep).join('/');
-    keys.push(key.slice(0, -OBJECT_SUFFIX.length));
-  }
-  keys.sort();
+  const entry = await indexOf(bucketPath, root);
+  const keys = entry.sorted;
   const commonPrefixes = new Set();
   const page = [];
   let isTruncated = false;
@@ -246,30 +310,43 @@ FilesystemStore.prototype.listObjects = async function listObjects(bucket, optio
     }
     page.push(key);
   }
-  const stats = await Promise.all(
-    page.map(key =>
-      fs.promises.stat(this.getResourcePath(bucket, key, 'object')).catch(err => {
-        if (err.code === 'ENOENT') return undefined; // deleted meanwhile
-        throw err;
-      }),
-    ),
-  );
   const objects = [];
-  page.forEach((key, i) => {
-    const stat = stats[i];
-    if (!stat) return;
-    objects.push(
-      new S3Object(bucket, key, null, {
-        // not an MD5 (reading every object's .md5 made each listing cost a read per key);
-        // the broker uses only the key, size and time of a listing
-        etag: JSON.stringify(`${Math.floor(stat.mtimeMs).toString(16)}-${stat.size.toString(16)}`),
-        'last-modified': stat.mtime.toISOString(), // to the millisecond
-        'content-length': plainSize(stat.size),
-      }),
-    );
-  });
+  for (const key of page) {
+    const item = entry.items.get(key);
+    if (!item) continue;
+    // what s3rver's listing reads of an object (an S3Object costs ~50 us to build)
+    objects.push({
+      key,
+      // not an MD5 (reading every object's .md5 made each listing cost a read per key);
+      // the broker uses only the key, size and time of a listing
+      metadata: { etag: JSON.stringify(`${Math.floor(item.mtimeMs).toString(16)}-${item.size.toString(16)}`) },
+      size: item.size,
+      lastModifiedDate: new Date(item.mtimeMs), // to the millisecond
+    });
+  }
   return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
 };
+
+// Listings must be fast: the broker's fetch (tansu 0.6.0 as shipped, upstream e2a6eab
+// "propagate max_wait into storage") lists the partition's whole records/ and stops reading the
+// listing once the consumer's fetch.max.wait.ms has passed since the fetch began: the batches
+// listed after that are not seen. A listing slower than that wait (measured: ~1,000+ batches
+// here with a 10 ms wait, a few thousand with aiokafka's 500 ms) made a consumer at the end of
+// the partition get nothing, forever. So listings are answered from an in-memory index (below),
+// and a ListObjectsV2 without max-keys (tansu's) gets every key in one page instead of one
+// round trip per 1,000 keys. Clients that ask for max-keys still get pages.
+const listing = new AsyncLocalStorage();
+
+function unboundedListings() {
+  return async (ctx, next) => {
+    const unbounded =
+      ctx.method === 'GET' &&
+      ctx.query['list-type'] === '2' &&
+      !ctx.query['max-keys'] &&
+      !ctx.query['continuation-token'];
+    return unbounded ? listing.run({ unbounded: true }, next) : next();
+  };
+}
 
 const locks = new Map();
 
@@ -407,6 +484,7 @@ async function sweep(store, bucketName) {
           const key = path.relative(bucketPath, file).split(path.sep).join('/');
           const objectKey = key.slice(0, -OBJECT_SUFFIX.length);
           await withKeyLock(`${bucketName}/${objectKey}`, async () => {
+            indexDelete(store.getResourcePath(bucketName, objectKey, 'object'), objectKey);
             // the object first: once it is gone the key is no longer listed nor readable
             for (const kind of ['object', 'object.md5', 'metadata.json']) {
               await fs.promises
@@ -438,6 +516,7 @@ function startSweeper(store, bucketName, intervalS) {
       running = false;
     }
   };
+  setTimeout(tick, 1000).unref(); // once soon after start: a log kept over a long `down`
   setInterval(tick, intervalS * 1000).unref();
 }
 
@@ -465,6 +544,7 @@ async function main() {
     configureBuckets: [{ name: bucket, configs: [] }],
   });
   server.middleware.unshift(conditionalWrites(server.store));
+  server.middleware.unshift(unboundedListings());
   if (dataKey) {
     const sealed = await sealClearObjects(server.store.getBucketPath(bucket));
     if (sealed) console.log(`encrypted ${sealed} objects stored in clear by an earlier store`);
