@@ -61,14 +61,13 @@ class ServiceSettings(BaseSettings):
         description="Listener of the embedded broker that `llmops up` starts.",
     )
     embedded_log: str = Field(
-        "memory",
+        "durable",
         validation_alias=_env("LLMOPS_EMBEDDED_LOG"),
-        description="Where the embedded broker keeps its log: `memory` (lost on `down`) or "
-        "`durable` (tansu's s3 engine on a local file-backed store under <data_dir>/log, kept "
-        "across `llmops down`/`up` and crashes; needs Node.js and `make setup`, else the log "
-        "falls back to memory and says so). Opt-in: the durable store enforces no retention, "
-        "so the raw hops (`ingest.requested`, `records.ingested`) stay on disk in clear "
-        "(docs/backbone.md).",
+        description="Where the embedded broker keeps its log: `durable` (tansu's s3 engine on a "
+        "local file-backed store under <data_dir>/log, kept across `llmops down`/`up` and "
+        "crashes; objects encrypted under <data_dir>/keys/log-store.key, record batches deleted "
+        "past their topic's retention.ms; needs Node.js and `make setup`, else the log falls "
+        "back to memory and `up` says so) or `memory` (lost on `down`). docs/backbone.md.",
     )
     kafka_session_timeout_ms: int | None = Field(
         None,

@@ -7,12 +7,19 @@ directory: ``<data_dir>/log``. Tansu writes every produced
 batch and every committed offset there before it answers, so topics, offsets and DLQs
 survive `llmops down` / `up` and a broker killed with SIGKILL (docs/backbone.md).
 
+The store encrypts every object (AES-256-GCM) under ``<data_dir>/keys/log-store.key``
+(created here at the first start, mode 0600, outside the log directory) and deletes record
+batches older than their topic's ``retention.ms`` every ``LLMOPS_LOG_SWEEP_INTERVAL_S``
+seconds (default 60): the raw hops are neither kept past their retention nor on disk in clear.
+
 Without s3rver (no Node.js) or with ``LLMOPS_EMBEDDED_LOG=memory`` the broker runs in
 memory and says so: the log is then NOT durable.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -44,6 +51,19 @@ def s3rver_binary() -> list[str] | None:
     return [node, str(TOOL / "server.js")]
 
 
+def ensure_key_file(path: Path) -> Path:
+    """The store's data key: 32 random bytes (hex), created once with mode 0600. Losing it
+    loses the log (every object is encrypted under it)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        os.replace(tmp, path)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -62,6 +82,8 @@ class EmbeddedLog:
     store: subprocess.Popen[bytes] | None = None
     store_port: int = 0
     reason: str = ""
+    key_file: Path | None = None
+    """The store's data key; default ``<storage_dir>/../keys/log-store.key``."""
     _binary: list[str] | None = field(default=None, repr=False)
 
     @property
@@ -91,8 +113,11 @@ class EmbeddedLog:
         self.store_port = self.store_port or free_port()
         address = f"127.0.0.1:{self.store_port}"
         command = [*self._binary, str(self.storage_dir), str(self.store_port), BUCKET]
+        if self.key_file is None:
+            self.key_file = self.storage_dir.resolve().parent / "keys" / "log-store.key"
+        env = {"LLMOPS_LOG_STORE_KEY_FILE": str(ensure_key_file(self.key_file))}
         self.store = start_process(
-            command, address, self.log_dir / "log-store.log", name="log store (s3rver)"
+            command, address, self.log_dir / "log-store.log", name="log store (s3rver)", env=env
         )
 
     def _start_broker(self) -> None:
@@ -132,6 +157,7 @@ class EmbeddedLog:
             "durable": self.durable,
             "path": str(self.storage_dir) if self.durable else None,
             "storage": f"s3://{BUCKET}/ on s3rver" if self.durable else MEMORY_STORAGE,
+            "key_file": str(self.key_file) if self.durable else None,
             "reason": self.reason or None,
             "broker_pid": self.broker.pid if self.broker else None,
             "store_pid": self.store.pid if self.store else None,

@@ -203,7 +203,10 @@ class Supervisor:
             )
             self.log.start()
             if self.log.durable:
-                self.console.print(f"event log: {self.log.storage_dir} (durable)")
+                self.console.print(
+                    f"event log: {self.log.storage_dir} (durable; encrypted under "
+                    f"{self.log.key_file}; record batches deleted past their topic's retention)"
+                )
             else:
                 self.console.print(
                     f"[bold yellow]event log in memory: NOT durable[/] ({self.log.reason}); "

@@ -1,6 +1,7 @@
 """`llmops down` waits for consumer lag or refuses; `down` + `up` keeps every event.
 
-One stack (ingestion alone) on a durable embedded log, driven as a user drives it.
+One stack (ingestion alone) on the embedded log as `llmops up` starts it by default (durable),
+driven as a user drives it.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ def ingestion_lag(env: dict[str, str]) -> int | None:
     return values[0] if values else None
 
 
-def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
+def test_down_waits_or_refuses_and_up_resumes_the_log(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     require_s3rver()
+    monkeypatch.delenv("LLMOPS_EMBEDDED_LOG", raising=False)  # the default: durable
     bootstrap = f"127.0.0.1:{free_port()}"
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
-        "LLMOPS_EMBEDDED_LOG": "durable",
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
         "LLMOPS_KAFKA_BOOTSTRAP": "",
     }
@@ -108,5 +111,8 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
         assert sorted(first + rest) == sorted(e.to_bytes() for e in audits)
         # the group that lagged before `down` has nothing left to do
         assert ingestion_lag(env) == 0
+        # the raw hop's records (ingest.requested) are in the log, but not in clear
+        files = [p for p in (data_dir / "log").rglob("*") if p.is_file()]
+        assert not [p for p in files if b"a record for" in p.read_bytes()]
     finally:
         llmops("down", "--force", env=env, timeout=120)
