@@ -61,13 +61,14 @@ class ServiceSettings(BaseSettings):
         description="Listener of the embedded broker that `llmops up` starts.",
     )
     embedded_log: str = Field(
-        "durable",
+        "memory",
         validation_alias=_env("LLMOPS_EMBEDDED_LOG"),
         description="Where the embedded broker keeps its log: `durable` (tansu's s3 engine on a "
         "local file-backed store under <data_dir>/log, kept across `llmops down`/`up` and "
         "crashes; objects encrypted under <data_dir>/keys/log-store.key, record batches deleted "
         "past their topic's retention.ms; needs Node.js and `make setup`, else the log falls "
-        "back to memory and `up` says so) or `memory` (lost on `down`). docs/backbone.md.",
+        "back to memory and `up` says so) or `memory` (lost on `down`; the default until tansu's "
+        "fetch reads the tail of a long partition within a consumer's wait). docs/backbone.md.",
     )
     kafka_session_timeout_ms: int | None = Field(
         None,

@@ -1,7 +1,6 @@
 """`llmops down` waits for consumer lag or refuses; `down` + `up` keeps every event.
 
-One stack (ingestion alone) on the embedded log as `llmops up` starts it by default (durable),
-driven as a user drives it.
+One stack (ingestion alone) on the durable embedded log, driven as a user drives it.
 """
 
 from __future__ import annotations
@@ -43,14 +42,12 @@ def ingestion_lag(env: dict[str, str]) -> int | None:
     return values[0] if values else None
 
 
-def test_down_waits_or_refuses_and_up_resumes_the_log(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
     require_s3rver()
-    monkeypatch.delenv("LLMOPS_EMBEDDED_LOG", raising=False)  # the default: durable
     bootstrap = f"127.0.0.1:{free_port()}"
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
+        "LLMOPS_EMBEDDED_LOG": "durable",
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
         "LLMOPS_KAFKA_BOOTSTRAP": "",
     }
