@@ -12,7 +12,6 @@ import inspect
 import logging
 
 from faststream.kafka import KafkaBroker
-from opentelemetry import context, propagate
 from sqlalchemy import Table, delete, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -81,33 +80,35 @@ class OutboxRelay:
                     ).all()
                     if not rows:
                         return sent
-                    # every send is queued (aiokafka batches them per partition, in order),
-                    # then the acks are awaited together before the rows are deleted
-                    pending = [
-                        await self._publish(topic, key, value, headers)
-                        for _, topic, key, value, headers in rows
-                    ]
-                    await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+                    # every send is queued (aiokafka batches them per partition, in row
+                    # order), then the acks are awaited together before the rows are
+                    # deleted; each row keeps the trace context of the handler that emitted
+                    # it, and the whole drain is one producer span linked to them
+                    await self._publish(
+                        [
+                            (topic, key, value, headers or {})
+                            for _, topic, key, value, headers in rows
+                        ]
+                    )
                     session.execute(delete(_TABLE).where(_TABLE.c.id.in_([row[0] for row in rows])))
                     session.commit()
                     sent += len(rows)
                     if len(rows) < self.batch:
                         return sent
 
-    async def _publish(
-        self, topic: str, key: str | None, value: bytes, stored: dict[str, str] | None
-    ) -> object:
-        headers = dict(stored or {})
-        token = context.attach(propagate.extract(headers))
-        try:
-            for name in ("traceparent", "tracestate"):
-                headers.pop(name, None)
-            return await self.broker.publish(
+    async def _publish(self, records: list[tuple[str, str | None, bytes, dict[str, str]]]) -> None:
+        publish_records = getattr(self.broker, "publish_records", None)
+        if publish_records is not None:  # make_broker's: one span, no per-record command
+            await publish_records(records)
+            return
+        pending = [
+            await self.broker.publish(
                 value,
                 topic,
                 key=key.encode() if key else None,
-                headers=headers,
+                headers=dict(headers),
                 no_confirm=True,
             )
-        finally:
-            context.detach(token)
+            for topic, key, value, headers in records
+        ]
+        await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
