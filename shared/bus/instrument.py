@@ -667,6 +667,13 @@ def instrument_subscriber(subscriber: Any) -> Any:
 
 
 # -- the producer side ---------------------------------------------------------------------
+def inject_trace_context(headers: dict[str, Any]) -> None:
+    """Put the current span's W3C context (``traceparent``, ``tracestate``) in ``headers``:
+    all a consumer's span reads (``_parent``), without the global propagator's composite
+    (baggage included) per message."""
+    _propagator.inject(headers)
+
+
 async def traced_send(topic: str, count: int, headers: dict[str, Any], send: Awaitable[Any]) -> Any:
     """Await ``send`` (a publish of ``count`` messages to ``topic`` with ``headers``, not
     started yet) with the sent counters; the trace context goes into ``headers`` first: the

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate
 from sqlalchemy import Column, LargeBinary, insert
 from sqlmodel import JSON, Field, Session, SQLModel
 
+from shared.bus.instrument import inject_trace_context
 from shared.events.envelope import Event
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def outbox_row(
     """The column values of an outbox row (plain dict: cheap to bulk-insert); ``now``:
     its ``created_at`` (one value for a batch's rows: processed once by ``insert_rows``)."""
     headers: dict[str, str] = {}
-    propagate.inject(headers)  # the trace continues from the span that emitted the event
+    inject_trace_context(headers)  # the trace goes on from the span that emitted it
     headers["event_type"] = event.EVENT_TYPE
     headers["schema_version"] = str(event.SCHEMA_VERSION)
     return {
