@@ -24,11 +24,14 @@ class TracedKafkaBroker(KafkaBroker):
     """A KafkaBroker whose subscribers and publishes carry the platform's messaging
     telemetry (``shared.bus.instrument``) without a FastStream middleware: each subscriber's
     handlers are wrapped when it is made (``broker.subscriber(...)``, the EventBus' too), and
-    ``publish``/``publish_batch`` go through ``traced_send``. A middleware would cost an
-    object, an async context and a ``partial`` per message and per publish on top of the
-    telemetry itself. Not instrumented (the platform uses none of them): publishers made
-    with ``broker.publisher(...)``, a handler's return value published to ``reply_to``, and
-    subscribers of a ``KafkaRouter``."""
+    ``publish``/``publish_batch`` go through ``traced_send``. A ``publish`` of bytes with
+    plain options goes to the aiokafka producer directly (``_send_bytes``: the record
+    FastStream would send, without its publish command, codec and middleware chain), and
+    ``publish_records`` sends encoded records (the outbox relay's) as one traced batch. A
+    middleware would cost an object, an async context and a ``partial`` per message and
+    per publish on top of the telemetry itself. Not instrumented (the platform uses none of
+    them): publishers made with ``broker.publisher(...)``, a handler's return value
+    published to ``reply_to``, and subscribers of a ``KafkaRouter``."""
 
     def subscriber(self, *topics: Any, **kwargs: Any) -> Any:
         return instrument_subscriber(super().subscriber(*topics, **kwargs))

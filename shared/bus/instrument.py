@@ -13,7 +13,9 @@ producer's context from the record's ``traceparent`` header. A publish made whil
 is processed creates no span of its own: the current consumer span's context goes into the
 message's headers, so the next consumer's span is its child and the chain holds across
 processes. A publish outside a handler (HTTP routes, the outbox relay, clients) gets one
-``<topic> publish`` span (kind PRODUCER). Batch subscribers: the EventBus opens the span of
+``<topic> publish`` span (kind PRODUCER); the outbox relay's drain is ONE such span linked
+to its rows' contexts, the rows keeping the context they were stored with
+(``traced_send_records``). Batch subscribers: the EventBus opens the span of
 each event of a fetched batch (a batch span with links would cut the parent/child chain).
 
 Metrics (Prometheus names in brackets), attributes ``messaging.system=kafka``,

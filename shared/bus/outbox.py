@@ -1,7 +1,9 @@
 """The outbox relay: publishes committed outbox rows, then deletes them.
 
 A crash between commit and publish loses nothing (the rows stay); a crash between publish
-and delete publishes twice, which idempotent consumers absorb.
+and delete publishes twice, which idempotent consumers absorb. A drain's rows are sent
+together (``TracedKafkaBroker.publish_records``), each with the headers it was stored with:
+the trace context of the handler that emitted it.
 """
 
 from __future__ import annotations
