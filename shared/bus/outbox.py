@@ -14,9 +14,8 @@ import inspect
 import logging
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from shared.background import BackgroundLoop
 from shared.bus.store import OutboxEntry
@@ -41,6 +40,16 @@ class OutboxRelay:
         self.poll_s = poll_s
         self.linger_s = linger_s
         self._lock = asyncio.Lock()
+        # built once (no statement or cache key per drain): the oldest pending rows as
+        # plain tuples, locked (PostgreSQL: rows another relay holds are skipped), and
+        # their delete once sent
+        self._pending = (
+            select(_TABLE.c.id, _TABLE.c.topic, _TABLE.c.key, _TABLE.c.value, _TABLE.c.headers)
+            .order_by(_TABLE.c.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        self._sent = delete(_TABLE).where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
         # a short linger lets a busy handler commit a few more rows: one drain sends them
         self._loop = BackgroundLoop(
             "outbox-relay", self._step, interval_s=poll_s, linger_s=linger_s
@@ -66,20 +75,9 @@ class OutboxRelay:
         sent = 0
         async with self._lock:
             while True:
-                with Session(self.engine) as session:
-                    # plain rows, not ORM objects: the relay only reads and deletes them
-                    rows = session.execute(
-                        select(
-                            _TABLE.c.id,
-                            _TABLE.c.topic,
-                            _TABLE.c.key,
-                            _TABLE.c.value,
-                            _TABLE.c.headers,
-                        )
-                        .order_by(_TABLE.c.id)
-                        .limit(self.batch)
-                        .with_for_update(skip_locked=True)
-                    ).all()
+                # a Core transaction: the relay only reads and deletes plain rows
+                with self.engine.begin() as connection:
+                    rows = connection.execute(self._pending).all()
                     if not rows:
                         return sent
                     # every send is queued (aiokafka batches them per partition, in row
@@ -92,8 +90,7 @@ class OutboxRelay:
                             for _, topic, key, value, headers in rows
                         ]
                     )
-                    session.execute(delete(_TABLE).where(_TABLE.c.id.in_([row[0] for row in rows])))
-                    session.commit()
+                    connection.execute(self._sent, {"ids": [row[0] for row in rows]})
                     sent += len(rows)
                     if len(rows) < self.batch:
                         return sent
