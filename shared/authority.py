@@ -215,6 +215,16 @@ def signer_for(settings: ServiceSettings, *, user: bool = False) -> Signer | Non
     return None
 
 
+def api_key_for(settings: ServiceSettings) -> str | None:
+    """The API key the CLI and SDK present to the platform's HTTP APIs: the user's own, from
+    the credential file ``LLMOPS_CREDENTIALS`` names (``llmops keys create``), else the admin
+    key (None without either). ``CredentialError`` if the file cannot be used: a named
+    credential never silently falls back to the admin key."""
+    if settings.credentials is not None:
+        return read_credential(settings.credentials).api_key
+    return settings.admin_secret()
+
+
 # -- a user's credential file ---------------------------------------------------------------
 class CredentialError(ValueError):
     """A credential file that cannot be used (missing, unreadable, too open, malformed)."""

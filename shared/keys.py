@@ -34,16 +34,18 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 
 from shared.authority import UserKey, Verifier, key_id, user_principal
 from shared.bus.message import Message
+from shared.bus.offsets import log_end_offsets
 from shared.events.keys import ApiKeyChanged
 from shared.events.registry import EventDecodeError, decode
 from shared.settings import ServiceSettings
@@ -259,7 +261,14 @@ class KeyRegistry:
         self.verifier = Verifier(settings) if settings.require_authority else None
         self.max_staleness_s = settings.key_registry_max_staleness_s
         self.clock = clock
+        self.bootstrap = settings.bootstrap_servers
+        self.kafka_options = settings.kafka_client_options()
         self.subscriber: Any = None
+        # where ``catch_up`` learns the topic's end offsets (tests may replace it)
+        self.end_offsets: Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+        self.end_offsets = self._log_end_offsets
+        self._ends_consumer: AIOKafkaConsumer | None = None  # started at the first catch_up
+        self._ends_lock = asyncio.Lock()
         self.on_applied: Callable[[ApiKeyChanged], None] | None = None  # the issuer's watch
         self.rejected = 0
         self._next: dict[int, int] = {}  # partition -> offset after the last record read
@@ -347,7 +356,11 @@ class KeyRegistry:
         """Wait (at most ``timeout_s``) until the view has applied every record the topic
         holds now: its end offsets are asked of the broker after this call, so a record
         published before it (a key created, or revoked, a moment ago) is then applied. True
-        if it caught up; without a Kafka consumer (in-memory tests), whether it is loaded."""
+        if it caught up; without a Kafka consumer (in-memory tests), whether it is loaded.
+
+        The end offsets are the high watermarks Fetch answers (``log_end_offsets``), not
+        ListOffsets': on the embedded broker that is the base offset + 1 of the last batch,
+        so a revocation further in a multi-record batch would count as read before it is."""
         consumer = self._consumer()
         if consumer is None:
             return self.loaded()
@@ -358,7 +371,7 @@ class KeyRegistry:
             await asyncio.sleep(0.02)
         try:
             ends = await asyncio.wait_for(
-                consumer.end_offsets(list(consumer.assignment())),
+                self.end_offsets(sorted(consumer.assignment())),
                 max(0.0, deadline - time.monotonic()),
             )
         except Exception as exc:  # the broker did not answer in time: not caught up
@@ -369,6 +382,33 @@ class KeyRegistry:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+    async def _log_end_offsets(self, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The log end offsets of ``parts``, from a consumer of the registry's own (no group,
+        started at the first call and kept): the view's consumer is the subscriber's, whose
+        assignment ``log_end_offsets`` may not touch. One call at a time."""
+        async with self._ends_lock:
+            if self._ends_consumer is None:
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    fetch_max_wait_ms=100,  # a real Kafka holds a fetch past the end this long
+                    **self.kafka_options,  # type: ignore[arg-type]
+                )
+                try:
+                    await consumer.start()
+                except BaseException:
+                    await consumer.stop()
+                    raise
+                self._ends_consumer = consumer
+            return await log_end_offsets(self._ends_consumer, parts)
+
+    async def close(self) -> None:
+        """Stop the consumer ``catch_up`` asks end offsets with (if it was started)."""
+        consumer, self._ends_consumer = self._ends_consumer, None
+        if consumer is not None:
+            await consumer.stop()
 
     def user_key(self, key_id: str) -> UserKey | None:
         """A user's signing key by its id (``shared.authority.UserKeys``)."""

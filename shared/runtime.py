@@ -242,6 +242,8 @@ def make_app(runtime: Runtime, lifespan: Lifespan | None = None, web: Any = None
     async def on_shutdown() -> None:
         runtime.ready.clear()
         await runtime.bus.stop()
+        if runtime.keys is not None:
+            await runtime.keys.close()
 
     async def after_shutdown() -> None:
         if runtime.engine is not None:

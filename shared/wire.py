@@ -77,6 +77,37 @@ def encode_chunks(chunks: Sequence[Chunk | InferenceChunk]) -> bytes:
     return _encode(_Frame(CHUNKS_KIND, wire))
 
 
+def coalesce(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """The chunks of several engine steps as one chunk per request and choice: text joined,
+    tokens summed, logprobs appended, the first one's ``seq``; requests in the order they
+    first appear. What a reader streams is the same text in fewer, larger pieces (one
+    server-sent event instead of one per token), as vLLM's ``--stream-interval`` does."""
+    merged: dict[tuple[str, int], Chunk] = {}
+    for chunk in chunks:
+        key = (chunk.request_id, chunk.index)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = chunk
+        elif (first.logprobs is None) != (chunk.logprobs is None) or (
+            first.model_version != chunk.model_version
+        ):
+            return list(chunks)  # never the case for one generation; keep them as they are
+        else:
+            logprobs = first.logprobs
+            if logprobs is not None and chunk.logprobs is not None:
+                logprobs = [*logprobs, *chunk.logprobs]
+            merged[key] = Chunk(
+                request_id=first.request_id,
+                seq=first.seq,
+                delta=first.delta + chunk.delta,
+                index=first.index,
+                tokens=first.tokens + chunk.tokens,
+                model_version=first.model_version,
+                logprobs=logprobs,
+            )
+    return list(merged.values())
+
+
 def decode_chunks(frame: bytes) -> list[Chunk] | None:
     """The chunks of a frame, None if it is not one; ValueError (msgspec's) if it is a broken
     one: types are checked while parsing, no pydantic model per chunk (the hot path)."""

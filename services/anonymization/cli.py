@@ -11,7 +11,15 @@ import httpx
 import typer
 
 from services.anonymization.config import AnonymizationSettings
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, run, stdout_line
+from shared.cli.common import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    api_key,
+    console,
+    out,
+    run,
+    stdout_line,
+)
 from shared.client import PlatformClient
 from shared.events import ErasureCompleted
 from shared.topics import Topic
@@ -113,7 +121,10 @@ def erase(  # noqa: PLR0917
     ] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for anonymization.")] = 60.0,
     others: Annotated[float, typer.Option(help="Seconds to wait for the other services.")] = 3.0,
-    key: Annotated[str | None, typer.Option(help="API key (default: the admin key).")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="API key (default: LLMOPS_CREDENTIALS' key, else the admin key)."),
+    ] = None,
     url: Annotated[str | None, typer.Option(help="Base URL of the anonymization API.")] = None,
 ) -> None:
     """Forget a data subject everywhere (crypto-shredding) and report what held it."""
@@ -126,7 +137,7 @@ def erase(  # noqa: PLR0917
     response = _post(
         base,
         "/v1/erasures",
-        key or cfg.admin_secret() or "",
+        key or api_key(cfg) or "",
         {"subject": subject, "retrain": retrain},
     )
     if response.status_code != 202:
@@ -148,14 +159,17 @@ def erase(  # noqa: PLR0917
 def deanonymize(
     record: Annotated[str, typer.Option(help="Record id, as in RecordsAnonymized.")],
     reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
-    key: Annotated[str | None, typer.Option(help="API key (default: the admin key).")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="API key (default: LLMOPS_CREDENTIALS' key, else the admin key)."),
+    ] = None,
     url: Annotated[str | None, typer.Option(help="Base URL of the anonymization API.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
 ) -> None:
     """Restore a record's original text (admin role only; audited; fails once erased)."""
     cfg = _settings()
     body = {"record_id": record, "reason": reason}
-    response = _post(_api_base(cfg, url), "/v1/deanonymize", key or cfg.admin_secret() or "", body)
+    response = _post(_api_base(cfg, url), "/v1/deanonymize", key or api_key(cfg) or "", body)
     body = response.json()
     if as_json:
         stdout_line(json.dumps({"status": response.status_code, **body}))

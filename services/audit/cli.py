@@ -11,7 +11,7 @@ from rich.table import Table
 
 from services.audit.config import AuditSettings
 from services.audit.plugin import PLUGIN
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, stdout_line
+from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, api_key, console, out, stdout_line
 
 audit_app = typer.Typer(help="The append-only audit trail (admin only).", no_args_is_help=True)
 UrlOpt = Annotated[str | None, typer.Option(help="Base URL of the audit service.")]
@@ -24,7 +24,7 @@ def _get(path: str, url: str | None, params: dict[str, Any] | None = None) -> di
         response = httpx.get(
             f"{base}{path}",
             params={k: v for k, v in (params or {}).items() if v is not None},
-            headers={"X-API-Key": cfg.admin_secret() or ""},
+            headers={"X-API-Key": api_key(cfg) or ""},
             timeout=30,
         )
     except httpx.HTTPError as exc:

@@ -16,7 +16,14 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, settings, stdout_line
+from shared.cli.common import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    api_key,
+    console,
+    settings,
+    stdout_line,
+)
 from shared.events import ClaimCheck
 from shared.modelkit import (
     MODEL_DIR_MEDIA_TYPE,
@@ -52,10 +59,9 @@ def _call(
     raw: bool = False,
 ) -> Any:
     headers = {}
-    key = settings().admin_secret()  # reads need a viewer key, changes an admin key
-    if admin and not key:
-        console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack.")
-        raise typer.Exit(EXIT_INVALID)
+    # reads need a viewer key, changes an admin key: the caller's (LLMOPS_CREDENTIALS), else
+    # the admin key; a key whose role is too low gets the registry's 403
+    key = api_key(required=admin)
     if key:
         headers["Authorization"] = f"Bearer {key}"
     base = (url or _default_url()).rstrip("/")
@@ -205,7 +211,7 @@ def live(
     ] = "http://127.0.0.1:8000",
 ) -> None:
     """Models the live serving workers answer with, from the gateway's /v1/models."""
-    key = settings().admin_secret() or ""
+    key = api_key() or ""
     try:
         response = httpx.get(
             f"{gateway.rstrip('/')}/v1/models",

@@ -14,7 +14,15 @@ from pydantic import ValidationError
 from services.labeling import datasets_cli
 from services.labeling.config import LabelingSettings
 from services.labeling.schema import parse_spec
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, run, stdout_line
+from shared.cli.common import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    api_key,
+    console,
+    out,
+    run,
+    stdout_line,
+)
 from shared.client import PlatformClient
 from shared.events import LabelingProjectRequested
 
@@ -30,12 +38,10 @@ label_app.add_typer(annotators_app, name="annotators")
 
 
 def call(method: str, path: str, **kwargs: Any) -> Any:
-    """One admin call to the labeling service; errors become clear messages and exit codes."""
+    """One call to the labeling service with the caller's key (``LLMOPS_CREDENTIALS``, else
+    the admin key); errors become clear messages and exit codes."""
     settings = LabelingSettings(log_format="text")
-    key = settings.admin_secret()
-    if not key:
-        console.print("[red]no admin key[/]: set LLMOPS_ADMIN_KEY or start the stack (`llmops up`)")
-        raise typer.Exit(EXIT_INVALID)
+    key = api_key(settings, required=True)
     url = settings.base_url() + path
     try:
         res = httpx.request(
@@ -70,7 +76,7 @@ def await_outcome(command_id: str, wait_s: float) -> dict[str, Any] | None:
     """The command's outcome from the labeling API once applied; None if it was not
     within ``wait_s`` (or the service cannot be reached)."""
     settings = LabelingSettings(log_format="text")
-    key = settings.admin_secret()
+    key = api_key(settings)
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -10,7 +10,16 @@ import httpx
 import typer
 
 from services.monitoring.config import MonitoringSettings
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, out, run, stdout_line
+from shared.cli.common import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    NO_KEY_HINT,
+    api_key,
+    console,
+    out,
+    run,
+    stdout_line,
+)
 
 monitor = typer.Typer(help="Monitoring: windows, alerts, drift and retraining decisions.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -29,8 +38,9 @@ def _base(url: str | None) -> str:
 
 
 def _key_headers() -> dict[str, str]:
-    """The CLI user's key (the admin key) for monitoring's reads (role viewer or above)."""
-    key = _settings().admin_secret()
+    """The CLI user's key (``LLMOPS_CREDENTIALS``, else the admin key) for monitoring's
+    reads (role viewer or above)."""
+    key = api_key(_settings())
     return {"X-API-Key": key} if key else {}
 
 
@@ -43,8 +53,7 @@ def _get(url: str | None, path: str) -> Any:
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     if response.status_code in (401, 403):
         console.print(
-            f"[red]{response.status_code}:[/] {response.json().get('detail')} "
-            "(set LLMOPS_ADMIN_KEY or run where `llmops up` ran)"
+            f"[red]{response.status_code}:[/] {response.json().get('detail')} ({NO_KEY_HINT})"
         )
         raise typer.Exit(EXIT_INVALID)
     response.raise_for_status()
@@ -145,8 +154,8 @@ def decisions(url: UrlOpt = None, limit: int = 20, as_json: JsonOpt = False) -> 
 
 @monitor.command()
 def approve(decision_id: int, url: UrlOpt = None) -> None:
-    """Approve a retraining that waits for approval (needs the admin key)."""
-    key = _settings().admin_secret()
+    """Approve a retraining that waits for approval (needs an admin key)."""
+    key = api_key(_settings())
     base = _base(url)
     response = httpx.post(
         f"{base}/api/decisions/{decision_id}/approve", headers={"X-API-Key": key or ""}, timeout=10

@@ -18,7 +18,15 @@ import httpx
 import typer
 
 from shared.authority import Credential, new_signing_key, write_credential
-from shared.cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, console, run, settings, stdout_line
+from shared.cli.common import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    api_key,
+    console,
+    run,
+    settings,
+    stdout_line,
+)
 from shared.client import PlatformClient
 from shared.events import ClaimCheck, Event
 from shared.modelkit import (
@@ -39,11 +47,12 @@ keys_app = typer.Typer(
 )
 
 
-def _admin_key() -> str:
-    if key := settings().admin_secret():
-        return key
-    console.print("[red]no admin key:[/] set LLMOPS_ADMIN_KEY or start the stack (`llmops up`).")
-    raise typer.Exit(EXIT_INVALID)
+def _api_key() -> str:
+    """The caller's key (``LLMOPS_CREDENTIALS``, else the admin key): the gateway says 403
+    to a key whose role may not manage keys."""
+    key = api_key(required=True)
+    assert key is not None
+    return key
 
 
 def _call(method: str, url: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -53,7 +62,7 @@ def _call(method: str, url: str, path: str, body: dict[str, Any] | None = None) 
             f"{url.rstrip('/')}{path}",
             json=body,
             timeout=30,
-            headers={"Authorization": f"Bearer {_admin_key()}"},
+            headers={"Authorization": f"Bearer {_api_key()}"},
         )
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach the gateway at {url}:[/] {exc}")

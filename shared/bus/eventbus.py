@@ -43,6 +43,7 @@ from shared.events.envelope import ClaimCheck, Event
 from shared.events.monitoring import AuditRecorded
 from shared.events.registry import EventDecodeError, decode
 from shared.storage.artifacts import ArtifactStore
+from shared.storage.db import hold_write_lock
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,7 @@ class EventBus:
                         }
                     )
                 applied += 1
+            await hold_write_lock(session)  # waited for off the loop (SQLite)
             insert_rows(session, InboxEntry, inbox)
             insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
             session.commit()
@@ -317,6 +319,7 @@ class EventBus:
                 return False
             uow = UnitOfWork(session, self.service, signer=self.signer)
             await handler(event, uow)
+            await hold_write_lock(session)  # waited for off the loop (SQLite)
             if idempotent:
                 session.add(
                     InboxEntry(

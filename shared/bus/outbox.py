@@ -16,9 +16,11 @@ import logging
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from shared.background import BackgroundLoop
 from shared.bus.store import OutboxEntry
+from shared.storage.db import hold_write_lock
 
 log = logging.getLogger(__name__)
 _TABLE: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
@@ -75,9 +77,9 @@ class OutboxRelay:
         sent = 0
         async with self._lock:
             while True:
-                # a Core transaction: the relay only reads and deletes plain rows
-                with self.engine.begin() as connection:
-                    rows = connection.execute(self._pending).all()
+                # plain rows (no ORM objects): the relay only reads and deletes them
+                with Session(self.engine) as session:
+                    rows = session.execute(self._pending).all()
                     if not rows:
                         return sent
                     # every send is queued (aiokafka batches them per partition, in row
@@ -90,7 +92,9 @@ class OutboxRelay:
                             for _, topic, key, value, headers in rows
                         ]
                     )
-                    connection.execute(self._sent, {"ids": [row[0] for row in rows]})
+                    await hold_write_lock(session)  # waited for off the loop (SQLite)
+                    session.execute(self._sent, {"ids": [row[0] for row in rows]})
+                    session.commit()
                     sent += len(rows)
                     if len(rows) < self.batch:
                         return sent

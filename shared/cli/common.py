@@ -11,7 +11,7 @@ import typer
 from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 
-from shared.authority import CredentialError
+from shared.authority import CredentialError, api_key_for
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -25,6 +25,28 @@ EXIT_UNAVAILABLE = 3
 
 def settings() -> ServiceSettings:
     return ServiceSettings(service_name="cli", log_format="text")
+
+
+NO_KEY_HINT = (
+    "set LLMOPS_CREDENTIALS (or --credentials) to your credential file from `llmops keys "
+    "create`, or LLMOPS_ADMIN_KEY, or run where `llmops up` ran"
+)
+
+
+def api_key(cfg: ServiceSettings | None = None, *, required: bool = False) -> str | None:
+    """The API key of the CLI's HTTP calls: the user's (``LLMOPS_CREDENTIALS`` or
+    ``llmops --credentials``), else the admin key. The server decides what it may do: a
+    viewer's key reads, and a command that needs more gets the server's 403. A credential
+    file that cannot be used, or (``required``) no key at all, is a clear message, exit 2."""
+    try:
+        key = api_key_for(cfg or settings())
+    except CredentialError as exc:
+        console.print(f"[red]credential:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    if required and not key:
+        console.print(f"[red]no API key:[/] {NO_KEY_HINT}.")
+        raise typer.Exit(EXIT_INVALID)
+    return key
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from typer.models import TyperInfo
 
 from shared.cli import demo, events, stack
 from shared.plugins import discover
+
+CREDENTIALS_VARIABLE = "LLMOPS_CREDENTIALS"
 
 
 def build_app() -> typer.Typer:
@@ -20,6 +26,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
+    app.callback()(_options)
     for module in (stack, events, demo):
         module.register(app)
     for plugin in discover():
@@ -27,6 +34,36 @@ def build_app() -> typer.Typer:
             register(app)
     _merge_groups(app)
     return app
+
+
+def _options(
+    ctx: typer.Context,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            "--credentials",
+            envvar=CREDENTIALS_VARIABLE,
+            help="Your credential file (from `llmops keys create`): commands are signed with "
+            "its key and HTTP calls present its API key. Default: the admin key.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Options of every command (before the command: `llmops --credentials FILE ...`)."""
+    if credentials is None:
+        return
+    # every settings object reads it, for this command only (an in-process caller's
+    # environment is left as it was)
+    before = os.environ.get(CREDENTIALS_VARIABLE)
+    os.environ[CREDENTIALS_VARIABLE] = str(credentials)
+    ctx.call_on_close(lambda: _restore(CREDENTIALS_VARIABLE, before))
+
+
+def _restore(variable: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = value
 
 
 def _merge_groups(root: typer.Typer) -> None:

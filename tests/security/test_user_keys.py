@@ -343,7 +343,8 @@ async def test_keys_expire_by_default_when_the_gateway_says_so(tmp_path: Path) -
 
 class _FakeConsumer:
     """What the registry view reads of its Kafka consumer: one partition, the end offset its
-    last fetch saw (``fetched``) and the one the broker has now (``end``)."""
+    last fetch saw (``fetched``) and the one the broker has now (``end``, what the registry's
+    ``end_offsets`` answers)."""
 
     def __init__(self, end: int) -> None:
         self.tp = TopicPartition("llmops.api-key.changed.v1", 0)
@@ -372,6 +373,7 @@ async def test_a_revocation_published_just_before_a_command_is_applied_before_it
     registry = KeyRegistry(settings, KeyView(lambda: ROOT, clock=clock))
     consumer = _FakeConsumer(end=0)
     registry.subscriber = SimpleNamespace(consumer=consumer)
+    registry.end_offsets = consumer.end_offsets
     verifier = Verifier(
         ServiceSettings(data_dir=tmp_path, key_registry_wait_s=0.2), users=registry, clock=clock
     )

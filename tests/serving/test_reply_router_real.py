@@ -44,3 +44,26 @@ async def test_replies_and_heartbeats_are_routed_on_a_real_broker(kafka: str) ->
         await router.stop()
         await delete_reply_topic(kafka, topic)
     assert not router.alive()
+
+
+async def test_heartbeats_sent_before_the_start_are_known_when_it_returns(kafka: str) -> None:
+    await ensure_serving_topics(kafka)
+    topic = f"llmops.inference.replies.test-{uuid.uuid4().hex[:8]}"
+    await create_channel(kafka, topic)
+    ids = [f"w-{uuid.uuid4().hex[:6]}" for _ in range(6)]
+    for batch in (ids[:3], ids[3:]):  # two batches of several records each
+        beats = [WorkerHeartbeat(worker_id=worker_id).to_bytes() for worker_id in batch]
+        await produce(kafka, Topic.WORKER_HEARTBEAT.value, beats)
+    directory = WorkerDirectory()
+    router = ReplyRouter(kafka, topic, Topic.WORKER_HEARTBEAT.value, directory)
+    await router.start()  # reads up to the true end of the heartbeats before it returns
+    try:
+        assert set(ids) <= {b.worker_id for b in directory.live(time.time())}
+        assert router.pace.current == router.pace.idle_ms  # nothing in flight: idle pace
+        router.open("r1")
+        assert router.pace.current == router.pace.busy_ms  # a request waits: fast at once
+        fetcher = router._consumer._fetcher  # type: ignore[union-attr]
+        assert fetcher._fetch_max_wait_ms == router.pace.busy_ms  # what aiokafka reads
+    finally:
+        await router.stop()
+        await delete_reply_topic(kafka, topic)

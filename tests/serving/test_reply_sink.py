@@ -11,7 +11,7 @@ import pytest
 
 from services.serving.worker.adapters.kafka_sink import KafkaReplySink, records
 from shared.events.serving import InferenceCompleted
-from shared.wire import Chunk, decode_chunks
+from shared.wire import Chunk, coalesce, decode_chunks
 from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
@@ -42,17 +42,32 @@ def test_chunks_queued_together_share_a_frame_per_topic_and_precede_the_result()
         if chunks is None:
             shapes.append((topic, json.loads(value)["event_type"], key, dict(headers or [])))
         else:
-            shapes.append((topic, [(c.request_id, c.seq) for c in chunks], key, headers))
-    assert shapes == [
-        ("gw-a", [("r1", 0), ("r2", 0), ("r1", 1)], None, None),
+            pieces = [(c.request_id, c.seq, c.delta, c.tokens) for c in chunks]
+            shapes.append((topic, pieces, key, headers))
+    assert shapes == [  # one chunk per request in a frame: r1's two steps joined
+        ("gw-a", [("r1", 0, "t0t1", 2), ("r2", 0, "t0", 1)], None, None),
         (
             "gw-a",
             "llmops.inference.completed",
             b"r1",
             {"event_type": b"llmops.inference.completed", "schema_version": b"1"},
         ),
-        ("gw-b", [("r3", 0)], None, None),
-        ("gw-a", [("r2", 1)], None, None),
+        ("gw-b", [("r3", 0, "t0", 1)], None, None),
+        ("gw-a", [("r2", 1, "t1", 1)], None, None),
+    ]
+
+
+def test_coalesced_chunks_keep_choices_apart_and_logprobs_in_order() -> None:
+    lp = [{"token": "a", "logprob": -0.1, "top": []}]
+    chunks = [
+        Chunk(request_id="r", seq=0, delta="a", index=0, tokens=1, logprobs=lp),
+        Chunk(request_id="r", seq=1, delta="x", index=1, tokens=1, logprobs=lp),
+        Chunk(request_id="r", seq=2, delta="b", index=0, tokens=2, logprobs=lp + lp),
+    ]
+    merged = coalesce(chunks)
+    assert [(c.index, c.seq, c.delta, c.tokens, len(c.logprobs or [])) for c in merged] == [
+        (0, 0, "ab", 3, 3),
+        (1, 1, "x", 1, 1),
     ]
 
 
@@ -89,7 +104,7 @@ async def test_sends_return_at_once_and_are_written_in_order_on_the_sink_thread(
         await sink.flush()  # everything sent before is written, then the producer flushed
         assert producer.flushed == 1
         assert producer.threads == {"reply-sink"}
-        seqs, tail = [], []
+        text, tokens, tail = [], 0, []
         for topic, value in producer.sent:
             assert topic == "gw-a"
             chunks = decode_chunks(value)
@@ -97,8 +112,10 @@ async def test_sends_return_at_once_and_are_written_in_order_on_the_sink_thread(
                 tail.append(json.loads(value)["request_id"])
             else:
                 assert not tail, "a chunk after the result"
-                seqs += [c.seq for c in chunks]
-        assert seqs == list(range(50))
+                text += [c.delta for c in chunks]
+                tokens += sum(c.tokens for c in chunks)
+        assert "".join(text) == "".join(f"t{seq}" for seq in range(50))  # in order, all
+        assert tokens == 50
         assert tail == ["r1"]
         assert len(producer.sent) <= 51
     finally:
@@ -126,9 +143,9 @@ async def test_paced_chunks_share_a_frame_and_first_chunks_and_results_never_wai
         await sink.send("gw-a", _done("r1"), "r1")  # ... unless a result comes
         await until(lambda: len(producer.sent) == 3, timeout=30)
         frames = [decode_chunks(value) for _, value in producer.sent]
-        assert [[c.seq for c in f] if f is not None else "result" for f in frames] == [
-            [0],
-            [1, 2],
+        assert [[(c.seq, c.delta) for c in f] if f is not None else "result" for f in frames] == [
+            [(0, "t0")],
+            [(1, "t1t2")],  # one chunk: the two steps' text joined
             "result",
         ]
     finally:

@@ -43,7 +43,12 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     topic = reply_topic(gateway_id)
     directory = WorkerDirectory(settings.worker_timeout_s)
     replies = ReplyRouter(
-        settings.bootstrap_servers, topic, HEARTBEAT_TOPIC, directory, settings.fetch_max_wait_ms
+        settings.bootstrap_servers,
+        topic,
+        HEARTBEAT_TOPIC,
+        directory,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        idle_fetch_max_wait_ms=settings.idle_fetch_max_wait_ms,
     )
     store = SqlKeyStore(runtime.engine)
     registry = key_registry(runtime)

@@ -72,7 +72,7 @@ def build(
         worker_id=worker_id,
         completed_topic=Topic.INFERENCE_COMPLETED.value,
     )
-    handlers.register(
+    pace = handlers.register(
         runtime,
         settings,
         worker_id=worker_id,
@@ -101,13 +101,15 @@ def build(
         await sink.start()
         heartbeat = Heartbeat(settings, worker_id, table, pool, sink)
         beats = asyncio.create_task(heartbeat.run())
+        pacing = asyncio.create_task(pace.run())
         log.info("worker ready", extra={"worker_id": worker_id, "models": table.names()})
         try:
             yield
         finally:
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            for task in (beats, pacing):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await heartbeat.beat("stopping")
             await sink.flush()
             await sink.stop()

@@ -48,10 +48,18 @@ class WorkerSettings(ServiceSettings):
     keep_previous: bool = Field(True, description="Keep the previous champion loaded (rollback).")
     heartbeat_s: float = Field(1.0, description="Seconds between heartbeats.")
     request_group: str = Field("serving-worker", description="Group sharing inference requests.")
-    fetch_max_wait_ms: int = Field(5, description="Consumer long-poll wait (latency vs CPU).")
+    fetch_max_wait_ms: int = Field(
+        5, description="Request consumer long-poll wait while requests come in (latency vs CPU)."
+    )
+    idle_fetch_max_wait_ms: int = Field(
+        25,
+        description="Request consumer long-poll wait once no request has come or run for a "
+        "second: a first request after a quiet spell may start up to this much later.",
+    )
     stream_interval_ms: float = Field(
-        5.0,
+        20.0,
         ge=0,
         description="Least time between two frames of streamed chunks (a request's first "
-        "chunk and results never wait): fewer Kafka records per token at low concurrency.",
+        "chunk and results never wait): fewer Kafka records per token at low concurrency; "
+        "20 ms is 50 updates a second, smoother than a screen shows text.",
     )

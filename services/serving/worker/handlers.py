@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
+from typing import Any
 
 from faststream.middlewares import AckPolicy
 
-from services.serving.wire import CANCEL_TOPIC, cancelled_request
+from services.serving.wire import CANCEL_TOPIC, FetchPace, cancelled_request
 from services.serving.worker.adapters.state_store import snapshot_row
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.control import ModelControl
@@ -20,6 +22,29 @@ from shared.runtime import Runtime
 from shared.topics import Topic
 from shared.wire import is_reply_topic
 
+CONTROL_FETCH_WAIT_MS = 250  # promotions and rollbacks: rare, and a load takes seconds
+
+
+class RequestPace:
+    """Keeps the request consumer's fetch wait at the fast pace while requests come in or
+    run, and at the idle pace once the worker has been quiet for a second (``FetchPace``)."""
+
+    def __init__(self, pace: FetchPace, subscriber: Any, inference: InferenceService) -> None:
+        self.pace = pace
+        self.subscriber = subscriber
+        self.inference = inference
+
+    def busy(self) -> None:
+        self.pace.busy()
+
+    async def run(self, every_s: float = 0.25) -> None:
+        while True:
+            consumer = getattr(self.subscriber, "consumer", None)  # a new one after a restart
+            if consumer is not None:
+                self.pace.attach(consumer)
+                self.pace.settle(active=bool(self.inference.running))
+            await asyncio.sleep(every_s)
+
 
 def register(
     runtime: Runtime,
@@ -28,10 +53,14 @@ def register(
     worker_id: str,
     inference: InferenceService,
     control: ModelControl,
-) -> None:
+) -> RequestPace:
+    """Subscribe the worker's handlers; returns the request consumer's pace (to run)."""
     bus = runtime.bus
+    pace: RequestPace | None = None
 
     async def on_inference_requested(message: Message) -> None:
+        if pace is not None:
+            pace.busy()
         raw = message.raw_message
         if not await bus.admit(  # not idempotent: a replayed request is refused
             Topic.INFERENCE_REQUESTED, raw[0] if isinstance(raw, tuple) else raw, once=True
@@ -56,14 +85,20 @@ def register(
     # Ack-first with a task pool: one consumer keeps up to max_in_flight requests generating
     # at once, so vLLM batches them continuously. A request lost in a crash ends in the
     # gateway's deadline (504), never in a stuck partition.
-    runtime.broker.subscriber(
+    requests = runtime.broker.subscriber(
         Topic.INFERENCE_REQUESTED.value,
         group_id=settings.request_group,
         ack_policy=AckPolicy.ACK_FIRST,
         max_workers=settings.max_in_flight,
         auto_offset_reset="latest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-    )(on_inference_requested)
+    )
+    requests(on_inference_requested)
+    pace = RequestPace(
+        FetchPace(settings.fetch_max_wait_ms, settings.idle_fetch_max_wait_ms),
+        requests,
+        inference,
+    )
 
     async def on_inference_cancelled(message: Message) -> None:
         request_id = cancelled_request(message.body)
@@ -90,9 +125,18 @@ def register(
         if await control.apply_rollback(event):
             save(uow)
 
-    control_group = f"serving-worker-{worker_id}"
-    bus.subscribe(Topic.MODEL_PROMOTED, on_model_promoted, group=control_group)
-    bus.subscribe(Topic.MODEL_ROLLED_BACK, on_model_rolled_back, group=control_group)
+    # Promotions are rare and a model load takes seconds: these consumers poll slowly and
+    # one event at a time. At the requests' 5 ms wait (and the bus's batch loop, which wakes
+    # every few ms) two idle control consumers cost the broker and the engine's event loop
+    # more than the request consumer itself.
+    slow: dict[str, Any] = {
+        "group": f"serving-worker-{worker_id}",
+        "batch": 1,
+        "fetch_max_wait_ms": CONTROL_FETCH_WAIT_MS,
+    }
+    bus.subscribe(Topic.MODEL_PROMOTED, on_model_promoted, **slow)
+    bus.subscribe(Topic.MODEL_ROLLED_BACK, on_model_rolled_back, **slow)
+    return pace
 
 
 def new_worker_id(settings: WorkerSettings) -> str:

@@ -1,6 +1,7 @@
 """The gateway's side of Kafka: its reply topic routed to waiting requests, and the worker
 directory fed by heartbeats. One plain aiokafka consumer, no consumer group: every gateway
-instance reads its own reply topic and every heartbeat."""
+instance reads its own reply topic and every heartbeat. It fetches at the fast pace while a
+request waits for replies and at the idle pace otherwise (``FetchPace``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.serving.gateway.workers import WorkerDirectory
+from services.serving.wire import FetchPace
 from shared.background import BackgroundLoop
+from shared.bus.offsets import log_end_offsets
 from shared.events import Event, EventDecodeError, decode
 from shared.events.serving import InferenceCompleted, WorkerHeartbeat
 from shared.settings import kafka_client_options
@@ -29,13 +32,16 @@ class ReplyRouter:
         reply_topic: str,
         heartbeat_topic: str,
         directory: WorkerDirectory,
+        *,
         fetch_max_wait_ms: int = 5,
+        idle_fetch_max_wait_ms: int = 25,
     ) -> None:
         self.bootstrap = bootstrap
         self.reply_topic = reply_topic
         self.heartbeat_topic = heartbeat_topic
         self.directory = directory
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.pace = FetchPace(fetch_max_wait_ms, idle_fetch_max_wait_ms)
         self.pending: dict[str, asyncio.Queue[Reply]] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._loop: BackgroundLoop | None = None
@@ -43,6 +49,7 @@ class ReplyRouter:
     def open(self, request_id: str) -> asyncio.Queue[Reply]:
         queue: asyncio.Queue[Reply] = asyncio.Queue()
         self.pending[request_id] = queue
+        self.pace.busy()  # its first reply must not wait for an idle fetch's pace
         return queue
 
     def close(self, request_id: str) -> None:
@@ -66,15 +73,18 @@ class ReplyRouter:
                 parts += [TopicPartition(self.heartbeat_topic, p) for p in sorted(beats)]
                 break
             await asyncio.sleep(0.1)
-        consumer.assign(parts)
-        await consumer.seek_to_end(*parts)
-        ends = await consumer.end_offsets(parts[1:])
-        for tp, end in ends.items():  # replay recent heartbeats: workers known from the start
-            consumer.seek(tp, max(0, end - HEARTBEAT_REPLAY))
+        # True ends (a Fetch's high watermark): ListOffsets, what seek_to_end and end_offsets
+        # ask, answers too small on the embedded broker (docs/backbone.md), which would end
+        # the heartbeat catch-up early (503s right after a start) and replay old replies.
+        ends = await log_end_offsets(consumer, parts)  # assigns ``parts``
+        consumer.seek(parts[0], ends[parts[0]])
+        for tp in parts[1:]:  # replay recent heartbeats: workers known from the start
+            consumer.seek(tp, max(0, ends[tp] - HEARTBEAT_REPLAY))
         for tp in parts:  # resolve now: nothing sent after start is missed
             await consumer.position(tp)
         self._consumer = consumer
-        await self._catch_up(ends)
+        await self._catch_up({tp: ends[tp] for tp in parts[1:]})
+        self.pace.attach(consumer)
         await self.start_loop()
 
     async def _catch_up(self, ends: dict[TopicPartition, int], timeout_s: float = 3.0) -> None:
@@ -108,6 +118,7 @@ class ReplyRouter:
         for tp, records in batch.items():
             for record in records:
                 self._dispatch(tp.topic, record.value)
+        self.pace.settle(active=bool(self.pending))
         return True  # read again at once
 
     def _dispatch(self, topic: str, value: bytes | None) -> None:

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import Event
 from shared.settings import kafka_client_options
-from shared.wire import Chunk, encode_chunks
+from shared.wire import Chunk, coalesce, encode_chunks
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ _Item = tuple[str, Event | Chunk | concurrent.futures.Future[None], str]
 
 def records(items: Iterable[tuple[str, Event | Chunk, str]]) -> list[Record]:
     """The Kafka records for queued items, in order: consecutive chunks of a topic share one
-    frame; an event flushes its topic's chunks before itself."""
+    frame, with one chunk per request and choice (``coalesce``: the steps of one drain
+    joined); an event flushes its topic's chunks before itself."""
     out: list[Record] = []
     pending: dict[str, list[Chunk]] = {}
     for topic, item, key in items:
@@ -51,13 +52,15 @@ def records(items: Iterable[tuple[str, Event | Chunk, str]]) -> list[Record]:
             continue
         chunks = pending.pop(topic, None)
         if chunks:
-            out.append((topic, encode_chunks(chunks), None, None))
+            out.append((topic, encode_chunks(coalesce(chunks)), None, None))
         headers = [
             ("event_type", item.EVENT_TYPE.encode()),
             ("schema_version", str(item.SCHEMA_VERSION).encode()),
         ]
         out.append((topic, item.to_bytes(), key.encode(), headers))
-    out.extend((topic, encode_chunks(chunks), None, None) for topic, chunks in pending.items())
+    out.extend(
+        (topic, encode_chunks(coalesce(chunks)), None, None) for topic, chunks in pending.items()
+    )
     return out
 
 
