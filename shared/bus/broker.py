@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+from faststream._internal.parser import DefaultCodec
 from faststream.kafka import KafkaBroker
+from faststream.kafka.publisher.state import RealProducer
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
-from shared.bus.instrument import instrument_subscriber, traced_send
+from shared.bus.instrument import instrument_subscriber, traced_send, traced_send_records
 from shared.settings import ServiceSettings
+
+# the options of ``publish`` that ``TracedKafkaBroker._send_bytes`` handles itself
+_DIRECT_OPTIONS = frozenset({"key", "partition", "timestamp_ms", "correlation_id", "no_confirm"})
 
 
 class TracedKafkaBroker(KafkaBroker):
     """A KafkaBroker whose subscribers and publishes carry the platform's messaging
     telemetry (``shared.bus.instrument``) without a FastStream middleware: each subscriber's
     handlers are wrapped when it is made (``broker.subscriber(...)``, the EventBus' too), and
-    ``publish``/``publish_batch`` go through ``traced_send``. A middleware would cost an
-    object, an async context and a ``partial`` per message and per publish on top of the
-    telemetry itself. Not instrumented (the platform uses none of them): publishers made
-    with ``broker.publisher(...)``, a handler's return value published to ``reply_to``, and
-    subscribers of a ``KafkaRouter``."""
+    ``publish``/``publish_batch`` go through ``traced_send``. A ``publish`` of bytes with
+    plain options goes to the aiokafka producer directly (``_send_bytes``: the record
+    FastStream would send, without its publish command, codec and middleware chain), and
+    ``publish_records`` sends encoded records (the outbox relay's) as one traced batch. A
+    middleware would cost an object, an async context and a ``partial`` per message and
+    per publish on top of the telemetry itself. Not instrumented (the platform uses none of
+    them): publishers made with ``broker.publisher(...)``, a handler's return value
+    published to ``reply_to``, and subscribers of a ``KafkaRouter``."""
 
     def subscriber(self, *topics: Any, **kwargs: Any) -> Any:
         return instrument_subscriber(super().subscriber(*topics, **kwargs))
@@ -33,9 +45,59 @@ class TracedKafkaBroker(KafkaBroker):
         **kwargs: Any,
     ) -> Any:
         headers = {} if headers is None else headers
-        return await traced_send(
-            topic, 1, headers, super().publish(message, topic, headers=headers, **kwargs)
+        producer = self._direct_producer(message, kwargs)
+        if producer is not None:
+            send = self._send_bytes(producer, message, topic, headers, **kwargs)
+        else:
+            send = super().publish(message, topic, headers=headers, **kwargs)
+        return await traced_send(topic, 1, headers, send)
+
+    def _direct_producer(self, message: Any, kwargs: dict[str, Any]) -> AIOKafkaProducer | None:
+        """The aiokafka producer when a publish can skip FastStream's command, codec and
+        middleware chain with the same record as result: bytes, nothing but the options
+        ``_send_bytes`` handles, no broker middlewares, FastStream's default codec."""
+        if type(message) is not bytes or not _DIRECT_OPTIONS.issuperset(kwargs):
+            return None
+        key = kwargs.get("key")
+        if key is not None and type(key) is not bytes:
+            return None
+        if (
+            self.middlewares
+            or type(getattr(self.config.producer, "codec", None)) is not DefaultCodec
+        ):
+            return None
+        return self._aiokafka_producer()
+
+    async def _send_bytes(
+        self,
+        producer: AIOKafkaProducer,
+        message: bytes,
+        topic: str,
+        headers: dict[str, str],
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        correlation_id: str | None = None,
+        no_confirm: bool = False,
+    ) -> Any:
+        """What FastStream's ``publish`` sends for bytes: its ``content-type`` (empty for
+        bytes) and ``correlation_id`` headers, then the caller's (read when this runs:
+        ``traced_send`` adds the trace context first)."""
+        sent = {
+            "content-type": "",
+            "correlation_id": correlation_id or self.config.id_generator(),
+            **headers,
+        }
+        future = await producer.send(
+            topic,
+            message,
+            key=key,
+            partition=partition,
+            timestamp_ms=timestamp_ms,
+            headers=[(name, (text or "").encode()) for name, text in sent.items()],
         )
+        return future if no_confirm else await future
 
     async def publish_batch(  # type: ignore[override]
         self,
@@ -51,6 +113,59 @@ class TracedKafkaBroker(KafkaBroker):
             headers,
             super().publish_batch(*messages, topic=topic, headers=headers, **kwargs),
         )
+
+    async def publish_records(
+        self, records: Sequence[tuple[str, str | None, bytes, dict[str, str]]]
+    ) -> None:
+        """Publish encoded records, ``(topic, key, value, headers)``, in order, and wait
+        until every one is acknowledged (the outbox relay's path). Each send is queued on
+        the aiokafka producer at once (it batches them per partition, in order) and the
+        acks are awaited together: no FastStream publish command, codec or correlation id
+        per record, and ONE producer span for the call (``traced_send_records``). The
+        headers go out as given (no ``content-type`` or ``correlation_id`` added). Off a
+        real connection (``TestKafkaBroker``), each record goes through FastStream's
+        publish, untraced, with the same headers."""
+        if not records:
+            return
+        await traced_send_records(records, self._send_records(records))
+
+    async def _send_records(
+        self, records: Sequence[tuple[str, str | None, bytes, dict[str, str]]]
+    ) -> None:
+        producer = self._aiokafka_producer()
+        if producer is None:
+            pending = [
+                await KafkaBroker.publish(
+                    self,
+                    value,
+                    topic,
+                    key=key.encode() if key else None,
+                    headers=dict(headers),
+                    no_confirm=True,
+                )
+                for topic, key, value, headers in records
+            ]
+            await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+            return
+        futures = [
+            await producer.send(
+                topic,
+                value,
+                key=key.encode() if key else None,
+                headers=[(name, text.encode()) for name, text in headers.items()],
+            )
+            for topic, key, value, headers in records
+        ]
+        await asyncio.gather(*futures)
+
+    def _aiokafka_producer(self) -> AIOKafkaProducer | None:
+        """The connected aiokafka producer under FastStream's, or None (not connected, or
+        a test client's fake producer)."""
+        state = getattr(self.config.producer, "_producer", None)
+        if not isinstance(state, RealProducer):
+            return None
+        producer = state.producer
+        return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
 def make_broker(settings: ServiceSettings, client_id: str | None = None) -> KafkaBroker:

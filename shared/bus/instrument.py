@@ -13,7 +13,9 @@ producer's context from the record's ``traceparent`` header. A publish made whil
 is processed creates no span of its own: the current consumer span's context goes into the
 message's headers, so the next consumer's span is its child and the chain holds across
 processes. A publish outside a handler (HTTP routes, the outbox relay, clients) gets one
-``<topic> publish`` span (kind PRODUCER). Batch subscribers: the EventBus opens the span of
+``<topic> publish`` span (kind PRODUCER); the outbox relay's drain is ONE such span linked
+to its rows' contexts, the rows keeping the context they were stored with
+(``traced_send_records``). Batch subscribers: the EventBus opens the span of
 each event of a fetched batch (a batch span with links would cut the parent/child chain).
 
 Metrics (Prometheus names in brackets), attributes ``messaging.system=kafka``,
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from time import time_ns
@@ -68,6 +70,7 @@ from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, V
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -415,7 +418,17 @@ class _Span:
     Trade-off: code inside a handler cannot add attributes or events to the consumer span
     (none does), and processors get no ``on_start``."""
 
-    __slots__ = ("attributes", "context", "kind", "name", "parent", "started", "status", "tracer")
+    __slots__ = (
+        "attributes",
+        "context",
+        "kind",
+        "links",
+        "name",
+        "parent",
+        "started",
+        "status",
+        "tracer",
+    )
 
     def __init__(
         self,
@@ -434,6 +447,7 @@ class _Span:
         self.parent = parent
         self.attributes = attributes
         self.status = _UNSET
+        self.links: Sequence[Link] = ()
         self.started = time_ns()
 
     def fail(self, error: BaseException) -> None:
@@ -449,6 +463,7 @@ class _Span:
                 tracer.resource,
                 self.attributes,
                 kind=self.kind,
+                links=self.links,
                 status=self.status,
                 start_time=self.started,
                 end_time=time_ns(),
@@ -458,7 +473,11 @@ class _Span:
 
 
 def _start(
-    name: str, kind: SpanKind, attributes: dict[str, str], parent: context.Context | None
+    name: str,
+    kind: SpanKind,
+    attributes: dict[str, Any],
+    parent: context.Context | None,
+    links: Sequence[Link] = (),
 ) -> tuple[_Span | None, context.Context]:
     """A span as the SDK tracer's ``start_span`` would make it (same sampling decision,
     ids, flags and trace state), and the context to attach while it runs. The span is None
@@ -476,7 +495,7 @@ def _start(
         trace_id = generator.generate_trace_id()
         random_id = generator.is_trace_id_random()
         parent_of = None
-    result = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes)
+    result = tracer.sampler.should_sample(parent, trace_id, name, kind, attributes, links)
     flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
     if random_id:
         flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
@@ -491,9 +510,9 @@ def _start(
     if not result.decision.is_recording():
         return None, current
     # the sampler's attributes are the span's (the SDK does the same): ours, read-only
-    return _Span(
-        tracer, name, kind, span_context, parent=parent_of, attributes=result.attributes
-    ), current
+    span = _Span(tracer, name, kind, span_context, parent=parent_of, attributes=result.attributes)
+    span.links = links
+    return span, current
 
 
 @contextmanager
@@ -552,6 +571,15 @@ class TracedCall(HandlerItem[Any]):
         traced.group = group
         traced.last_topic = ""
         return traced
+
+    def _setup(self, **kwargs: Any) -> None:
+        HandlerItem._setup(self, **kwargs)
+        dependant = self.dependant
+        if dependant is not None and not getattr(dependant, "flat_params", True):
+            # the handler takes no body (``message: Message`` only, as the EventBus'
+            # consumers): FastStream would still decode every record (for a batch, a
+            # ``KafkaMessage`` and a JSON parse per record) to hand it a value it ignores
+            self.decoder = _body_as_is
 
     def _consumption(self, topic: str) -> Consumption:
         if topic != self.last_topic:  # a subscriber reads one topic, mostly
@@ -613,6 +641,12 @@ class TracedCall(HandlerItem[Any]):
         return result
 
 
+async def _body_as_is(message: StreamMessage[Any]) -> Any:
+    """The decoder of a handler that takes no body: the raw body (bytes, or a batch's list
+    of bytes), not decoded."""
+    return message.body
+
+
 class TracedCalls(CallsCollection[Any]):
     """A subscriber's handlers, each added as a ``TracedCall``."""
 
@@ -635,6 +669,13 @@ def instrument_subscriber(subscriber: Any) -> Any:
 
 
 # -- the producer side ---------------------------------------------------------------------
+def inject_trace_context(headers: dict[str, Any]) -> None:
+    """Put the current span's W3C context (``traceparent``, ``tracestate``) in ``headers``:
+    all a consumer's span reads (``_parent``), without the global propagator's composite
+    (baggage included) per message."""
+    _propagator.inject(headers)
+
+
 async def traced_send(topic: str, count: int, headers: dict[str, Any], send: Awaitable[Any]) -> Any:
     """Await ``send`` (a publish of ``count`` messages to ``topic`` with ``headers``, not
     started yet) with the sent counters; the trace context goes into ``headers`` first: the
@@ -658,4 +699,55 @@ async def traced_send(topic: str, count: int, headers: dict[str, Any], send: Awa
         if span is not None:
             span.end()
     slot.sent.value += count
+    return result
+
+
+async def traced_send_records(
+    records: Sequence[tuple[str, Any, Any, dict[str, str]]], send: Awaitable[Any]
+) -> Any:
+    """Await ``send`` (the publish of ``records``: (topic, key, value, headers), encoded
+    already, e.g. outbox rows) with the sent counters and ONE ``<topic> publish`` span (kind
+    PRODUCER; ``outbox publish`` when the records go to several topics) with a link to the
+    context each record's headers carry. The headers are sent as they are: a record keeps
+    the context of the span that made it (the handler that emitted an outbox row), so its
+    consumer's span is that span's child, as for a publish made inside a handler."""
+    topics: dict[str, int] = {}
+    links = []
+    for topic, _key, _value, headers in records:
+        topics[topic] = topics.get(topic, 0) + 1
+        parent = _parent(headers)
+        if parent is not None:
+            remote = trace.get_current_span(parent).get_span_context()
+            if remote.is_valid:
+                links.append(Link(remote))
+    span = None
+    if records:
+        one = next(iter(topics)) if len(topics) == 1 else None
+        slot = production(one) if one is not None else None
+        attributes: dict[str, Any] = (
+            dict(slot.span_attributes)
+            if slot is not None
+            else {"messaging.system": SYSTEM, "messaging.operation.type": "send"}
+        )
+        attributes["messaging.batch.message_count"] = len(records)
+        span, _current = _start(
+            slot.span_name if slot is not None else "outbox publish",
+            SpanKind.PRODUCER,
+            attributes,
+            context.Context(),  # a root: the records' own contexts are its links
+            links,
+        )
+    try:
+        result = await send
+    except BaseException as exc:
+        for topic, count in topics.items():
+            production(topic).failed(exc, count)
+        if span is not None:
+            span.fail(exc)
+        raise
+    finally:
+        if span is not None:
+            span.end()
+    for topic, count in topics.items():
+        production(topic).sent.value += count
     return result

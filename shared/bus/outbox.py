@@ -1,7 +1,9 @@
 """The outbox relay: publishes committed outbox rows, then deletes them.
 
 A crash between commit and publish loses nothing (the rows stay); a crash between publish
-and delete publishes twice, which idempotent consumers absorb.
+and delete publishes twice, which idempotent consumers absorb. A drain's rows are sent
+together (``TracedKafkaBroker.publish_records``), each with the headers it was stored with:
+the trace context of the handler that emitted it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import inspect
 import logging
 
 from faststream.kafka import KafkaBroker
-from opentelemetry import context, propagate
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -41,6 +42,16 @@ class OutboxRelay:
         self.poll_s = poll_s
         self.linger_s = linger_s
         self._lock = asyncio.Lock()
+        # built once (no statement or cache key per drain): the oldest pending rows as
+        # plain tuples, locked (PostgreSQL: rows another relay holds are skipped), and
+        # their delete once sent
+        self._pending = (
+            select(_TABLE.c.id, _TABLE.c.topic, _TABLE.c.key, _TABLE.c.value, _TABLE.c.headers)
+            .order_by(_TABLE.c.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        self._sent = delete(_TABLE).where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
         # a short linger lets a busy handler commit a few more rows: one drain sends them
         self._loop = BackgroundLoop(
             "outbox-relay", self._step, interval_s=poll_s, linger_s=linger_s
@@ -66,50 +77,41 @@ class OutboxRelay:
         sent = 0
         async with self._lock:
             while True:
+                # plain rows (no ORM objects): the relay only reads and deletes them
                 with Session(self.engine) as session:
-                    # plain rows, not ORM objects: the relay only reads and deletes them
-                    rows = session.execute(
-                        select(
-                            _TABLE.c.id,
-                            _TABLE.c.topic,
-                            _TABLE.c.key,
-                            _TABLE.c.value,
-                            _TABLE.c.headers,
-                        )
-                        .order_by(_TABLE.c.id)
-                        .limit(self.batch)
-                        .with_for_update(skip_locked=True)
-                    ).all()
+                    rows = session.execute(self._pending).all()
                     if not rows:
                         return sent
-                    # every send is queued (aiokafka batches them per partition, in order),
-                    # then the acks are awaited together before the rows are deleted
-                    pending = [
-                        await self._publish(topic, key, value, headers)
-                        for _, topic, key, value, headers in rows
-                    ]
-                    await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+                    # every send is queued (aiokafka batches them per partition, in row
+                    # order), then the acks are awaited together before the rows are
+                    # deleted; each row keeps the trace context of the handler that emitted
+                    # it, and the whole drain is one producer span linked to them
+                    await self._publish(
+                        [
+                            (topic, key, value, headers or {})
+                            for _, topic, key, value, headers in rows
+                        ]
+                    )
                     await hold_write_lock(session)  # waited for off the loop (SQLite)
-                    session.execute(delete(_TABLE).where(_TABLE.c.id.in_([row[0] for row in rows])))
+                    session.execute(self._sent, {"ids": [row[0] for row in rows]})
                     session.commit()
                     sent += len(rows)
                     if len(rows) < self.batch:
                         return sent
 
-    async def _publish(
-        self, topic: str, key: str | None, value: bytes, stored: dict[str, str] | None
-    ) -> object:
-        headers = dict(stored or {})
-        token = context.attach(propagate.extract(headers))
-        try:
-            for name in ("traceparent", "tracestate"):
-                headers.pop(name, None)
-            return await self.broker.publish(
+    async def _publish(self, records: list[tuple[str, str | None, bytes, dict[str, str]]]) -> None:
+        publish_records = getattr(self.broker, "publish_records", None)
+        if publish_records is not None:  # make_broker's: one span, no per-record command
+            await publish_records(records)
+            return
+        pending = [
+            await self.broker.publish(
                 value,
                 topic,
                 key=key.encode() if key else None,
-                headers=headers,
+                headers=dict(headers),
                 no_confirm=True,
             )
-        finally:
-            context.detach(token)
+            for topic, key, value, headers in records
+        ]
+        await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate
 from sqlalchemy import Column, LargeBinary, insert
 from sqlmodel import JSON, Field, Session, SQLModel
 
+from shared.bus.instrument import inject_trace_context
 from shared.events.envelope import Event
 
 if TYPE_CHECKING:
@@ -50,10 +50,13 @@ def event_key(event: Event, topic: Topic) -> str | None:
     return None if value is None else str(value)
 
 
-def outbox_row(event: Event, topic: Topic, key: str | None) -> dict[str, Any]:
-    """The column values of an outbox row (plain dict: cheap to bulk-insert)."""
+def outbox_row(
+    event: Event, topic: Topic, key: str | None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The column values of an outbox row (plain dict: cheap to bulk-insert); ``now``:
+    its ``created_at`` (one value for a batch's rows: processed once by ``insert_rows``)."""
     headers: dict[str, str] = {}
-    propagate.inject(headers)  # the trace continues from the span that emitted the event
+    inject_trace_context(headers)  # the trace goes on from the span that emitted it
     headers["event_type"] = event.EVENT_TYPE
     headers["schema_version"] = str(event.SCHEMA_VERSION)
     return {
@@ -62,7 +65,7 @@ def outbox_row(event: Event, topic: Topic, key: str | None) -> dict[str, Any]:
         "event_id": str(event.event_id),
         "value": event.to_bytes(),
         "headers": headers,
-        "created_at": _now(),
+        "created_at": now or _now(),
     }
 
 
@@ -71,9 +74,81 @@ def outbox_entry(event: Event, topic: Topic, key: str | None) -> OutboxEntry:
 
 
 def insert_rows(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:
-    """One multi-row INSERT (no ORM objects: the hot path of a batch)."""
-    if rows:
-        session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
+    """One executemany INSERT of ``rows`` (plain dicts with the same keys; no ORM objects:
+    the hot path of a batch).
+
+    The statement is compiled once per (dialect, table, columns) and the rows go to the
+    driver as they are after each column type's bind processor (``_Prepared``): Core's
+    ``execute`` would build the parameters of every row through the compiled statement
+    (~15 us a row on SQLite, more than the insert itself). Rows that leave out a column
+    with a Python-side default go through Core, which applies it."""
+    if not rows:
+        return
+    table = model.__table__  # type: ignore[attr-defined]
+    connection = session.connection()
+    prepared = _prepared(connection.dialect, table, tuple(rows[0]))
+    if prepared is None:
+        session.execute(insert(table), rows)
+        return
+    connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
+
+
+class _Prepared:
+    """An INSERT compiled for one dialect and column list, with each column's bind
+    processor: ``parameters`` turns rows into what the driver's executemany takes."""
+
+    __slots__ = ("names", "positional", "processors", "sql")
+
+    def __init__(self, sql: str, names: list[str], processors: list[Any], positional: bool):
+        self.sql = sql
+        self.names = names
+        self.processors = processors
+        self.positional = positional
+
+    def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
+        columns = list(zip(self.names, self.processors, strict=True))
+        last: dict[str, tuple[Any, Any]] = {}  # a value shared by rows is processed once
+        out: list[Any] = []
+        for row in rows:
+            values = []
+            for name, process in columns:
+                value = row[name]
+                if process is not None and value is not None:
+                    seen = last.get(name)
+                    if seen is not None and seen[0] is value:
+                        value = seen[1]
+                    else:
+                        processed = process(value)
+                        last[name] = (value, processed)
+                        value = processed
+                values.append(value)
+            out.append(
+                tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+            )
+        return out
+
+
+_PREPARED: dict[tuple[Any, ...], _Prepared | None] = {}
+
+
+def _prepared(dialect: Any, table: Any, keys: tuple[str, ...]) -> _Prepared | None:
+    key = (type(dialect), dialect.paramstyle, dialect.positional, table, keys)
+    if key in _PREPARED:
+        return _PREPARED[key]
+    prepared = None
+    given = set(keys)
+    defaults = {c.key for c in table.columns if c.default is not None}
+    if given <= set(table.columns.keys()) and defaults <= given:
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+        names = list(compiled.positiontup or ()) if dialect.positional else list(keys)
+        if set(names) == given and len(names) == len(keys):
+            processors = [
+                table.columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+                for name in names
+            ]
+            prepared = _Prepared(compiled.string, names, processors, dialect.positional)
+    _PREPARED[key] = prepared
+    return prepared
 
 
 class UnitOfWork:
@@ -86,6 +161,7 @@ class UnitOfWork:
         *,
         pending: list[dict[str, Any]] | None = None,
         signer: Signer | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.session = session
         self.producer = producer
@@ -94,6 +170,7 @@ class UnitOfWork:
         # given a list, emitted rows are collected there and the owner inserts them in bulk
         # before it commits (EventBus batches); else each row is added to the session
         self.pending = pending
+        self.now = now  # the created_at of the rows emitted (None: when each is emitted)
 
     def emit(self, event: Event, *, key: str | None = None, topic: Topic | None = None) -> Event:
         """Queue an event in the outbox (same transaction); returns it as stored."""
@@ -105,7 +182,7 @@ class UnitOfWork:
             event = self.signer.sign_command(event)
         target = topic or _Topic.for_event(event)
         if self.pending is not None:
-            self.pending.append(outbox_row(event, target, key))
+            self.pending.append(outbox_row(event, target, key, self.now))
         else:
             self.session.add(outbox_entry(event, target, key))
         self.emitted.append(event)

@@ -4,17 +4,19 @@ and per-key order; a failing event falls back to one transaction per event."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from shared.bus import EventBus, InboxEntry, OutboxEntry, make_broker
-from shared.bus.store import UnitOfWork
+from shared.bus import EventBus, InboxEntry, Message, OutboxEntry, make_broker
+from shared.bus.store import UnitOfWork, insert_rows, outbox_row
 from shared.events import AlertRaised, AuditRecorded
 from shared.settings import ServiceSettings
 from shared.topics import Topic
@@ -178,3 +180,67 @@ async def test_a_batch_whose_commit_failed_is_applied_whole_on_redelivery(
         assert await h.bus.relay.drain() == 8  # type: ignore[union-attr]
     assert h.applied() == [e.target for e in batch]
     assert len(h.alerts) == 8
+
+
+# -- the rows of a batch: insert_rows' prepared statement ---------------------------------
+def test_insert_rows_stores_what_core_stores(engine: Engine) -> None:
+    """The prepared INSERT (compiled once, the rows through each column's bind processor)
+    stores the values Core's insert does: JSON, bytes, None, one timestamp shared by rows."""
+    now = datetime.now(UTC)
+    event = audit(target="row")
+    rows = [
+        {**outbox_row(event, Topic.AUDIT_RECORDED, None, now), "event_id": f"id-{i}", "key": key}
+        for i, key in enumerate(["k", None, "k"])
+    ]
+    inbox = [
+        {"consumer": "g", "event_id": f"id-{i}", "event_type": "t", "handled_at": now}
+        for i in range(3)
+    ]
+    with Session(engine) as session:
+        insert_rows(session, OutboxEntry, rows[:2])
+        session.execute(insert(OutboxEntry.__table__), rows[2:])  # type: ignore[attr-defined]
+        insert_rows(session, InboxEntry, inbox)
+        session.commit()
+    with Session(engine) as session:
+        stored = session.exec(select(OutboxEntry).order_by(col(OutboxEntry.id))).all()
+        entries = session.exec(select(InboxEntry).order_by(col(InboxEntry.event_id))).all()
+    prepared, core = stored[:2], stored[2]
+    for entry in prepared:
+        assert entry.value == core.value == event.to_bytes()
+        assert entry.headers == core.headers == rows[0]["headers"]
+        assert entry.created_at == core.created_at
+        assert entry.topic == core.topic
+    assert [e.key for e in stored] == ["k", None, "k"]
+    assert [(e.event_id, e.handled_at) for e in entries] == [(f"id-{i}", now) for i in range(3)]
+
+
+def test_insert_rows_lets_core_fill_a_python_default(engine: Engine) -> None:
+    """Rows that leave out a column with a Python-side default go through Core, which
+    fills it (the prepared statement would store NULL)."""
+    with Session(engine) as session:
+        insert_rows(session, InboxEntry, [{"consumer": "g", "event_id": "e", "event_type": "t"}])
+        session.commit()
+    with Session(engine) as session:
+        entry = session.exec(select(InboxEntry)).one()
+    assert entry.handled_at is not None
+
+
+# -- FastStream's decoding: skipped for a handler that takes no body ----------------------
+async def test_a_handler_without_a_body_gets_the_records_undecoded() -> None:
+    broker = make_broker(ServiceSettings(), client_id="test")
+    bodies: list[Any] = []
+    decoded: list[Any] = []
+
+    @broker.subscriber("raw", batch=True)
+    async def raw(message: Message) -> None:
+        bodies.append(await message.decode())
+
+    @broker.subscriber("parsed", batch=True)
+    async def parsed(body: list[dict[str, int]]) -> None:
+        decoded.append(body)
+
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish_batch(b'{"a": 1}', b'{"a": 2}', topic="raw")
+        await test_broker.publish_batch(b'{"a": 1}', b'{"a": 2}', topic="parsed")
+    assert bodies == [[b'{"a": 1}', b'{"a": 2}']]  # no JSON parse nobody asked for
+    assert decoded == [[{"a": 1}, {"a": 2}]]  # a handler that takes the body gets it parsed
