@@ -90,6 +90,7 @@ class Result:
     gen_cpu: float = 0.0  # CPU s of the load generator (this process) while measured
     gen_wait: float = 0.0  # s its threads waited for a core (run queue) while measured
     running: list[float] = field(default_factory=list)  # vllm:num_requests_running samples
+    gen_span: float = 0.0  # s over which gen_cpu/gen_wait were measured (0: wall)
 
     @property
     def cpu_s(self) -> float:  # CPU time of the target's processes while measured
@@ -113,9 +114,10 @@ class Result:
 
     def generator(self) -> str:
         """The load generator's cost: CPU per 1k tokens, cores busy, run-queue wait per s."""
+        span = self.gen_span or self.wall
         return (
             f"load generator {self.gen_cpu / max(1, self.tokens) * 1e6:,.0f} ms CPU / 1k tokens, "
-            f"{self.gen_cpu / self.wall:.2f} cores busy, waited {self.gen_wait / self.wall:.2f} "
+            f"{self.gen_cpu / span:.2f} cores busy, waited {self.gen_wait / span:.2f} "
             "s/s for a core"
         )
 
@@ -261,17 +263,16 @@ def merge(runs: list[Result]) -> Result:
     median = sorted(runs, key=lambda r: r.tokens_per_s)[len(runs) // 2]
     samples = [s for r in runs for s in r.samples]
     tokens = sum(s.tokens for s in samples)
-    wall = tokens / median.tokens_per_s
-    scale = wall / sum(r.wall for r in runs)  # the generator's figures over the pooled wall
     return Result(
         runs[0].target,
         runs[0].concurrency,
         samples,
-        wall,
+        tokens / median.tokens_per_s,
         {role: sum(r.cpu.get(role, 0.0) for r in runs) for run in runs for role in run.cpu},
-        sum(r.gen_cpu for r in runs) * scale,
-        sum(r.gen_wait for r in runs) * scale,
+        sum(r.gen_cpu for r in runs),
+        sum(r.gen_wait for r in runs),
         [x for r in runs for x in r.running],
+        sum(r.wall for r in runs),
     )
 
 
