@@ -2,19 +2,29 @@
 and LiteLLM's proxy in front of that server (what a user would deploy instead).
 
 The same streaming completions at concurrency 1, 8 and 32, from the same load generator, on
-the same tiny model with the same engine settings (max-num-seqs, KV cache, max-model-len), in
-the same run. One target is alive at a time: each round starts a target, measures every level,
-and stops it before the next target starts; rounds alternate the order. Tokens are counted
-from the stream (the streamed text, re-tokenized with the model's tokenizer), never from the
-server's own usage figures. LiteLLM is installed into its own venv by this script.
+the same tiny model with the same engine settings (max-num-seqs, KV cache, max-model-len,
+compilation), in the same run. The settings are the ones a user of each would choose: vLLM's
+server started as its docs (and issue #16) start it, without `--enforce-eager` (torch.compile
+on CPUs), the KV cache sized with `VLLM_CPU_KVCACHE_SPACE` (vLLM's CPU knob: its default, 92%
+of the machine's memory, refuses to start beside other work); our worker configured to match
+(`LLMOPS_WORKER_ENFORCE_EAGER=false`, the same `VLLM_CPU_KVCACHE_SPACE`). `--enforce-eager`
+runs both eager instead, for an A/B. One target is alive at a time: each round starts a
+target, measures every level, and stops it before the next target starts; rounds alternate
+the order. Tokens are counted from the stream (the streamed text, re-tokenized with the
+model's tokenizer), never from the server's own usage figures. LiteLLM is installed into its
+own venv by this script.
 
 Beside tokens/s and latency, each level records the CPU time the target's processes used
 (every process this script started: broker, worker, engine processes, gateway; or vLLM's
 server and its engine; or LiteLLM and the vLLM server behind it; not the load generator) per
 1,000 streamed tokens. On a machine shared with other work that figure moves much less than
-tokens/s: it is what a target costs, whoever else runs.
+tokens/s: it is what a target costs, whoever else runs. The load generator's own CPU and the
+time it waited for a core are recorded too (it must keep up: if it is starved, every target
+looks alike), and so is how many requests vLLM's engine was running (its /metrics,
+`vllm:num_requests_running`), sampled every 250 ms: a server that receives its requests one
+by one does not batch, whatever its clients send.
 
-    .venv/bin/python benchmarks/serving.py [--quick] [--rounds N] [--no-litellm]
+    .venv/bin/python benchmarks/serving.py [--quick] [--rounds N] [--no-litellm] [--enforce-eager]
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -53,7 +64,9 @@ from tests.support.stack import (  # noqa: E402
 MODEL = "llmops-tiny"
 MAX_MODEL_LEN = 512
 MAX_NUM_SEQS = 64
-KV_CACHE_MIB = 256
+KV_CACHE_GIB = 1  # VLLM_CPU_KVCACHE_SPACE for both targets: 262k tokens of the tiny model
+ENFORCE_EAGER = False  # vLLM's default (its server without --enforce-eager); --enforce-eager flips
+STARVED = 0.5  # s per s the generator's event loop waits for a core: beyond, it is the limit
 LITELLM_SPEC = "litellm[proxy]"
 PROMPT = "The platform ingests records, removes personal data and"
 MAX_TOKENS = 32
@@ -75,6 +88,10 @@ class Result:
     samples: list[Sample]
     wall: float
     cpu: dict[str, float] = field(default_factory=dict)  # CPU s of its processes, by role
+    gen_cpu: float = 0.0  # CPU s of the load generator (this process) while measured
+    gen_wait: float = 0.0  # s its threads waited for a core (run queue) while measured
+    running: list[float] = field(default_factory=list)  # vllm:num_requests_running samples
+    gen_span: float = 0.0  # s over which gen_cpu/gen_wait were measured (0: wall)
 
     @property
     def cpu_s(self) -> float:  # CPU time of the target's processes while measured
@@ -95,6 +112,23 @@ class Result:
     @property
     def tokens_per_s(self) -> float:
         return sum(s.tokens for s in self.samples) / self.wall
+
+    def generator(self) -> str:
+        """The load generator's cost: CPU per 1k tokens, cores busy, run-queue wait per s."""
+        span = self.gen_span or self.wall
+        starved = self.gen_wait / span > STARVED
+        return (
+            f"load generator {self.gen_cpu / max(1, self.tokens) * 1e6:,.0f} ms CPU / 1k tokens, "
+            f"{self.gen_cpu / span:.2f} cores busy, its event loop waited "
+            f"{self.gen_wait / span:.2f} s/s for a core"
+            + (" (STARVED: it cannot keep up, this level measures the machine)" if starved else "")
+        )
+
+    def engine_running(self) -> str:
+        if not self.running:
+            return ""
+        mean = sum(self.running) / len(self.running)
+        return f"; vLLM engine running mean {mean:.1f}, max {max(self.running):.0f}"
 
     def pct(self, attr: str, q: float) -> float:
         values = sorted(getattr(s, attr) for s in self.samples)
@@ -145,9 +179,12 @@ def count_tokens(text: str) -> int:
 
 async def load(url: str, target: str, concurrency: int, requests: int) -> Result:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, timeout=120, limits=limits, headers={"Authorization": f"Bearer {KEY}"}
-    ) as client:
+    async with (
+        httpx.AsyncClient(
+            base_url=url, timeout=120, limits=limits, headers={"Authorization": f"Bearer {KEY}"}
+        ) as client,
+        httpx.AsyncClient(base_url=url, timeout=5) as probe,
+    ):
         for _ in range(2):  # warm-up
             await one_request(client)
         queue = list(range(requests))
@@ -158,14 +195,44 @@ async def load(url: str, target: str, concurrency: int, requests: int) -> Result
                 queue.pop()
                 samples.append(await one_request(client))
 
-        cpu = _children_cpu()
+        running: list[float] = []
+        sampler = asyncio.create_task(_sample_running(probe, running))
+        cpu, gen_cpu, gen_wait = _children_cpu(), time.process_time(), _run_queue_wait()
         started = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
         wall = time.perf_counter() - started
+        gen_cpu, gen_wait = time.process_time() - gen_cpu, _run_queue_wait() - gen_wait
+        sampler.cancel()
         used: dict[str, float] = {}
         for (role, pid), seconds in _children_cpu().items():
             used[role] = used.get(role, 0.0) + seconds - cpu.get((role, pid), 0.0)
-        return Result(target, concurrency, samples, wall, used)
+        return Result(target, concurrency, samples, wall, used, gen_cpu, gen_wait, running)
+
+
+RUNNING = re.compile(r"^vllm:num_requests_running\{[^}]*\} ([0-9.eE+]+)$", re.M)
+
+
+async def _sample_running(probe: httpx.AsyncClient, into: list[float]) -> None:
+    """vllm:num_requests_running from the target's /metrics every 250 ms (vLLM's server
+    only; stops at once on a target without it)."""
+    while True:
+        await asyncio.sleep(0.25)
+        try:
+            found = RUNNING.search((await probe.get("/metrics")).text)
+        except httpx.HTTPError:
+            return
+        if found is None:
+            return
+        into.append(float(found.group(1)))
+
+
+def _run_queue_wait() -> float:
+    """Seconds the calling thread (the load generator's event loop) spent runnable but
+    waiting for a core (Linux schedstat; 0 elsewhere): a starved load generator shows here,
+    not in its CPU time. The loop's thread only: the tokenizer's pools would blur it."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    return 0.0
 
 
 ROLES = {
@@ -202,18 +269,22 @@ def merge(runs: list[Result]) -> Result:
         samples,
         tokens / median.tokens_per_s,
         {role: sum(r.cpu.get(role, 0.0) for r in runs) for run in runs for role in run.cpu},
+        sum(r.gen_cpu for r in runs),
+        sum(r.gen_wait for r in runs),
+        [x for r in runs for x in r.running],
+        sum(r.wall for r in runs),
     )
 
 
-async def in_process(model: Path, concurrency: int, requests: int) -> float:
+async def in_process(model: Path, concurrency: int, requests: int, eager: bool) -> float:
     """The engine alone (no HTTP, no Kafka): tokens/s ceiling."""
     from services.serving.worker.adapters.vllm_engine import VllmLoader
     from services.serving.worker.config import WorkerSettings
     from services.serving.worker.ports import Sampling
 
     settings = WorkerSettings(
-        max_model_len=MAX_MODEL_LEN, max_in_flight=MAX_NUM_SEQS, kv_cache_mib=KV_CACHE_MIB
-    )
+        max_model_len=MAX_MODEL_LEN, max_in_flight=MAX_NUM_SEQS, enforce_eager=eager
+    )  # KV cache: VLLM_CPU_KVCACHE_SPACE, set by main()
     engine = await VllmLoader(settings).load(str(model))
     ids = engine.prompt_tokens(PROMPT)
     queue = list(range(requests + concurrency))
@@ -237,8 +308,9 @@ async def in_process(model: Path, concurrency: int, requests: int) -> float:
 
 
 @contextlib.contextmanager
-def ours(work: Path, model: Path) -> Iterator[str]:
-    """Embedded broker + one worker + one gateway; yields the gateway URL."""
+def ours(work: Path, model: Path, eager: bool) -> Iterator[str]:
+    """Embedded broker + one worker + one gateway; yields the gateway URL. The worker gets
+    the engine settings vLLM's server gets (VLLM_CPU_KVCACHE_SPACE comes from main())."""
     with embedded_kafka(work) as bootstrap:
         env = {
             "LLMOPS_KAFKA_BOOTSTRAP": bootstrap,
@@ -247,11 +319,12 @@ def ours(work: Path, model: Path) -> Iterator[str]:
             "LLMOPS_WORKER_BOOTSTRAP_PATH": str(model),
             "LLMOPS_WORKER_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
             "LLMOPS_WORKER_MAX_IN_FLIGHT": str(MAX_NUM_SEQS),
-            "LLMOPS_WORKER_KV_CACHE_MIB": str(KV_CACHE_MIB),
+            "LLMOPS_WORKER_ENFORCE_EAGER": str(eager).lower(),
             "LLMOPS_LOG_LEVEL": "WARNING",
         }
         env.update(authority_env(work / "data", KEY, "serving"))  # as under `llmops up`
-        worker = ServiceProcess("services.serving.worker", env, work / "worker.log").start(300)
+        # torch.compile of the model on first start: minutes on a busy 2-core machine
+        worker = ServiceProcess("services.serving.worker", env, work / "worker.log").start(900)
         gateway = ServiceProcess("services.serving.gateway", env, work / "gateway.log")
         try:
             gateway.start(60)
@@ -264,8 +337,9 @@ def ours(work: Path, model: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def vllm_server(work: Path, model: Path) -> Iterator[str]:
-    """vLLM's own OpenAI server on the same model and engine settings; yields its URL."""
+def vllm_server(work: Path, model: Path, eager: bool) -> Iterator[str]:
+    """vLLM's own OpenAI server as a user starts it (issue #16's command), on the same model
+    and engine settings; yields its URL. KV cache: VLLM_CPU_KVCACHE_SPACE, set by main()."""
     port = free_port()
     log = (work / "vllm-server.log").open("wb")
     proc = subprocess.Popen(  # not `vllm serve`: the installed distribution is vllm-cpu
@@ -283,12 +357,9 @@ def vllm_server(work: Path, model: Path) -> Iterator[str]:
             str(MAX_MODEL_LEN),
             "--max-num-seqs",
             str(MAX_NUM_SEQS),
-            "--enforce-eager",
+            *(["--enforce-eager"] if eager else []),
             "--port",
             str(port),
-            "--kv-cache-memory-bytes",
-            str(KV_CACHE_MIB << 20),
-            "--disable-log-stats",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -297,7 +368,7 @@ def vllm_server(work: Path, model: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
 
     try:
-        wait_until(_ready(proc, f"{url}/health", work / "vllm-server.log"), timeout=300)
+        wait_until(_ready(proc, f"{url}/health", work / "vllm-server.log"), timeout=900)
         yield url
     finally:
         _stop(proc)
@@ -336,10 +407,10 @@ def litellm_venv(work: Path) -> Path:
 
 
 @contextlib.contextmanager
-def litellm_proxy(work: Path, model: Path) -> Iterator[str]:
+def litellm_proxy(work: Path, model: Path, eager: bool) -> Iterator[str]:
     """LiteLLM's proxy in front of vLLM's server (both up while it is measured)."""
     binary = litellm_venv(work)
-    with vllm_server(work, model) as backend:
+    with vllm_server(work, model, eager) as backend:
         config = work / "litellm.yaml"
         config.write_text(
             "model_list:\n"
@@ -366,7 +437,9 @@ def litellm_proxy(work: Path, model: Path) -> Iterator[str]:
             _stop(proc)
 
 
-TARGETS: dict[str, tuple[str, Callable[[Path, Path], contextlib.AbstractContextManager[str]]]] = {
+TARGETS: dict[
+    str, tuple[str, Callable[[Path, Path, bool], contextlib.AbstractContextManager[str]]]
+] = {
     "ours": ("gateway (HTTP+Kafka+worker)", ours),
     "vllm": ("vLLM OpenAI server", vllm_server),
     "litellm": ("LiteLLM proxy -> vLLM server", litellm_proxy),
@@ -379,7 +452,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests per level")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per target")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        help="both targets eager (vLLM's --enforce-eager, LLMOPS_WORKER_ENFORCE_EAGER=true)",
+    )
     args = parser.parse_args()
+    eager = ENFORCE_EAGER or args.enforce_eager
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(KV_CACHE_GIB)  # both targets, and in-process
     levels, per_level = [1, 8, 32], 16 if args.quick else 64
     work = Path(os.environ.get("LLMOPS_BENCH_DIR", "/tmp/llmops-bench-serving"))
     work.mkdir(parents=True, exist_ok=True)
@@ -400,13 +480,14 @@ def main() -> None:
         for target in order:  # one target alive at a time: started, measured, stopped
             name, start = TARGETS[target]
             try:
-                with start(work, model) as url:
+                with start(work, model, eager) as url:
                     for concurrency in levels:
                         requests = max(per_level, concurrency * 4)
                         result = asyncio.run(load(url, name, concurrency, requests))
                         runs.setdefault((target, concurrency), []).append(result)
                         print(f"round {round_no + 1}: {result.row()}", flush=True)
                         print(f"  CPU ms / 1k tokens: {result.cpu_breakdown()}", flush=True)
+                        print(f"  {result.generator()}{result.engine_running()}", flush=True)
             except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:  # report, go on
                 failures.append(f"- round {round_no + 1}: {name} failed: {exc!r}")
                 print(failures[-1], flush=True)
@@ -415,7 +496,7 @@ def main() -> None:
         raise SystemExit("the gateway or vLLM's server was not measured: " + str(failures))
     merged = {t: [merge(runs[(t, c)]) for c in levels] for t in targets}
     print("merged:\n" + "\n".join(r.row() for t in targets for r in merged[t]))
-    ceiling = asyncio.run(in_process(model, 32, per_level * 2))
+    ceiling = asyncio.run(in_process(model, 32, per_level * 2, eager))
     print(f"in-process engine, concurrency 32: {ceiling:,.0f} tokens/s")
     lines = []
     for i, concurrency in enumerate(levels):
@@ -442,10 +523,14 @@ def main() -> None:
         f"{args.rounds} rounds per target of {per_level}+ requests per level, one target "
         "alive at a time (started, measured at every level, stopped; order alternates by "
         f"round), same engine settings (max-num-seqs {MAX_NUM_SEQS}, KV cache "
-        f"{KV_CACHE_MIB} MiB, max-model-len {MAX_MODEL_LEN}, float32, eager), same load "
-        "generator (httpx, asyncio). Tokens counted from the stream (streamed text "
-        "re-tokenized). tokens/s: median round; latency and TTFT: all rounds pooled. CPU ms / 1k "
-        "tokens: CPU time of the target's processes (not the load generator), all rounds.",
+        f"{KV_CACHE_GIB} GiB (VLLM_CPU_KVCACHE_SPACE), max-model-len {MAX_MODEL_LEN}, float32, "
+        f"{'eager' if eager else 'compiled: no --enforce-eager'}; vLLM's server started with "
+        "issue #16's command, our worker with LLMOPS_WORKER_ENFORCE_EAGER="
+        f"{str(eager).lower()}), same load generator (one httpx.AsyncClient, keep-alive "
+        "connections up to the concurrency, asyncio). Tokens counted from the stream "
+        "(streamed text re-tokenized). tokens/s: median round; latency and TTFT: all rounds "
+        "pooled. CPU ms / 1k tokens: CPU time of the target's processes (not the load "
+        "generator), all rounds.",
         "",
         "| target | concurrency | tokens/s | p50 latency ms | p99 latency ms | p50 TTFT ms "
         "| p99 TTFT ms | CPU ms / 1k tokens |",
@@ -455,6 +540,14 @@ def main() -> None:
         "CPU ms / 1k tokens by process (all rounds; vLLM's engine processes in both targets):",
         *[
             f"- {r.target}, {r.concurrency}: {r.cpu_breakdown()}"
+            for t in targets
+            for r in merged[t]
+        ],
+        "",
+        "Load generator (this script; must keep up) and vLLM's engine concurrency "
+        "(vllm:num_requests_running, sampled every 250 ms):",
+        *[
+            f"- {r.target}, {r.concurrency}: {r.generator()}{r.engine_running()}"
             for t in targets
             for r in merged[t]
         ],

@@ -28,7 +28,12 @@ class WorkerSettings(ServiceSettings):
     max_in_flight: int = Field(64, description="Requests generated concurrently per worker.")
     max_model_len: int = Field(512, description="Context length the engine serves.")
     dtype: str = Field("float32", description="float32 on CPUs; bfloat16/auto on GPUs.")
-    enforce_eager: bool = Field(True, description="No CUDA graphs/compile: fast start.")
+    enforce_eager: bool = Field(
+        True,
+        description="No CUDA graphs/torch.compile: the engine starts minutes sooner on CPUs. "
+        "vLLM's own default is false (compiled): less CPU per token once up (the serving "
+        "benchmark and the GPU compose file set false).",
+    )
     kv_cache_mib: int = Field(
         256, description="KV cache per engine in MiB (ignored if VLLM_CPU_KVCACHE_SPACE set)."
     )
