@@ -68,6 +68,14 @@ class JsonLinesSpanExporter(SpanExporter):
                         "end": span.end_time,
                         "attributes": {k: _jsonable(v) for k, v in (span.attributes or {}).items()},
                         "status": span.status.status_code.name,
+                        # a relay drain's producer span is a root linked to the emitters'
+                        "links": [
+                            {
+                                "trace_id": f"{link.context.trace_id:032x}",
+                                "span_id": f"{link.context.span_id:016x}",
+                            }
+                            for link in span.links or ()
+                        ],
                     },
                     default=str,
                 )

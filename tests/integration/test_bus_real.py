@@ -75,22 +75,32 @@ async def test_a_typed_event_crosses_processes_and_its_trace_continues(
     assert applied(data_dir, "traced") == 1
 
     spans_file = data_dir / "spans.jsonl"
-    spans = wait_until(
-        lambda: (
-            [json.loads(line) for line in spans_file.read_text().splitlines() if trace_id in line]
-            if spans_file.exists()
-            else None
-        ),
-        timeout=10,
-    )
+
+    def read() -> list[dict] | None:  # the trace's spans, and the relay span linked to it
+        if not spans_file.exists():
+            return None
+        lines = spans_file.read_text().splitlines()
+        found = [json.loads(line) for line in lines if trace_id in line]
+        return found if any(s["kind"] == "PRODUCER" for s in found) else None
+
+    spans = wait_until(read, timeout=10)
     by_id = {s["span_id"]: s for s in spans}
     consumer = next(s for s in spans if s["kind"] == "CONSUMER")
     assert consumer["service"] == "echo"
     assert consumer["parent_span_id"] == f"{publish_span.get_span_context().span_id:016x}"
-    # the follow-up event published through the outbox is still in the same trace
+    # the follow-up event published through the outbox is still in the same trace: its
+    # record carries the handler's span as parent, and the relay's producer span (one per
+    # drain, a root of its own) links to it
+    records = await read_topic(kafka, Topic.ALERT_RAISED.value, count=10_000, timeout=1.5)
+    relayed = next(r for r in records if str(decode(r.value).causation_id) == str(sent.event_id))  # type: ignore[union-attr]
+    traceparent = dict(relayed.headers)["traceparent"].decode()
+    assert traceparent.split("-")[1:3] == [trace_id, consumer["span_id"]]
     producers = [s for s in spans if s["kind"] == "PRODUCER"]
-    assert producers, "the relayed AlertRaised has no span in the trace"
-    assert all(s["trace_id"] == trace_id for s in by_id.values())
+    assert producers, "no relay span links to the relayed AlertRaised"
+    assert all(
+        {"trace_id": trace_id, "span_id": consumer["span_id"]} in s["links"] for s in producers
+    )
+    assert all(s["trace_id"] == trace_id for s in by_id.values() if s["kind"] != "PRODUCER")
 
 
 async def test_poison_goes_to_dlq_while_good_messages_pass(

@@ -130,28 +130,32 @@ def test_traces_continue_from_the_publisher_into_the_monitoring_process(loaded: 
     spans_file = loaded.data_dir / "spans.jsonl"
     trace_ids = {t for t, _ in loaded.publish_spans}
     publish_ids = {s for _, s in loaded.publish_spans}
-    spans = wait_until(
-        lambda: (
-            [
-                s
-                for line in spans_file.read_text().splitlines()
-                if (s := json.loads(line))["trace_id"] in trace_ids
-            ]
-            or None
-        ),
-        timeout=20,
-    )
-    consumers = [s for s in spans if s["kind"] == "CONSUMER"]
+
+    def ours(span: dict) -> bool:  # in the publisher's traces, or a relay span linked to them
+        return span["trace_id"] in trace_ids or any(
+            link["trace_id"] in trace_ids for link in span.get("links", ())
+        )
+
+    def read() -> list[dict] | None:
+        spans = [s for line in spans_file.read_text().splitlines() if ours(s := json.loads(line))]
+        return spans if any(s["kind"] == "PRODUCER" for s in spans) else None
+
+    spans = wait_until(read, timeout=20)
+    consumers = [s for s in spans if s["kind"] == "CONSUMER" and s["trace_id"] in trace_ids]
     assert consumers
     assert all(s["service"] == "monitoring" for s in consumers)
-    # the relayed DriftDetected/TrainingRequested publishes stay in the publisher's trace
-    producers = {s["span_id"] for s in spans if s["kind"] == "PRODUCER"}
+    consumer_ids = {s["span_id"] for s in consumers}
+    # the relayed DriftDetected/TrainingRequested publishes stay in the publisher's trace: each
+    # record carries its emitting handler's span as parent, and the relay's producer span (one
+    # per drain, a root of its own) links to those handler spans
+    producers = [s for s in spans if s["kind"] == "PRODUCER"]
     assert producers
+    assert all({link["span_id"] for link in s["links"]} & consumer_ids for s in producers)
     parents = {s["parent_span_id"] for s in consumers}
     assert parents & publish_ids  # children of the test process' publish spans
-    # and the rest are children of monitoring's own relayed publishes (it reads back the
+    # and the rest are children of monitoring's own handler spans (it reads back the
     # TrainingRequested it emitted, to learn the base model)
-    assert parents <= publish_ids | producers
+    assert parents <= publish_ids | consumer_ids
 
 
 def test_demo_stage_shows_drift_alert_and_decision(loaded: Loaded, monkeypatch, tmp_path) -> None:
