@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -134,18 +135,7 @@ class TracedKafkaBroker(KafkaBroker):
     ) -> None:
         producer = self._aiokafka_producer()
         if producer is None:
-            pending = [
-                await KafkaBroker.publish(
-                    self,
-                    value,
-                    topic,
-                    key=key.encode() if key else None,
-                    headers=dict(headers),
-                    no_confirm=True,
-                )
-                for topic, key, value, headers in records
-            ]
-            await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+            await publish_each(functools.partial(KafkaBroker.publish, self), records)
             return
         futures = [
             await producer.send(
@@ -202,3 +192,22 @@ def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
         settings.kafka_password or "",
         use_ssl=settings.kafka_security_protocol == "SASL_SSL",
     )
+
+
+async def publish_each(
+    publish: Callable[..., Any],
+    records: Sequence[tuple[str, str | None, bytes, dict[str, str]]],
+) -> None:
+    """Publish records one by one through a FastStream ``publish`` (no confirmation each),
+    then wait for them together: the path of brokers without a raw aiokafka producer."""
+    pending = [
+        await publish(
+            value,
+            topic,
+            key=key.encode() if key else None,
+            headers=dict(headers),
+            no_confirm=True,
+        )
+        for topic, key, value, headers in records
+    ]
+    await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))

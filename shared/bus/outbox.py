@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 
 from faststream.kafka import KafkaBroker
@@ -19,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from shared.background import BackgroundLoop
+from shared.bus.broker import publish_each
 from shared.bus.store import OutboxEntry
 from shared.storage.db import hold_write_lock
 
@@ -104,14 +104,4 @@ class OutboxRelay:
         if publish_records is not None:  # make_broker's: one span, no per-record command
             await publish_records(records)
             return
-        pending = [
-            await self.broker.publish(
-                value,
-                topic,
-                key=key.encode() if key else None,
-                headers=dict(headers),
-                no_confirm=True,
-            )
-            for topic, key, value, headers in records
-        ]
-        await asyncio.gather(*(p for p in pending if inspect.isawaitable(p)))
+        await publish_each(self.broker.publish, records)
