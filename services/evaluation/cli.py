@@ -19,6 +19,7 @@ import typer
 from shared.cli.common import (
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
+    NO_KEY_HINT,
     api_key,
     console,
     settings,
@@ -218,10 +219,17 @@ def live(
             timeout=10,
             headers={"Authorization": f"Bearer {key}"},
         )
-        response.raise_for_status()
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot list live models at {gateway}:[/] {exc}")
+        console.print(f"[red]cannot reach the gateway at {gateway}:[/] {exc}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    if response.status_code >= 400:  # the key refused (401/403) or a bad request: say so
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text
+        hint = f" ({NO_KEY_HINT})" if response.status_code == 401 else ""
+        console.print(f"[red]{response.status_code}:[/] {message}{hint}")
+        raise typer.Exit(EXIT_INVALID if response.status_code < 500 else EXIT_UNAVAILABLE)
     for model in response.json()["data"]:
         stdout_line(f"{model['id']}\t{','.join(model.get('versions', []))}")
 

@@ -97,6 +97,11 @@ async def test_a_viewer_credential_reads_and_gets_403_for_admin_commands(
                 break
             await asyncio.sleep(0.2)
         assert not await reads()
+        # a refused key is named as such, not as a gateway that cannot be reached
+        refused = await cli("models", "live", "--gateway", url, credentials=credential)
+        assert refused.exit_code == 2, refused.output
+        assert "401" in refused.output, refused.output
+        assert "cannot reach" not in refused.output, refused.output
     finally:
         server.should_exit = True
         await serving
