@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,19 @@ async def test_concurrent_erasures_and_ingests_never_find_the_database_locked(
     assert left == 0
 
 
+class _CountingPool(ThreadPoolExecutor):
+    """``hold_write_lock``'s waiter pool, counting the waits handed to it: a test knows the
+    relay is blocked on the lock (not merely past its publish) before the holder commits."""
+
+    waits = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        type(self).waits += 1
+        return super().submit(fn, *args, **kwargs)
+
+
 async def test_the_relay_waits_for_the_write_lock_off_the_event_loop_during_erasure(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A transaction holds the write lock across an ``await`` (as a bus handler's does) while
     the relay deletes what it published: the relay waits in a thread, the loop goes on, the
@@ -166,13 +178,19 @@ async def test_the_relay_waits_for_the_write_lock_off_the_event_loop_during_eras
             published.set()
 
     relay = OutboxRelay(Broker(), engine)  # type: ignore[arg-type]
+    monkeypatch.setattr(db, "_LOCK_WAITERS", _CountingPool(max_workers=1))
+    _CountingPool.waits = 0
     with Session(engine) as holder:
         # a handler's write in a worker thread: this transaction now holds the lock
         holder.add(InboxEntry(consumer="c", event_id="e", event_type="t"))
         await asyncio.to_thread(holder.flush)
         draining = asyncio.create_task(relay.drain())
         await published.wait()
-        await asyncio.sleep(0.2)  # the relay is at its delete now
+        for _ in range(1000):  # until the relay waits for the lock, in the pool's thread
+            if _CountingPool.waits:
+                break
+            await asyncio.sleep(0.01)
+        assert _CountingPool.waits == 1  # the relay is blocked at its delete now
         holder.commit()  # runs only if the relay's wait left the loop free
     assert await draining == 1
     with Session(engine) as session:
