@@ -98,6 +98,11 @@ def _up_detached(
                 if "admin API key" in line:
                     console.print(line)
             console.print(f"[bold green]llmops is up[/] (supervisor pid {proc.pid})")
+            hops = state.get("ephemeral_bootstrap")
+            if hops and hops != state.get("bootstrap"):
+                console.print(
+                    f"  Kafka at {state.get('bootstrap')}; serving hops in memory at {hops}"
+                )
             for p in state["processes"]:
                 console.print(f"  {p['label']:<16} http://127.0.0.1:{p['port']}")
             console.print(f"  logs             {log_dir}\nstop it with `llmops down`")
