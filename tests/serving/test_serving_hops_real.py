@@ -1,11 +1,11 @@
 """The serving hops on their own broker: the embedded stack's default layout, real brokers.
 
 A durable log (tansu on the s3 engine over the log store) and, beside it, a second tansu in
-memory (``EmbeddedLog(hot_bootstrap=...)``, as `llmops up` starts them). A real worker (its
-app in-process, a fake engine) and a gateway-style requester (the bus publishes the request,
-the ``ReplyRouter`` reads replies and heartbeats): the request, the replies and the heartbeats
-travel on the memory broker, the worker's copy of the result (``inference.completed``) lands
-on the durable log, and no topic is on the wrong broker.
+memory (``EmbeddedLog(hot_bootstrap=...)``, as `llmops up` starts them). A real worker and a
+real gateway (their apps in-process, a fake engine), a streamed completion over HTTP: the
+request, the chunk frames and the heartbeats travel on the memory broker, the worker's copy
+of the result (``inference.completed``) lands on the durable log, and no topic is on the
+wrong broker.
 """
 
 from __future__ import annotations
@@ -16,20 +16,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.serving.gateway.adapters.replies import ReplyRouter
-from services.serving.gateway.workers import WorkerDirectory
+from services.serving.gateway.app import build as build_gateway
+from services.serving.gateway.config import GatewaySettings
 from services.serving.wire import HEARTBEAT_TOPIC
 from services.serving.worker.app import build
 from services.serving.worker.config import WorkerSettings
-from shared.events import InferenceCompleted, InferenceRequested, decode
-from shared.runtime import build_runtime
-from shared.settings import ServiceSettings
+from shared.events import decode
 from shared.stack.log import EmbeddedLog
 from shared.topics import CANCEL_TOPIC, Topic
-from shared.wire import Chunk, create_channel, reply_topic
+from shared.wire import reply_topic
 from tests.serving.fakes import FakeLoader
 from tests.support.stack import free_port, read_topic, require_s3rver, until
 
@@ -82,62 +81,65 @@ async def test_request_and_replies_on_the_memory_broker_result_on_the_durable_lo
     worker_runtime, worker_app = build(worker_settings, loader=FakeLoader())
     assert worker_runtime.bus.hot_broker is not None  # the hops have a broker of their own
 
-    gateway = build_runtime(
-        ServiceSettings(**common, data_dir=tmp_path / "gateway"),  # type: ignore[arg-type]
-        "gateway",
+    admin_key = "llm-hops-0123456789abcdef"
+    _gateway_runtime, gateway = build_gateway(
+        GatewaySettings(
+            **common,  # type: ignore[arg-type]
+            data_dir=tmp_path / "gateway",
+            admin_key=admin_key,
+            id="gw-hops",
+        )
     )
     replies_topic = reply_topic("gw-hops")
-    await create_channel(hops, replies_topic)
-    directory = WorkerDirectory(30.0)
-    router = ReplyRouter(hops, replies_topic, HEARTBEAT_TOPIC, directory)
 
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(worker_app.start_lifespan_context())
         await until(worker_runtime.ready.is_set, timeout=60)
-        await gateway.broker.start()
-        stack.push_async_callback(gateway.broker.stop)
-        await gateway.bus.start()
-        stack.push_async_callback(gateway.bus.stop)
-        await router.start()
-        stack.push_async_callback(router.stop)
-
-        # the worker's heartbeats reach the gateway over the memory broker
-        worker_id = worker_runtime.state["worker_id"]
-        await until(
-            lambda: worker_id in {b.worker_id for b in directory.live(time.time())}, timeout=30
+        await stack.enter_async_context(gateway.router.lifespan_context(gateway))
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=gateway),
+                base_url="http://gw",
+                headers={"Authorization": f"Bearer {admin_key}"},
+                timeout=60,
+            )
         )
 
-        queue = router.open("r-hops")
+        # the worker's heartbeats reach the gateway over the memory broker: it lists the model
+        async def listed() -> bool:
+            models = (await http.get("/v1/models")).json().get("data", [])
+            return any(m["id"] == "m" for m in models)
+
+        deadline = time.monotonic() + 60
+        while not await listed():
+            assert time.monotonic() < deadline, "the worker's model never listed"
+            await asyncio.sleep(0.2)
         await asyncio.sleep(1.5)  # the worker's request consumer joins its group
-        request = InferenceRequested(
-            request_id="r-hops",
-            model="m",
-            prompt="one two three",
-            reply_to=replies_topic,
-            stream=True,
-        )
-        await gateway.bus.publish(request)
-        got: list[object] = []
-        while not any(isinstance(item, InferenceCompleted) for item in got):
-            got.append(await asyncio.wait_for(queue.get(), timeout=60))
-        assert any(isinstance(item, Chunk) for item in got)
-        done = got[-1]
-        assert isinstance(done, InferenceCompleted)
-        assert done.request_id == "r-hops"
+        # the request and its streamed chunks: on the memory broker
+        async with http.stream(
+            "POST",
+            "/v1/completions",
+            json={"model": "m", "prompt": "one two three", "max_tokens": 3, "stream": True},
+        ) as response:
+            assert response.status_code == 200
+            lines = [line async for line in response.aiter_lines() if line.startswith("data:")]
+        assert lines[-1] == "data: [DONE]"
+        assert len(lines) >= 3  # chunks, then the end
 
-    # the result's copy is on the durable log
-    completed = await read_topic(durable, Topic.INFERENCE_COMPLETED.value, count=1)
-    assert [decode(r.value).request_id for r in completed] == ["r-hops"]  # type: ignore[attr-defined]
-    # every topic on its broker: the hops in memory, their DLQs and the rest on the log
-    on_log, in_memory = await _topics(durable), await _topics(hops)
-    hop_names = {
-        Topic.INFERENCE_REQUESTED.value,
-        HEARTBEAT_TOPIC,
-        CANCEL_TOPIC,
-        replies_topic,
-    }
-    assert hop_names <= in_memory
-    assert not hop_names & on_log
-    assert {Topic.INFERENCE_COMPLETED.value, Topic.INFERENCE_REQUESTED.dlq} <= on_log
-    assert Topic.INFERENCE_COMPLETED.value not in in_memory
-    assert Topic.INFERENCE_REQUESTED.dlq not in in_memory
+        # the result's copy is on the durable log
+        completed = await read_topic(durable, Topic.INFERENCE_COMPLETED.value, count=1)
+        assert len(completed) == 1
+        assert decode(completed[0].value).model == "m"  # type: ignore[attr-defined]
+        # every topic on its broker: the hops in memory, their DLQs and the rest on the log
+        on_log, in_memory = await _topics(durable), await _topics(hops)
+        hop_names = {
+            Topic.INFERENCE_REQUESTED.value,
+            HEARTBEAT_TOPIC,
+            CANCEL_TOPIC,
+            replies_topic,
+        }
+        assert hop_names <= in_memory
+        assert not hop_names & on_log
+        assert {Topic.INFERENCE_COMPLETED.value, Topic.INFERENCE_REQUESTED.dlq} <= on_log
+        assert Topic.INFERENCE_COMPLETED.value not in in_memory
+        assert Topic.INFERENCE_REQUESTED.dlq not in in_memory
