@@ -29,7 +29,8 @@ from shared.deploy.authority import command_grants
 from shared.plugins import ProcessSpec, discover
 from shared.settings import ServiceSettings
 from shared.stack.log import EmbeddedLog
-from shared.topics import ensure_topics
+from shared.topics import CANCEL_TOPIC, ensure_topics
+from shared.wire import create_channel
 
 STATE_FILE = "stack.json"
 MAX_BACKOFF_S = 30.0
@@ -336,6 +337,14 @@ class Supervisor:
                         ephemeral_bootstrap=self.ephemeral_bootstrap,
                     )
                 )
+                if any(part.startswith("serving broker") for part in restarted):
+                    # a fresh broker in memory: the cancel channel again; the reply topics
+                    # are their requesters' (created at their start), their requests lost
+                    asyncio.run(create_channel(self.ephemeral_bootstrap, CANCEL_TOPIC))
+                    self.console.print(
+                        "[yellow]the serving hops' broker lost what it held (in memory by "
+                        "design); restart serving and labeling if replies stop[/]"
+                    )
                 self.write_state(ready=True)
             for child in self.children:
                 assert child.proc is not None
