@@ -19,7 +19,7 @@ from opentelemetry import propagate, trace
 from shared.authority import Signer, signer_for
 from shared.events import Event, EventDecodeError, decode
 from shared.settings import ServiceSettings
-from shared.topics import Topic
+from shared.topics import Topic, bootstrap_for
 
 _tracer = trace.get_tracer("llmops.client")
 
@@ -34,21 +34,38 @@ class PlatformClient:
         # (LLMOPS_CREDENTIALS, from `llmops keys create`), else the admin key's signing key
         self.signer = signer or signer_for(settings, user=True)
         self._producer: AIOKafkaProducer | None = None
+        # bootstrap -> producer: the serving hops' broker gets its own on first use
+        self._producers: dict[str, AIOKafkaProducer] = {}
 
-    async def __aenter__(self) -> Self:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+    def _new_producer(self, bootstrap: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
             acks="all",
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=15_000,
             **self.settings.kafka_client_options(),  # type: ignore[arg-type]
         )
+
+    async def __aenter__(self) -> Self:
+        self._producer = self._new_producer(self.settings.bootstrap_servers)
         await self._producer.start()
+        self._producers = {self.settings.bootstrap_servers: self._producer}
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
+        for producer in self._producers.values():
+            await producer.stop()
+        self._producers = {}
+
+    async def _producer_for(self, topic: str) -> AIOKafkaProducer:
+        """The producer of the broker that carries ``topic`` (``bootstrap_for``)."""
+        bootstrap = bootstrap_for(topic, self.settings)
+        producer = self._producers.get(bootstrap)
+        if producer is None:
+            producer = self._new_producer(bootstrap)
+            await producer.start()
+            self._producers[bootstrap] = producer
+        return producer
 
     async def publish(
         self, event: Event, *, topic: Topic | None = None, key: str | None = None
@@ -71,7 +88,8 @@ class PlatformClient:
                 ("event_type", event.EVENT_TYPE.encode()),
                 ("schema_version", str(event.SCHEMA_VERSION).encode()),
             ]
-            await self._producer.send_and_wait(
+            producer = await self._producer_for(target.value)
+            await producer.send_and_wait(
                 target.value, event.to_bytes(), key=key.encode() if key else None, headers=headers
             )
         return event
@@ -87,7 +105,7 @@ class PlatformClient:
         """Yield decoded events (or raw records) of a topic until ``timeout_s`` of silence."""
         name = topic.value if isinstance(topic, Topic) else topic
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            bootstrap_servers=bootstrap_for(name, self.settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",

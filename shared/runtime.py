@@ -49,6 +49,11 @@ class Runtime:
     # the API key registry view the bus checks user-signed commands against (None: no checks)
     keys: KeyRegistry | None = None
 
+    def broker_for(self, topic: str) -> KafkaBroker:
+        """The broker that carries ``topic`` (``shared.topics.bootstrap_for``): the serving
+        hops' second broker when it exists (started and stopped by the bus), else ``broker``."""
+        return self.bus.broker_for(topic)
+
 
 _gc_tuned = False
 
@@ -85,6 +90,13 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         log_format=settings.log_format,
     )
     broker = make_broker(settings, client_id=service)
+    # the serving hops (shared.topics.is_ephemeral) on a broker of their own when they live
+    # elsewhere (the embedded stack's in-memory broker beside the durable log)
+    hot_broker = (
+        make_broker(settings, client_id=service, bootstrap=settings.ephemeral_bootstrap_servers)
+        if settings.ephemeral_bootstrap_servers != settings.bootstrap_servers
+        else None
+    )
     engine = (
         engine_for(
             settings.database_url_for(service),
@@ -112,6 +124,7 @@ def build_runtime(settings: ServiceSettings, service: str, *, database: bool = T
         signer=signer_for(settings),
         verifier=Verifier(settings, users=keys) if settings.require_authority else None,
         transit=transit,  # a raw hop's dead letters keep their bytes there, not in the DLQ
+        hot_broker=hot_broker,
     )
     if settings.require_authority and not settings.authority_signing_key():
         log.warning(

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDED_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_EMBEDDED_EPHEMERAL_BOOTSTRAP = "127.0.0.1:9093"
 ADMIN_KEY_HASH_FILE = "admin-key.sha256"
 """The root key's sha256, in the authority folder (compose's authority-init writes it)."""
 
@@ -33,6 +34,14 @@ class ServiceSettings(BaseSettings):
         None,
         validation_alias=_env("LLMOPS_KAFKA_BOOTSTRAP"),
         description="Kafka bootstrap servers; unset means the embedded broker.",
+    )
+    kafka_ephemeral_bootstrap: str | None = Field(
+        None,
+        validation_alias=_env("LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP"),
+        description="Bootstrap servers of the serving hops (inference requests, reply topics, "
+        "cancels, worker heartbeats: `shared.topics.is_ephemeral`); unset means the main "
+        "bootstrap (one Kafka cluster carries every topic). `llmops up` sets it to its "
+        "in-memory broker when the embedded log is durable.",
     )
     kafka_security_protocol: str = Field(
         "PLAINTEXT",
@@ -60,15 +69,23 @@ class ServiceSettings(BaseSettings):
         validation_alias=_env("LLMOPS_EMBEDDED_BOOTSTRAP"),
         description="Listener of the embedded broker that `llmops up` starts.",
     )
+    embedded_ephemeral_bootstrap: str = Field(
+        DEFAULT_EMBEDDED_EPHEMERAL_BOOTSTRAP,
+        validation_alias=_env("LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP"),
+        description="Listener of the embedded stack's second broker, in memory, that carries "
+        "the serving hops when the embedded log is durable (docs/backbone.md).",
+    )
     embedded_log: str = Field(
-        "memory",
+        "durable",
         validation_alias=_env("LLMOPS_EMBEDDED_LOG"),
         description="Where the embedded broker keeps its log: `durable` (tansu's s3 engine on a "
         "local file-backed store under <data_dir>/log, kept across `llmops down`/`up` and "
         "crashes; objects encrypted under <data_dir>/keys/log-store.key, record batches deleted "
         "past their topic's retention.ms; needs Node.js and `make setup`, else the log falls "
-        "back to memory and `up` says so) or `memory` (lost on `down`; the default until tansu's "
-        "fetch reads the tail of a long partition within a consumer's wait). docs/backbone.md.",
+        "back to memory and `up` says so; the default) or `memory` (lost on `down`). With "
+        "`durable`, the serving hops run on a second broker in memory "
+        "(LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP): tansu's fetch on the durable log stalls at the "
+        "tail of long partitions read with short waits. docs/backbone.md.",
     )
     kafka_session_timeout_ms: int | None = Field(
         None,
@@ -289,7 +306,19 @@ class ServiceSettings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
+        """The main (durable) log: every topic but the serving hops."""
         return self.kafka_bootstrap or self.embedded_bootstrap
+
+    @property
+    def ephemeral_bootstrap_servers(self) -> str:
+        """Where the serving hops travel (``shared.topics.bootstrap_for`` routes by topic):
+        LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP, else the Kafka cluster's one bootstrap; on the
+        embedded stack, its in-memory broker when the log is durable, else the one broker."""
+        if self.kafka_bootstrap:
+            return self.kafka_ephemeral_bootstrap or self.kafka_bootstrap
+        if self.embedded_log == "durable":
+            return self.embedded_ephemeral_bootstrap
+        return self.embedded_bootstrap
 
     def kafka_client_options(self) -> dict[str, str]:
         """Security keyword arguments for raw aiokafka clients (empty on PLAINTEXT)."""

@@ -16,6 +16,10 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".dlq"
+# Serving's channels beside the catalogue: a requester's reply topic (``shared.wire``) and
+# the cancel channel every worker reads. Both are serving hops (``is_ephemeral``).
+REPLY_PREFIX = "llmops.inference.replies."
+CANCEL_TOPIC = "llmops.inference.cancels"
 
 
 class Topic(StrEnum):
@@ -87,6 +91,10 @@ class TopicSpec:
     retention_ms: int | None = None  # short retention for the hops that carry raw text
     raw_text: bool = False  # carries raw text: its DLQ keeps a claim check, not the bytes
     compacted: bool = False  # keep the latest record per key for good (state, not a log)
+    # request/reply hop: lives on the in-memory broker of the embedded stack (tansu's
+    # durable fetch stalls at the tail of long partitions read with short waits:
+    # docs/backbone.md); on a Kafka cluster the same cluster. Its DLQ stays on the main log.
+    ephemeral: bool = False
 
 
 # Hops that carry raw text (personal data) keep it an hour at most, and so do their DLQs.
@@ -132,9 +140,10 @@ SPECS: dict[Topic, TopicSpec] = {
         ev.InferenceRequested,
         6,
         "request_id",
-        "Gateway -> workers (raw, short retention).",
+        "Gateway -> workers (raw, short retention; in memory on the embedded stack).",
         retention_ms=RAW_RETENTION_MS,
         raw_text=True,
+        ephemeral=True,
     ),
     Topic.INFERENCE_COMPLETED: TopicSpec(
         ev.InferenceCompleted,
@@ -156,8 +165,9 @@ SPECS: dict[Topic, TopicSpec] = {
         ev.WorkerHeartbeat,
         1,
         "worker_id",
-        "Serving workers' liveness and served versions.",
+        "Serving workers' liveness and served versions (in memory on the embedded stack).",
         retention_ms=600_000,
+        ephemeral=True,
     ),
     Topic.DRIFT_DETECTED: TopicSpec(ev.DriftDetected, 1, "model_name", "Drift alerts."),
     Topic.ALERT_RAISED: TopicSpec(ev.AlertRaised, 1, "name", "SLO and health alerts."),
@@ -176,6 +186,25 @@ SPECS: dict[Topic, TopicSpec] = {
         "Labeling project changes (signed commands).",
     ),
 }
+
+
+_EPHEMERAL = frozenset(t.value for t, spec in SPECS.items() if spec.ephemeral)
+
+
+def is_ephemeral(name: str) -> bool:
+    """Whether topic ``name`` is a serving hop: a catalogue topic marked ``ephemeral``, a
+    reply topic (``llmops.inference.replies.<id>``) or the cancel channel. DLQ twins are
+    not: dead letters are rare and kept on the main log."""
+    return name in _EPHEMERAL or name == CANCEL_TOPIC or name.startswith(REPLY_PREFIX)
+
+
+def bootstrap_for(name: str, settings: ServiceSettings) -> str:
+    """The bootstrap servers that carry topic ``name``: the serving hops' broker for an
+    ephemeral topic, the main log for every other (one and the same on a Kafka cluster
+    unless LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP is set, and on an embedded log in memory)."""
+    if is_ephemeral(name):
+        return settings.ephemeral_bootstrap_servers
+    return settings.bootstrap_servers
 
 
 def all_topic_names() -> list[tuple[str, int]]:
@@ -206,13 +235,35 @@ async def ensure_topics(
     extra: list[tuple[str, int]] | None = None,
     timeout_s: float = 30.0,
     client_options: dict[str, str] | None = None,
+    ephemeral_bootstrap: str | None = None,
 ) -> list[str]:
     """Create every missing topic (and DLQ twin); returns the ones created. Idempotent.
 
+    ``ephemeral_bootstrap``: where the serving hops live (``is_ephemeral``) when it is not
+    ``bootstrap``: they are created there, every other topic on ``bootstrap``.
     ``client_options``: SASL keyword arguments; by default those of the environment's
     settings (``LLMOPS_KAFKA_SECURITY_PROTOCOL`` ...), empty on the embedded broker.
     """
     wanted = all_topic_names() + (extra or [])
+    if ephemeral_bootstrap and ephemeral_bootstrap != bootstrap:
+        hot = [(name, parts) for name, parts in wanted if is_ephemeral(name)]
+        cold = [(name, parts) for name, parts in wanted if not is_ephemeral(name)]
+        created = await _create_topics(
+            bootstrap, cold, replication_factor, timeout_s, client_options
+        )
+        return created + await _create_topics(
+            ephemeral_bootstrap, hot, replication_factor, timeout_s, client_options
+        )
+    return await _create_topics(bootstrap, wanted, replication_factor, timeout_s, client_options)
+
+
+async def _create_topics(
+    bootstrap: str,
+    wanted: list[tuple[str, int]],
+    replication_factor: int,
+    timeout_s: float,
+    client_options: dict[str, str] | None,
+) -> list[str]:
     options = ServiceSettings().kafka_client_options() if client_options is None else client_options
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,

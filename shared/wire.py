@@ -27,10 +27,10 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from shared.events import Event, decode
 from shared.events.serving import CHUNKS_KIND, InferenceChunk
 from shared.settings import kafka_client_options
+from shared.topics import REPLY_PREFIX
 
 log = logging.getLogger(__name__)
 
-REPLY_PREFIX = "llmops.inference.replies."
 REPLY_RETENTION_MS = 600_000
 REPLY_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"  # Kafka topic characters, short
 _REPLY_ID = re.compile(REPLY_ID_PATTERN)
@@ -124,7 +124,8 @@ def decode_reply(frame: bytes) -> list[Chunk] | Event:
 
 
 async def create_channel(bootstrap: str, name: str, replication_factor: int = 1) -> None:
-    """A one-partition topic with short retention (a reply topic, the cancel channel)."""
+    """A one-partition topic with short retention (a reply topic, the cancel channel), on
+    ``bootstrap``: the serving hops' (``shared.topics.bootstrap_for(name, settings)``)."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         request_timeout_ms=10_000,

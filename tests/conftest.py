@@ -17,6 +17,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # tested where it is the subject (tests/security/test_authority*.py, which turn it on);
 # run a module with LLMOPS_REQUIRE_AUTHORITY=true to exercise it through real processes.
 os.environ.setdefault("LLMOPS_REQUIRE_AUTHORITY", "false")
+# The embedded log's default is durable (a second, in-memory broker beside it carries the
+# serving hops). Tests run in memory with one broker, as their shared brokers do, unless the
+# log is their subject: tests/backbone/test_down_up.py and the e2e demo run the default
+# (``default_embedded_log``).
+os.environ.setdefault("LLMOPS_EMBEDDED_LOG", "memory")
 
 PG_URL = os.environ.get("LLMOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -25,6 +25,7 @@ from services.labeling.service import ConflictError, Labeling, NotFoundError
 from services.labeling.suggester import ModelSuggester
 from shared.runtime import Runtime, build_runtime, health, key_registry
 from shared.telemetry import prometheus_payload, shutdown_telemetry
+from shared.topics import bootstrap_for
 from shared.wire import create_channel, reply_topic
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,10 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
         on_tasks=suggester.kick,
     )
     handlers.register_replies(
-        runtime.broker, replies, suggester, fetch_max_wait_ms=settings.fetch_max_wait_ms
+        runtime.broker_for(replies),
+        replies,
+        suggester,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     runtime.checks["model_suggestions"] = suggester.alive
     registry = key_registry(runtime)  # the platform's API keys (annotator role and above)
@@ -56,7 +60,7 @@ def build(settings: LabelingSettings | None = None) -> tuple[Runtime, FastAPI]:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await create_channel(settings.bootstrap_servers, replies, settings.replication_factor)
+        await create_channel(bootstrap_for(replies, settings), replies, settings.replication_factor)
         await runtime.broker.start()
         await runtime.bus.start()
         await suggester.start()

@@ -47,6 +47,7 @@ def build(
         raise_alerts,
         settings.slo_lag,
         settings.slo_dlq_growth,
+        ephemeral_bootstrap=settings.ephemeral_bootstrap_servers,
     )
     runtime.checks["embedder"] = lambda: service.embedder is not None or not settings.embeddings
     keys = key_registry(runtime)  # the platform's API keys: approvals need an operator key

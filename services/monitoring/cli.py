@@ -19,6 +19,7 @@ from shared.cli.common import (
     out,
     run,
     stdout_line,
+    with_stack,
 )
 
 monitor = typer.Typer(help="Monitoring: windows, alerts, drift and retraining decisions.")
@@ -27,7 +28,7 @@ UrlOpt = Annotated[str | None, typer.Option(help="Monitoring URL (default: local
 
 
 def _settings() -> MonitoringSettings:
-    return MonitoringSettings(service_name="cli", log_format="text")
+    return with_stack(MonitoringSettings(service_name="cli", log_format="text"))
 
 
 def _base(url: str | None) -> str:
@@ -72,7 +73,8 @@ def trace(
     except ValueError:
         console.print(f"[red]not a correlation id (UUID):[/] {correlation_id!r}")
         raise typer.Exit(EXIT_INVALID) from None
-    rows = run(collect(_settings().bootstrap_servers, wanted))
+    cfg = _settings()
+    rows = run(collect(cfg.bootstrap_servers, wanted, cfg.ephemeral_bootstrap_servers))
     if as_json:
         for row in rows:
             stdout_line(json.dumps(row))

@@ -62,9 +62,19 @@ class PipelinePoller:
     """Polls the broker every ``interval_s``; keeps a short history for the dashboards."""
 
     def __init__(
-        self, bootstrap: str, interval_s: float, on_breach: Any, max_lag: int, dlq_growth: int
+        self,
+        bootstrap: str,
+        interval_s: float,
+        on_breach: Any,
+        max_lag: int,
+        dlq_growth: int,
+        *,
+        ephemeral_bootstrap: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # the serving hops' broker (in memory on the embedded stack): lag on
+        # inference.requested is read there
+        self.ephemeral_bootstrap = ephemeral_bootstrap
         self.interval_s = interval_s
         self.on_breach = on_breach
         self.max_lag = max_lag
@@ -73,7 +83,11 @@ class PipelinePoller:
         self._task: asyncio.Task[None] | None = None
 
     async def poll_once(self) -> dict[str, Any]:
-        current = snapshot(await topic_offsets(self.bootstrap), await consumer_lag(self.bootstrap))
+        hot = self.ephemeral_bootstrap
+        current = snapshot(
+            await topic_offsets(self.bootstrap, hot),
+            await consumer_lag(self.bootstrap, ephemeral_bootstrap=hot),
+        )
         previous = self.history[-1] if self.history else None
         self.history.append(current)
         for topic, count in current["messages"].items():

@@ -10,11 +10,26 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from shared.bus.offsets import log_end_offsets
 from shared.events import EventDecodeError, decode
 from shared.settings import kafka_client_options
-from shared.topics import Topic
+from shared.topics import Topic, is_ephemeral
 
 
-async def collect(bootstrap: str, correlation_id: uuid.UUID) -> list[dict[str, Any]]:
-    """Read every catalogue topic from its start to its current end (one consumer, no group)."""
+async def collect(
+    bootstrap: str, correlation_id: uuid.UUID, ephemeral_bootstrap: str | None = None
+) -> list[dict[str, Any]]:
+    """Read every catalogue topic from its start to its current end (one consumer, no group
+    per broker: the serving hops on ``ephemeral_bootstrap`` when they live apart)."""
+    if not ephemeral_bootstrap or ephemeral_bootstrap == bootstrap:
+        found = await _collect(bootstrap, correlation_id, set(Topic))
+    else:
+        hot = {t for t in Topic if is_ephemeral(t.value)}
+        found = await _collect(bootstrap, correlation_id, set(Topic) - hot)
+        found += await _collect(ephemeral_bootstrap, correlation_id, hot)
+    return sorted(found, key=lambda r: (r["occurred_at"], r["topic"]))
+
+
+async def _collect(
+    bootstrap: str, correlation_id: uuid.UUID, topics: set[Topic]
+) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -28,7 +43,7 @@ async def collect(bootstrap: str, correlation_id: uuid.UUID) -> list[dict[str, A
         parts = [
             TopicPartition(t.value, p)
             for t in Topic
-            if t.value in names
+            if t in topics and t.value in names
             for p in sorted(consumer.partitions_for_topic(t.value) or ())
         ]
         if not parts:
@@ -56,7 +71,7 @@ async def collect(bootstrap: str, correlation_id: uuid.UUID) -> list[dict[str, A
                         found.append(_row(tp.topic, event, record))
     finally:
         await consumer.stop()
-    return sorted(found, key=lambda r: (r["occurred_at"], r["topic"]))
+    return found
 
 
 def _row(topic: str, event: Any, record: Any) -> dict[str, Any]:

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.topics import Topic, ensure_topics
+from shared.topics import CANCEL_TOPIC, Topic, ensure_topics
 from shared.wire import create_channel
 
 HEARTBEAT_TOPIC = Topic.WORKER_HEARTBEAT.value
 # Gateways ask workers to stop a generation nobody reads any more (client gone). Every worker
 # reads every cancel (no group); the one generating that request aborts it in its engine.
-CANCEL_TOPIC = "llmops.inference.cancels"
+# The topic's name lives in shared.topics: it is a serving hop (``bootstrap_for``).
 CANCEL_KIND = b"llmops.inference.cancel"
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,12 @@ def cancelled_request(frame: bytes) -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
-async def ensure_serving_topics(bootstrap: str, replication_factor: int = 1) -> None:
-    await ensure_topics(bootstrap, replication_factor=replication_factor)
-    await create_channel(bootstrap, CANCEL_TOPIC, replication_factor)
+async def ensure_serving_topics(
+    bootstrap: str, replication_factor: int = 1, *, ephemeral_bootstrap: str | None = None
+) -> None:
+    """Every catalogue topic on its broker, and the cancel channel on the serving hops'
+    (``ephemeral_bootstrap``, default ``bootstrap``)."""
+    await ensure_topics(
+        bootstrap, replication_factor=replication_factor, ephemeral_bootstrap=ephemeral_bootstrap
+    )
+    await create_channel(ephemeral_bootstrap or bootstrap, CANCEL_TOPIC, replication_factor)

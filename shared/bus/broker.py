@@ -158,15 +158,18 @@ class TracedKafkaBroker(KafkaBroker):
         return producer if isinstance(producer, AIOKafkaProducer) else None
 
 
-def make_broker(settings: ServiceSettings, client_id: str | None = None) -> KafkaBroker:
+def make_broker(
+    settings: ServiceSettings, client_id: str | None = None, *, bootstrap: str | None = None
+) -> KafkaBroker:
     """A broker with acks=all and the platform's messaging telemetry (spans, metrics and
-    consumer lag on every subscriber and publish: ``TracedKafkaBroker``).
+    consumer lag on every subscriber and publish: ``TracedKafkaBroker``), on ``bootstrap``
+    (default: the main log's, ``settings.bootstrap_servers``).
 
     No idempotent producer and no transactions: they are not portable across the Kafka
     implementations we run on. Delivery is at-least-once and consumers are idempotent.
     """
     return TracedKafkaBroker(
-        settings.bootstrap_servers,
+        bootstrap or settings.bootstrap_servers,
         client_id=client_id or settings.service_name,
         acks="all",
         enable_idempotence=False,

@@ -44,7 +44,7 @@ from shared.events.monitoring import AuditRecorded
 from shared.events.registry import EventDecodeError, decode
 from shared.storage.artifacts import ArtifactStore
 from shared.storage.db import hold_write_lock
-from shared.topics import Topic
+from shared.topics import Topic, is_ephemeral
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +94,12 @@ class EventBus:
         signer: Signer | None = None,
         verifier: Verifier | None = None,
         transit: ArtifactStore | None = None,
+        hot_broker: KafkaBroker | None = None,
     ) -> None:
         self.broker = broker
+        # the serving hops' broker (``shared.topics.is_ephemeral``: in memory on the
+        # embedded stack) when it is not ``broker``; started and stopped with the bus
+        self.hot_broker = hot_broker
         # where a raw hop's dead letters keep their bytes (None: LLMOPS_TRANSIT_URL, on use)
         self.transit = transit
         self.engine = engine
@@ -106,8 +110,17 @@ class EventBus:
         self.session_timeout_ms = session_timeout_ms
         self.signer = signer  # signs the commands this service issues
         self.verifier = verifier  # None: commands are not checked (LLMOPS_REQUIRE_AUTHORITY=0)
-        self.relay = OutboxRelay(broker, engine) if engine is not None else None
+        self.relay = (
+            OutboxRelay(broker, engine, hot_broker=hot_broker) if engine is not None else None
+        )
         self.groups: dict[str, set[str]] = {}  # consumer group -> topics, for lag reports
+
+    def broker_for(self, topic: str) -> KafkaBroker:
+        """The broker that carries ``topic``: the serving hops' for an ephemeral topic (a
+        DLQ twin is not one: dead letters stay on the main log), else the main one."""
+        if self.hot_broker is not None and is_ephemeral(topic):
+            return self.hot_broker
+        return self.broker
 
     # -- subscribing -------------------------------------------------------------------
     def subscribe(
@@ -156,7 +169,7 @@ class EventBus:
             await self._consume_batch(topic, group_id, handler, records, idempotent=idempotent)
 
         consume.__name__ = getattr(handler, "__name__", "consume")
-        return self.broker.subscriber(
+        return self.broker_for(topic.value).subscriber(
             topic.value,
             group_id=group_id,
             ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -459,7 +472,7 @@ class EventBus:
             event = self.signer.sign_command(event)
         target = topic or Topic.for_event(event)
         key = key if key is not None else event_key(event, target)
-        await self.broker.publish(
+        await self.broker_for(target.value).publish(
             event.to_bytes(),
             target.value,
             key=key.encode() if key else None,
@@ -480,6 +493,8 @@ class EventBus:
             self.relay.kick()
 
     async def start(self) -> None:
+        if self.hot_broker is not None:  # the main broker is started by its app
+            await self.hot_broker.start()
         if self.relay is not None:
             await self.relay.start()
             self.relay.kick()  # rows left by a previous run go out first
@@ -487,6 +502,8 @@ class EventBus:
     async def stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
+        if self.hot_broker is not None:
+            await self.hot_broker.stop()
 
 
 _INBOX = InboxEntry.__table__  # type: ignore[attr-defined]

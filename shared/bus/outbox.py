@@ -21,6 +21,7 @@ from shared.background import BackgroundLoop
 from shared.bus.broker import publish_each
 from shared.bus.store import OutboxEntry
 from shared.storage.db import hold_write_lock
+from shared.topics import is_ephemeral
 
 log = logging.getLogger(__name__)
 _TABLE: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
@@ -35,8 +36,11 @@ class OutboxRelay:
         batch: int = 500,
         poll_s: float = 1.0,
         linger_s: float = 0.002,
+        hot_broker: KafkaBroker | None = None,
     ) -> None:
         self.broker = broker
+        # the serving hops' broker (``shared.topics.is_ephemeral``), when not ``broker``
+        self.hot_broker = hot_broker
         self.engine = engine
         self.batch = batch
         self.poll_s = poll_s
@@ -100,8 +104,21 @@ class OutboxRelay:
                         return sent
 
     async def _publish(self, records: list[tuple[str, str | None, bytes, dict[str, str]]]) -> None:
-        publish_records = getattr(self.broker, "publish_records", None)
-        if publish_records is not None:  # make_broker's: one span, no per-record command
-            await publish_records(records)
+        if self.hot_broker is not None and any(is_ephemeral(r[0]) for r in records):
+            hot = [r for r in records if is_ephemeral(r[0])]  # each broker keeps row order
+            await _publish_on(self.broker, [r for r in records if not is_ephemeral(r[0])])
+            await _publish_on(self.hot_broker, hot)
             return
-        await publish_each(self.broker.publish, records)
+        await _publish_on(self.broker, records)
+
+
+async def _publish_on(
+    broker: KafkaBroker, records: list[tuple[str, str | None, bytes, dict[str, str]]]
+) -> None:
+    if not records:
+        return
+    publish_records = getattr(broker, "publish_records", None)
+    if publish_records is not None:  # make_broker's: one span, no per-record command
+        await publish_records(records)
+        return
+    await publish_each(broker.publish, records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from shared.authority import CredentialError, api_key_for
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
+S = TypeVar("S", bound=ServiceSettings)
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, highlight=False)
@@ -24,7 +26,25 @@ EXIT_UNAVAILABLE = 3
 
 
 def settings() -> ServiceSettings:
-    return ServiceSettings(service_name="cli", log_format="text")
+    return with_stack(ServiceSettings(service_name="cli", log_format="text"))
+
+
+def with_stack(cfg: S) -> S:
+    """``cfg`` with the serving hops' broker of the running embedded stack, as `llmops up`
+    recorded it in stack.json (its in-memory broker, or the one broker when the log fell
+    back to memory); unchanged on a Kafka cluster or without a running stack."""
+    if cfg.kafka_bootstrap:
+        return cfg
+    try:
+        state = json.loads((cfg.data_dir / "stack.json").read_text())
+    except (OSError, ValueError):
+        return cfg
+    hot = state.get("ephemeral_bootstrap") if isinstance(state, dict) else None
+    if not isinstance(hot, str) or not hot:
+        return cfg
+    if hot == cfg.bootstrap_servers:  # one broker carries every topic
+        return cfg.model_copy(update={"embedded_log": "memory"})
+    return cfg.model_copy(update={"embedded_ephemeral_bootstrap": hot})
 
 
 NO_KEY_HINT = (
@@ -56,13 +76,19 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except KafkaConnectionError as exc:
         console.print(
-            f"[red]cannot reach Kafka at {settings().bootstrap_servers}:[/] {exc}\n"
+            f"[red]cannot reach Kafka at {_brokers(settings())}:[/] {exc}\n"
             "Start the stack with `llmops up --detach`, or set LLMOPS_KAFKA_BOOTSTRAP."
         )
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     except CredentialError as exc:  # LLMOPS_CREDENTIALS names a file that cannot sign
         console.print(f"[red]credential:[/] {exc}")
         raise typer.Exit(EXIT_INVALID) from None
+
+
+def _brokers(cfg: ServiceSettings) -> str:
+    hot = cfg.ephemeral_bootstrap_servers
+    main = cfg.bootstrap_servers
+    return main if hot == main else f"{main} (serving hops: {hot})"
 
 
 def stdout_line(text: str) -> None:

@@ -157,7 +157,8 @@ def dlq_line(item: Any, transit: ArtifactStore | None) -> dict[str, Any]:
 
 def topics(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Topics with their partitions and message counts."""
-    data = run(topic_offsets(settings().bootstrap_servers))
+    cfg = settings()
+    data = run(topic_offsets(cfg.bootstrap_servers, cfg.ephemeral_bootstrap_servers))
     if json_output:
         stdout_line(json.dumps(data))
         return

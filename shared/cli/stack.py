@@ -28,6 +28,7 @@ from shared.stack.supervisor import (
     read_state,
     stop_detached,
 )
+from shared.topics import is_ephemeral
 
 
 def up(
@@ -97,6 +98,11 @@ def _up_detached(
                 if "admin API key" in line:
                     console.print(line)
             console.print(f"[bold green]llmops is up[/] (supervisor pid {proc.pid})")
+            hops = state.get("ephemeral_bootstrap")
+            if hops and hops != state.get("bootstrap"):
+                console.print(
+                    f"  Kafka at {state.get('bootstrap')}; serving hops in memory at {hops}"
+                )
             for p in state["processes"]:
                 console.print(f"  {p['label']:<16} http://127.0.0.1:{p['port']}")
             console.print(f"  logs             {log_dir}\nstop it with `llmops down`")
@@ -152,6 +158,12 @@ def _say_where_the_log_lives(state: dict[str, Any]) -> None:
         return  # an external Kafka cluster keeps its own log
     if log.get("durable"):
         console.print(f"event log kept in {log['path']}: `llmops up` resumes from it")
+        if serving := log.get("serving_broker"):
+            console.print(
+                f"serving hops ({', '.join(SERVING_HOPS)}) in memory on "
+                f"{serving['bootstrap']} by design: not kept across `down`; a request in "
+                "flight ends with its HTTP caller, and inference results are on the log"
+            )
     else:
         console.print(
             "[bold yellow]the embedded event log is in memory and NOT durable[/] "
@@ -159,8 +171,17 @@ def _say_where_the_log_lives(state: dict[str, Any]) -> None:
         )
 
 
+SERVING_HOPS = ("inference.requested", "inference replies", "cancels", "worker.heartbeat")
+
+
 def _drain(cfg: ServiceSettings, wait: float) -> dict[str, int]:
-    groups = reported_groups(process_health(cfg))  # the running services' own groups
+    # the running services' own groups, on the durable log: the serving hops are in memory
+    # by design (waiting for them keeps nothing: their requests' callers are gone with `down`)
+    groups = {
+        group: kept
+        for group, topics in reported_groups(process_health(cfg)).items()
+        if (kept := [t for t in topics if not is_ephemeral(t)]) or not topics
+    }
 
     def progress(lagging: dict[str, int], left: float) -> None:
         console.print(
@@ -180,12 +201,21 @@ def status(json_output: Annotated[bool, typer.Option("--json")] = False) -> None
     cfg = settings()
     rows = process_health(cfg)
     try:
-        lag = run(consumer_lag(cfg.bootstrap_servers, reported_groups(rows)))
+        lag = run(
+            consumer_lag(
+                cfg.bootstrap_servers, reported_groups(rows), cfg.ephemeral_bootstrap_servers
+            )
+        )
     except typer.Exit:
         lag = {}
     log = (read_state(cfg) or {}).get("embedded_log")
     if json_output:
-        report = {"bootstrap": cfg.bootstrap_servers, "processes": rows, "lag": lag}
+        report = {
+            "bootstrap": cfg.bootstrap_servers,
+            "ephemeral_bootstrap": cfg.ephemeral_bootstrap_servers,
+            "processes": rows,
+            "lag": lag,
+        }
         stdout_line(json.dumps({**report, "embedded_log": log}))
     else:
         table = Table("process", "status", "url", "pid", "restarts", "consumer lag")

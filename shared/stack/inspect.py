@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,6 +13,17 @@ from shared.bus.offsets import log_end_offsets
 from shared.plugins import process_by_label, processes
 from shared.settings import ServiceSettings
 from shared.stack.supervisor import read_state
+from shared.topics import is_ephemeral
+
+TopicFilter = Callable[[str], bool]
+
+
+def _split(bootstrap: str, ephemeral_bootstrap: str | None) -> list[tuple[str, TopicFilter]]:
+    """Each broker to read with the topics it carries: the main log every topic but the
+    serving hops, the serving hops' broker those (one broker: every topic)."""
+    if not ephemeral_bootstrap or ephemeral_bootstrap == bootstrap:
+        return [(bootstrap, lambda _name: True)]
+    return [(bootstrap, lambda name: not is_ephemeral(name)), (ephemeral_bootstrap, is_ephemeral)]
 
 
 def _security() -> dict[str, Any]:
@@ -19,14 +31,24 @@ def _security() -> dict[str, Any]:
     return dict(ServiceSettings().kafka_client_options())
 
 
-async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
-    """topic -> {partitions, messages} (end minus beginning offsets)."""
+async def topic_offsets(
+    bootstrap: str, ephemeral_bootstrap: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """topic -> {partitions, messages} (end minus beginning offsets), of the main log and,
+    when given, of the serving hops' broker (``shared.topics.bootstrap_for``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for server, wanted in _split(bootstrap, ephemeral_bootstrap):
+        out.update(await _topic_offsets(server, wanted))
+    return dict(sorted(out.items()))
+
+
+async def _topic_offsets(bootstrap: str, wanted: TopicFilter) -> dict[str, dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()
     )
     await consumer.start()
     try:
-        topics = sorted(t for t in await consumer.topics() if not t.startswith("__"))
+        topics = sorted(t for t in await consumer.topics() if not t.startswith("__") and wanted(t))
         parts = [
             TopicPartition(t, p)
             for t in topics
@@ -71,7 +93,9 @@ async def committed_offsets(
 
 
 async def consumer_lag(
-    bootstrap: str, known: dict[str, list[str]] | None = None
+    bootstrap: str,
+    known: dict[str, list[str]] | None = None,
+    ephemeral_bootstrap: str | None = None,
 ) -> dict[str, dict[str, int]]:
     """consumer group -> topic -> lag (messages after the committed offset).
 
@@ -79,15 +103,27 @@ async def consumer_lag(
     report them on /healthz): not every Kafka-protocol broker lists groups (the embedded one
     on its durable storage does not). For a known group, a partition it never committed
     counts from the beginning: with ``auto_offset_reset=earliest`` it will read all of it.
+    With ``ephemeral_bootstrap`` (the serving hops' broker) the lag on the serving hops is
+    read there and added: inference requests waiting for a worker are a serving signal.
     """
-    known = known or {}
+    lag: dict[str, dict[str, int]] = {}
+    for server, wanted in _split(bootstrap, ephemeral_bootstrap):
+        mine = {g: t for g, t in (known or {}).items() if not t or any(wanted(name) for name in t)}
+        for group, per_topic in (await _consumer_lag(server, mine, wanted)).items():
+            lag.setdefault(group, {}).update(per_topic)
+    return lag
+
+
+async def _consumer_lag(
+    bootstrap: str, known: dict[str, list[str]], wanted: TopicFilter
+) -> dict[str, dict[str, int]]:
     groups = sorted(set(await consumer_groups(bootstrap)) | set(known))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()
     )
     await consumer.start()
     try:
-        topics = sorted(t for t in await consumer.topics() if t.startswith("llmops."))
+        topics = sorted(t for t in await consumer.topics() if t.startswith("llmops.") and wanted(t))
         parts = [
             TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
         ]

@@ -12,8 +12,14 @@ The store encrypts every object (AES-256-GCM) under ``<data_dir>/keys/log-store.
 batches older than their topic's ``retention.ms`` every ``LLMOPS_LOG_SWEEP_INTERVAL_S``
 seconds (default 60): the raw hops are neither kept past their retention nor on disk in clear.
 
+Beside a durable log, a second tansu runs on ``memory://`` at ``hot_bootstrap``
+(``LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP``) for the serving hops (``shared.topics.is_ephemeral``:
+inference requests, reply topics, cancels, worker heartbeats): tansu's fetch on the s3
+engine stops reading a partition's listing at the consumer's ``fetch.max.wait.ms``, so those
+many-batch partitions read with 5 ms waits would stall at their tail (docs/backbone.md).
+
 Without s3rver (no Node.js) or with ``LLMOPS_EMBEDDED_LOG=memory`` the broker runs in
-memory and says so: the log is then NOT durable.
+memory and says so: the log is then NOT durable, and that one broker carries every topic.
 """
 
 from __future__ import annotations
@@ -82,6 +88,9 @@ class EmbeddedLog:
     store: subprocess.Popen[bytes] | None = None
     store_port: int = 0
     reason: str = ""
+    hot_bootstrap: str | None = None
+    """Listener of the serving hops' in-memory broker, started only beside a durable log."""
+    hot_broker: subprocess.Popen[bytes] | None = None
     key_file: Path | None = None
     """The store's data key; default ``<storage_dir>/../keys/log-store.key``."""
     _binary: list[str] | None = field(default=None, repr=False)
@@ -89,6 +98,15 @@ class EmbeddedLog:
     @property
     def durable(self) -> bool:
         return self.store is not None
+
+    @property
+    def ephemeral_bootstrap(self) -> str:
+        """Where the serving hops travel: the in-memory broker when one runs, else the log's."""
+        return (
+            self.hot_bootstrap
+            if self.hot_broker is not None and self.hot_bootstrap
+            else (self.bootstrap)
+        )
 
     def start(self) -> EmbeddedLog:
         tansu_binary()  # fail early and clearly, before anything else is started
@@ -102,6 +120,8 @@ class EmbeddedLog:
             elif not self.reason:
                 self.reason = "LLMOPS_EMBEDDED_LOG=memory"
             self._start_broker()
+            if self.durable and self.hot_bootstrap and self.hot_bootstrap != self.bootstrap:
+                self._start_hot_broker()
         except BaseException:
             self.stop()
             raise
@@ -136,6 +156,12 @@ class EmbeddedLog:
             self.bootstrap, self.log_dir / "broker.log", storage=storage, env=env
         )
 
+    def _start_hot_broker(self) -> None:
+        assert self.hot_bootstrap is not None
+        self.hot_broker = start_broker(
+            self.hot_bootstrap, self.log_dir / "broker-serving.log", storage=MEMORY_STORAGE
+        )
+
     def restart_dead(self) -> list[str]:
         """Restart whichever part died (store first: the broker needs it); names them."""
         restarted = []
@@ -145,9 +171,13 @@ class EmbeddedLog:
         if self.broker is None or self.broker.poll() is not None:
             self._start_broker()
             restarted.append("broker")
+        if self.hot_broker is not None and self.hot_broker.poll() is not None:
+            self._start_hot_broker()  # empty: the requests it held are lost with their callers
+            restarted.append("serving broker (in memory)")
         return restarted
 
     def stop(self) -> None:
+        stop_process(self.hot_broker)
         stop_process(self.broker)  # the broker first: it may still be writing to the store
         stop_process(self.store)
 
@@ -161,4 +191,10 @@ class EmbeddedLog:
             "reason": self.reason or None,
             "broker_pid": self.broker.pid if self.broker else None,
             "store_pid": self.store.pid if self.store else None,
+            # the serving hops' broker (in memory by design), None when the log's carries them
+            "serving_broker": (
+                {"bootstrap": self.hot_bootstrap, "pid": self.hot_broker.pid, "storage": "memory"}
+                if self.hot_broker is not None
+                else None
+            ),
         }

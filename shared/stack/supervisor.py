@@ -29,7 +29,8 @@ from shared.deploy.authority import command_grants
 from shared.plugins import ProcessSpec, discover
 from shared.settings import ServiceSettings
 from shared.stack.log import EmbeddedLog
-from shared.topics import ensure_topics
+from shared.topics import CANCEL_TOPIC, ensure_topics
+from shared.wire import create_channel
 
 STATE_FILE = "stack.json"
 MAX_BACKOFF_S = 30.0
@@ -200,12 +201,18 @@ class Supervisor:
                 self.data_dir / "log",
                 self.log_dir,
                 want_durable=self.settings.embedded_log == "durable",
+                hot_bootstrap=self.settings.embedded_ephemeral_bootstrap,
             )
             self.log.start()
             if self.log.durable:
                 self.console.print(
                     f"event log: {self.log.storage_dir} (durable; encrypted under "
                     f"{self.log.key_file}; record batches deleted past their topic's retention)"
+                )
+                self.console.print(
+                    f"serving hops (inference requests, replies, cancels, worker heartbeats) "
+                    f"on a second broker in memory on {self.log.ephemeral_bootstrap}, by "
+                    "design: requests in flight end with their callers"
                 )
             else:
                 self.console.print(
@@ -215,7 +222,11 @@ class Supervisor:
         else:
             self.console.print(f"using the Kafka cluster at {bootstrap}")
         created_topics = asyncio.run(
-            ensure_topics(bootstrap, replication_factor=self.settings.replication_factor)
+            ensure_topics(
+                bootstrap,
+                replication_factor=self.settings.replication_factor,
+                ephemeral_bootstrap=self.ephemeral_bootstrap,
+            )
         )
         self.console.print(f"topics ready ({len(created_topics)} created)")
         for child in self.children:
@@ -223,11 +234,20 @@ class Supervisor:
         self.write_state()
         self.wait_healthy()
 
+    @property
+    def ephemeral_bootstrap(self) -> str:
+        """Where the serving hops travel: the embedded stack's in-memory broker beside a
+        durable log, else the one broker (or the cluster's LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP)."""
+        if self.log is not None:
+            return self.log.ephemeral_bootstrap
+        return self.settings.ephemeral_bootstrap_servers
+
     def spawn(self, child: Child) -> None:
         spec = child.spec
         env = {
             **os.environ,
             "LLMOPS_KAFKA_BOOTSTRAP": self.settings.bootstrap_servers,
+            "LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP": self.ephemeral_bootstrap,
             "LLMOPS_DATA_DIR": str(self.data_dir),
             "LLMOPS_ADMIN_PORT": str(child.port),
             "HF_HUB_OFFLINE": "1",
@@ -310,7 +330,21 @@ class Supervisor:
             now = time.monotonic()
             if self.log is not None and (restarted := self.log.restart_dead()):
                 self.console.print(f"[red]restarted the embedded {' and '.join(restarted)}[/]")
-                asyncio.run(ensure_topics(self.settings.bootstrap_servers))
+                asyncio.run(
+                    ensure_topics(
+                        self.settings.bootstrap_servers,
+                        replication_factor=self.settings.replication_factor,
+                        ephemeral_bootstrap=self.ephemeral_bootstrap,
+                    )
+                )
+                if any(part.startswith("serving broker") for part in restarted):
+                    # a fresh broker in memory: the cancel channel again; the reply topics
+                    # are their requesters' (created at their start), their requests lost
+                    asyncio.run(create_channel(self.ephemeral_bootstrap, CANCEL_TOPIC))
+                    self.console.print(
+                        "[yellow]the serving hops' broker lost what it held (in memory by "
+                        "design); restart serving and labeling if replies stop[/]"
+                    )
                 self.write_state(ready=True)
             for child in self.children:
                 assert child.proc is not None
@@ -364,6 +398,7 @@ class Supervisor:
             "supervisor_pid": os.getpid(),
             "ready": ready,
             "bootstrap": self.settings.bootstrap_servers,
+            "ephemeral_bootstrap": self.ephemeral_bootstrap,
             "embedded_broker_pid": self.log.broker.pid if self.log and self.log.broker else None,
             "embedded_log": self.log.describe() if self.log else None,
             "data_dir": str(self.data_dir),
@@ -388,9 +423,11 @@ class Supervisor:
     def print_urls(self) -> None:
         if self.stopping.is_set():
             return
-        self.console.print(
-            f"[bold green]llmops is up[/] (Kafka at {self.settings.bootstrap_servers})"
-        )
+        hops = self.ephemeral_bootstrap
+        where = self.settings.bootstrap_servers
+        if hops != where:
+            where += f"; serving hops at {hops}"
+        self.console.print(f"[bold green]llmops is up[/] (Kafka at {where})")
         for child in self.children:
             kind = "API + health" if child.spec.serves_api else "health/metrics"
             self.console.print(f"  {child.label:<16} http://127.0.0.1:{child.port}  ({kind})")
@@ -406,8 +443,11 @@ def stop_detached(settings: ServiceSettings, timeout_s: float = 60.0) -> bool:
     pids = [p["pid"] for p in state["processes"] if p.get("pid")]
     if state.get("embedded_broker_pid"):
         pids.append(state["embedded_broker_pid"])
-    if (state.get("embedded_log") or {}).get("store_pid"):
-        pids.append(state["embedded_log"]["store_pid"])
+    log = state.get("embedded_log") or {}
+    if log.get("store_pid"):
+        pids.append(log["store_pid"])
+    if (log.get("serving_broker") or {}).get("pid"):
+        pids.append(log["serving_broker"]["pid"])
     if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s

@@ -1,6 +1,7 @@
 """`llmops down` waits for consumer lag or refuses; `down` + `up` keeps every event.
 
-One stack (ingestion alone) on the durable embedded log, driven as a user drives it.
+One stack (ingestion alone) on the default settings (the durable embedded log, the serving
+hops on a second broker in memory), driven as a user drives it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,19 @@ import pytest
 
 from shared.bus import resolve_dlq_value
 from shared.events import AuditRecorded
+from shared.stack.supervisor import pid_alive
 from shared.storage.artifacts import ArtifactStore
 from shared.topics import Topic
 from tests.backbone.test_durable_log import consume_and_commit
 from tests.integration.test_cli import llmops
-from tests.support.stack import free_port, produce, read_topic, require_s3rver, wait_until
+from tests.support.stack import (
+    USER_EMBEDDED_LOG,
+    free_port,
+    produce,
+    read_topic,
+    require_s3rver,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,13 +51,21 @@ def ingestion_lag(env: dict[str, str]) -> int | None:
     return values[0] if values else None
 
 
-def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
+def test_down_waits_or_refuses_and_up_resumes_the_log(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the DEFAULT settings: the durable log, the serving hops on a broker in memory."""
     require_s3rver()
+    if USER_EMBEDDED_LOG is None:  # the platform's default, not the tests' memory
+        monkeypatch.delenv("LLMOPS_EMBEDDED_LOG", raising=False)
+    else:
+        monkeypatch.setenv("LLMOPS_EMBEDDED_LOG", USER_EMBEDDED_LOG)
     bootstrap = f"127.0.0.1:{free_port()}"
+    hops = f"127.0.0.1:{free_port()}"
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
-        "LLMOPS_EMBEDDED_LOG": "durable",
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": hops,
         "LLMOPS_KAFKA_BOOTSTRAP": "",
     }
     up = llmops("up", "--detach", "--only", "ingestion", env=env, timeout=300)
@@ -56,6 +73,12 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
     try:
         state = json.loads((data_dir / "stack.json").read_text())
         assert state["embedded_log"]["durable"] is True
+        # the serving hops' broker runs beside the log, in memory, and `down` stops it
+        assert state["ephemeral_bootstrap"] == hops
+        serving_pid = state["embedded_log"]["serving_broker"]["pid"]
+        assert pid_alive(serving_pid)
+        status = json.loads(llmops("status", "--json", env=env).stdout)
+        assert status["ephemeral_bootstrap"] == hops
         # a poison message: ingestion dead-letters it
         asyncio.run(produce(bootstrap, Topic.INGEST_REQUESTED.value, [b"not an event"]))
         # a good request: ingestion consumes it and commits
@@ -86,8 +109,11 @@ def test_down_waits_or_refuses_and_up_resumes_the_log(data_dir: Path) -> None:
         # thawed, it catches up while `down` waits; then everything stops
         down = llmops("down", "--wait", "90", env=env, timeout=180)
         assert down.returncode == 0, down.stderr
-        assert f"event log kept in {data_dir / 'log'}" in down.stderr
+        said = " ".join(down.stderr.split())  # the console wraps long lines
+        assert f"event log kept in {data_dir / 'log'}" in said
+        assert f"in memory on {hops} by design" in said
         assert not (data_dir / "stack.json").exists()
+        assert not pid_alive(serving_pid)
 
         up = llmops("up", "--detach", "--only", "ingestion", env=env, timeout=300)
         assert up.returncode == 0, up.stderr

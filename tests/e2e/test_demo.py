@@ -15,7 +15,7 @@ from services.ingestion import demo as ingestion_demo
 from shared.authority import derive_key, service_principal
 from shared.plugins import discover
 from shared.stack.supervisor import pid_alive
-from tests.support.stack import free_port
+from tests.support.stack import default_embedded_log, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -31,9 +31,10 @@ def test_demo_runs_every_stage_and_stops_cleanly(tmp_path: Path) -> None:
     """
     data_dir = tmp_path / "demo"
     env = {
-        **os.environ,
+        **default_embedded_log(dict(os.environ)),  # the durable log, as a user gets it
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_ADMIN_KEY": "llm-from-the-environment-0123456789",
         "COLUMNS": "200",

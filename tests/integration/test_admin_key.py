@@ -25,6 +25,7 @@ def test_demo_and_cli_use_the_admin_key_from_either_place(data_dir: Path, key_fr
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_REQUIRE_AUTHORITY": "true",  # as for a user: the demo's event is signed
         "LLMOPS_AUDIT_PORT": str(free_port()),  # never a running stack's 9108

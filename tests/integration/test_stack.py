@@ -23,6 +23,7 @@ def test_up_status_publish_consume_down_leaves_nothing(data_dir: Path) -> None:
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_REQUIRE_AUTHORITY": "true",  # as for a user
         "LLMOPS_INGESTION_PORT": str(free_port()),  # never a running stack's 9101
@@ -157,6 +158,7 @@ def test_missing_broker_binary_says_what_to_do(data_dir: Path) -> None:
         "LLMOPS_TANSU_BIN": "/nonexistent/tansu",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
     }
     result = llmops("up", "--only", "ingestion", env=env, timeout=60)
     assert result.returncode != 0

@@ -67,6 +67,7 @@ def test_the_whole_stack_runs_on_postgres(data_dir: Path, database: str, tmp_pat
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_DATABASE_URL": database,
         "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),

@@ -156,6 +156,7 @@ def test_up_refuses_to_scale_a_singleton(data_dir: Path) -> None:
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
     }
     up = llmops("up", "--detach", "--scale", "monitoring=2", env=env, timeout=120)
     said = " ".join((up.stdout + up.stderr).split())  # the console wraps long lines
@@ -171,6 +172,7 @@ def test_two_anonymization_processes_share_the_work_and_take_over(data_dir: Path
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_ANONYMIZATION_PORT": str(free_port()),
         "LLMOPS_ANONYMIZATION_API_PORT": str(free_port()),
@@ -293,6 +295,7 @@ def test_two_labeling_processes_share_records_and_cut_each_version_once(data_dir
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_LABELING_PORT": str(port),
         "LLMOPS_STARTUP_TIMEOUT_S": "500",

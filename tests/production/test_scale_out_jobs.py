@@ -38,6 +38,7 @@ def stack(data_dir: Path, service: str, **extra: str) -> Iterator[tuple[str, dic
     env = {
         "LLMOPS_DATA_DIR": str(data_dir),
         "LLMOPS_EMBEDDED_BOOTSTRAP": bootstrap,
+        "LLMOPS_EMBEDDED_EPHEMERAL_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "LLMOPS_KAFKA_BOOTSTRAP": "",
         "LLMOPS_JOB_LEASE_S": str(LEASE_S),
         "LLMOPS_STARTUP_TIMEOUT_S": "500",

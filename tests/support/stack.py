@@ -25,6 +25,19 @@ from shared.stack.supervisor import provision_authority
 from shared.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
+# LLMOPS_EMBEDDED_LOG as the user set it, before tests/conftest.py makes memory the tests'
+USER_EMBEDDED_LOG = os.environ.get("LLMOPS_EMBEDDED_LOG")
+
+
+def default_embedded_log(env: dict[str, str]) -> dict[str, str]:
+    """``env`` (a child's whole environment) with LLMOPS_EMBEDDED_LOG as the user has it:
+    unset means the platform's default (durable), not the tests' memory."""
+    env = dict(env)
+    if USER_EMBEDDED_LOG is None:
+        env.pop("LLMOPS_EMBEDDED_LOG", None)
+    else:
+        env["LLMOPS_EMBEDDED_LOG"] = USER_EMBEDDED_LOG
+    return env
 
 
 def free_port() -> int:

@@ -30,6 +30,7 @@ from shared.events import ApiKeyChanged
 from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM
 from shared.runtime import Runtime, build_runtime, key_registry
 from shared.telemetry import shutdown_telemetry
+from shared.topics import CANCEL_TOPIC, bootstrap_for
 from shared.wire import create_channel, delete_reply_topic, reply_topic
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,11 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     gateway_id = settings.id or uuid.uuid4().hex[:12]
     topic = reply_topic(gateway_id)
     directory = WorkerDirectory(settings.worker_timeout_s)
+    # requests, replies, heartbeats and cancels are serving hops: the in-memory broker of
+    # the embedded stack (shared.topics.is_ephemeral); a Kafka cluster carries them too
+    hops = bootstrap_for(topic, settings)
     replies = ReplyRouter(
-        settings.bootstrap_servers,
+        hops,
         topic,
         HEARTBEAT_TOPIC,
         directory,
@@ -57,7 +61,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
         keys=RegistryLookup(registry),
         publisher=runtime.bus,
         replies=replies,
-        cancels=KafkaCanceller(runtime.broker),
+        cancels=KafkaCanceller(runtime.broker_for(CANCEL_TOPIC)),
         directory=directory,
         reply_topic=topic,
     )
@@ -65,8 +69,10 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_serving_topics(bootstrap, settings.replication_factor)
-        await create_channel(bootstrap, topic, settings.replication_factor)
+        await ensure_serving_topics(
+            bootstrap, settings.replication_factor, ephemeral_bootstrap=hops
+        )
+        await create_channel(hops, topic, settings.replication_factor)
         if root_hash := settings.admin_key_hash():
             # the root key, listed and revocable like any key; a revoked one stays revoked
             store.ensure(root_hash, ROOT_NAME, Role.ADMIN, rpm=ROOT_RPM, tpm=ROOT_TPM)
@@ -83,7 +89,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
             await replies.stop()
             await runtime.bus.stop()
             await runtime.broker.stop()
-            await delete_reply_topic(bootstrap, topic)
+            await delete_reply_topic(hops, topic)
             runtime.engine.dispose() if runtime.engine is not None else None
             shutdown_telemetry()
 

@@ -56,10 +56,13 @@ def build(
     settings = settings or WorkerSettings()
     runtime = _build_runtime(settings)
     worker_id = handlers.new_worker_id(settings)
+    # replies and heartbeats are serving hops (the embedded stack's in-memory broker),
+    # inference.completed goes to the main log: the sink routes each record by its topic
     sink = KafkaReplySink(
         settings.bootstrap_servers,
         client_id=f"serving-worker-{worker_id}",
         interval_s=settings.stream_interval_ms / 1000,
+        ephemeral_bootstrap=settings.ephemeral_bootstrap_servers,
     )
     table = ModelTable()
     pool = EnginePool(loader or VllmLoader(settings), lookup=table.lookup)
@@ -84,7 +87,11 @@ def build(
 
     @asynccontextmanager
     async def lifespan(rt: Runtime) -> AsyncIterator[None]:
-        await ensure_serving_topics(settings.bootstrap_servers, settings.replication_factor)
+        await ensure_serving_topics(
+            settings.bootstrap_servers,
+            settings.replication_factor,
+            ephemeral_bootstrap=settings.ephemeral_bootstrap_servers,
+        )
         assert rt.engine is not None
         snapshot = load_snapshot(rt.engine)
         if snapshot is not None and snapshot.body.get("routes"):

@@ -85,7 +85,7 @@ def register(
     # Ack-first with a task pool: one consumer keeps up to max_in_flight requests generating
     # at once, so vLLM batches them continuously. A request lost in a crash ends in the
     # gateway's deadline (504), never in a stuck partition.
-    requests = runtime.broker.subscriber(
+    requests = runtime.broker_for(Topic.INFERENCE_REQUESTED.value).subscriber(
         Topic.INFERENCE_REQUESTED.value,
         group_id=settings.request_group,
         ack_policy=AckPolicy.ACK_FIRST,
@@ -107,7 +107,7 @@ def register(
 
     # Every worker reads every cancel (no group), from now on: only live generations matter.
     # A cancel stops tokens nobody reads; 100 ms later is fine, and polling less costs less.
-    runtime.broker.subscriber(
+    runtime.broker_for(CANCEL_TOPIC).subscriber(
         CANCEL_TOPIC,
         ack_policy=AckPolicy.ACK_FIRST,
         auto_offset_reset="latest",

@@ -14,6 +14,11 @@ the same reason): a drain waits that long after the previous one, so a lone stre
 1-2 ms share a frame instead of costing a Kafka record each. A request's first chunk and any
 event (a result, a heartbeat) cut the wait short: time to first token and the end of a
 stream never wait for the pace.
+
+Replies and heartbeats are serving hops (``shared.topics.is_ephemeral``); a result's copy on
+``inference.completed`` is not. When they live on different brokers (``ephemeral_bootstrap``:
+the embedded stack's in-memory broker beside its durable log), the sink holds a producer
+for each and sends every record to its topic's.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import Event
 from shared.settings import kafka_client_options
+from shared.topics import is_ephemeral
 from shared.wire import Chunk, coalesce, encode_chunks
 
 log = logging.getLogger(__name__)
@@ -71,11 +77,16 @@ class KafkaReplySink:
         client_id: str,
         producer_factory: Callable[[], Any] | None = None,
         interval_s: float = 0.0,
+        ephemeral_bootstrap: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # the serving hops' broker, when it is not ``bootstrap``
+        self.ephemeral_bootstrap = (
+            ephemeral_bootstrap if ephemeral_bootstrap not in (None, bootstrap) else None
+        )
         self.client_id = client_id
         self.interval_s = interval_s
-        self._factory = producer_factory or self._producer
+        self._factory = producer_factory
         self._queue: deque[_Item] = deque()
         self._scheduled = False  # a wake-up of the writer is on its way
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -84,11 +95,12 @@ class KafkaReplySink:
         self._urgent: asyncio.Event | None = None
         self._drained = 0.0  # when the writer last drained the queue (its loop's clock)
         self._writer: asyncio.Task[None] | None = None
-        self._producer_obj: Any = None
+        self._producer_obj: Any = None  # the main log's producer
+        self._hot_producer: Any = None  # the serving hops' (None: the main one carries them)
 
-    def _producer(self) -> AIOKafkaProducer:
+    def _producer(self, bootstrap: str) -> AIOKafkaProducer:
         return AIOKafkaProducer(  # needs the running loop: created on the I/O thread
-            bootstrap_servers=self.bootstrap,
+            bootstrap_servers=bootstrap,
             client_id=self.client_id,
             acks="all",
             linger_ms=0,  # one request in flight per broker: later records batch behind it
@@ -156,8 +168,12 @@ class KafkaReplySink:
     async def _open(self) -> None:
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
-        self._producer_obj = self._factory()
+        self._producer_obj = self._factory() if self._factory else self._producer(self.bootstrap)
         await self._producer_obj.start()
+        if self.ephemeral_bootstrap is not None:
+            hot = self.ephemeral_bootstrap
+            self._hot_producer = self._factory() if self._factory else self._producer(hot)
+            await self._hot_producer.start()
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def _wake_writer(self) -> None:
@@ -207,16 +223,25 @@ class KafkaReplySink:
                 batch.append((topic, item, key))
         await self._write(records(batch))
 
+    def _producers(self) -> list[Any]:
+        return [p for p in (self._producer_obj, self._hot_producer) if p is not None]
+
+    def _producer_for(self, topic: str) -> Any:
+        if self._hot_producer is not None and is_ephemeral(topic):
+            return self._hot_producer
+        return self._producer_obj
+
     async def _write(self, out: list[Record]) -> None:
         for topic, value, key, headers in out:
             try:  # appends to the producer's batch; the ack is not waited for
-                await self._producer_obj.send(topic, value, key=key, headers=headers)
+                await self._producer_for(topic).send(topic, value, key=key, headers=headers)
             except Exception:  # one record the broker refuses must not stop the others
                 log.exception("reply not written", extra={"topic": topic})
 
     async def _settle(self, marker: concurrent.futures.Future[None]) -> None:
         try:
-            await self._producer_obj.flush()
+            for producer in self._producers():
+                await producer.flush()
             marker.set_result(None)
         except Exception as exc:
             marker.set_exception(exc)
@@ -230,7 +255,8 @@ class KafkaReplySink:
         await self._write(
             records((t, i, k) for t, i, k in left if not isinstance(i, concurrent.futures.Future))
         )
-        await self._producer_obj.stop()
+        for producer in self._producers():
+            await producer.stop()
         for _, item, _ in left:
             if isinstance(item, concurrent.futures.Future):
                 item.set_result(None)
