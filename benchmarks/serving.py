@@ -56,7 +56,7 @@ from shared.modelkit import ensure_tiny_model  # noqa: E402
 from tests.support.stack import (  # noqa: E402
     ServiceProcess,
     authority_env,
-    embedded_kafka,
+    embedded_log,
     free_port,
     wait_until,
 )
@@ -65,6 +65,7 @@ MODEL = "llmops-tiny"
 MAX_MODEL_LEN = 512
 MAX_NUM_SEQS = 64
 KV_CACHE_GIB = 1  # VLLM_CPU_KVCACHE_SPACE for both targets: 262k tokens of the tiny model
+DURABLE_LOG = True  # the default stack: `--memory-log` runs the serving path on one memory broker
 ENFORCE_EAGER = False  # vLLM's default (its server without --enforce-eager); --enforce-eager flips
 STARVED = 0.5  # s per s the generator's event loop waits for a core: beyond, it is the limit
 LITELLM_SPEC = "litellm[proxy]"
@@ -328,7 +329,8 @@ def _run_queue_wait() -> float:
 
 
 ROLES = {
-    "tansu": "broker",
+    "tansu": "broker",  # both: the durable log's and the serving hops'
+    "s3rver": "log-store",
     "services.serving.worker": "worker",
     "services.serving.gateway": "gateway",
     "vllm.entrypoints": "vllm-server",
@@ -401,11 +403,13 @@ async def in_process(model: Path, concurrency: int, requests: int, eager: bool) 
 
 @contextlib.contextmanager
 def ours(work: Path, model: Path, eager: bool) -> Iterator[str]:
-    """Embedded broker + one worker + one gateway; yields the gateway URL. The worker gets
-    the engine settings vLLM's server gets (VLLM_CPU_KVCACHE_SPACE comes from main())."""
-    with embedded_kafka(work) as bootstrap:
+    """The embedded log as `llmops up` runs it (durable store + the serving hops' memory
+    broker; ``--memory-log``: one memory broker) + one worker + one gateway; yields the
+    gateway URL. The worker gets the engine settings vLLM's server gets
+    (VLLM_CPU_KVCACHE_SPACE comes from main())."""
+    with embedded_log(work / "stack", durable=DURABLE_LOG) as kafka:
         env = {
-            "LLMOPS_KAFKA_BOOTSTRAP": bootstrap,
+            **kafka,
             "LLMOPS_DATA_DIR": str(work / "data"),
             "LLMOPS_ADMIN_KEY": KEY,
             "LLMOPS_WORKER_BOOTSTRAP_PATH": str(model),
@@ -549,7 +553,14 @@ def main() -> None:
         action="store_true",
         help="both targets eager (vLLM's --enforce-eager, LLMOPS_WORKER_ENFORCE_EAGER=true)",
     )
+    parser.add_argument(
+        "--memory-log",
+        action="store_true",
+        help="our stack on one memory broker (LLMOPS_EMBEDDED_LOG=memory), not the default log",
+    )
     args = parser.parse_args()
+    global DURABLE_LOG
+    DURABLE_LOG = not args.memory_log
     load_before = os.getloadavg()[0]
     eager = ENFORCE_EAGER or args.enforce_eager
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(KV_CACHE_GIB)  # both targets, and in-process
@@ -620,7 +631,14 @@ def main() -> None:
         f"{KV_CACHE_GIB} GiB (VLLM_CPU_KVCACHE_SPACE), max-model-len {MAX_MODEL_LEN}, float32, "
         f"{'eager' if eager else 'compiled: no --enforce-eager'}; vLLM's server started with "
         "issue #16's command, our worker with LLMOPS_WORKER_ENFORCE_EAGER="
-        f"{str(eager).lower()}), same load generator (asyncio, one "
+        f"{str(eager).lower()}; our stack on "
+        + (
+            "the default embedded log: the durable store, with the serving hops on its "
+            "in-memory broker"
+            if DURABLE_LOG
+            else "one memory broker (--memory-log)"
+        )
+        + "), same load generator (asyncio, one "
         "keep-alive HTTP/1.1 connection per concurrent user on raw streams: `StreamClient`; "
         "httpx, used before 2026-11-29, needed 3x its CPU per stream and was starved by "
         "vLLM's server at 8 and 32). Tokens counted from the stream "

@@ -74,6 +74,35 @@ def embedded_kafka(log_dir: Path) -> Iterator[str]:
             proc.kill()
 
 
+@contextlib.contextmanager
+def embedded_log(work: Path, *, durable: bool = True) -> Iterator[dict[str, str]]:
+    """The embedded log as `llmops up` runs it by default: tansu on the durable, encrypted
+    store with the serving hops on a second broker in memory (``durable=False``: one memory
+    broker, ``LLMOPS_EMBEDDED_LOG=memory``), every platform topic created on its broker.
+    Yields the environment a service process needs to use it. The benchmarks measure the
+    path a user takes, so they run on this, not on ``embedded_kafka``'s bare memory broker."""
+    from shared.stack.log import EmbeddedLog
+
+    log = EmbeddedLog(
+        f"127.0.0.1:{free_port()}",
+        work / "log",
+        work,
+        want_durable=durable,
+        hot_bootstrap=f"127.0.0.1:{free_port()}" if durable else None,
+        key_file=work / "keys" / "log-store.key",
+    ).start()
+    try:
+        if durable and not log.durable:
+            raise RuntimeError(f"the durable log did not start: {log.reason}")
+        asyncio.run(ensure_topics(log.bootstrap, ephemeral_bootstrap=log.ephemeral_bootstrap))
+        yield {
+            "LLMOPS_KAFKA_BOOTSTRAP": log.bootstrap,
+            "LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP": log.ephemeral_bootstrap,
+        }
+    finally:
+        log.stop()
+
+
 def authority_env(data_dir: Path, admin_secret: str, service: str) -> dict[str, str]:
     """What `llmops up` gives one service's processes: the admin-signed principal registry
     under ``data_dir``, the service's own signing key, and verification turned on."""
