@@ -8,7 +8,6 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.bus.offsets import log_end_offsets
 from shared.plugins import process_by_label, processes
 from shared.settings import ServiceSettings
 from shared.stack.supervisor import read_state
@@ -21,6 +20,8 @@ def _security() -> dict[str, Any]:
 
 async def topic_offsets(bootstrap: str) -> dict[str, dict[str, Any]]:
     """topic -> {partitions, messages} (end minus beginning offsets)."""
+    from shared.bus.offsets import log_end_offsets  # the CLI stays light: no bus at start
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()
     )
@@ -80,6 +81,8 @@ async def consumer_lag(
     on its durable storage does not). For a known group, a partition it never committed
     counts from the beginning: with ``auto_offset_reset=earliest`` it will read all of it.
     """
+    from shared.bus.offsets import log_end_offsets
+
     known = known or {}
     groups = sorted(set(await consumer_groups(bootstrap)) | set(known))
     consumer = AIOKafkaConsumer(
