@@ -246,7 +246,8 @@ async def test_a_claim_checked_lineage_is_the_json_of_its_models(data_dir: Path)
     assert [e.status for e in lineage] == ["kept", "exact_duplicate", "near_duplicate", "kept"]
     near = lineage[2]
     assert near.duplicate_of == lineage[0].record_id
-    assert near.similarity is not None and 0.6 <= near.similarity < 1
+    assert near.similarity is not None
+    assert 0.6 <= near.similarity < 1
 
 
 def test_ingestion_no_longer_reads_anonymized_records(data_dir: Path) -> None:

@@ -122,7 +122,8 @@ def signatures(
     first = 0
     size = 0
     with np.errstate(over="ignore"):
-        for index, part in enumerate(parts):  # blocks of ~2k shingles (x 128 permutations: 1 MB) stay in L2
+        # blocks of ~2k shingles (x 128 permutations, uint32: 1 MB) stay in the L2 cache
+        for index, part in enumerate(parts):
             block.append(part)
             size += len(part)
             if size >= _BLOCK_SHINGLES or index == len(parts) - 1:
