@@ -4,8 +4,7 @@ A request is stored by its handler (with the inbox row). The runner, a backgroun
 then reads its sources in a worker thread. Each chunk of rows commits in ONE transaction
 of the job store: dedup index entries, lineage, the RecordsIngested batches (outbox,
 deterministic event ids) and the job's checkpoint (position in the source stream,
-counters), on a writer thread while the next chunk is processed (one in flight, in
-order). A process killed mid-request resumes at the last checkpoint: nothing is lost,
+counters). A process killed mid-request resumes at the last checkpoint: nothing is lost,
 nothing is emitted twice. Several processes of the service share the job table: the store
 leases each job to the process running it (``JobStore.next_job``), and a job whose process
 died is taken over by another once its lease has run out. The runner depends on ports
@@ -15,21 +14,18 @@ only (``ports.JobStore``).
 from __future__ import annotations
 
 import asyncio
-import copy
-import dataclasses
 import itertools
 import logging
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from services.ingestion.config import IngestionSettings
 from services.ingestion.domain.cleaning import CleaningConfig
 from services.ingestion.domain.dedup import DedupConfig
-from services.ingestion.domain.pipeline import ChunkResult, Pipeline, RawRow
+from services.ingestion.domain.pipeline import Pipeline, RawRow
 from services.ingestion.policy import SourceDeniedError, SourcePolicy
 from services.ingestion.ports import Job, JobStore, LanguageDetector, Outgoing, SourceReader
 from shared.background import BackgroundLoop
@@ -180,40 +176,19 @@ class IngestRunner:
             detect_language=self.detect_language,
         )
         rows = itertools.islice(self.rows(request), job.position, None)  # resume at checkpoint
-        # A chunk commits on a writer thread while the next one is processed (SQLite and
-        # the file system work without the GIL); one chunk in flight at most, in order.
-        writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer")
-        saving: Future[None] | None = None
         try:
             while chunk := list(itertools.islice(rows, self.settings.chunk_rows)):
-                saving = self._apply_chunk(
-                    job, pipeline, dedup, chunk, writer=writer, saving=saving
-                )
-            if saving is not None:
-                saving.result()
+                self._apply_chunk(job, pipeline, dedup, chunk)
         except SourceDeniedError as exc:  # a file a directory or glob led to, out of bounds
-            if saving is not None:
-                saving.result()  # the chunks before it are the job's, then it fails
             self._deny(job, exc)
             return
-        finally:
-            writer.shutdown(wait=True)  # nothing left writing, whatever went wrong
         self.jobs.finish(job)
         self._committed()
         log.info("ingest completed", extra={"request_id": request_id, **job.report.to_dict()})
 
     def _apply_chunk(
-        self,
-        job: Job,
-        pipeline: Pipeline,
-        dedup: DedupConfig,
-        chunk: list[RawRow],
-        *,
-        writer: ThreadPoolExecutor,
-        saving: Future[None] | None,
-    ) -> Future[None]:
-        """Process ``chunk`` (while ``saving``, the previous chunk's commit, runs), then
-        hand its commit to ``writer`` once the previous one is in; returns it."""
+        self, job: Job, pipeline: Pipeline, dedup: DedupConfig, chunk: list[RawRow]
+    ) -> None:
         request, report = job.request, job.report
         result = pipeline.process(chunk, report)
         events: list[Outgoing] = []
@@ -236,15 +211,6 @@ class IngestRunner:
             )
             events.append((progress, topic))
         job.position += len(chunk)
-        # the checkpoint as of this chunk: the next one moves ``job`` on while it is written
-        checkpoint = dataclasses.replace(job, report=copy.deepcopy(report))
-        if saving is not None:
-            saving.result()  # raises what the previous commit raised (a lost lease...)
-        return writer.submit(self._save_chunk, checkpoint, result, dedup, events)
-
-    def _save_chunk(
-        self, job: Job, result: ChunkResult, dedup: DedupConfig, events: list[Outgoing]
-    ) -> None:
         self.jobs.save_chunk(job, result, dedup, events)
         self._committed()
 
