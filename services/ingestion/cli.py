@@ -43,10 +43,14 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 async def _follow(client: PlatformClient, request_id: Any, every_s: float = 1.0) -> None:
-    """Print progress lines (stderr, at most one per ``every_s``) while the request runs."""
-    topics = [Topic.RECORDS_INGESTED]
-    with contextlib.suppress(KeyError):
-        topics.append(Topic.for_event(IngestProgressed))
+    """Print progress lines (stderr, at most one per ``every_s``) while the request runs.
+
+    From the progress topic; the record batches (large, some inline) only where the
+    catalogue has no progress topic: decoding them costs the CLI CPU the service needs."""
+    try:
+        topics = [Topic.for_event(IngestProgressed)]
+    except KeyError:
+        topics = [Topic.RECORDS_INGESTED]
     loop = asyncio.get_running_loop()
     last = [0.0]
 

@@ -151,6 +151,7 @@ class IngestRunner:
     def run_job(self, request_id: str) -> None:
         job = self.jobs.load(request_id)
         request = job.request
+        log.info("ingest started", extra={"request_id": request_id, "position": job.position})
         try:
             cleaning, dedup = resolve_configs(self.settings, request.cleaning)
         except ValueError as exc:

@@ -9,7 +9,6 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.bus.offsets import log_end_offsets
 from shared.plugins import process_by_label, processes
 from shared.settings import ServiceSettings
 from shared.stack.supervisor import read_state
@@ -43,6 +42,8 @@ async def topic_offsets(
 
 
 async def _topic_offsets(bootstrap: str, wanted: TopicFilter) -> dict[str, dict[str, Any]]:
+    from shared.bus.offsets import log_end_offsets  # the CLI stays light: no bus at start
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()
     )
@@ -117,6 +118,8 @@ async def consumer_lag(
 async def _consumer_lag(
     bootstrap: str, known: dict[str, list[str]], wanted: TopicFilter
 ) -> dict[str, dict[str, int]]:
+    from shared.bus.offsets import log_end_offsets
+
     groups = sorted(set(await consumer_groups(bootstrap)) | set(known))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50, **_security()

@@ -19,7 +19,7 @@ from faststream.kafka.annotations import KafkaMessage
 from services.ingestion.app import build
 from services.ingestion.config import IngestionSettings
 from services.ingestion.plugin import PLUGIN
-from shared.claims import unpack
+from shared.claims import decode_batch, encode_batch, unpack
 from shared.events import (
     ErasureCompleted,
     Event,
@@ -223,6 +223,31 @@ async def test_a_large_lineage_travels_by_claim_check_without_text(data_dir: Pat
     blobs = b"".join(p.read_bytes() for p in artifacts.rglob("*") if p.is_file())
     assert b"Jane Roe" not in blobs  # raw text stays in transit, never in the artifacts
     assert b"jane0@" not in blobs
+
+
+async def test_a_claim_checked_lineage_is_the_json_of_its_models(data_dir: Path) -> None:
+    """The report's lineage is encoded from the table's plain rows, not a model per row:
+    the same JSON lines its RowLineage models write, similarities of near duplicates too."""
+    service = Service(data_dir, claim_bytes=64)
+    base = " ".join(f"word{i}" for i in range(60))
+    texts = [base, base, base.replace("word7 ", "other "), "something else entirely"]
+    request = IngestRequested(dataset="lineage", records=[{"text": t} for t in texts])
+
+    async def body() -> IngestCompleted:
+        await service.publish(request)
+        (report,) = await service.wait(Topic.INGEST_COMPLETED)
+        return report  # type: ignore[no-any-return]
+
+    report = await run_with(service, body)
+    assert report.lineage_claim is not None
+    raw = service.runtime.artifacts.get_bytes(report.lineage_claim)
+    lineage = decode_batch(raw, RowLineage)
+    assert raw == encode_batch(lineage)
+    assert [e.status for e in lineage] == ["kept", "exact_duplicate", "near_duplicate", "kept"]
+    near = lineage[2]
+    assert near.duplicate_of == lineage[0].record_id
+    assert near.similarity is not None
+    assert 0.6 <= near.similarity < 1
 
 
 def test_ingestion_no_longer_reads_anonymized_records(data_dir: Path) -> None:

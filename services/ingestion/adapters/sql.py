@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,7 +15,8 @@ from services.ingestion.domain.dedup import DedupConfig, LSHIndex
 from services.ingestion.domain.pipeline import ChunkResult, Report
 from services.ingestion.ports import Job, Outgoing
 from shared.bus.store import UnitOfWork
-from shared.claims import BlobWriter, pack
+from shared.claims import BATCH_MEDIA_TYPE, BlobWriter
+from shared.events.envelope import ClaimCheck
 from shared.events.ingest import IngestCompleted, IngestRequested, RowLineage
 from shared.storage.lease import DEFAULT_TTL_S, Leases
 
@@ -24,20 +26,24 @@ def completed_event_id(request: IngestRequested) -> uuid.UUID:
     return uuid.uuid5(request.event_id, "completed")
 
 
-def request_lineage(session: Session, request_id: str) -> list[RowLineage]:
-    return [
-        RowLineage(
-            record_id=record_id,
-            status=status,
-            source=source,
-            line=line,
-            duplicate_of=duplicate_of,
-            similarity=similarity,
-        )
-        for record_id, status, source, line, duplicate_of, similarity in store.request_lineage_rows(
-            session, request_id
-        )
-    ]
+_LINEAGE_FIELDS = ("record_id", "status", "source", "line", "duplicate_of", "similarity")
+
+
+def pack_lineage(
+    session: Session, request_id: str, artifacts: BlobWriter, claim_bytes: int
+) -> tuple[list[RowLineage], ClaimCheck | None]:
+    """The request's lineage as ``claims.pack`` gives it (inline while small, else a claim
+    check of JSON lines), encoded from the plain rows: a large request's tens of thousands
+    of rows need no RowLineage object each (their values are the table's: a status of the
+    model's, strings, an int and a float)."""
+    rows = store.request_lineage_rows(session, request_id)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    body = "".join(
+        dumps(dict(zip(_LINEAGE_FIELDS, row, strict=True))) + "\n" for row in rows
+    ).encode()
+    if len(body) <= claim_bytes:
+        return [RowLineage(**dict(zip(_LINEAGE_FIELDS, row, strict=True))) for row in rows], None
+    return [], artifacts.put_bytes(body, BATCH_MEDIA_TYPE)
 
 
 class SqlJobStore:
@@ -136,9 +142,7 @@ class SqlJobStore:
                 job.status = row.status
                 return
             uow = UnitOfWork(session, self.producer)
-            lineage, claim = pack(
-                request_lineage(session, job.request_id), self.artifacts, self.claim_bytes
-            )
+            lineage, claim = pack_lineage(session, job.request_id, self.artifacts, self.claim_bytes)
             uow.emit(
                 request.caused(
                     IngestCompleted,

@@ -80,6 +80,7 @@ class CleanResult:
     text: str
     changed: list[str] = field(default_factory=list)
     dropped_by: str | None = None
+    words: list[str] | None = None  # the kept text's words (lower case), when the filters read them
 
 
 def normalize(text: str, config: CleaningConfig) -> tuple[str, list[str]]:
@@ -137,34 +138,42 @@ def quality_filter(
     text: str, config: CleaningConfig, detect_language: LanguageDetector | None = None
 ) -> str | None:
     """Name of the first filter that drops ``text``, or None to keep it."""
+    return _filter(text, config, detect_language)[0]
+
+
+def _filter(
+    text: str, config: CleaningConfig, detect_language: LanguageDetector | None
+) -> tuple[str | None, list[str] | None]:
+    """``quality_filter``'s answer, and the words it read (None if it stopped before)."""
     if not text:
-        return "empty"
+        return "empty", None
     if len(text) < config.min_chars:
-        return "too_short"
+        return "too_short", None
     if len(text) > config.max_chars:
-        return "too_long"
+        return "too_long", None
     words = _WORD.findall(text.lower())
     if len(words) < config.min_words:
-        return "too_few_words"
+        return "too_few_words", words
     if len(words) >= config.repetition_min_words:
         if duplicate_line_fraction(text) > config.max_duplicate_line_fraction:
-            return "duplicate_lines"
+            return "duplicate_lines", words
         for n, limit in sorted(config.max_top_ngram_share.items()):
             if top_ngram_share(words, n) > limit:
-                return f"top_{n}gram"
+                return f"top_{n}gram", words
     if symbol_ratio(text) > config.max_symbol_ratio:
-        return "symbol_ratio"
+        return "symbol_ratio", words
     if (
         config.languages
         and detect_language is not None
         and detect_language(text) not in config.languages
     ):
-        return "language"
-    return None
+        return "language", words
+    return None, words
 
 
 def clean(
     text: str, config: CleaningConfig, detect_language: LanguageDetector | None = None
 ) -> CleanResult:
     text, changed = normalize(text, config)
-    return CleanResult(text, changed, quality_filter(text, config, detect_language))
+    dropped_by, words = _filter(text, config, detect_language)
+    return CleanResult(text, changed, dropped_by, words)

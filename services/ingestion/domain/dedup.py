@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 _WORD = re.compile(r"\w+")
 _MAX32 = np.uint64((1 << 32) - 1)
 _POLY = np.uint64(1_000_003)
-_BLOCK_SHINGLES = 8192
+_BLOCK_SHINGLES = 2048
 
 
 class DedupConfig(BaseModel):
@@ -54,10 +54,28 @@ def shingles(text: str, size: int) -> list[str]:
     return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
 
 
-def shingle_hashes(text: str, size: int) -> np.ndarray:
-    """32-bit hashes of the k-word shingles (same shingles as ``shingles``)."""
-    words = words_of(text)
-    hashes = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+class _WordHashes(dict[str, int]):
+    """crc32 of words, memoized: a corpus repeats its vocabulary, so most lookups hit
+    (one C-level dict lookup instead of an encode and a crc32 per word)."""
+
+    MAX_WORDS = 500_000  # ~50 MB at most; words past it are hashed, not kept
+
+    def __missing__(self, word: str) -> int:
+        value = zlib.crc32(word.encode())
+        if len(self) < self.MAX_WORDS:
+            self[word] = value
+        return value
+
+
+_WORD_HASHES = _WordHashes()
+
+
+def shingle_hashes(text: str, size: int, words: list[str] | None = None) -> np.ndarray:
+    """32-bit hashes of the k-word shingles (same shingles as ``shingles``); ``words``:
+    the text's ``words_of`` when the caller has them already."""
+    if words is None:
+        words = words_of(text)
+    hashes = np.fromiter(map(_WORD_HASHES.__getitem__, words), dtype=np.uint64, count=len(words))
     if len(hashes) <= size:
         size = max(len(hashes), 1)
         if not len(hashes):
@@ -89,18 +107,23 @@ def fmix32(hv: np.ndarray) -> np.ndarray:
     return hv ^ (hv >> np.uint32(16))
 
 
-def signatures(texts: Sequence[str], config: DedupConfig) -> np.ndarray:
-    """MinHash signatures, one row of ``num_perm`` uint32 per text."""
+def signatures(
+    texts: Sequence[str], config: DedupConfig, words: Sequence[list[str] | None] | None = None
+) -> np.ndarray:
+    """MinHash signatures, one row of ``num_perm`` uint32 per text (``words``: each text's
+    ``words_of``, or None where the caller has not got them)."""
     out = np.empty((len(texts), config.num_perm), dtype=np.uint32)
     if not texts:
         return out
     a, b = permutations(config.num_perm, config.seed)
-    parts = [shingle_hashes(t, config.shingle_size) for t in texts]
+    words = words if words is not None else [None] * len(texts)
+    parts = [shingle_hashes(t, config.shingle_size, w) for t, w in zip(texts, words, strict=True)]
     block: list[np.ndarray] = []
     first = 0
     size = 0
     with np.errstate(over="ignore"):
-        for index, part in enumerate(parts):  # blocks of ~8k shingles stay in cache
+        # blocks of ~2k shingles (x 128 permutations, uint32: 1 MB) stay in the L2 cache
+        for index, part in enumerate(parts):
             block.append(part)
             size += len(part)
             if size >= _BLOCK_SHINGLES or index == len(parts) - 1:
@@ -169,20 +192,23 @@ class LSHIndex:
             self.bands, self.rows = _cached_params(self.config.threshold, self.config.num_perm)
         self.tables = [{} for _ in range(self.bands)]
 
-    def _keys(self, signature: np.ndarray) -> Iterable[tuple[int, bytes]]:
-        for band in range(self.bands):
-            yield band, signature[band * self.rows : (band + 1) * self.rows].tobytes()
+    def _keys(self, signature: np.ndarray) -> list[bytes]:
+        """Each band's key: its rows' bytes (slices of one ``tobytes``, not one per band)."""
+        raw = signature.tobytes()
+        width = self.rows * signature.itemsize
+        return [raw[start : start + width] for start in range(0, self.bands * width, width)]
 
     def query(self, signature: np.ndarray) -> NearDuplicate | None:
         """The most similar indexed record at or above the threshold, if any."""
         seen: set[str] = set()
         best: NearDuplicate | None = None
-        for band, key in self._keys(signature):
-            for rid in self.tables[band].get(key, ()):
+        size = len(signature)
+        for table, key in zip(self.tables, self._keys(signature), strict=True):
+            for rid in table.get(key, ()):
                 if rid in seen:
                     continue
                 seen.add(rid)
-                similarity = float(np.mean(self.signatures[rid] == signature))
+                similarity = np.count_nonzero(self.signatures[rid] == signature) / size
                 if similarity >= self.config.threshold and (
                     best is None or similarity > best.similarity
                 ):
@@ -191,15 +217,15 @@ class LSHIndex:
 
     def insert(self, record_id: str, signature: np.ndarray) -> None:
         self.signatures[record_id] = signature
-        for band, key in self._keys(signature):
-            self.tables[band].setdefault(key, []).append(record_id)
+        for table, key in zip(self.tables, self._keys(signature), strict=True):
+            table.setdefault(key, []).append(record_id)
 
     def remove(self, record_id: str) -> bool:
         signature = self.signatures.pop(record_id, None)
         if signature is None:
             return False
-        for band, key in self._keys(signature):
-            bucket = self.tables[band].get(key, [])
+        for table, key in zip(self.tables, self._keys(signature), strict=True):
+            bucket = table.get(key, [])
             if record_id in bucket:
                 bucket.remove(record_id)
         return True

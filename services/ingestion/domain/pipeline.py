@@ -220,6 +220,7 @@ class Pipeline:
         """Run rows through mapping, cleaning, filters and dedup; updates ``report``."""
         result = ChunkResult()
         candidates: list[tuple[RawRow, str, str]] = []
+        words: list[list[str] | None] = []  # each candidate's words, as the filters read them
         for row in rows:
             if row.file_level:
                 report.error(row.source, row.line, row.error or "unreadable source")
@@ -234,6 +235,7 @@ class Pipeline:
                 report.filter(row.source, row.line, cleaned.dropped_by)
                 continue
             candidates.append((row, record_id(self.request_id, row.source, row.line), cleaned.text))
+            words.append(cleaned.words)
         # Exact duplicates first: only the first text of each fingerprint needs a MinHash.
         prints = [fingerprint(text, self.key) for _row, _rid, text in candidates]
         first_of: dict[str, int] = {}
@@ -244,7 +246,9 @@ class Pipeline:
         ]
         sig_at: dict[int, int] = {i: n for n, i in enumerate(unique)}
         sigs = (
-            signatures([candidates[i][2] for i in unique], self.dedup) if self.dedup.near else None
+            signatures([candidates[i][2] for i in unique], self.dedup, [words[i] for i in unique])
+            if self.dedup.near
+            else None
         )
         for index, (row, rid, text) in enumerate(candidates):
             fp = prints[index]
