@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -37,8 +37,15 @@ from sqlmodel import Session
 from shared.authority import Signer, Verifier, is_command
 from shared.bus.instrument import consumer_span, dead_lettered, handled
 from shared.bus.message import Message
-from shared.bus.outbox import OutboxRelay
-from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
+from shared.bus.outbox import Committed, OutboxRelay
+from shared.bus.store import (
+    InboxEntry,
+    OutboxEntry,
+    UnitOfWork,
+    event_key,
+    insert_returning_ids,
+    insert_rows,
+)
 from shared.events.envelope import ClaimCheck, Event
 from shared.events.monitoring import AuditRecorded
 from shared.events.registry import EventDecodeError, decode
@@ -256,11 +263,31 @@ class EventBus:
                 applied += 1
             await hold_write_lock(session)  # waited for off the loop (SQLite)
             insert_rows(session, InboxEntry, inbox)
-            insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
-            session.commit()
-        emitted = len(outbox)
-        if emitted and self.relay is not None:
-            self.relay.kick()
+            relay = self.relay
+            row_ids = None
+            if relay is not None and relay.from_memory:  # its ids: the relay sends from memory
+                row_ids = insert_returning_ids(session, OutboxEntry, outbox)
+            if row_ids is None:
+                insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
+            # rows the relay sent from memory since: deleted with this batch
+            sent = relay.take_sent() if relay is not None and relay.from_memory else []
+            try:
+                if sent:
+                    session.connection().execute(_SENT_ROWS, {"ids": sent})
+                session.commit()
+            except BaseException:
+                if relay is not None:
+                    relay.return_sent(sent)
+                raise
+        if outbox and relay is not None:
+            if row_ids is None:
+                relay.kick()
+            else:  # right after the commit (no await between): hand-overs keep commit order
+                relay.handoff(
+                    Committed(
+                        row_ids, [(r["topic"], r["key"], r["value"], r["headers"]) for r in outbox]
+                    )
+                )
         return applied
 
     async def _consume_one(
@@ -490,6 +517,8 @@ class EventBus:
 
 
 _INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
+_SENT_ROWS = delete(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
 # the event ids of a batch its consumer group applied before (built once: no statement, and
 # no cache key, per batch)
 _SEEN_IN_BATCH = select(_INBOX.c.event_id).where(
