@@ -283,7 +283,9 @@ class EventBus:
             if row_ids is None:
                 relay.kick()
             else:  # right after the commit (no await between): hand-overs keep commit order
-                relay.handoff(
+                # sent now, before the batch's offsets are committed (the acks awaited, as
+                # the batched aiokafka loop does); a failed send is left to the relay's drain
+                await relay.send(
                     Committed(
                         row_ids, [(r["topic"], r["key"], r["value"], r["headers"]) for r in outbox]
                     )

@@ -98,6 +98,22 @@ class OutboxRelay:
         self._ready.append(committed)
         self._loop.kick()
 
+    async def send(self, committed: Committed) -> None:
+        """Hand rows just committed over (as ``handoff``) and send them now, with any
+        handed over before them; returns once they are acknowledged, or left to a drain
+        (another writer's rows may be older: ``kick``, a failed send). Never raises for a
+        failed send: the rows are committed, a drain sends them (logged)."""
+        if not self.from_memory:
+            self.kick()
+            return
+        self._ready.append(committed)
+        try:
+            await self._send_ready()
+        except Exception:
+            log.warning("sending committed rows failed; the relay's drain retries them")
+        if self._backlog or self._ready:
+            self._loop.kick()
+
     def take_sent(self) -> list[int]:
         """The ids of rows sent from memory and not deleted yet, for the caller's transaction
         to delete; ``return_sent`` them if it does not commit."""
