@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -42,6 +42,7 @@ from shared.bus.store import (
     InboxEntry,
     OutboxEntry,
     UnitOfWork,
+    delete_ids,
     event_key,
     insert_returning_ids,
     insert_rows,
@@ -231,13 +232,9 @@ class EventBus:
         outbox: list[dict[str, Any]] = []
         with Session(self.engine) as session:
             seen: set[str] = set()
-            if idempotent:  # one query for the batch (Core: no ORM entities to build)
+            if idempotent:  # one query for the batch (no ORM entities to build)
                 ids = [str(event.event_id) for _, event in decoded]
-                seen = set(
-                    session.connection()
-                    .execute(_SEEN_IN_BATCH, {"consumer": group, "ids": ids})
-                    .scalars()
-                )
+                seen = _seen_in_batch(session, group, ids)
             now = datetime.now(UTC)
             for record, event in decoded:
                 event_id = str(event.event_id)
@@ -273,7 +270,7 @@ class EventBus:
             sent = relay.take_sent() if relay is not None and relay.from_memory else []
             try:
                 if sent:
-                    session.connection().execute(_SENT_ROWS, {"ids": sent})
+                    delete_ids(session, OutboxEntry, sent)
                 session.commit()
             except BaseException:
                 if relay is not None:
@@ -519,14 +516,29 @@ class EventBus:
 
 
 _INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
-_OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
-_SENT_ROWS = delete(_OUTBOX).where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
 # the event ids of a batch its consumer group applied before (built once: no statement, and
 # no cache key, per batch)
 _SEEN_IN_BATCH = select(_INBOX.c.event_id).where(
     _INBOX.c.consumer == bindparam("consumer"),
     _INBOX.c.event_id.in_(bindparam("ids", expanding=True)),
 )
+
+
+def _seen_in_batch(session: Session, group: str, ids: list[str]) -> set[str]:
+    """The ids of ``ids`` that ``group`` applied before: plain SQL on SQLite (up to 500 ids
+    a statement; no expanding ``IN`` rendered per batch), the prebuilt Core query elsewhere."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite" or connection.dialect.paramstyle != "qmark":
+        return set(connection.execute(_SEEN_IN_BATCH, {"consumer": group, "ids": ids}).scalars())
+    seen: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = (
+            f"SELECT event_id FROM {_INBOX.name} WHERE consumer = ? "
+            f"AND event_id IN ({', '.join('?' * len(chunk))})"
+        )
+        seen.update(row[0] for row in connection.exec_driver_sql(sql, (group, *chunk)))
+    return seen
 
 
 class _NoSession:

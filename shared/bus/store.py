@@ -120,6 +120,23 @@ def insert_returning_ids(
     return ids
 
 
+def delete_ids(session: Session, model: type[SQLModel], ids: list[int]) -> None:
+    """DELETE the rows of ``ids`` (integer primary key ``id``) in statements of up to
+    ``_RETURNING_CHUNK`` ids: plain SQL on SQLite (no expanding ``IN`` rendered per call),
+    Core elsewhere."""
+    table = model.__table__  # type: ignore[attr-defined]
+    connection = session.connection()
+    for start in range(0, len(ids), _RETURNING_CHUNK):
+        chunk = ids[start : start + _RETURNING_CHUNK]
+        if connection.dialect.name == "sqlite" and connection.dialect.paramstyle == "qmark":
+            marks = ", ".join("?" * len(chunk))
+            connection.exec_driver_sql(
+                f"DELETE FROM {table.name} WHERE id IN ({marks})", tuple(chunk)
+            )
+        else:
+            connection.execute(table.delete().where(table.c.id.in_(chunk)))
+
+
 # rows per multi-row INSERT ... RETURNING: 500 rows of ~6 columns stay far below SQLite's
 # limit on host parameters (32,766 since 3.32)
 _RETURNING_CHUNK = 500
