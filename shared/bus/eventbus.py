@@ -6,7 +6,8 @@ inbox row and outbox rows together -> commit the Kafka offset.
 
 Messages come in fetched batches: every event of a batch is applied in order (per-key order
 holds) inside ONE database transaction with its inbox and outbox rows, and the offsets are
-committed once for the batch. If any handler of the batch fails, the transaction is rolled
+committed once for the batch, after its outbox rows were sent (on SQLite from memory:
+``OutboxRelay.send``). If any handler of the batch fails, the transaction is rolled
 back and the batch is applied again one event per transaction, with retries and the DLQ,
 so a poison event costs only itself. A handler that keeps
 failing, or bytes that are not a valid event, go to ``<topic>.dlq`` with the reason and
