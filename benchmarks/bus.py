@@ -3,9 +3,9 @@
 Same broker (a fresh embedded tansu), same 1 kB events, same work per event: read, validate
 into the pydantic model, build the follow-up event, publish it with acks=all, commit the
 offset after handling (at-least-once). Each variant as its user would write it at best: the
-FastStream service publishes a fetched batch's follow-ups with one ``publish_batch``. Also measured: the platform's EventBus (inbox +
-outbox on SQLite), which is what services run. Prints events/s, ratios and round-trip
-p50/p99; writes benchmarks/results/bus.md.
+FastStream service publishes a fetched batch's follow-ups with one ``publish_batch``. Also
+measured: the platform's EventBus (inbox + outbox on SQLite), which is what services run.
+Prints events/s, ratios and round-trip p50/p99; writes benchmarks/results/bus.md.
 
 Throughput: each service is started, answers warm-up events (its group joined), then gets
 a burst of events; events/s is timed from the burst's first send to its last follow-up.
