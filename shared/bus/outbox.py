@@ -6,7 +6,7 @@ together (``TracedKafkaBroker.publish_records``), each with the headers it was s
 the trace context of the handler that emitted it.
 
 From memory (SQLite): the EventBus hands the relay the rows a batch has just committed
-(``handoff``: their ids from ``INSERT ... RETURNING`` and the records in emission order), and
+(``send``: their ids from ``INSERT ... RETURNING`` and the records in emission order), and
 the relay sends them without reading them back; their delete goes into the next batch's
 transaction (``take_sent``), or the relay's next drain. Whenever rows may be in the table
 that were not handed over (at start, after another writer's ``kick``, after a failed send)
@@ -89,17 +89,9 @@ class OutboxRelay:
         self._backlog = True
         self._loop.kick()
 
-    def handoff(self, committed: Committed) -> None:
-        """Rows just committed, to send from memory (call right after the commit, on the
-        event loop, before any ``await``: hand-overs keep commit order)."""
-        if not self.from_memory:
-            self.kick()
-            return
-        self._ready.append(committed)
-        self._loop.kick()
-
     async def send(self, committed: Committed) -> None:
-        """Hand rows just committed over (as ``handoff``) and send them now, with any
+        """Hand rows just committed over (call right after the commit, on the event loop,
+        before any ``await``: hand-overs keep commit order) and send them now, with any
         handed over before them; returns once they are acknowledged, or left to a drain
         (another writer's rows may be older: ``kick``, a failed send). Never raises for a
         failed send: the rows are committed, a drain sends them (logged)."""
@@ -110,7 +102,7 @@ class OutboxRelay:
         try:
             await self._send_ready()
         except Exception:
-            log.warning("sending committed rows failed; the relay's drain retries them")
+            log.warning("sending committed rows failed; a drain sends them", exc_info=True)
         if self._backlog or self._ready:
             self._loop.kick()
 
