@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,8 +18,10 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from shared.bus.instrument import instrument_subscriber, traced_send, traced_send_records
 from shared.settings import ServiceSettings
 
-# the options of ``publish`` that ``TracedKafkaBroker._send_bytes`` handles itself
+# the options of ``publish`` that ``TracedKafkaBroker._send_bytes`` handles itself, and of
+# ``publish_batch`` that ``_send_batch`` does
 _DIRECT_OPTIONS = frozenset({"key", "partition", "timestamp_ms", "correlation_id", "no_confirm"})
+_BATCH_DIRECT_OPTIONS = _DIRECT_OPTIONS - {"key"}
 
 
 class TracedKafkaBroker(KafkaBroker):
@@ -27,7 +30,9 @@ class TracedKafkaBroker(KafkaBroker):
     handlers are wrapped when it is made (``broker.subscriber(...)``, the EventBus' too), and
     ``publish``/``publish_batch`` go through ``traced_send``. A ``publish`` of bytes with
     plain options goes to the aiokafka producer directly (``_send_bytes``: the record
-    FastStream would send, without its publish command, codec and middleware chain), and
+    FastStream would send, without its publish command, codec and middleware chain), a
+    ``publish_batch`` of bytes too (``_send_batch``: the batch handler's way to publish its
+    follow-ups, one span and one correlation id for the call), and
     ``publish_records`` sends encoded records (the outbox relay's) as one traced batch. A
     middleware would cost an object, an async context and a ``partial`` per message and
     per publish on top of the telemetry itself. Not instrumented (the platform uses none of
@@ -53,11 +58,13 @@ class TracedKafkaBroker(KafkaBroker):
             send = super().publish(message, topic, headers=headers, **kwargs)
         return await traced_send(topic, 1, headers, send)
 
-    def _direct_producer(self, message: Any, kwargs: dict[str, Any]) -> AIOKafkaProducer | None:
+    def _direct_producer(
+        self, message: Any, kwargs: dict[str, Any], options: frozenset[str] = _DIRECT_OPTIONS
+    ) -> AIOKafkaProducer | None:
         """The aiokafka producer when a publish can skip FastStream's command, codec and
-        middleware chain with the same record as result: bytes, nothing but the options
-        ``_send_bytes`` handles, no broker middlewares, FastStream's default codec."""
-        if type(message) is not bytes or not _DIRECT_OPTIONS.issuperset(kwargs):
+        middleware chain with the same record as result: bytes, nothing but the ``options``
+        the direct send handles, no broker middlewares, FastStream's default codec."""
+        if type(message) is not bytes or not options.issuperset(kwargs):
             return None
         key = kwargs.get("key")
         if key is not None and type(key) is not bytes:
@@ -108,12 +115,46 @@ class TracedKafkaBroker(KafkaBroker):
         **kwargs: Any,
     ) -> Any:
         headers = {} if headers is None else headers
-        return await traced_send(
-            topic,
-            len(messages),
-            headers,
-            super().publish_batch(*messages, topic=topic, headers=headers, **kwargs),
-        )
+        producer = None
+        if messages and all(type(m) is bytes for m in messages):
+            producer = self._direct_producer(b"", kwargs, _BATCH_DIRECT_OPTIONS)
+        if producer is not None:
+            send = self._send_batch(producer, messages, topic, headers, **kwargs)
+        else:
+            send = super().publish_batch(*messages, topic=topic, headers=headers, **kwargs)
+        return await traced_send(topic, len(messages), headers, send)
+
+    async def _send_batch(
+        self,
+        producer: AIOKafkaProducer,
+        messages: Sequence[bytes],
+        topic: str,
+        headers: dict[str, str],
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        correlation_id: str | None = None,
+        no_confirm: bool = False,
+    ) -> Any:
+        """What FastStream's ``publish_batch`` sends for bytes (its ``correlation_id``
+        header, one for the call, then the caller's; one partition for every message, in
+        order), each message queued on the aiokafka producer: no publish command, codec
+        call or header dict per message, and no limit of one producer batch (FastStream
+        builds ONE record batch of the producer's ``max_batch_size``, 16 kB by default,
+        and raises beyond it). Returns the last message's metadata (a future of it with
+        ``no_confirm``), every message acknowledged."""
+        sent = {"correlation_id": correlation_id or self.config.id_generator(), **headers}
+        encoded = [(name, (text or "").encode()) for name, text in sent.items()]
+        if partition is None:  # FastStream's batch goes to one partition the partitioner picks
+            partition = random.choice(sorted(await producer.partitions_for(topic)))
+        futures = [
+            await producer.send(
+                topic, value, partition=partition, timestamp_ms=timestamp_ms, headers=encoded
+            )
+            for value in messages
+        ]
+        done = asyncio.ensure_future(_last_of(futures))
+        return done if no_confirm else await done
 
     async def publish_records(
         self, records: Sequence[tuple[str, str | None, bytes, dict[str, str]]]
@@ -180,6 +221,11 @@ def make_broker(
         logger=None,
         security=kafka_security(settings),
     )
+
+
+async def _last_of(futures: list[Any]) -> Any:
+    """Every future's result awaited; the last one's returned."""
+    return (await asyncio.gather(*futures))[-1]
 
 
 def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:

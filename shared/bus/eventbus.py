@@ -6,7 +6,8 @@ inbox row and outbox rows together -> commit the Kafka offset.
 
 Messages come in fetched batches: every event of a batch is applied in order (per-key order
 holds) inside ONE database transaction with its inbox and outbox rows, and the offsets are
-committed once for the batch. If any handler of the batch fails, the transaction is rolled
+committed once for the batch, after its outbox rows were sent (on SQLite from memory:
+``OutboxRelay.send``). If any handler of the batch fails, the transaction is rolled
 back and the batch is applied again one event per transaction, with retries and the DLQ,
 so a poison event costs only itself. A handler that keeps
 failing, or bytes that are not a valid event, go to ``<topic>.dlq`` with the reason and
@@ -37,8 +38,16 @@ from sqlmodel import Session
 from shared.authority import Signer, Verifier, is_command
 from shared.bus.instrument import consumer_span, dead_lettered, handled
 from shared.bus.message import Message
-from shared.bus.outbox import OutboxRelay
-from shared.bus.store import InboxEntry, OutboxEntry, UnitOfWork, event_key, insert_rows
+from shared.bus.outbox import Committed, OutboxRelay
+from shared.bus.store import (
+    InboxEntry,
+    OutboxEntry,
+    UnitOfWork,
+    delete_ids,
+    event_key,
+    insert_returning_ids,
+    insert_rows,
+)
 from shared.events.envelope import ClaimCheck, Event
 from shared.events.monitoring import AuditRecorded
 from shared.events.registry import EventDecodeError, decode
@@ -237,13 +246,9 @@ class EventBus:
         outbox: list[dict[str, Any]] = []
         with Session(self.engine) as session:
             seen: set[str] = set()
-            if idempotent:  # one query for the batch (Core: no ORM entities to build)
+            if idempotent:  # one query for the batch (no ORM entities to build)
                 ids = [str(event.event_id) for _, event in decoded]
-                seen = set(
-                    session.connection()
-                    .execute(_SEEN_IN_BATCH, {"consumer": group, "ids": ids})
-                    .scalars()
-                )
+                seen = _seen_in_batch(session, group, ids)
             now = datetime.now(UTC)
             for record, event in decoded:
                 event_id = str(event.event_id)
@@ -269,11 +274,33 @@ class EventBus:
                 applied += 1
             await hold_write_lock(session)  # waited for off the loop (SQLite)
             insert_rows(session, InboxEntry, inbox)
-            insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
-            session.commit()
-        emitted = len(outbox)
-        if emitted and self.relay is not None:
-            self.relay.kick()
+            relay = self.relay
+            row_ids = None
+            if relay is not None and relay.from_memory:  # its ids: the relay sends from memory
+                row_ids = insert_returning_ids(session, OutboxEntry, outbox)
+            if row_ids is None:
+                insert_rows(session, OutboxEntry, outbox)  # in emission order: per-key order
+            # rows the relay sent from memory since: deleted with this batch
+            sent = relay.take_sent() if relay is not None and relay.from_memory else []
+            try:
+                if sent:
+                    delete_ids(session, OutboxEntry, sent)
+                session.commit()
+            except BaseException:
+                if relay is not None:
+                    relay.return_sent(sent)
+                raise
+        if outbox and relay is not None:
+            if row_ids is None:
+                relay.kick()
+            else:  # right after the commit (no await between): hand-overs keep commit order
+                # sent now, before the batch's offsets are committed (the acks awaited, as
+                # the batched aiokafka loop does); a failed send is left to the relay's drain
+                await relay.send(
+                    Committed(
+                        row_ids, [(r["topic"], r["key"], r["value"], r["headers"]) for r in outbox]
+                    )
+                )
         return applied
 
     async def _consume_one(
@@ -513,6 +540,23 @@ _SEEN_IN_BATCH = select(_INBOX.c.event_id).where(
     _INBOX.c.consumer == bindparam("consumer"),
     _INBOX.c.event_id.in_(bindparam("ids", expanding=True)),
 )
+
+
+def _seen_in_batch(session: Session, group: str, ids: list[str]) -> set[str]:
+    """The ids of ``ids`` that ``group`` applied before: plain SQL on SQLite (up to 500 ids
+    a statement; no expanding ``IN`` rendered per batch), the prebuilt Core query elsewhere."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite" or connection.dialect.paramstyle != "qmark":
+        return set(connection.execute(_SEEN_IN_BATCH, {"consumer": group, "ids": ids}).scalars())
+    seen: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        sql = (
+            f"SELECT event_id FROM {_INBOX.name} WHERE consumer = ? "
+            f"AND event_id IN ({', '.join('?' * len(chunk))})"
+        )
+        seen.update(row[0] for row in connection.exec_driver_sql(sql, (group, *chunk)))
+    return seen
 
 
 class _NoSession:

@@ -93,14 +93,64 @@ def insert_rows(session: Session, model: type[SQLModel], rows: list[dict[str, An
     connection.exec_driver_sql(prepared.sql, prepared.parameters(rows))
 
 
+def insert_returning_ids(
+    session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
+) -> list[int] | None:
+    """INSERT ``rows`` (as ``insert_rows``) and return the ids the table gave them (in no
+    particular order), on SQLite: multi-row ``INSERT ... VALUES (..), (..) RETURNING id``
+    statements of up to ``_RETURNING_CHUNK`` rows (SQLite's executemany returns no rows).
+    None, and nothing inserted, on other databases or when the rows need Core."""
+    if not rows:
+        return []
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite" or not dialect.positional:
+        return None
+    table = model.__table__  # type: ignore[attr-defined]
+    prepared = _prepared(dialect, table, tuple(rows[0]))
+    if prepared is None:
+        return None
+    ids: list[int] = []
+    for start in range(0, len(rows), _RETURNING_CHUNK):
+        chunk = rows[start : start + _RETURNING_CHUNK]
+        values = prepared.values_sql
+        sql = f"{prepared.sql}{(', ' + values) * (len(chunk) - 1)} RETURNING id"
+        flat = [value for row in prepared.parameters(chunk) for value in row]
+        ids.extend(r[0] for r in connection.exec_driver_sql(sql, tuple(flat)))
+    return ids
+
+
+def delete_ids(session: Session, model: type[SQLModel], ids: list[int]) -> None:
+    """DELETE the rows of ``ids`` (integer primary key ``id``) in statements of up to
+    ``_RETURNING_CHUNK`` ids: plain SQL on SQLite (no expanding ``IN`` rendered per call),
+    Core elsewhere."""
+    table = model.__table__  # type: ignore[attr-defined]
+    connection = session.connection()
+    for start in range(0, len(ids), _RETURNING_CHUNK):
+        chunk = ids[start : start + _RETURNING_CHUNK]
+        if connection.dialect.name == "sqlite" and connection.dialect.paramstyle == "qmark":
+            marks = ", ".join("?" * len(chunk))
+            connection.exec_driver_sql(
+                f"DELETE FROM {table.name} WHERE id IN ({marks})", tuple(chunk)
+            )
+        else:
+            connection.execute(table.delete().where(table.c.id.in_(chunk)))
+
+
+# rows per multi-row INSERT ... RETURNING: 500 rows of ~6 columns stay far below SQLite's
+# limit on host parameters (32,766 since 3.32)
+_RETURNING_CHUNK = 500
+
+
 class _Prepared:
     """An INSERT compiled for one dialect and column list, with each column's bind
     processor: ``parameters`` turns rows into what the driver's executemany takes."""
 
-    __slots__ = ("names", "positional", "processors", "sql")
+    __slots__ = ("names", "positional", "processors", "sql", "values_sql")
 
     def __init__(self, sql: str, names: list[str], processors: list[Any], positional: bool):
         self.sql = sql
+        self.values_sql = sql[sql.rindex(" VALUES ") + len(" VALUES ") :]  # "(?, ?, ...)"
         self.names = names
         self.processors = processors
         self.positional = positional

@@ -182,6 +182,80 @@ async def test_a_batch_whose_commit_failed_is_applied_whole_on_redelivery(
     assert len(h.alerts) == 8
 
 
+# -- the relay sending a batch's rows from memory (SQLite) ----------------------------------
+async def test_a_batch_s_rows_are_sent_from_memory_once_and_deleted_later(engine: Engine) -> None:
+    """On SQLite a batch's follow-ups go out before ``_consume_batch`` returns, without the
+    relay reading them back; their rows are deleted with the next batch's transaction, and
+    a drain neither sends them again nor leaves them. PostgreSQL: the relay's drain alone."""
+    h = Direct(engine)
+    relay = h.bus.relay
+    assert relay is not None
+    first = [audit(target=f"m{i}") for i in range(5)]
+    second = [audit(target=f"n{i}") for i in range(3)]
+    async with TestKafkaBroker(h.broker):
+        assert await relay.drain() == 0  # what the bus' start does: the table is known
+        await h.deliver(first)
+        if not relay.from_memory:
+            assert engine.dialect.name != "sqlite"
+            assert h.alerts == []  # left to the relay's drain
+            assert await relay.drain() == 5
+            return
+        assert [a["summary"] for a in h.alerts] == [e.target for e in first]
+        assert h.outbox() == [e.target for e in first]  # sent, not deleted yet
+        await h.deliver(second, first_offset=5)
+        assert h.outbox() == [e.target for e in second]  # the first deleted with the second
+        assert await relay.drain() == 0  # sent already: deleted, not sent again
+        assert h.outbox() == []
+    assert [a["summary"] for a in h.alerts] == [e.target for e in [*first, *second]]
+
+
+async def test_rows_of_another_writer_go_out_before_a_later_batch_s(engine: Engine) -> None:
+    """Rows committed without a hand-over (a unit of work, which kicks the relay) may be
+    older than a batch's: the batch's rows are then left to the drain, which sends all of
+    them in commit order, each once."""
+    h = Direct(engine)
+    relay = h.bus.relay
+    assert relay is not None
+    batch = [audit(target=f"b{i}") for i in range(3)]
+    async with TestKafkaBroker(h.broker):
+        await relay.drain()
+        with h.bus.unit_of_work() as uow:
+            uow.emit(AlertRaised(name="echo", summary="older"))
+        await h.deliver(batch)
+        assert h.alerts == []  # not before the older row
+        assert await relay.drain() == 4
+        assert await relay.drain() == 0
+        await relay._send_ready()  # the hand-over the drain sent: not sent again
+    assert [a["summary"] for a in h.alerts] == ["older", *(e.target for e in batch)]
+    assert h.outbox() == []
+
+
+async def test_a_failed_send_from_memory_leaves_the_rows_to_the_drain(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is committed; its send fails: ``_consume_batch`` does not fail (no
+    redelivery, no retry one by one), the rows stay and the relay's drain sends them."""
+    h = Direct(engine)
+    relay = h.bus.relay
+    assert relay is not None
+    batch = [audit(target=f"f{i}") for i in range(4)]
+
+    async def broken(_records: Any) -> None:
+        raise ConnectionError("the broker is away")
+
+    async with TestKafkaBroker(h.broker):
+        await relay.drain()
+        with monkeypatch.context() as patch:
+            patch.setattr(relay, "_publish", broken)
+            await h.deliver(batch)
+        assert h.calls == [e.target for e in batch]  # applied once, in one batch
+        assert h.alerts == []
+        assert h.outbox() == [e.target for e in batch]
+        assert await relay.drain() == 4
+    assert [a["summary"] for a in h.alerts] == [e.target for e in batch]
+    assert h.outbox() == []
+
+
 # -- the rows of a batch: insert_rows' prepared statement ---------------------------------
 def test_insert_rows_stores_what_core_stores(engine: Engine) -> None:
     """The prepared INSERT (compiled once, the rows through each column's bind processor)

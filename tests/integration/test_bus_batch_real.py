@@ -171,3 +171,53 @@ async def test_a_publish_sends_the_record_faststreams_publish_would(private_kafk
     assert fast["correlation_id"] != slow["correlation_id"]
     assert set(unconfirmed) == {"content-type", "correlation_id", "traceparent"}
     assert given["correlation_id"] == "c-1"
+
+
+async def test_a_publish_batch_sends_the_records_faststreams_would(
+    private_kafka: str, span_exporter: InMemorySpanExporter
+) -> None:
+    """A batch of bytes goes to the aiokafka producer directly: the records are those
+    FastStream's ``publish_batch`` makes (its correlation_id header, one for the batch, the
+    caller's, the trace context; no content-type for bytes), in order on ONE partition of a
+    multi-partition topic, and a batch beyond one producer batch (16 kB) goes out whole
+    (FastStream's own raises). Options it does not handle (``reply_to``) take FastStream's
+    way."""
+    topic = f"direct-batch-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=private_kafka)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 3, 1)])
+    finally:
+        await admin.close()
+    broker = make_broker(ServiceSettings(kafka_bootstrap=private_kafka), "direct-batch")
+    assert isinstance(broker, TracedKafkaBroker)
+    big = [f"big-{i:03d}-".encode() + b"x" * 1000 for i in range(40)]  # ~40 kB
+    await broker.start()
+    try:
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("direct-root"):
+            await broker.publish_batch(b"f1", b"f2", topic=topic, headers={"h": "1"})
+            await broker.publish_batch(b"s1", b"s2", topic=topic, headers={"h": "1"}, reply_to="")
+            future = await broker.publish_batch(*big, topic=topic, no_confirm=True)
+            await future
+            await broker.publish_batch(b"g1", topic=topic, partition=2, correlation_id="c-1")
+    finally:
+        await broker.stop()
+    records = await read_topic(private_kafka, topic, count=45)
+    by_value = {r.value: r for r in records}
+    headers = {r.value: {k: v.decode() for k, v in r.headers} for r in records}
+    assert len(records) == 45
+    for batch in ([b"f1", b"f2"], [b"s1", b"s2"], big):
+        assert len({by_value[v].partition for v in batch}) == 1  # one partition, in order
+        offsets = [by_value[v].offset for v in batch]
+        assert offsets == sorted(offsets)
+        assert len({headers[v]["correlation_id"] for v in batch}) == 1  # one for the call
+    assert set(headers[b"f1"]) == {"correlation_id", "h", "traceparent"}
+    assert set(headers[b"s1"]) - {"reply_to"} == set(headers[b"f1"])
+    assert headers[b"f1"]["h"] == headers[b"s1"]["h"] == "1"
+    assert (
+        headers[b"f1"]["traceparent"].split("-")[1] == headers[b"s1"]["traceparent"].split("-")[1]
+    )
+    assert headers[b"f1"]["correlation_id"] != headers[b"s1"]["correlation_id"]
+    assert headers[b"g1"]["correlation_id"] == "c-1"
+    assert by_value[b"g1"].partition == 2
