@@ -51,4 +51,3 @@ def test_a_consumer_without_the_fetcher_attribute_keeps_its_wait() -> None:
     pace.busy()
     pace.settle(active=False)
     assert pace.current == -1
-
