@@ -276,12 +276,26 @@ def make_app(runtime: Runtime, lifespan: Lifespan | None = None, web: Any = None
     return app
 
 
-def run_app(app: AsgiFastStream, runtime: Runtime, default_port: int) -> None:
-    """Serve the app (admin HTTP + broker) until SIGINT/SIGTERM."""
+def run_app(
+    app: AsgiFastStream, runtime: Runtime, default_port: int, *, fast_loop: bool = False
+) -> None:
+    """Serve the app (admin HTTP + broker) until SIGINT/SIGTERM. ``fast_loop``: on uvloop
+    when it is installed (as vLLM's own server runs), for a latency-bound service whose
+    event loop wakes hundreds of times a second (serving's worker)."""
     port = runtime.settings.admin_port or default_port
-    asyncio.run(
-        app.run(
-            log_level=logging.WARNING,
-            run_extra_options={"host": runtime.settings.admin_host, "port": port},
+    with asyncio.Runner(loop_factory=fast_loop_factory() if fast_loop else None) as runner:
+        runner.run(
+            app.run(
+                log_level=logging.WARNING,
+                run_extra_options={"host": runtime.settings.admin_host, "port": port},
+            )
         )
-    )
+
+
+def fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop factory if uvloop is installed, else None (asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]

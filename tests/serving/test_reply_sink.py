@@ -75,6 +75,7 @@ class RecordingProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
         self.threads: set[str] = set()
+        self.loops: set[type] = set()
         self.flushed = 0
         self.stopped = False
 
@@ -83,6 +84,7 @@ class RecordingProducer:
 
     async def send(self, topic: str, value: bytes, **_kwargs: object) -> None:
         self.threads.add(threading.current_thread().name)
+        self.loops.add(type(asyncio.get_running_loop()))
         await asyncio.sleep(0)  # a real producer may suspend here
         self.sent.append((topic, value))
 
@@ -121,6 +123,21 @@ async def test_sends_return_at_once_and_are_written_in_order_on_the_sink_thread(
     finally:
         await sink.stop()
     assert producer.stopped
+
+
+async def test_the_sink_thread_runs_uvloop_when_installed() -> None:
+    """Its loop wakes for every frame the engine produces: uvloop's costs less CPU, beside
+    the engine, than asyncio's (the worker's own loop runs on it too: ``run_app``)."""
+    uvloop = pytest.importorskip("uvloop")
+    producer = RecordingProducer()
+    sink = KafkaReplySink("unused:9092", "test", producer_factory=lambda: producer)
+    await sink.start()
+    try:
+        await sink.send("gw-a", _done("r1"), "r1")
+        await sink.flush()
+    finally:
+        await sink.stop()
+    assert producer.loops == {uvloop.Loop}
 
 
 async def test_a_send_before_start_is_refused() -> None:

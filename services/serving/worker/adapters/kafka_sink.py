@@ -35,6 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from shared.events import Event
+from shared.runtime import fast_loop_factory
 from shared.settings import kafka_client_options
 from shared.topics import is_ephemeral
 from shared.wire import Chunk, coalesce, encode_chunks
@@ -150,7 +151,8 @@ class KafkaReplySink:
 
     # -- the I/O thread --------------------------------------------------------------------
     def _run(self, ready: concurrent.futures.Future[None]) -> None:
-        loop = asyncio.new_event_loop()
+        factory = fast_loop_factory()  # uvloop when installed: it wakes per engine step
+        loop = factory() if factory is not None else asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._open())
