@@ -94,6 +94,13 @@ class ServiceSettings(BaseSettings):
         "restarted service gets its partitions back ~4 s sooner: docs/backbone.md), 6000 (the "
         "smallest Apache Kafka accepts by default) on a Kafka cluster.",
     )
+    keep_off_engine_cores_s: float = Field(
+        5.0,
+        ge=0,
+        validation_alias=_env("LLMOPS_KEEP_OFF_ENGINE_CORES_S"),
+        description="How often the serving gateway and worker move their threads off the "
+        "cores a local vLLM engine binds its OpenMP threads to (`shared.cpus`); 0: never.",
+    )
     data_dir: Path = Field(
         Path(".llmops"),
         validation_alias=_env("LLMOPS_DATA_DIR"),

@@ -162,6 +162,10 @@ class EmbeddedLog:
             self.hot_bootstrap, self.log_dir / "broker-serving.log", storage=MEMORY_STORAGE
         )
 
+    def pids(self) -> list[int | None]:
+        """The processes of the log now running: brokers and store (restarts included)."""
+        return [p.pid for p in (self.broker, self.hot_broker, self.store) if p is not None]
+
     def restart_dead(self) -> list[str]:
         """Restart whichever part died (store first: the broker needs it); names them."""
         restarted = []

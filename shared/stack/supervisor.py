@@ -25,6 +25,7 @@ import httpx
 from rich.console import Console
 
 from shared.authority import provision, service_principal
+from shared.cpus import EngineCoreAvoider, keep_off_engine_cores
 from shared.deploy.authority import command_grants
 from shared.plugins import ProcessSpec, discover
 from shared.settings import ServiceSettings
@@ -160,6 +161,7 @@ class Supervisor:
                 color = COLORS[len(self.children) % len(COLORS)]
                 self.children.append(Child(spec, color, replica=replica, port=port))
         self.log: EmbeddedLog | None = None
+        self.core_avoider: EngineCoreAvoider | None = None
         self.service_keys: dict[str, str] = {}
         self.stopping = threading.Event()
         self._print_lock = threading.Lock()
@@ -204,6 +206,11 @@ class Supervisor:
                 hot_bootstrap=self.settings.embedded_ephemeral_bootstrap,
             )
             self.log.start()
+            # the brokers off a local vLLM engine's cores, as the serving processes keep
+            # themselves (shared.cpus): a broker thread on an engine core slows decoding
+            self.core_avoider = keep_off_engine_cores(
+                self.settings.keep_off_engine_cores_s, self.log.pids
+            )
             if self.log.durable:
                 self.console.print(
                     f"event log: {self.log.storage_dir} (durable; encrypted under "
@@ -386,6 +393,8 @@ class Supervisor:
                 os.killpg(child.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(5)
+        if self.core_avoider is not None:
+            self.core_avoider.stop()
         if self.log is not None:
             self.log.stop()
         with contextlib.suppress(FileNotFoundError):

@@ -81,6 +81,7 @@ def embedded_log(work: Path, *, durable: bool = True) -> Iterator[dict[str, str]
     broker, ``LLMOPS_EMBEDDED_LOG=memory``), every platform topic created on its broker.
     Yields the environment a service process needs to use it. The benchmarks measure the
     path a user takes, so they run on this, not on ``embedded_kafka``'s bare memory broker."""
+    from shared.cpus import keep_off_engine_cores
     from shared.stack.log import EmbeddedLog
 
     log = EmbeddedLog(
@@ -91,6 +92,7 @@ def embedded_log(work: Path, *, durable: bool = True) -> Iterator[dict[str, str]
         hot_bootstrap=f"127.0.0.1:{free_port()}" if durable else None,
         key_file=work / "keys" / "log-store.key",
     ).start()
+    avoider = keep_off_engine_cores(ServiceSettings().keep_off_engine_cores_s, log.pids)
     try:
         if durable and not log.durable:
             raise RuntimeError(f"the durable log did not start: {log.reason}")
@@ -100,6 +102,8 @@ def embedded_log(work: Path, *, durable: bool = True) -> Iterator[dict[str, str]
             "LLMOPS_KAFKA_EPHEMERAL_BOOTSTRAP": log.ephemeral_bootstrap,
         }
     finally:
+        if avoider is not None:
+            avoider.stop()
         log.stop()
 
 

@@ -9,6 +9,7 @@ import uvicorn
 
 from services.serving.gateway.app import build, port
 from services.serving.gateway.config import GatewaySettings
+from shared.cpus import keep_off_engine_cores
 
 if __name__ == "__main__":
     settings = GatewaySettings()
@@ -24,4 +25,5 @@ if __name__ == "__main__":
         uvicorn.run(app_path, factory=True, workers=settings.workers, **options)
     else:
         runtime, app = build(settings)
+        keep_off_engine_cores(settings.keep_off_engine_cores_s)  # off a local engine's cores
         uvicorn.run(app, **options)

@@ -26,6 +26,7 @@ from services.serving.gateway.protocol import APIError
 from services.serving.gateway.serving import Gateway
 from services.serving.gateway.workers import WorkerDirectory
 from services.serving.wire import HEARTBEAT_TOPIC, ensure_serving_topics
+from shared.cpus import keep_off_engine_cores
 from shared.events import ApiKeyChanged
 from shared.keys import ROOT_NAME, ROOT_RPM, ROOT_TPM
 from shared.runtime import Runtime, build_runtime, key_registry
@@ -142,4 +143,5 @@ def create_app() -> FastAPI:
     settings = GatewaySettings()
     if settings.id and settings.workers > 1:
         settings = settings.model_copy(update={"id": f"{settings.id}-{os.getpid()}"})
+    keep_off_engine_cores(settings.keep_off_engine_cores_s)  # each process: shared.cpus
     return build(settings)[1]

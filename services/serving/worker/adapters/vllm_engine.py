@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
+from shared.cpus import unpinned
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -189,5 +190,13 @@ class VllmLoader:
         )
         log.info("loading model", extra={"location": location})
         # Loading takes seconds to minutes: off the event loop, so requests keep flowing.
-        engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        engine = await asyncio.to_thread(_start_engine, AsyncLLM, args)
         return VllmEngine(engine, cfg.max_model_len, cfg.max_loras)
+
+
+def _start_engine(engine_class: Any, args: Any) -> Any:
+    """The engine, started from a thread that may use every core: vLLM chooses the cores of
+    its OpenMP threads among its process's (inherited from this thread), and this process
+    keeps itself off those cores once they are bound (``shared.cpus``)."""
+    with unpinned():
+        return engine_class.from_engine_args(args)

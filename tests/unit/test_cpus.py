@@ -1,0 +1,116 @@
+"""``shared.cpus``: a serving process moves its threads off the cores a local vLLM engine's
+OpenMP threads are bound to, and back when the engine is gone; an engine started under
+``unpinned()`` may choose among every core. Real processes and the kernel's affinity; each
+check runs in a child process so the test runner itself is never pinned."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from shared.cpus import MACHINE, EngineCoreAvoider
+
+pytestmark = pytest.mark.skipif(
+    len(MACHINE) < 2 or not os.path.isdir("/proc/self/task"),
+    reason="needs Linux and at least two cores to pin anything",
+)
+
+ENGINE_CPU = max(MACHINE)
+
+FAKE_ENGINE = textwrap.dedent(
+    f"""
+    import os, threading, time, setproctitle
+    setproctitle.setproctitle("VLLM::EngineCore_test")
+    def omp():  # an OpenMP thread as vLLM binds it: one core
+        os.sched_setaffinity(0, {{{ENGINE_CPU}}})
+        time.sleep(600)
+    threading.Thread(target=omp, daemon=True).start()
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def run(code: str) -> dict[str, list[int]]:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+CHECK = """
+    import json, os, threading
+    from shared.cpus import EngineCoreAvoider
+    worker = threading.Thread(target=lambda: __import__("time").sleep(1))
+    worker.start()  # a thread that exists before the check is pinned too
+    cpus = EngineCoreAvoider(60).check()
+    print(json.dumps({
+        "returned": sorted(cpus),
+        "main": sorted(os.sched_getaffinity(0)),
+        "thread": sorted(os.sched_getaffinity(worker.native_id)),
+    }))
+"""
+
+
+def test_a_process_keeps_off_a_local_engines_bound_cores_and_comes_back() -> None:
+    free = sorted(MACHINE - {ENGINE_CPU})
+    engine = subprocess.Popen(
+        [sys.executable, "-c", FAKE_ENGINE], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert engine.stdout is not None
+        assert engine.stdout.readline().strip() == "ready"
+        for _ in range(100):  # the bound thread is started just before "ready"
+            with_engine = run(CHECK)
+            if with_engine["returned"] == free:
+                break
+            time.sleep(0.1)
+        assert with_engine == {"returned": free, "main": free, "thread": free}
+        # `llmops up` keeps its brokers off the same cores: another process, by pid
+        broker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        try:
+            avoider = EngineCoreAvoider(60, pids=lambda: [broker.pid])
+            assert avoider.check() == frozenset(free)
+            assert sorted(os.sched_getaffinity(broker.pid)) == free
+            assert os.sched_getaffinity(0) == MACHINE  # the caller itself stays as it was
+        finally:
+            broker.kill()
+            broker.wait()
+    finally:
+        engine.kill()
+        engine.wait()
+    without = run(CHECK)  # no engine: every core
+    assert without["returned"] == sorted(MACHINE)
+    assert without["main"] == sorted(MACHINE)
+
+
+def test_an_engine_started_under_unpinned_may_use_every_core() -> None:
+    result = run(
+        f"""
+        import json, os, subprocess, sys
+        from shared.cpus import pin_process, unpinned
+        pin_process(frozenset({{{min(MACHINE)}}}))
+        probe = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+        pinned_child = subprocess.run(probe, capture_output=True, text=True).stdout
+        with unpinned():
+            free_child = subprocess.run(probe, capture_output=True, text=True).stdout
+        print(json.dumps({{
+            "pinned_child": json.loads(pinned_child),
+            "free_child": json.loads(free_child),
+            "after": sorted(os.sched_getaffinity(0)),
+        }}))
+        """
+    )
+    assert result["pinned_child"] == [min(MACHINE)]  # a child inherits its starter's cores
+    assert result["free_child"] == sorted(MACHINE)
+    assert result["after"] == [min(MACHINE)]
