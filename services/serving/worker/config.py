@@ -37,6 +37,15 @@ class WorkerSettings(ServiceSettings):
     kv_cache_mib: int = Field(
         256, description="KV cache per engine in MiB (ignored if VLLM_CPU_KVCACHE_SPACE set)."
     )
+    engine_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU priority (nice) of the engine's processes (vLLM's EngineCore and "
+        "workers, which spin while they decode): the Kafka hops (broker, gateway, this "
+        "process) then take a core the moment they wake, instead of waiting behind a "
+        "spinning engine thread (docs/serving.md); 0 leaves them as started.",
+    )
     gpu_memory_utilization: float = Field(0.5, description="Share of GPU memory per engine.")
     max_loras: int = Field(
         0,

@@ -191,6 +191,7 @@ class VllmLoader:
         log.info("loading model", extra={"location": location})
         # Loading takes seconds to minutes: off the event loop, so requests keep flowing.
         engine = await asyncio.to_thread(_start_engine, AsyncLLM, args)
+        nice_engine_processes(cfg.engine_nice)
         return VllmEngine(engine, cfg.max_model_len, cfg.max_loras)
 
 
@@ -200,3 +201,31 @@ def _start_engine(engine_class: Any, args: Any) -> Any:
     keeps itself off those cores once they are bound (``shared.cpus``)."""
     with unpinned():
         return engine_class.from_engine_args(args)
+
+
+ENGINE_TITLE = "VLLM::"  # vLLM titles its engine processes VLLM::EngineCore, VLLM::Worker...
+
+
+def nice_engine_processes(level: int) -> list[int]:
+    """Lower the CPU priority of this worker's engine processes to ``level`` (never raise
+    it; no privilege needed); returns their pids. vLLM's EngineCore and CPU workers
+    busy-poll while requests run: at the same priority, every wake-up of the serving path
+    (a fetch answered, a frame to send) may wait for a spinning engine thread to be
+    preempted, and on a small machine the first token then arrives with the last. Niced,
+    the engine still gets every idle cycle."""
+    if level <= 0:
+        return []
+    import psutil
+
+    niced = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+            if cmdline and cmdline[0].startswith(ENGINE_TITLE) and proc.nice() < level:
+                proc.nice(level)
+                niced.append(proc.pid)
+        except psutil.Error:  # gone meanwhile
+            continue
+    if niced:
+        log.info("engine processes niced", extra={"pids": niced, "nice": level})
+    return niced
