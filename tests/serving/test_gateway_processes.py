@@ -8,21 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.wire import reply_topic
-from tests.support.stack import ServiceProcess, wait_until
+from tests.support.stack import ServiceProcess, list_topics, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 def test_gateway_processes_share_the_port_each_with_its_own_reply_topic(
@@ -51,7 +41,7 @@ def test_gateway_processes_share_the_port_each_with_its_own_reply_topic(
         wait_until(both_answered, timeout=120, interval=0.05)
         assert all(gateway_id.startswith("gwproc-") for gateway_id in seen)
         topics = {reply_topic(gateway_id) for gateway_id in seen}
-        assert topics <= asyncio.run(_topics(kafka))
+        assert topics <= asyncio.run(list_topics(kafka))
     finally:
         gateway.stop()
-    wait_until(lambda: not topics & asyncio.run(_topics(kafka)), timeout=30, interval=0.5)
+    wait_until(lambda: not topics & asyncio.run(list_topics(kafka)), timeout=30, interval=0.5)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.serving.gateway.app import build as build_gateway
 from services.serving.gateway.config import GatewaySettings
@@ -30,7 +29,7 @@ from shared.stack.log import EmbeddedLog
 from shared.topics import CANCEL_TOPIC, Topic
 from shared.wire import reply_topic
 from tests.serving.fakes import FakeLoader
-from tests.support.stack import free_port, read_topic, require_s3rver, until
+from tests.support.stack import free_port, list_topics, read_topic, require_s3rver, until
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +50,6 @@ def two_brokers(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield log.bootstrap, log.ephemeral_bootstrap
     finally:
         log.stop()
-
-
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def test_request_and_replies_on_the_memory_broker_result_on_the_durable_log(
@@ -131,7 +121,7 @@ async def test_request_and_replies_on_the_memory_broker_result_on_the_durable_lo
         assert len(completed) == 1
         assert decode(completed[0].value).model == "m"  # type: ignore[attr-defined]
         # every topic on its broker: the hops in memory, their DLQs and the rest on the log
-        on_log, in_memory = await _topics(durable), await _topics(hops)
+        on_log, in_memory = await list_topics(durable), await list_topics(hops)
         hop_names = {
             Topic.INFERENCE_REQUESTED.value,
             HEARTBEAT_TOPIC,

@@ -107,6 +107,18 @@ def embedded_log(work: Path, *, durable: bool = True) -> Iterator[dict[str, str]
         log.stop()
 
 
+async def list_topics(bootstrap: str) -> set[str]:
+    """Every topic on the broker at ``bootstrap``."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 def authority_env(data_dir: Path, admin_secret: str, service: str) -> dict[str, str]:
     """What `llmops up` gives one service's processes: the admin-signed principal registry
     under ``data_dir``, the service's own signing key, and verification turned on."""
