@@ -104,7 +104,16 @@ async def test_request_and_replies_on_the_memory_broker_result_on_the_durable_lo
         while not await listed():
             assert time.monotonic() < deadline, "the worker's model never listed"
             await asyncio.sleep(0.2)
-        await asyncio.sleep(1.5)  # the worker's request consumer joins its group
+        # the worker's request consumer has joined its group (it reads from "latest")
+        requests = next(
+            sub
+            for sub in worker_runtime.bus.hot_broker.subscribers
+            if Topic.INFERENCE_REQUESTED.value in getattr(sub, "topic_names_for_subscribe", ())
+        )
+        await until(
+            lambda: requests.consumer is not None and bool(requests.consumer.assignment()),
+            timeout=60,
+        )
         # the request and its streamed chunks: on the memory broker
         async with http.stream(
             "POST",

@@ -51,7 +51,8 @@ def run(code: str) -> dict[str, list[int]]:
 CHECK = """
     import json, os, threading
     from shared.cpus import EngineCoreAvoider
-    worker = threading.Thread(target=lambda: __import__("time").sleep(1))
+    done = threading.Event()
+    worker = threading.Thread(target=done.wait)
     worker.start()  # a thread that exists before the check is pinned too
     cpus = EngineCoreAvoider(60).check()
     print(json.dumps({
@@ -59,6 +60,7 @@ CHECK = """
         "main": sorted(os.sched_getaffinity(0)),
         "thread": sorted(os.sched_getaffinity(worker.native_id)),
     }))
+    done.set()
 """
 
 

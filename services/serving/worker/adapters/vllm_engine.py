@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
-from shared.cpus import unpinned
+from shared.cpus import ENGINE_TITLE, unpinned
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,6 @@ def _start_engine(engine_class: Any, args: Any) -> Any:
     keeps itself off those cores once they are bound (``shared.cpus``)."""
     with unpinned():
         return engine_class.from_engine_args(args)
-
-
-ENGINE_TITLE = "VLLM::"  # vLLM titles its engine processes VLLM::EngineCore, VLLM::Worker...
 
 
 def nice_engine_processes(level: int) -> list[int]:
