@@ -33,18 +33,23 @@ import psutil
 log = logging.getLogger(__name__)
 
 ENGINE_TITLE = "VLLM::"  # vLLM's process titles: VLLM::EngineCore, VLLM::Worker...
+SCHEDULER_TITLE = "VLLM::EngineCore"  # runs no OpenMP team; the serving worker may pin it
 MACHINE = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
 """The cores this process could use when it started (before any pinning)."""
 
 
 def engine_cores(processes: Iterable[psutil.Process] | None = None) -> frozenset[int]:
     """Cores the threads of local vLLM engine processes are bound to (their affinity is
-    narrower than the machine's); empty when there is no engine or none is bound."""
+    narrower than the machine's); empty when there is no engine or none is bound. The
+    EngineCore computes nothing: the serving worker pins it off the compute cores, and
+    those pins do not count."""
     bound: set[int] = set()
     for proc in psutil.process_iter(["cmdline"]) if processes is None else processes:
         try:
             cmdline = proc.cmdline()
             if not cmdline or not cmdline[0].startswith(ENGINE_TITLE):
+                continue
+            if cmdline[0].startswith(SCHEDULER_TITLE):
                 continue
             threads = proc.threads()
         except psutil.Error:  # gone, or not ours to read

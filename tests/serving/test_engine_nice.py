@@ -1,14 +1,21 @@
 """The worker lowers the CPU priority of its own vLLM engine processes (titled ``VLLM::``)
-after a load, and touches nothing else: real child processes, the kernel's nice values."""
+after a load, and touches nothing else: real child processes, the kernel's nice values,
+scheduling policies and affinities."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import psutil
+import pytest
 
-from services.serving.worker.adapters.vllm_engine import nice_engine_processes
+from services.serving.worker.adapters.vllm_engine import (
+    idle_engine_compute,
+    nice_engine_processes,
+)
+from shared.cpus import MACHINE
 
 ENGINE = (
     "import setproctitle, time; setproctitle.setproctitle('VLLM::EngineCore_test'); "
@@ -37,3 +44,75 @@ def test_only_the_engine_children_are_niced_and_never_raised() -> None:
         for proc in (engine, other):
             proc.kill()
             proc.wait()
+
+
+def _compute(cores: set[int]) -> str:
+    """A fake vLLM CPU worker: its OpenMP thread bound to ``cores`` before it says ready."""
+    return (
+        "import os, threading, time, setproctitle; "
+        "setproctitle.setproctitle('VLLM::Worker_test'); "
+        "bound = threading.Event(); "
+        f"threading.Thread(target=lambda: (os.sched_setaffinity(0, {cores!r}), bound.set(), "
+        "time.sleep(600)), daemon=True).start(); "
+        "bound.wait(); print('ready', flush=True); time.sleep(600)"
+    )
+
+
+def _policies(pid: int) -> set[int]:
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+needs_two_cores = pytest.mark.skipif(
+    len(MACHINE) < 2 or not hasattr(os, "SCHED_IDLE"),
+    reason="needs Linux and two cores: an engine bound to one, its EngineCore on the other",
+)
+
+
+@needs_two_cores
+def test_a_one_core_compute_team_runs_idle_and_its_engine_core_moves_off_it() -> None:
+    core = max(MACHINE)
+    compute, scheduler, other = _start(_compute({core})), _start(ENGINE), _start(OTHER)
+    try:
+        assert idle_engine_compute("off") == ([], [])
+        assert _policies(compute.pid) == {os.SCHED_OTHER}
+
+        assert idle_engine_compute("auto") == ([compute.pid], [scheduler.pid])
+        assert _policies(compute.pid) == {os.SCHED_IDLE}  # every thread, bound or not
+        assert os.sched_getaffinity(scheduler.pid) == MACHINE - {core}
+        assert _policies(scheduler.pid) == {os.SCHED_OTHER}  # moved, not idled
+        assert _policies(other.pid) == {os.SCHED_OTHER}
+        assert os.sched_getaffinity(other.pid) == MACHINE
+        # a second load (a promotion) finds the same compute: the moved EngineCore's pin
+        # does not make it a compute process
+        assert idle_engine_compute("auto") == ([compute.pid], [scheduler.pid])
+    finally:
+        for proc in (compute, scheduler, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_engines_without_bound_threads_are_left_alone() -> None:
+    """GPU workers (and a CPU engine that binds nothing) have no OpenMP team to idle."""
+    scheduler = _start(ENGINE)
+    try:
+        assert idle_engine_compute("on") == ([], [])
+        assert _policies(scheduler.pid) == {os.SCHED_OTHER}
+        assert os.sched_getaffinity(scheduler.pid) == MACHINE
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+
+
+@pytest.mark.skipif(len(MACHINE) < 3, reason="needs three cores: a two-core team and a spare")
+def test_auto_leaves_a_larger_team_alone() -> None:
+    """A preempted thread of a multi-core OpenMP team stalls the team: only `on` idles it."""
+    team = set(sorted(MACHINE)[:2])
+    compute = _start(_compute(team))
+    try:
+        assert idle_engine_compute("auto") == ([], [])
+        assert _policies(compute.pid) == {os.SCHED_OTHER}
+        assert idle_engine_compute("on") == ([compute.pid], [])
+        assert _policies(compute.pid) == {os.SCHED_IDLE}
+    finally:
+        compute.kill()
+        compute.wait()

@@ -26,7 +26,7 @@ ENGINE_CPU = max(MACHINE)
 FAKE_ENGINE = textwrap.dedent(
     f"""
     import os, threading, time, setproctitle
-    setproctitle.setproctitle("VLLM::EngineCore_test")
+    setproctitle.setproctitle("VLLM::Worker_test")
     def omp():  # an OpenMP thread as vLLM binds it: one core
         os.sched_setaffinity(0, {{{ENGINE_CPU}}})
         time.sleep(600)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -45,6 +47,13 @@ class WorkerSettings(ServiceSettings):
         "workers, which spin while they decode): the Kafka hops (broker, gateway, this "
         "process) then take a core the moment they wake, instead of waiting behind a "
         "spinning engine thread (docs/serving.md); 0 leaves them as started.",
+    )
+    engine_compute_idle: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="vLLM's CPU backend: run the engine's compute threads (its OpenMP team) "
+        "at SCHED_IDLE and keep its EngineCore off their cores, so a wake-up of the serving "
+        "path never waits behind them (docs/serving.md). auto: only where the team is one "
+        "core (on larger teams a preempted thread stalls the team); on; off.",
     )
     gpu_memory_utilization: float = Field(0.5, description="Share of GPU memory per engine.")
     max_loras: int = Field(

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
-from shared.cpus import ENGINE_TITLE, unpinned
+from shared.cpus import ENGINE_TITLE, MACHINE, engine_cores, pin_process, unpinned
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ class VllmLoader:
         # Loading takes seconds to minutes: off the event loop, so requests keep flowing.
         engine = await asyncio.to_thread(_start_engine, AsyncLLM, args)
         nice_engine_processes(cfg.engine_nice)
+        idle_engine_compute(cfg.engine_compute_idle)
         return VllmEngine(engine, cfg.max_model_len, cfg.max_loras)
 
 
@@ -226,3 +227,59 @@ def nice_engine_processes(level: int) -> list[int]:
     if niced:
         log.info("engine processes niced", extra={"pids": niced, "nice": level})
     return niced
+
+
+def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
+    """vLLM's CPU backend: run the engine's compute processes (those with threads bound to
+    cores, vLLM's OpenMP team) at ``SCHED_IDLE`` and move its other processes (EngineCore,
+    whose scheduler loop spins while it waits for a step) off the compute cores. Returns
+    (pids idled, pids moved).
+
+    Why: a niced engine thread still keeps a woken broker or gateway thread waiting on its
+    core, long enough that on two cores a reply frame produced mid-stream sat unanswered at
+    the broker until the engine finished (the first token came with the last, on some
+    stack starts). At ``SCHED_IDLE`` every wake-up of the serving path takes the core at
+    once, and the engine gets every cycle nobody else wants. ``mode``: ``auto`` only where
+    the OpenMP team is one core (a preempted thread of a larger team stalls the team at its
+    next barrier), ``on``, ``off``. Engines on GPUs have no bound threads: untouched."""
+    if mode == "off" or not hasattr(os, "SCHED_IDLE"):
+        return [], []
+    import psutil
+
+    engines = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if cmdline and cmdline[0].startswith(ENGINE_TITLE):
+            engines.append(proc)
+    compute: dict[int, frozenset[int]] = {}
+    for proc in engines:
+        bound = engine_cores([proc])
+        if bound and (mode == "on" or len(bound) == 1):
+            compute[proc.pid] = bound
+    if not compute:
+        return [], []
+    for pid in compute:
+        for tid in _threads(pid):
+            try:  # lowering the policy needs no privilege; new threads inherit it
+                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:  # a thread that ended meanwhile
+                continue
+    rest = MACHINE - frozenset().union(*compute.values())
+    moved = [p.pid for p in engines if p.pid not in compute] if rest else []
+    for pid in moved:
+        pin_process(rest, pid)
+    log.info(
+        "engine compute at idle priority",
+        extra={"pids": sorted(compute), "moved": moved, "cores": sorted(rest)},
+    )
+    return sorted(compute), moved
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:  # the process is gone
+        return []
