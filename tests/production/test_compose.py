@@ -188,6 +188,16 @@ def test_labeling_reads_only_its_own_reply_topic_and_workers_write_to_it() -> No
     assert allowed(grants, "serving", "Write", "llmops.inference.replies.labeling")
 
 
+def test_serving_hops_long_poll_on_the_kafka_cluster(compose_config: dict[str, Any]) -> None:
+    """Kafka answers a fetch when data arrives: the 5 ms waits the embedded broker needs
+    would only cost the cluster and the serving processes empty fetches."""
+    services = compose_config["services"]
+    for name, prefix in (("serving-worker", "WORKER"), ("serving-gateway", "GATEWAY")):
+        env = services[name]["environment"]
+        for key in ("FETCH_MAX_WAIT_MS", "IDLE_FETCH_MAX_WAIT_MS"):
+            assert int(env[f"LLMOPS_{prefix}_{key}"]) >= 100, (name, key)
+
+
 def test_published_ports_are_unique(compose_config: dict[str, Any]) -> None:
     published: list[str] = []
     for service in compose_config["services"].values():
