@@ -64,16 +64,20 @@ def engine_cores(processes: Iterable[psutil.Process] | None = None) -> frozenset
     return frozenset(bound)
 
 
+def threads(pid: int | None = None) -> list[int]:
+    """The thread ids of this process (or of ``pid``); empty once it is gone."""
+    try:
+        return [int(tid) for tid in os.listdir(f"/proc/{pid or 'self'}/task")]
+    except OSError:  # the process is gone
+        return []
+
+
 def pin_process(cpus: frozenset[int], pid: int | None = None) -> None:
     """Every thread of this process (or of ``pid``) onto ``cpus``; threads started later
     inherit their creator's, and the next round catches the others."""
-    try:
-        tids = os.listdir(f"/proc/{pid or 'self'}/task")
-    except OSError:  # the process is gone
-        return
-    for tid in tids:
+    for tid in threads(pid):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(tid), cpus)
+            os.sched_setaffinity(tid, cpus)
 
 
 @contextlib.contextmanager

@@ -5,8 +5,6 @@ scheduling policies and affinities."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import psutil
 import pytest
@@ -16,23 +14,13 @@ from services.serving.worker.adapters.vllm_engine import (
     nice_engine_processes,
 )
 from shared.cpus import MACHINE
+from tests.support.vllm_processes import IDLE, fake_engine_code, start
 
-ENGINE = (
-    "import setproctitle, time; setproctitle.setproctitle('VLLM::EngineCore_test'); "
-    "print('ready', flush=True); time.sleep(600)"
-)
-OTHER = "import time; print('ready', flush=True); time.sleep(600)"
-
-
-def _start(code: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
+ENGINE = fake_engine_code("VLLM::EngineCore_test")  # binds nothing
 
 
 def test_only_the_engine_children_are_niced_and_never_raised() -> None:
-    engine, other = _start(ENGINE), _start(OTHER)
+    engine, other = start(ENGINE), start(IDLE)
     try:
         assert nice_engine_processes(10) == [engine.pid]
         assert psutil.Process(engine.pid).nice() == 10
@@ -47,15 +35,8 @@ def test_only_the_engine_children_are_niced_and_never_raised() -> None:
 
 
 def _compute(cores: set[int]) -> str:
-    """A fake vLLM CPU worker: its OpenMP thread bound to ``cores`` before it says ready."""
-    return (
-        "import os, threading, time, setproctitle; "
-        "setproctitle.setproctitle('VLLM::Worker_test'); "
-        "bound = threading.Event(); "
-        f"threading.Thread(target=lambda: (os.sched_setaffinity(0, {cores!r}), bound.set(), "
-        "time.sleep(600)), daemon=True).start(); "
-        "bound.wait(); print('ready', flush=True); time.sleep(600)"
-    )
+    """A fake vLLM CPU worker: its OpenMP thread bound to ``cores``."""
+    return fake_engine_code("VLLM::Worker_test", cores)
 
 
 def _policies(pid: int) -> set[int]:
@@ -71,7 +52,7 @@ needs_two_cores = pytest.mark.skipif(
 @needs_two_cores
 def test_a_one_core_compute_team_runs_idle_and_its_engine_core_moves_off_it() -> None:
     core = max(MACHINE)
-    compute, scheduler, other = _start(_compute({core})), _start(ENGINE), _start(OTHER)
+    compute, scheduler, other = start(_compute({core})), start(ENGINE), start(IDLE)
     try:
         assert idle_engine_compute("off") == ([], [])
         assert _policies(compute.pid) == {os.SCHED_OTHER}
@@ -93,7 +74,7 @@ def test_a_one_core_compute_team_runs_idle_and_its_engine_core_moves_off_it() ->
 
 def test_engines_without_bound_threads_are_left_alone() -> None:
     """GPU workers (and a CPU engine that binds nothing) have no OpenMP team to idle."""
-    scheduler = _start(ENGINE)
+    scheduler = start(ENGINE)
     try:
         assert idle_engine_compute("on") == ([], [])
         assert _policies(scheduler.pid) == {os.SCHED_OTHER}
@@ -107,7 +88,7 @@ def test_engines_without_bound_threads_are_left_alone() -> None:
 def test_auto_leaves_a_larger_team_alone() -> None:
     """A preempted thread of a multi-core OpenMP team stalls the team: only `on` idles it."""
     team = set(sorted(MACHINE)[:2])
-    compute = _start(_compute(team))
+    compute = start(_compute(team))
     try:
         assert idle_engine_compute("auto") == ([], [])
         assert _policies(compute.pid) == {os.SCHED_OTHER}

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from shared.cpus import MACHINE, EngineCoreAvoider
+from tests.support.vllm_processes import fake_engine_code, start
 
 pytestmark = pytest.mark.skipif(
     len(MACHINE) < 2 or not os.path.isdir("/proc/self/task"),
@@ -23,18 +24,7 @@ pytestmark = pytest.mark.skipif(
 
 ENGINE_CPU = max(MACHINE)
 
-FAKE_ENGINE = textwrap.dedent(
-    f"""
-    import os, threading, time, setproctitle
-    setproctitle.setproctitle("VLLM::Worker_test")
-    def omp():  # an OpenMP thread as vLLM binds it: one core
-        os.sched_setaffinity(0, {{{ENGINE_CPU}}})
-        time.sleep(600)
-    threading.Thread(target=omp, daemon=True).start()
-    print("ready", flush=True)
-    time.sleep(600)
-    """
-)
+FAKE_ENGINE = fake_engine_code("VLLM::Worker_test", {ENGINE_CPU})
 
 
 def run(code: str) -> dict[str, list[int]]:
@@ -66,17 +56,13 @@ CHECK = """
 
 def test_a_process_keeps_off_a_local_engines_bound_cores_and_comes_back() -> None:
     free = sorted(MACHINE - {ENGINE_CPU})
-    engine = subprocess.Popen(
-        [sys.executable, "-c", FAKE_ENGINE], stdout=subprocess.PIPE, text=True
-    )
+    engine = start(FAKE_ENGINE)  # its thread is bound before it says ready
     try:
-        assert engine.stdout is not None
-        assert engine.stdout.readline().strip() == "ready"
-        for _ in range(100):  # the bound thread is started just before "ready"
-            with_engine = run(CHECK)
-            if with_engine["returned"] == free:
-                break
-            time.sleep(0.1)
+        # engine_cores() reads every process on the machine: until a real engine an earlier
+        # test started has exited, its cores count too
+        deadline = time.monotonic() + 30
+        while (with_engine := run(CHECK))["returned"] != free and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert with_engine == {"returned": free, "main": free, "thread": free}
         # `llmops up` keeps its brokers off the same cores: another process, by pid
         broker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])

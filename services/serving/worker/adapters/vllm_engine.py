@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
-from shared.cpus import ENGINE_TITLE, MACHINE, engine_cores, pin_process, unpinned
+from shared.cpus import ENGINE_TITLE, MACHINE, engine_cores, pin_process, threads, unpinned
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -216,10 +216,9 @@ def nice_engine_processes(level: int) -> list[int]:
     import psutil
 
     niced = []
-    for proc in psutil.Process().children(recursive=True):
+    for proc in _engine_processes():
         try:
-            cmdline = proc.cmdline()
-            if cmdline and cmdline[0].startswith(ENGINE_TITLE) and proc.nice() < level:
+            if proc.nice() < level:
                 proc.nice(level)
                 niced.append(proc.pid)
         except psutil.Error:  # gone meanwhile
@@ -244,16 +243,7 @@ def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
     next barrier), ``on``, ``off``. Engines on GPUs have no bound threads: untouched."""
     if mode == "off" or not hasattr(os, "SCHED_IDLE"):
         return [], []
-    import psutil
-
-    engines = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            cmdline = proc.cmdline()
-        except psutil.Error:
-            continue
-        if cmdline and cmdline[0].startswith(ENGINE_TITLE):
-            engines.append(proc)
+    engines = _engine_processes()
     compute: dict[int, frozenset[int]] = {}
     for proc in engines:
         bound = engine_cores([proc])
@@ -262,7 +252,7 @@ def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
     if not compute:
         return [], []
     for pid in compute:
-        for tid in _threads(pid):
+        for tid in threads(pid):
             try:  # lowering the policy needs no privilege; new threads inherit it
                 os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
             except OSError:  # a thread that ended meanwhile
@@ -278,8 +268,16 @@ def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
     return sorted(compute), moved
 
 
-def _threads(pid: int) -> list[int]:
-    try:
-        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-    except OSError:  # the process is gone
-        return []
+def _engine_processes() -> list[Any]:
+    """This worker's vLLM engine processes (psutil), by their ``VLLM::`` titles."""
+    import psutil
+
+    engines = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:  # gone meanwhile
+            continue
+        if cmdline and cmdline[0].startswith(ENGINE_TITLE):
+            engines.append(proc)
+    return engines
