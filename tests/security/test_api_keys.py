@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 from services.anonymization.adapters.api import build_api
 from services.audit.adapters import store as _audit_tables  # noqa: F401 (registers the tables)
@@ -176,6 +176,26 @@ async def test_the_root_key_is_listed_revocable_and_not_re_enabled_at_start(
     assert fresh.view is not None
     assert fresh.view.resolve(ROOT) is None
 
+
+
+def test_a_root_key_inserted_by_another_process_meanwhile_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gateway processes sharing one new database all ensure the root key at start; one that
+    reads "absent" and then loses the race to insert it finds it there, like a later start."""
+    _admin, _gateway, store, *_ = _issuer(tmp_path)
+    other = SqlKeyStore(store.engine)  # the other process, on the same database
+    real_get = Session.get
+
+    def get_then_lose_the_race(self: Session, *args: Any, **kwargs: Any) -> Any:
+        found = real_get(self, *args, **kwargs)
+        monkeypatch.setattr(Session, "get", real_get)
+        assert other.ensure(hash_key(ROOT), ROOT_NAME, Role.ADMIN, ROOT_RPM, ROOT_TPM)
+        return found
+
+    monkeypatch.setattr(Session, "get", get_then_lose_the_race)
+    assert not store.ensure(hash_key(ROOT), ROOT_NAME, Role.ADMIN, ROOT_RPM, ROOT_TPM)
+    assert [r.name for r in store.records()] == [ROOT_NAME]
 
 # -- the de-anonymization API ------------------------------------------------------------------
 class RecordingBus:

@@ -44,4 +44,9 @@ def test_gateway_processes_share_the_port_each_with_its_own_reply_topic(
         assert topics <= asyncio.run(list_topics(kafka))
     finally:
         gateway.stop()
-    wait_until(lambda: not topics & asyncio.run(list_topics(kafka)), timeout=30, interval=0.5)
+    try:
+        wait_until(lambda: not topics & asyncio.run(list_topics(kafka)), timeout=30, interval=0.5)
+    except TimeoutError:
+        left = topics & asyncio.run(list_topics(kafka))
+        raise AssertionError(f"reply topics left: {left}\n{gateway.log_tail(80)}") from None
+

@@ -22,6 +22,9 @@ if __name__ == "__main__":
     }
     if settings.workers > 1:
         app_path = "services.serving.gateway.app:create_app"
+        # uvicorn kills and replaces a process that does not answer its health ping in time
+        # (5 s by default): a busy machine must not cost a gateway its streams and reply topic
+        options["timeout_worker_healthcheck"] = 30
         uvicorn.run(app_path, factory=True, workers=settings.workers, **options)
     else:
         runtime, app = build(settings)

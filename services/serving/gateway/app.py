@@ -7,7 +7,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
@@ -74,25 +74,32 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
             bootstrap, settings.replication_factor, ephemeral_bootstrap=hops
         )
         await create_channel(hops, topic, settings.replication_factor)
-        if root_hash := settings.admin_key_hash():
-            # the root key, listed and revocable like any key; a revoked one stays revoked
-            store.ensure(root_hash, ROOT_NAME, Role.ADMIN, rpm=ROOT_RPM, tpm=ROOT_TPM)
-        await runtime.broker.start()
-        await runtime.bus.start()
-        await key_admin.republish()
-        await replies.start()
+        try:
+            if root_hash := settings.admin_key_hash():
+                # the root key, listed and revocable like any key; a revoked one stays revoked
+                store.ensure(root_hash, ROOT_NAME, Role.ADMIN, rpm=ROOT_RPM, tpm=ROOT_TPM)
+            await runtime.broker.start()
+            await runtime.bus.start()
+            await key_admin.republish()
+            await replies.start()
+        except BaseException:  # a failed start leaves no reply topic behind
+            await delete_reply_topic(hops, topic)
+            raise
         app.state.ready = True
         log.info("gateway ready", extra={"gateway_id": gateway_id, "reply_topic": topic})
         try:
             yield
         finally:
             app.state.ready = False
-            await replies.stop()
-            await runtime.bus.stop()
-            await runtime.broker.stop()
-            await delete_reply_topic(hops, topic)
-            runtime.engine.dispose() if runtime.engine is not None else None
-            shutdown_telemetry()
+            async with AsyncExitStack() as stopping:  # each step runs, whatever the one before did
+                stopping.callback(shutdown_telemetry)
+                if runtime.engine is not None:
+                    stopping.callback(runtime.engine.dispose)
+                stopping.push_async_callback(runtime.broker.stop)
+                stopping.push_async_callback(runtime.bus.stop)
+                stopping.push_async_callback(delete_reply_topic, hops, topic)
+                await replies.stop()
+            log.info("gateway stopped", extra={"gateway_id": gateway_id, "reply_topic": topic})
 
     app = FastAPI(title="llmops gateway", lifespan=lifespan, docs_url="/docs")
     app.state.ready = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from services.serving.gateway.keys import KeyInfo, Role, hash_key, key_id_of
@@ -96,7 +97,9 @@ class SqlKeyStore:
     def ensure(self, key_hash: str, name: str, role: Role, rpm: int, tpm: int) -> bool:
         """Store a key by its sha256 unless it is there already (a revoked key stays
         revoked: the root key is ensured at each start and must not come back that way).
-        True if added. The gateway needs only the root key's hash for this."""
+        True if added. The gateway needs only the root key's hash for this. Gateway processes
+        sharing one database all ensure it at start: the one that loses the race to insert it
+        finds it there (False), like one that started later."""
         with Session(self.engine) as session:
             if session.get(ApiKey, key_hash) is not None:
                 return False
@@ -105,7 +108,10 @@ class SqlKeyStore:
                     key_hash=key_hash, key_id=key_hash[:12], name=name, role=role, rpm=rpm, tpm=tpm
                 )
             )
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:
+                return False
         return True
 
     def records(self) -> list[ApiKeyChanged]:
