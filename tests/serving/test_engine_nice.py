@@ -60,7 +60,7 @@ def test_a_one_core_compute_team_runs_idle_and_its_engine_core_moves_off_it() ->
         assert idle_engine_compute("auto") == ([compute.pid], [scheduler.pid])
         assert _policies(compute.pid) == {os.SCHED_IDLE}  # every thread, bound or not
         assert os.sched_getaffinity(scheduler.pid) == MACHINE - {core}
-        assert _policies(scheduler.pid) == {os.SCHED_OTHER}  # moved, not idled
+        assert _policies(scheduler.pid) == {os.SCHED_IDLE}  # moved, and idled too
         assert _policies(other.pid) == {os.SCHED_OTHER}
         assert os.sched_getaffinity(other.pid) == MACHINE
         # a second load (a promotion) finds the same compute: the moved EngineCore's pin

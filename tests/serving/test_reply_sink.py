@@ -11,7 +11,7 @@ import pytest
 
 from services.serving.worker.adapters.kafka_sink import KafkaReplySink, records
 from shared.events.serving import InferenceCompleted
-from shared.wire import Chunk, coalesce, decode_chunks
+from shared.wire import Chunk, coalesce, decode_chunks, reply_topic
 from tests.support.stack import until
 
 pytestmark = pytest.mark.unit
@@ -167,3 +167,53 @@ async def test_paced_chunks_share_a_frame_and_first_chunks_and_results_never_wai
         ]
     finally:
         await sink.stop()
+
+
+class StuckProducer(RecordingProducer):
+    """The durable log's producer with its batch full behind a slow write: ``send`` waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    async def send(self, topic: str, value: bytes, **kwargs: object) -> None:
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        await super().send(topic, value, **kwargs)
+
+
+async def test_a_stuck_durable_log_write_never_holds_up_the_replies() -> None:
+    """With the serving hops on a broker of their own, the durable log's records go out from
+    a task of their own: a send that waits there (aiokafka waits while a batch is full) does
+    not stop the chunks and results behind it; a flush waits for both."""
+    durable, hot = StuckProducer(), RecordingProducer()
+    made = iter([durable, hot])  # the main log's producer first, then the hops'
+    sink = KafkaReplySink(
+        "main:1", "t", producer_factory=lambda: next(made), ephemeral_bootstrap="hot:1"
+    )
+    await sink.start()
+    try:
+        await sink.send("llmops.inference.completed", _done("r0"), "r0")
+        await sink.send(reply_topic("gw-a"), _chunk("r1", 0), "r1")
+        await sink.send(reply_topic("gw-a"), _done("r1"), "r1")
+        await until(lambda: len(hot.sent) == 2, timeout=30)
+        assert durable.sent == []  # still stuck
+        flushed = asyncio.ensure_future(sink.flush())
+        await asyncio.sleep(0.2)
+        assert not flushed.done()  # a flush waits for the durable log's records too
+        durable.release.set()
+        await asyncio.wait_for(flushed, 30)
+        assert [topic for topic, _ in durable.sent] == ["llmops.inference.completed"]
+    finally:
+        durable.release.set()
+        await sink.stop()
+
+
+async def test_the_durable_log_producer_lingers_only_beside_a_hops_broker() -> None:
+    beside = KafkaReplySink("main:1", "t", ephemeral_bootstrap="hot:1", log_linger_s=0.1)
+    alone = KafkaReplySink("main:1", "t", log_linger_s=0.1)  # one broker carries the replies
+    assert (beside.log_linger_s, alone.log_linger_s) == (0.1, 0.0)
+    lingering = beside._producer("main:1", beside.log_linger_s)._message_accumulator
+    hops = beside._producer("hot:1")._message_accumulator
+    assert (lingering._linger_time, lingering._batch_size) == (0.1, 1024 * 1024)
+    assert (hops._linger_time, hops._batch_size) == (0, 16384)  # a reply never waits

@@ -63,6 +63,7 @@ def build(
         client_id=f"serving-worker-{worker_id}",
         interval_s=settings.stream_interval_ms / 1000,
         ephemeral_bootstrap=settings.ephemeral_bootstrap_servers,
+        log_linger_s=settings.log_linger_ms / 1000,
     )
     table = ModelTable()
     pool = EnginePool(loader or VllmLoader(settings), lookup=table.lookup)

@@ -79,6 +79,14 @@ class WorkerSettings(ServiceSettings):
         description="Request consumer long-poll wait once no request has come or run for a "
         "second: a first request after a quiet spell may start up to this much later.",
     )
+    log_linger_ms: float = Field(
+        200.0,
+        ge=0,
+        description="How long the worker's copies of results for the durable log "
+        "(inference.completed) wait to share one write, when the serving hops have a broker "
+        "of their own (the embedded stack): each write is an object in the log's store. "
+        "Replies never wait for it.",
+    )
     stream_interval_ms: float = Field(
         20.0,
         ge=0,

@@ -18,7 +18,9 @@ stream never wait for the pace.
 Replies and heartbeats are serving hops (``shared.topics.is_ephemeral``); a result's copy on
 ``inference.completed`` is not. When they live on different brokers (``ephemeral_bootstrap``:
 the embedded stack's in-memory broker beside its durable log), the sink holds a producer
-for each and sends every record to its topic's.
+for each and sends every record to its topic's. The durable log's records then go out from a
+task of their own, lingering ``log_linger_s`` to share a write (each write is an object in the
+log's store): a batch full behind a slow write holds up only that task, never the replies.
 """
 
 from __future__ import annotations
@@ -76,9 +78,11 @@ class KafkaReplySink:
         self,
         bootstrap: str,
         client_id: str,
+        *,
         producer_factory: Callable[[], Any] | None = None,
         interval_s: float = 0.0,
         ephemeral_bootstrap: str | None = None,
+        log_linger_s: float = 0.0,
     ) -> None:
         self.bootstrap = bootstrap
         # the serving hops' broker, when it is not ``bootstrap``
@@ -87,6 +91,7 @@ class KafkaReplySink:
         )
         self.client_id = client_id
         self.interval_s = interval_s
+        self.log_linger_s = log_linger_s if self.ephemeral_bootstrap is not None else 0.0
         self._factory = producer_factory
         self._queue: deque[_Item] = deque()
         self._scheduled = False  # a wake-up of the writer is on its way
@@ -98,14 +103,18 @@ class KafkaReplySink:
         self._writer: asyncio.Task[None] | None = None
         self._producer_obj: Any = None  # the main log's producer
         self._hot_producer: Any = None  # the serving hops' (None: the main one carries them)
+        self._log_records: asyncio.Queue[Record] | None = None  # for the main log, beside hops
+        self._log_writer: asyncio.Task[None] | None = None
 
-    def _producer(self, bootstrap: str) -> AIOKafkaProducer:
+    def _producer(self, bootstrap: str, linger_s: float = 0.0) -> AIOKafkaProducer:
         return AIOKafkaProducer(  # needs the running loop: created on the I/O thread
             bootstrap_servers=bootstrap,
             client_id=self.client_id,
             acks="all",
-            linger_ms=0,  # one request in flight per broker: later records batch behind it
+            # 0: one request in flight per broker, later records batch behind it
+            linger_ms=int(linger_s * 1000),
             max_request_size=8 * 1024 * 1024,
+            max_batch_size=1024 * 1024 if linger_s else 16384,  # a lingered batch is not cut
             **kafka_client_options(),  # type: ignore[arg-type]
         )
 
@@ -170,13 +179,17 @@ class KafkaReplySink:
     async def _open(self) -> None:
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
-        self._producer_obj = self._factory() if self._factory else self._producer(self.bootstrap)
+        main, linger = self.bootstrap, self.log_linger_s
+        self._producer_obj = self._factory() if self._factory else self._producer(main, linger)
         await self._producer_obj.start()
+        loop = asyncio.get_running_loop()
         if self.ephemeral_bootstrap is not None:
             hot = self.ephemeral_bootstrap
             self._hot_producer = self._factory() if self._factory else self._producer(hot)
             await self._hot_producer.start()
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+            self._log_records = asyncio.Queue()
+            self._log_writer = loop.create_task(self._write_log(self._log_records))
+        self._writer = loop.create_task(self._write_loop())
 
     def _wake_writer(self) -> None:
         assert self._wake is not None
@@ -234,14 +247,32 @@ class KafkaReplySink:
         return self._producer_obj
 
     async def _write(self, out: list[Record]) -> None:
-        for topic, value, key, headers in out:
-            try:  # appends to the producer's batch; the ack is not waited for
-                await self._producer_for(topic).send(topic, value, key=key, headers=headers)
-            except Exception:  # one record the broker refuses must not stop the others
-                log.exception("reply not written", extra={"topic": topic})
+        for record in out:
+            producer = self._producer_for(record[0])
+            if self._log_records is not None and producer is self._producer_obj:
+                self._log_records.put_nowait(record)  # the main log's: its own task sends it
+            else:
+                await self._send(producer, record)
+
+    async def _send(self, producer: Any, record: Record) -> None:
+        topic, value, key, headers = record
+        try:  # appends to the producer's batch (waits only while that batch is full)
+            await producer.send(topic, value, key=key, headers=headers)
+        except Exception:  # one record the broker refuses must not stop the others
+            log.exception("reply not written", extra={"topic": topic})
+
+    async def _write_log(self, queue: asyncio.Queue[Record]) -> None:
+        while True:
+            record = await queue.get()
+            try:
+                await self._send(self._producer_obj, record)
+            finally:
+                queue.task_done()
 
     async def _settle(self, marker: concurrent.futures.Future[None]) -> None:
         try:
+            if self._log_records is not None:
+                await self._log_records.join()
             for producer in self._producers():
                 await producer.flush()
             marker.set_result(None)
@@ -257,6 +288,11 @@ class KafkaReplySink:
         await self._write(
             records((t, i, k) for t, i, k in left if not isinstance(i, concurrent.futures.Future))
         )
+        if self._log_records is not None and self._log_writer is not None:
+            await self._log_records.join()
+            self._log_writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._log_writer
         for producer in self._producers():
             await producer.stop()
         for _, item, _ in left:
