@@ -49,12 +49,12 @@ class GatewaySettings(ServiceSettings):
         "--expires-in; 0: keys do not expire unless asked.",
     )
     fetch_max_wait_ms: int = Field(
-        5, description="Reply consumer long-poll wait while requests await replies."
+        10, description="Reply consumer long-poll wait while requests await replies."
     )
     idle_fetch_max_wait_ms: int = Field(
         25,
         description="Reply consumer long-poll wait once no request has been waiting for a "
-        "second (the embedded broker answers a fetch only after its wait: polling at 5 ms "
+        "second (the embedded broker answers a fetch only after its wait: polling at 10 ms "
         "costs CPU even with nothing to read); a first request after a quiet spell may see "
         "its first token up to this much later.",
     )

@@ -72,7 +72,9 @@ class WorkerSettings(ServiceSettings):
     heartbeat_s: float = Field(1.0, description="Seconds between heartbeats.")
     request_group: str = Field("serving-worker", description="Group sharing inference requests.")
     fetch_max_wait_ms: int = Field(
-        5, description="Request consumer long-poll wait while requests come in (latency vs CPU)."
+        10,
+        description="Request consumer long-poll wait while requests come in (latency vs CPU: "
+        "the embedded broker answers a fetch only when its wait ends).",
     )
     idle_fetch_max_wait_ms: int = Field(
         25,

@@ -126,7 +126,7 @@ def register(
             save(uow)
 
     # Promotions are rare and a model load takes seconds: these consumers poll slowly and
-    # one event at a time. At the requests' 5 ms wait (and the bus's batch loop, which wakes
+    # one event at a time. At the requests' 10 ms wait (and the bus's batch loop, which wakes
     # every few ms) two idle control consumers cost the broker and the engine's event loop
     # more than the request consumer itself.
     slow: dict[str, Any] = {

@@ -33,7 +33,7 @@ class ReplyRouter:
         heartbeat_topic: str,
         directory: WorkerDirectory,
         *,
-        fetch_max_wait_ms: int = 5,
+        fetch_max_wait_ms: int = 10,
         idle_fetch_max_wait_ms: int = 25,
     ) -> None:
         self.bootstrap = bootstrap
