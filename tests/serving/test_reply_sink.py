@@ -216,3 +216,45 @@ async def test_the_durable_log_producer_lingers_only_beside_a_hops_broker() -> N
     hops = beside._producer("hot:1")._message_accumulator
     assert (lingering._linger_time, lingering._batch_size) == (0.1, 1024 * 1024)
     assert (hops._linger_time, hops._batch_size) == (0, 16384)  # a reply never waits
+
+
+class PartitionedProducer(RecordingProducer):
+    """A producer whose topics have six partitions; records where each send put it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.partitions: list[int | None] = []
+
+    async def partitions_for(self, _topic: str) -> set[int]:
+        return set(range(6))
+
+    async def send(self, topic: str, value: bytes, **kwargs: object) -> None:
+        self.partitions.append(kwargs.get("partition"))  # type: ignore[arg-type]
+        await super().send(topic, value, **kwargs)
+
+
+async def test_a_lingers_results_share_one_partition_and_replies_keep_theirs() -> None:
+    """The durable log's records of one linger go to one partition (unique keys order
+    nothing; spread over six they cost the log's store six objects per write); the next
+    linger's to another; the hops' records are left to their keys."""
+    durable, hot = PartitionedProducer(), PartitionedProducer()
+    made = iter([durable, hot])
+    sink = KafkaReplySink(
+        "main:1",
+        "t",
+        producer_factory=lambda: next(made),
+        ephemeral_bootstrap="hot:1",
+        log_linger_s=3600.0,  # one window for the whole test (a boundary: once in hours)
+    )
+    await sink.start()
+    try:
+        for i in range(12):
+            await sink.send("llmops.inference.completed", _done(f"r{i}"), f"r{i}")
+            await sink.send(reply_topic("gw-a"), _done(f"r{i}"), f"r{i}")
+        await sink.flush()
+    finally:
+        await sink.stop()
+    assert len(durable.partitions) == 12
+    assert len(set(durable.partitions)) == 1
+    assert durable.partitions[0] in range(6)
+    assert hot.partitions == [None] * 12  # by key, as before

@@ -21,6 +21,10 @@ the embedded stack's in-memory broker beside its durable log), the sink holds a 
 for each and sends every record to its topic's. The durable log's records then go out from a
 task of their own, lingering ``log_linger_s`` to share a write (each write is an object in the
 log's store): a batch full behind a slow write holds up only that task, never the replies.
+A linger's records all go to one partition of their topic (the next linger's to the next
+one), as Kafka's sticky partitioner places records without a key: a result's key (its
+request id) is unique, so it orders nothing, and records spread over every partition made
+each linger one object per partition in the store instead of one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -105,6 +110,8 @@ class KafkaReplySink:
         self._hot_producer: Any = None  # the serving hops' (None: the main one carries them)
         self._log_records: asyncio.Queue[Record] | None = None  # for the main log, beside hops
         self._log_writer: asyncio.Task[None] | None = None
+        # where this sink's sticky partitions start: workers' lingers spread over partitions
+        self._partition_offset = zlib.crc32(client_id.encode())
 
     def _producer(self, bootstrap: str, linger_s: float = 0.0) -> AIOKafkaProducer:
         return AIOKafkaProducer(  # needs the running loop: created on the I/O thread
@@ -254,10 +261,10 @@ class KafkaReplySink:
             else:
                 await self._send(producer, record)
 
-    async def _send(self, producer: Any, record: Record) -> None:
+    async def _send(self, producer: Any, record: Record, partition: int | None = None) -> None:
         topic, value, key, headers = record
         try:  # appends to the producer's batch (waits only while that batch is full)
-            await producer.send(topic, value, key=key, headers=headers)
+            await producer.send(topic, value, key=key, headers=headers, partition=partition)
         except Exception:  # one record the broker refuses must not stop the others
             log.exception("reply not written", extra={"topic": topic})
 
@@ -265,9 +272,24 @@ class KafkaReplySink:
         while True:
             record = await queue.get()
             try:
-                await self._send(self._producer_obj, record)
+                partition = await self._sticky_partition(record[0])
+                await self._send(self._producer_obj, record, partition)
             finally:
                 queue.task_done()
+
+    async def _sticky_partition(self, topic: str) -> int | None:
+        """The partition this linger's records of ``topic`` share (None: by key, as without
+        a linger, or while the topic's partitions are unknown)."""
+        if self.log_linger_s <= 0:
+            return None
+        try:
+            partitions = sorted(await self._producer_obj.partitions_for(topic))
+        except Exception:  # no metadata yet: the send reports it, by key
+            return None
+        if not partitions:
+            return None
+        window = int(asyncio.get_running_loop().time() / self.log_linger_s)
+        return partitions[(window + self._partition_offset) % len(partitions)]
 
     async def _settle(self, marker: concurrent.futures.Future[None]) -> None:
         try:
