@@ -41,7 +41,7 @@ MACHINE = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
 def engine_cores(processes: Iterable[psutil.Process] | None = None) -> frozenset[int]:
     """Cores the threads of local vLLM engine processes are bound to (their affinity is
     narrower than the machine's); empty when there is no engine or none is bound. The
-    EngineCore computes nothing: the serving worker pins it off the compute cores, and
+    EngineCore computes nothing: the serving worker pins it onto the compute cores, and
     those pins do not count."""
     bound: set[int] = set()
     for proc in psutil.process_iter(["cmdline"]) if processes is None else processes:

@@ -45,12 +45,12 @@ def _policies(pid: int) -> set[int]:
 
 needs_two_cores = pytest.mark.skipif(
     len(MACHINE) < 2 or not hasattr(os, "SCHED_IDLE"),
-    reason="needs Linux and two cores: an engine bound to one, its EngineCore on the other",
+    reason="needs Linux and two cores: a team bound to one is narrower than the machine",
 )
 
 
 @needs_two_cores
-def test_a_one_core_compute_team_runs_idle_and_its_engine_core_moves_off_it() -> None:
+def test_a_one_core_compute_team_runs_idle_and_its_engine_core_joins_it() -> None:
     core = max(MACHINE)
     compute, scheduler, other = start(_compute({core})), start(ENGINE), start(IDLE)
     try:
@@ -59,8 +59,8 @@ def test_a_one_core_compute_team_runs_idle_and_its_engine_core_moves_off_it() ->
 
         assert idle_engine_compute("auto") == ([compute.pid], [scheduler.pid])
         assert _policies(compute.pid) == {os.SCHED_IDLE}  # every thread, bound or not
-        assert os.sched_getaffinity(scheduler.pid) == MACHINE - {core}
-        assert _policies(scheduler.pid) == {os.SCHED_IDLE}  # moved, and idled too
+        assert os.sched_getaffinity(scheduler.pid) == {core}  # moved onto the team's core
+        assert _policies(scheduler.pid) == {os.SCHED_IDLE}  # and idled too
         assert _policies(other.pid) == {os.SCHED_OTHER}
         assert os.sched_getaffinity(other.pid) == MACHINE
         # a second load (a promotion) finds the same compute: the moved EngineCore's pin

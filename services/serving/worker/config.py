@@ -50,10 +50,10 @@ class WorkerSettings(ServiceSettings):
     )
     engine_compute_idle: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="vLLM's CPU backend: run the engine's compute threads (its OpenMP team) "
-        "at SCHED_IDLE and keep its EngineCore off their cores, so a wake-up of the serving "
-        "path never waits behind them (docs/serving.md). auto: only where the team is one "
-        "core (on larger teams a preempted thread stalls the team); on; off.",
+        description="vLLM's CPU backend: run the whole engine at SCHED_IDLE on its compute "
+        "cores (its OpenMP team, and its EngineCore moved onto them), so a wake-up of the "
+        "serving path never waits behind it (docs/serving.md). auto: only where the team is "
+        "one core (on larger teams a preempted thread stalls the team); on; off.",
     )
     gpu_memory_utilization: float = Field(0.5, description="Share of GPU memory per engine.")
     max_loras: int = Field(

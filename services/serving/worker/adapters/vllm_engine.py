@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
 from services.serving.worker.ports import Adapter, Delta, InvalidRequestError, Sampling
-from shared.cpus import ENGINE_TITLE, MACHINE, engine_cores, pin_process, threads, unpinned
+from shared.cpus import ENGINE_TITLE, engine_cores, pin_process, threads, unpinned
 from shared.events.serving import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -229,21 +229,24 @@ def nice_engine_processes(level: int) -> list[int]:
 
 
 def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
-    """vLLM's CPU backend: run the engine's compute processes (those with threads bound to
-    cores, vLLM's OpenMP team) at ``SCHED_IDLE`` and move its other processes (EngineCore,
-    whose scheduler loop spins while it waits for a step) off the compute cores, at
-    ``SCHED_IDLE`` too. Returns (compute pids, pids moved).
+    """vLLM's CPU backend: run the whole engine at ``SCHED_IDLE`` on its compute cores: the
+    compute processes (those with threads bound to cores, vLLM's OpenMP team) and its other
+    processes (the EngineCore, whose scheduler loop spins while it waits for a step), which
+    move onto the compute cores. Returns (compute pids, pids moved).
 
-    Why: a niced engine thread still keeps a woken broker or gateway thread waiting on its
-    core, long enough that on two cores a reply frame produced mid-stream sat unanswered at
-    the broker until the engine finished (the first token came with the last, on some
-    stack starts). At ``SCHED_IDLE`` every wake-up of the serving path takes the core at
-    once, and the engine gets every cycle nobody else wants. The EngineCore idles too: the
-    serving path then finds its core as free as the compute core, where a busy EngineCore
-    sent all of it onto the compute core (+5-10% tokens/s at 1 and 32 on two cores).
-    ``mode``: ``auto`` only where the OpenMP team is one core (a preempted thread of a larger
-    team stalls the team at its next barrier), ``on``, ``off``. Engines on GPUs have no bound
-    threads: untouched."""
+    Why idle: a niced engine thread still keeps a woken broker or gateway thread waiting on
+    its core, long enough that on two cores a reply frame produced mid-stream sat unanswered
+    at the broker until the engine finished (the first token came with the last). At
+    ``SCHED_IDLE`` every wake-up of the serving path takes the core at once, and the engine
+    gets every cycle nobody else wants. Why together: the EngineCore and the compute team
+    take turns (one schedules a step, the other runs it) and each spins with
+    ``sched_yield`` while it waits for the other, so on one core at the same policy they
+    hand the core to each other; on a core of its own the EngineCore spun through every
+    cycle the serving path did not use, and the serving path, sharing that core with it,
+    saw its wake-ups delayed (on two cores: a third more tokens/s at 32 and a lower TTFT
+    together, docs/serving.md). ``mode``: ``auto`` only where the OpenMP team is one core
+    (a preempted thread of a larger team stalls the team at its next barrier), ``on``,
+    ``off``. Engines on GPUs have no bound threads: untouched."""
     if mode == "off" or not hasattr(os, "SCHED_IDLE"):
         return [], []
     engines = _engine_processes()
@@ -254,10 +257,10 @@ def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
             compute[proc.pid] = bound
     if not compute:
         return [], []
-    rest = MACHINE - frozenset().union(*compute.values())
-    moved = [p.pid for p in engines if p.pid not in compute] if rest else []
+    cores = frozenset().union(*compute.values())
+    moved = [p.pid for p in engines if p.pid not in compute]
     for pid in moved:
-        pin_process(rest, pid)
+        pin_process(cores, pid)
     for pid in [*compute, *moved]:
         for tid in threads(pid):
             try:  # lowering the policy needs no privilege; new threads inherit it
@@ -265,8 +268,8 @@ def idle_engine_compute(mode: str) -> tuple[list[int], list[int]]:
             except OSError:  # a thread that ended meanwhile
                 continue
     log.info(
-        "engine compute at idle priority",
-        extra={"pids": sorted(compute), "moved": moved, "cores": sorted(rest)},
+        "engine at idle priority on its compute cores",
+        extra={"pids": sorted(compute), "moved": moved, "cores": sorted(cores)},
     )
     return sorted(compute), moved
 
