@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 class FetchPace:
     """How long a latency-bound consumer's fetches wait at the broker, by how busy it is.
 
-    The embedded broker does not wake a waiting fetch when data arrives (it answers after
-    the wait), so the reply and request consumers fetch with a wait of a few ms: about 200
-    fetches a second each, which costs the broker and the consumer's process CPU even when
-    nothing happens. While its owner has work in flight (or had, ``linger_s`` ago) a
+    The embedded broker does not wake a waiting fetch when data arrives (it looks again at
+    halving steps of the wait, so a record waits about a quarter of it, and answers an empty
+    fetch when the wait ends), so the reply and request consumers fetch with a wait of a few
+    ms: about 100 fetches a second each, which costs the broker and the consumer's process
+    CPU even when nothing happens. While its owner has work in flight (or had, ``linger_s`` ago) a
     consumer fetches with ``busy_ms``; idle, with ``idle_ms``: the first request after a
     quiet spell may wait up to that long once, then the pace is fast again.
 

@@ -74,7 +74,8 @@ class WorkerSettings(ServiceSettings):
     fetch_max_wait_ms: int = Field(
         10,
         description="Request consumer long-poll wait while requests come in (latency vs CPU: "
-        "the embedded broker answers a fetch only when its wait ends).",
+        "the embedded broker looks for data at halving steps of the wait, so a record "
+        "waits about a quarter of it, and answers an empty fetch when the wait ends).",
     )
     idle_fetch_max_wait_ms: int = Field(
         25,
