@@ -328,9 +328,12 @@ def generator_priority() -> Iterator[bool]:
         yield False
         return
     group = _autogroup_nice()
-    try:
-        if group is not None:
+    if group is not None:
+        try:
             AUTOGROUP.write_text(str(GENERATOR_NICE))
+        except OSError:  # a /proc that refuses it: the thread's nice alone
+            group = None
+    try:
         yield True
     finally:
         if group is not None:
