@@ -95,5 +95,7 @@ class WorkerSettings(ServiceSettings):
         ge=0,
         description="Least time between two frames of streamed chunks (a request's first "
         "chunk and results never wait): fewer Kafka records per token at low concurrency; "
-        "20 ms is 50 updates a second, smoother than a screen shows text.",
+        "20 ms is 50 updates a second, smoother than a screen shows text. The engine also "
+        "gathers a request's tokens per output for as long (1-16 tokens at its recent pace); "
+        "0: every token at once.",
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 from services.serving.worker.config import WorkerSettings
@@ -16,11 +17,50 @@ from shared.events.serving import ChatMessage
 log = logging.getLogger(__name__)
 
 
+class OutputPace:
+    """How many new tokens one engine output of a request gathers (vLLM's per-request
+    ``stream_interval``): as many as the engine generates in ``interval_s`` at its recent
+    pace, from 1 to ``most``. A request's first token and its end always come out at once.
+
+    The worker's reply frames go out at most every ``interval_s`` anyway (the stream
+    interval), so an output per token only costs the worker's main thread: vLLM builds a
+    ``RequestOutput`` and wakes the request's task for each, and that was most of the
+    thread's work under load (docs/serving.md, "Engine outputs at the frames' pace").
+    ``interval_s`` 0: every token is an output."""
+
+    def __init__(
+        self, interval_s: float, *, most: int = 16, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.interval_s = interval_s
+        self.most = most
+        self.clock = clock
+        self.token_s: float | None = None  # seconds per generated token, recent average
+
+    def tokens(self) -> int:
+        if self.interval_s <= 0 or not self.token_s:
+            return 1
+        return max(1, min(self.most, int(self.interval_s / self.token_s)))
+
+    def observe(self, seconds: float, tokens: int) -> None:
+        """``tokens`` generated for one request in ``seconds`` (between two of its outputs)."""
+        if tokens <= 0 or seconds < 0:
+            return
+        per = seconds / tokens
+        self.token_s = per if self.token_s is None else 0.9 * self.token_s + 0.1 * per
+
+
 class VllmEngine:
-    def __init__(self, engine: Any, max_model_len: int, max_loras: int = 0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        max_model_len: int,
+        max_loras: int = 0,
+        pace: OutputPace | None = None,
+    ) -> None:
         self.engine = engine
         self.max_model_len = max_model_len
         self.max_loras = max_loras  # 0: started without LoRA support
+        self.pace = pace or OutputPace(0.0)
         self.tokenizer = engine.tokenizer
 
     def prompt_tokens(self, prompt: str | list[ChatMessage]) -> list[int]:
@@ -49,17 +89,22 @@ class VllmEngine:
     ) -> AsyncIterator[list[Delta]]:
         max_tokens = min(sampling.max_tokens, self.max_model_len - len(prompt_ids))
         try:
-            params = self._params(sampling, max_tokens)
+            params = self._params(sampling, max_tokens, self.pace.tokens())
         except Exception as exc:  # vLLM validation (e.g. n > 1 with greedy): the caller's fault
             raise InvalidRequestError(str(exc)) from None
         from vllm.exceptions import VLLMClientError
 
         prompt = {"prompt_token_ids": prompt_ids}
         lora = _lora_request(adapter) if adapter is not None else None
+        last: float | None = None  # when this request's previous output came
         try:
             async for output in self.engine.generate(
                 prompt, params, request_id=request_id, lora_request=lora
             ):
+                now = self.pace.clock()
+                if last is not None and output.outputs:  # the first came after the prefill
+                    self.pace.observe(now - last, len(output.outputs[0].token_ids))
+                last = now
                 yield [
                     Delta(
                         index=c.index,
@@ -74,7 +119,7 @@ class VllmEngine:
             raise InvalidRequestError(str(exc)) from None
 
     @staticmethod
-    def _params(sampling: Sampling, max_tokens: int) -> Any:
+    def _params(sampling: Sampling, max_tokens: int, gather: int = 1) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
@@ -101,6 +146,7 @@ class VllmEngine:
             logprobs=sampling.logprobs,
             structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA,
+            stream_interval=gather,
         )
 
     async def add_adapter(self, adapter: Adapter) -> None:
@@ -193,7 +239,8 @@ class VllmLoader:
         engine = await asyncio.to_thread(_start_engine, AsyncLLM, args)
         nice_engine_processes(cfg.engine_nice)
         idle_engine_compute(cfg.engine_compute_idle)
-        return VllmEngine(engine, cfg.max_model_len, cfg.max_loras)
+        pace = OutputPace(cfg.stream_interval_ms / 1000)
+        return VllmEngine(engine, cfg.max_model_len, cfg.max_loras, pace)
 
 
 def _start_engine(engine_class: Any, args: Any) -> Any:
