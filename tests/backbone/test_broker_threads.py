@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from shared.cpus import threads
 from shared.stack.broker import start_broker, stop_process
 from tests.support.stack import free_port
 
 
 def _tokio_workers(pid: int) -> int:
-    tasks = Path(f"/proc/{pid}/task")
-    return sum((t / "comm").read_text().strip() == "tokio-rt-worker" for t in tasks.iterdir())
+    names = (Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() for tid in threads(pid))
+    return sum(name == "tokio-rt-worker" for name in names)
 
 
 @pytest.mark.parametrize(("environment", "expected"), [(None, 1), ("2", 2)])

@@ -36,8 +36,8 @@ class Output:
 
 @dataclass
 class FakeLLM:
-    """Streams ``tokens`` tokens per request, ``gathered`` per output as the params ask,
-    advancing the clock ``step_s`` per token (the engine's pace)."""
+    """Streams ``tokens`` tokens per request, ``params.stream_interval`` per output after
+    the first, advancing the clock ``step_s`` per token (the engine's pace)."""
 
     clock: Clock
     step_s: float

@@ -41,6 +41,15 @@ class OutputPace:
             return 1
         return max(1, min(self.most, int(self.interval_s / self.token_s)))
 
+    def seen(self, previous: float | None, tokens: int) -> float:
+        """A request's output of ``tokens`` new tokens came now, its previous one at
+        ``previous`` (None: this is its first, which came after the prefill, not at the
+        decode pace). Returns now, the ``previous`` of its next output."""
+        now = self.clock()
+        if previous is not None:
+            self.observe(now - previous, tokens)
+        return now
+
     def observe(self, seconds: float, tokens: int) -> None:
         """``tokens`` generated for one request in ``seconds`` (between two of its outputs)."""
         if tokens <= 0 or seconds < 0:
@@ -101,10 +110,8 @@ class VllmEngine:
             async for output in self.engine.generate(
                 prompt, params, request_id=request_id, lora_request=lora
             ):
-                now = self.pace.clock()
-                if last is not None and output.outputs:  # the first came after the prefill
-                    self.pace.observe(now - last, len(output.outputs[0].token_ids))
-                last = now
+                if output.outputs:
+                    last = self.pace.seen(last, len(output.outputs[0].token_ids))
                 yield [
                     Delta(
                         index=c.index,
