@@ -14,6 +14,7 @@ than through pydantic models; the JSON is the ``InferenceChunks`` of the event c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -22,7 +23,12 @@ from typing import Any
 
 import msgspec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from shared.events import Event, decode
 from shared.events.serving import CHUNKS_KIND, InferenceChunk
@@ -32,6 +38,8 @@ from shared.topics import REPLY_PREFIX
 log = logging.getLogger(__name__)
 
 REPLY_RETENTION_MS = 600_000
+REPLY_DELETE_ATTEMPTS = 3  # delete_reply_topic
+REPLY_DELETE_GRACE_S = 0.25  # a waiting fetch's answer may be that late past its wait
 REPLY_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"  # Kafka topic characters, short
 _REPLY_ID = re.compile(REPLY_ID_PATTERN)
 CHUNKS_PREFIX = b'{"kind":"' + CHUNKS_KIND.encode()
@@ -148,7 +156,11 @@ async def create_channel(bootstrap: str, name: str, replication_factor: int = 1)
         await admin.close()
 
 
-async def delete_reply_topic(bootstrap: str, name: str) -> None:
+async def delete_reply_topic(bootstrap: str, name: str, *, fetch_wait_s: float = 0.0) -> None:
+    """Delete a reply topic whose reader has stopped. The embedded broker (tansu) answers a
+    fetch that was still waiting on the topic when it was deleted by creating the topic again,
+    so the topic is looked up once such a fetch has had time to end (``fetch_wait_s``: the
+    reader's longest fetch wait) and deleted again while it is back."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         request_timeout_ms=5_000,
@@ -156,7 +168,17 @@ async def delete_reply_topic(bootstrap: str, name: str) -> None:
     )
     try:
         await admin.start()
-        await admin.delete_topics([name])
+        for _ in range(REPLY_DELETE_ATTEMPTS):
+            response = (await admin.delete_topics([name])).to_object()
+            for result in response["topic_error_codes"]:
+                if result["error_code"] not in (0, UnknownTopicOrPartitionError.errno):
+                    error = for_code(result["error_code"]).__name__
+                    log.warning("reply topic not deleted", extra={"topic": name, "error": error})
+                    return
+            await asyncio.sleep(fetch_wait_s + REPLY_DELETE_GRACE_S)
+            if name not in set(await admin.list_topics()):
+                return
+        log.warning("reply topic came back after each delete", extra={"topic": name})
     except KafkaError as exc:  # the broker may be gone already; retention cleans up
         log.warning("reply topic not deleted", extra={"topic": name, "error": repr(exc)})
     finally:

@@ -4,10 +4,12 @@ and stop() ends the loop. (The vLLM suites cover it too, but they are slow.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.serving.gateway.adapters.replies import ReplyRouter
 from services.serving.gateway.workers import WorkerDirectory
@@ -15,7 +17,7 @@ from services.serving.wire import ensure_serving_topics
 from shared.events.serving import InferenceCompleted, WorkerHeartbeat
 from shared.topics import Topic
 from shared.wire import create_channel, delete_reply_topic
-from tests.support.stack import produce, until
+from tests.support.stack import list_topics, produce, until
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +69,23 @@ async def test_heartbeats_sent_before_the_start_are_known_when_it_returns(kafka:
     finally:
         await router.stop()
         await delete_reply_topic(kafka, topic)
+
+
+async def test_a_reply_topic_deleted_under_a_waiting_fetch_stays_deleted(kafka: str) -> None:
+    """tansu creates a topic again when a fetch that waited on it answers after its delete.
+    A gateway stopped while its reply router's fetch held only the reply topic (its heartbeat
+    records still buffered) left the topic behind; the delete now looks again once the
+    reader's fetch wait is over and deletes it once more."""
+    topic = f"llmops.inference.replies.test-{uuid.uuid4().hex[:8]}"
+    await create_channel(kafka, topic)
+    wait_ms = 500  # long enough that the reader's last fetch still waits at the delete
+    reader = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=None, fetch_max_wait_ms=wait_ms)
+    await reader.start()
+    partition = TopicPartition(topic, 0)
+    reader.assign([partition])
+    reader.seek(partition, 0)
+    await reader.getmany(timeout_ms=50)  # nothing there: a fetch now waits on the broker
+    await reader.stop()
+    await delete_reply_topic(kafka, topic, fetch_wait_s=wait_ms / 1000)
+    await asyncio.sleep(2 * wait_ms / 1000)  # any fetch still waiting has answered
+    assert topic not in await list_topics(kafka)

@@ -67,6 +67,8 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
         reply_topic=topic,
     )
     bootstrap = settings.bootstrap_servers
+    # the longest a fetch of the reply router may still wait on the topic once it has stopped
+    fetch_wait_s = max(settings.fetch_max_wait_ms, settings.idle_fetch_max_wait_ms) / 1000
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +85,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
             await key_admin.republish()
             await replies.start()
         except BaseException:  # a failed start leaves no reply topic behind
-            await delete_reply_topic(hops, topic)
+            await delete_reply_topic(hops, topic, fetch_wait_s=fetch_wait_s)
             raise
         app.state.ready = True
         log.info("gateway ready", extra={"gateway_id": gateway_id, "reply_topic": topic})
@@ -97,7 +99,9 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
                     stopping.callback(runtime.engine.dispose)
                 stopping.push_async_callback(runtime.broker.stop)
                 stopping.push_async_callback(runtime.bus.stop)
-                stopping.push_async_callback(delete_reply_topic, hops, topic)
+                stopping.push_async_callback(
+                    delete_reply_topic, hops, topic, fetch_wait_s=fetch_wait_s
+                )
                 await replies.stop()
             log.info("gateway stopped", extra={"gateway_id": gateway_id, "reply_topic": topic})
 
