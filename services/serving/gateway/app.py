@@ -68,7 +68,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[Runtime, FastAPI]:
     )
     bootstrap = settings.bootstrap_servers
     # the longest a fetch of the reply router may still wait on the topic once it has stopped
-    fetch_wait_s = max(settings.fetch_max_wait_ms, settings.idle_fetch_max_wait_ms) / 1000
+    fetch_wait_s = replies.pace.idle_ms / 1000  # FetchPace: the longer of its two waits
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
