@@ -372,9 +372,9 @@ def _run_queue_wait() -> float:
     return 0.0
 
 
-ROLES = {
-    "tansu": "broker",  # both: the durable log's and the serving hops'
+ROLES = {  # first match wins: the log store's command line names its bucket, "tansu"
     "s3rver": "log-store",
+    "tansu": "broker",  # both: the durable log's and the serving hops'
     "services.serving.worker": "worker",
     "services.serving.gateway": "gateway",
     "vllm.entrypoints": "vllm-server",
