@@ -44,6 +44,7 @@ from benchmarks.serving import (  # noqa: E402
     Result,
     generator_priority,
     load,
+    merge,
     vllm_server,
 )
 from shared.modelkit import ensure_tiny_model  # noqa: E402
@@ -209,13 +210,7 @@ def report(rows: dict[tuple[str, int], list[tuple[Result, float]]], rounds: int)
             runs = rows[(mode, concurrency)]
             rates = [r.tokens_per_s for r, _ in runs]
             medians[mode] = median(rates)
-            pooled = Result(
-                runs[0][0].target,
-                concurrency,
-                [s for r, _ in runs for s in r.samples],
-                1.0,
-                {},
-            )
+            pooled = merge([r for r, _ in runs])  # every round's samples together
             lines.append(
                 f"| {concurrency} | {mode} | {' / '.join(f'{x:,.0f}' for x in rates)} | "
                 f"{medians[mode]:,.0f} | {pooled.pct('ttft', 0.5):.1f} | "
